@@ -1,0 +1,1 @@
+"""The command line: parse, call the library, turn MeshdropError into a line and an exit code."""

@@ -1,0 +1,124 @@
+"""What every command shares: the home folder, passphrases, times, progress, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from tqdm import tqdm
+
+from meshdrop.errors import PassphraseError, UsageError
+
+if TYPE_CHECKING:
+    from meshdrop.store.store import Store
+
+PASSPHRASE_ENV = "MESHDROP_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
+
+
+def default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("meshdrop", appauthor=False))
+
+
+def home_path(ctx: click.Context) -> Path:
+    home = ctx.obj.get("home") if ctx.obj else None
+    return Path(home) if home else default_home()
+
+
+def open_store(ctx: click.Context) -> Store:
+    from meshdrop.store.store import Store
+
+    return Store(home_path(ctx))
+
+
+def passphrase_from_env_or_prompt(what: str, confirm: bool = False) -> bytes:
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is not None:
+        return value.encode()
+    if not sys.stdin.isatty():
+        raise PassphraseError(
+            f"a passphrase is needed for {what}: set {PASSPHRASE_ENV} or run in a terminal"
+        )
+    entered = click.prompt(
+        f"Passphrase for {what}", hide_input=True, confirmation_prompt=confirm, err=True
+    )
+    if not entered:
+        raise PassphraseError("an empty passphrase is not allowed; use --unencrypted instead")
+    return str(entered).encode()
+
+
+def parse_time(text: str, option: str) -> int:
+    """Unix seconds from '1700000000', '2027-01-31' (midnight UTC) or an ISO date-time."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not a date: use YYYY-MM-DD, an ISO date-time or Unix seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def format_time(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar on stderr (rate and time left), only when stderr is a terminal."""
+    bar = tqdm(
+        total=total,
+        desc=label,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=True if quiet else None,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+    def advance(nbytes: int) -> None:
+        bar.update(nbytes)
+
+    try:
+        yield advance
+    finally:
+        bar.close()
+
+
+def emit_json(value: object) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def printable(text: str) -> str:
+    """Untrusted text made safe for a terminal: control and bidi characters escaped."""
+    return "".join(
+        ascii(ch)[1:-1] if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in text
+    )

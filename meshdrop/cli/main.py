@@ -1,0 +1,72 @@
+"""The `meshdrop` command: one place where errors become a line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from meshdrop import __version__
+from meshdrop.cli import node, publisher
+from meshdrop.errors import MeshdropError
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Example: meshdrop --home ~/node import /media/stick/meshdrop",
+)
+@click.option(
+    "--home",
+    envvar="MESHDROP_HOME",
+    type=click.Path(file_okay=False),
+    help="The node's store folder (default: the user data folder; env MESHDROP_HOME).",
+)
+@click.version_option(__version__, prog_name="meshdrop")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """meshdrop: signed content bundles that travel by Wi-Fi and by hand, never by internet.
+
+    Publishers make keys and pack folders into signed bundles; node owners pin publishers
+    they trust, import bundles and read what verified."""
+    ctx.ensure_object(dict)
+    ctx.obj["home"] = home
+
+
+publisher.register(cli)
+node.register(cli)
+
+
+def main() -> None:
+    try:
+        code = cli.main(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except MeshdropError as exc:
+        click.echo(f"meshdrop: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("meshdrop: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("meshdrop: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(0)
+    except OSError as exc:
+        click.echo(f"meshdrop: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        sys.exit(1)
+    except Exception as exc:
+        if os.environ.get("MESHDROP_DEBUG"):
+            raise
+        click.echo(
+            f"meshdrop: internal error ({type(exc).__name__}: {exc}); "
+            "run again with MESHDROP_DEBUG=1 for details",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,251 @@
+"""Node-owner commands: trust publishers, import bundles, list, get and check them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from meshdrop.cli.common import (
+    emit_json,
+    format_time,
+    human_size,
+    open_store,
+    printable,
+    progress_bar,
+)
+from meshdrop.errors import MeshdropError, UsageError
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(trust)
+    cli.add_command(import_bundles)
+    cli.add_command(list_bundles)
+    cli.add_command(get)
+    cli.add_command(fsck)
+
+
+@click.group()
+def trust() -> None:
+    """Pin, list and remove the publishers this node trusts."""
+
+
+@trust.command("add", epilog="Example: meshdrop --home ~/node trust add publisher.pub")
+@click.argument("pub", type=click.Path(path_type=Path))
+@click.pass_context
+def trust_add(ctx: click.Context, pub: Path) -> None:
+    """Trust the publisher in PUB (a publisher.pub). Compare the printed fingerprint with
+    one you got from the publisher in person or over a channel you trust."""
+    from meshdrop.store.bundlefile import open_regular_file, read_exactly
+
+    fd = open_regular_file(pub)
+    try:
+        data = read_exactly(fd, 16 * 1024 * 1024)
+    finally:
+        os.close(fd)
+    with open_store(ctx) as store:
+        record, added = store.trust_add(data, str(pub))
+    verb = "now trusting" if added else "already trusted"
+    click.echo(f"{verb} {printable(record.name)!s}")
+    click.echo(f"fingerprint: {record.fingerprint}")
+
+
+@trust.command("ls", epilog="Example: meshdrop --home ~/node trust ls --json")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per publisher.")
+@click.pass_context
+def trust_ls(ctx: click.Context, as_json: bool) -> None:
+    """List trusted publishers."""
+    with open_store(ctx) as store:
+        publishers = store.trust_list()
+    for p in publishers:
+        if as_json:
+            emit_json(
+                {
+                    "fingerprint": p.fingerprint,
+                    "name": p.name,
+                    "version": p.version,
+                    "added": p.added,
+                    "updated": p.updated,
+                }
+            )
+        else:
+            click.echo(f"{p.fingerprint}  {printable(p.name)} (record v{p.version})")
+    if not publishers and not as_json:
+        click.echo("no trusted publishers yet: add one with 'meshdrop trust add publisher.pub'")
+
+
+@trust.command("rm", epilog="Example: meshdrop --home ~/node trust rm K7Q2-M3XD")
+@click.argument("fingerprint")
+@click.pass_context
+def trust_rm(ctx: click.Context, fingerprint: str) -> None:
+    """Stop trusting a publisher (by fingerprint or a unique start of it). Its bundles are
+    no longer listed or served; they come back if you trust it again."""
+    with open_store(ctx) as store:
+        removed = store.trust_remove(fingerprint)
+    click.echo(f"no longer trusting {printable(removed.name)} ({removed.fingerprint})")
+
+
+def find_bundle_files(paths: tuple[Path, ...]) -> Iterator[Path]:
+    """Each path given, and every *.mdrop file below each folder given, without following
+    symbolic links. Explicit paths are yielded as given so that import reports on them."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            for folder, dirs, files in os.walk(path, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    if name.endswith(".mdrop") and not name.startswith("."):
+                        yield Path(folder) / name
+        else:
+            yield path
+
+
+@click.command("import", epilog="Example: meshdrop --home ~/node import news.mdrop /media/stick")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per bundle.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, quiet: bool) -> None:
+    """Import bundle files, or folders of them (searched recursively).
+
+    One line per bundle: imported, already had, or refused with the reason. A bad file
+    never stops the others; the exit status is non-zero if anything was refused."""
+    refused = 0
+    seen = 0
+    with open_store(ctx) as store:
+        for path in find_bundle_files(paths):
+            seen += 1
+            try:
+                size = path.lstat().st_size if path.exists() else 0
+                with progress_bar(size, path.name, quiet) as advance:
+                    result = store.import_file(path, advance)
+            except MeshdropError as exc:
+                refused += 1
+                _report(as_json, path, "refused", str(exc))
+                continue
+            detail = f"{result.name} v{result.version}"
+            if result.replaced_version is not None:
+                detail += f" (replaces v{result.replaced_version})"
+            _report(as_json, path, result.outcome.value, detail)
+    if seen == 0:
+        raise UsageError("no .mdrop files found in " + ", ".join(str(p) for p in paths))
+    ctx.exit(1 if refused else 0)
+
+
+def _report(as_json: bool, path: Path, outcome: str, detail: str) -> None:
+    if as_json:
+        emit_json({"file": str(path), "outcome": outcome, "detail": detail})
+    else:
+        click.echo(f"{path}: {outcome}: {printable(detail)}")
+
+
+@click.command("ls", epilog="Example: meshdrop --home ~/node ls --json")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per bundle.")
+@click.pass_context
+def list_bundles(ctx: click.Context, as_json: bool) -> None:
+    """List the verified bundles in the store, newest first."""
+    with open_store(ctx) as store:
+        bundles = store.list_bundles()
+    if as_json:
+        for b in bundles:
+            emit_json(b.to_json())
+        return
+    for b in bundles:
+        click.echo(
+            f"{b.name:<24} v{b.version:<11} {human_size(b.size):>10}  {b.file_count:>5} files  "
+            f"{format_time(b.created)}  {printable(b.title)}  [{printable(b.publisher_name)}]"
+        )
+    if not bundles:
+        click.echo("no bundles stored yet")
+
+
+@click.command(epilog="Example: meshdrop --home ~/node get news articles/passport.html -o p.html")
+@click.argument("name")
+@click.argument("path", required=False)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write: a file for one PATH, a new folder for a whole bundle.",
+)
+@click.option("--publisher", help="Fingerprint (or its start) when several publishers use NAME.")
+@click.pass_context
+def get(
+    ctx: click.Context, name: str, path: str | None, output: Path, publisher: str | None
+) -> None:
+    """Write verified content out: one file of bundle NAME, or the whole bundle as a folder."""
+    from meshdrop.fs import atomic_writer, fsync_dir, temp_path_for
+
+    with open_store(ctx) as store:
+        bundle = store.find_bundle(name, publisher)
+        manifest = store.manifest(bundle)
+        if path is not None:
+            entry = next((f for f in manifest.files if f.path == path), None)
+            if entry is None:
+                raise UsageError(f"bundle {name!r} has no file {path!r}")
+            target = output / path.rsplit("/", 1)[-1] if output.is_dir() else output
+            with atomic_writer(target) as handle:
+                for data in store.read_file(entry, name):
+                    handle.write(data)
+            click.echo(f"wrote {target} ({human_size(entry.size)})")
+            return
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise UsageError(f"{output} already exists; give a new folder")
+        temp = temp_path_for(output.resolve())
+        try:
+            for entry in manifest.files:
+                target = temp.joinpath(*entry.path.split("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_writer(target) as handle:
+                    for data in store.read_file(entry, name):
+                        handle.write(data)
+            if output.exists():
+                output.rmdir()
+            temp.rename(output)
+            fsync_dir(output.resolve().parent)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+    click.echo(f"wrote {len(manifest.files)} files of {name} v{bundle.version} to {output}")
+
+
+@click.command(epilog="Example: meshdrop --home ~/node fsck --repair")
+@click.option("--repair", is_flag=True, help="Drop damaged bundles and leftover files.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def fsck(ctx: click.Context, repair: bool, as_json: bool, quiet: bool) -> None:
+    """Re-verify every stored chunk against its hash and report damage. Exits non-zero if
+    damage remains (without --repair)."""
+    with open_store(ctx) as store:
+        total = sum(b.size for b in store.list_bundles())
+        with progress_bar(total, "checking", quiet) as advance:
+            report = store.fsck(repair, advance)
+    damaged = report.damaged_bundles or []
+    if as_json:
+        emit_json(
+            {
+                "chunks_checked": report.chunks_checked,
+                "damaged_chunks": report.damaged_chunks,
+                "damaged_bundles": damaged,
+                "dropped_bundles": report.dropped_bundles,
+                "orphans_removed": report.orphans_removed,
+                "temp_files_removed": report.temp_files_removed,
+            }
+        )
+    else:
+        click.echo(f"checked {report.chunks_checked} chunks: {report.damaged_chunks} damaged")
+        for name in damaged:
+            verb = "dropped" if repair else "damaged"
+            click.echo(f"{verb}: {name}")
+        if repair:
+            click.echo(
+                f"removed {report.orphans_removed} unused chunks and "
+                f"{report.temp_files_removed} leftover temporary files"
+            )
+        elif damaged:
+            click.echo("run 'meshdrop fsck --repair' to drop them, then import them again")
+    ctx.exit(0 if report.clean else 1)

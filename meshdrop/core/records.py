@@ -1,0 +1,252 @@
+"""Publisher records: who a publisher is and which keys may sign for it.
+
+A record is versioned and signed by a threshold of its root keys. The publisher's
+identity (its fingerprint) is fixed by record 1's root keys and threshold; record N+1 is
+valid only if a threshold of record N's roots and a threshold of its own roots signed it,
+so a node that pinned record 1 can follow any later rotation one step at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from meshdrop.core import codec
+from meshdrop.core.keys import (
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    Domain,
+    check_public_key,
+    format_fingerprint,
+    key_id,
+    public_bytes,
+    sign,
+    verify,
+)
+from meshdrop.core.schema import Fields
+from meshdrop.errors import FormatError, SignatureError, TrustError
+
+RECORD_TYPE = "meshdrop-publisher"
+RECORD_FORMAT = 1
+MAX_RECORD_BYTES = 64 * 1024
+MAX_KEYS = 64
+MAX_CHAIN = 64  # records a node will walk (and a file may carry) in one go
+MAX_NAME_CHARS = 100
+MAX_TIME = 2**62
+
+_RECORD_LIMITS = codec.Limits(max_bytes=MAX_RECORD_BYTES, max_depth=4, max_items=4096)
+_SIGNED_LIMITS = codec.Limits(
+    max_bytes=MAX_RECORD_BYTES * 2, max_depth=4, max_items=4096, max_bin=MAX_RECORD_BYTES
+)
+_ID_PREFIX = b"meshdrop/v1/publisher-id\0"
+
+
+def publisher_id(roots: Iterable[bytes], threshold: int) -> bytes:
+    """The publisher's permanent identity, from its first record's root keys."""
+    return hashlib.sha256(_ID_PREFIX + codec.pack([sorted(set(roots)), threshold])).digest()
+
+
+@dataclass(frozen=True)
+class Signer:
+    key: bytes
+    not_before: int
+    expires: int
+    scope: tuple[str, ...] = ("*",)
+
+    @property
+    def id(self) -> str:
+        return key_id(self.key)
+
+    def valid_at(self, when: int) -> bool:
+        return self.not_before <= when <= self.expires
+
+
+@dataclass(frozen=True)
+class PublisherRecord:
+    publisher: bytes
+    name: str
+    version: int
+    created: int
+    roots: tuple[bytes, ...]
+    threshold: int
+    signers: tuple[Signer, ...]
+    raw: bytes = field(repr=False, compare=False, default=b"")
+
+    @property
+    def fingerprint(self) -> str:
+        return format_fingerprint(self.publisher)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        return {
+            "type": RECORD_TYPE,
+            "format": RECORD_FORMAT,
+            "publisher": self.publisher,
+            "name": self.name,
+            "version": self.version,
+            "created": self.created,
+            "roots": sorted(self.roots),
+            "threshold": self.threshold,
+            "signers": [
+                {
+                    "key": s.key,
+                    "not_before": s.not_before,
+                    "expires": s.expires,
+                    "scope": list(s.scope),
+                }
+                for s in self.signers
+            ],
+        }
+
+    def signer(self, key: bytes) -> Signer | None:
+        return next((s for s in self.signers if s.key == key), None)
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """A record's exact bytes and the root signatures over them."""
+
+    record_bytes: bytes
+    signatures: tuple[tuple[bytes, bytes], ...]  # (root public key, signature)
+
+    def to_value(self) -> dict[str, codec.Value]:
+        return {
+            "record": self.record_bytes,
+            "signatures": [{"key": k, "sig": s} for k, s in self.signatures],
+        }
+
+    def encode(self) -> bytes:
+        return codec.pack(self.to_value())
+
+
+def parse_record(data: bytes) -> PublisherRecord:
+    what = "the publisher record"
+    fields = Fields(codec.unpack(data, _RECORD_LIMITS, what), what)
+    if fields.text("type", 40) != RECORD_TYPE or fields.integer("format", 0, 2**16) != 1:
+        raise FormatError(f"{what} is not a meshdrop v1 publisher record")
+    roots = tuple(fields.bytes_list("roots", PUBLIC_KEY_BYTES, 1, MAX_KEYS))
+    for i, root in enumerate(roots):
+        check_public_key(root, f"root key {i + 1} of {what}")
+    if len(set(roots)) != len(roots) or list(roots) != sorted(roots):
+        raise FormatError(f"{what} lists its root keys out of order or twice")
+    threshold = fields.integer("threshold", 1, len(roots))
+    signers = []
+    for i, item in enumerate(fields.map_list("signers", 1, MAX_KEYS)):
+        sf = Fields(item, f"signing key {i + 1} of {what}")
+        key = check_public_key(sf.binary("key", PUBLIC_KEY_BYTES), sf.what)
+        scope = tuple(sf.text_list("scope", 1, 32, 100))
+        signers.append(
+            Signer(
+                key,
+                sf.integer("not_before", 0, MAX_TIME),
+                sf.integer("expires", 0, MAX_TIME),
+                scope,
+            )
+        )
+        sf.done()
+    if len({s.key for s in signers}) != len(signers):
+        raise FormatError(f"{what} lists a signing key twice")
+    record = PublisherRecord(
+        publisher=fields.binary("publisher", 32),
+        name=fields.text("name", MAX_NAME_CHARS, min_chars=1),
+        version=fields.integer("version", 1, 2**63 - 1),
+        created=fields.integer("created", 0, MAX_TIME),
+        roots=roots,
+        threshold=threshold,
+        signers=tuple(signers),
+        raw=data,
+    )
+    fields.done()
+    return record
+
+
+def parse_signed_record(value: codec.Value, what: str = "a publisher record") -> SignedRecord:
+    fields = Fields(value, what)
+    record_bytes = fields.binary("record", None, max_len=MAX_RECORD_BYTES)
+    sigs = []
+    for i, item in enumerate(fields.map_list("signatures", 1, MAX_KEYS)):
+        sf = Fields(item, f"signature {i + 1} of {what}")
+        sigs.append((sf.binary("key", PUBLIC_KEY_BYTES), sf.binary("sig", SIGNATURE_BYTES)))
+        sf.done()
+    fields.done()
+    return SignedRecord(record_bytes, tuple(sigs))
+
+
+def _threshold_met(signed: SignedRecord, roots: Sequence[bytes], threshold: int) -> bool:
+    # A key listed twice, or two signatures by one key, count once.
+    good = {
+        key
+        for key, sig in signed.signatures
+        if key in roots and verify(key, sig, Domain.PUBLISHER_RECORD, signed.record_bytes)
+    }
+    return len(good) >= threshold
+
+
+def verify_first_record(signed: SignedRecord) -> PublisherRecord:
+    record = parse_record(signed.record_bytes)
+    if record.version != 1:
+        raise TrustError("the publisher's chain of records does not start at version 1")
+    if record.publisher != publisher_id(record.roots, record.threshold):
+        raise SignatureError("the publisher record's identity does not match its root keys")
+    if not _threshold_met(signed, record.roots, record.threshold):
+        raise SignatureError(
+            f"publisher record 1 of {record.fingerprint} lacks "
+            f"{record.threshold} valid root signatures"
+        )
+    return record
+
+
+def verify_next_record(current: PublisherRecord, signed: SignedRecord) -> PublisherRecord:
+    """Record current.version + 1, signed by a threshold of the current roots and of its own."""
+    record = parse_record(signed.record_bytes)
+    if record.publisher != current.publisher:
+        raise TrustError("a publisher record of another publisher was mixed into the chain")
+    if record.version != current.version + 1:
+        raise TrustError(
+            f"the publisher's record chain jumps from version {current.version} to {record.version}"
+        )
+    if not _threshold_met(signed, current.roots, current.threshold):
+        raise SignatureError(
+            f"publisher record {record.version} is not signed by enough of the previous root keys"
+        )
+    if not _threshold_met(signed, record.roots, record.threshold):
+        raise SignatureError(
+            f"publisher record {record.version} is not signed by enough of its own root keys"
+        )
+    return record
+
+
+def advance(current: PublisherRecord, chain: Sequence[SignedRecord]) -> PublisherRecord:
+    """Follow the newer records in ``chain`` (any order, duplicates and older ones ignored)
+    from ``current``. Returns the newest record reached."""
+    newer = {
+        r.version: s
+        for s in chain
+        if (r := _peek(s)) is not None
+        and r.publisher == current.publisher
+        and r.version > current.version
+    }
+    if len(newer) > MAX_CHAIN:
+        raise TrustError(f"the publisher's record chain is longer than {MAX_CHAIN} steps")
+    record = current
+    while record.version + 1 in newer:
+        record = verify_next_record(record, newer[record.version + 1])
+    if newer and max(newer) > record.version:
+        raise TrustError(f"the publisher's record chain has a gap after version {record.version}")
+    return record
+
+
+def _peek(signed: SignedRecord) -> PublisherRecord | None:
+    try:
+        return parse_record(signed.record_bytes)
+    except FormatError:
+        return None
+
+
+def sign_record(record: PublisherRecord, root_keys: Sequence[Ed25519PrivateKey]) -> SignedRecord:
+    """Encode ``record`` and sign it with each of ``root_keys``."""
+    raw = codec.pack(record.to_value())
+    sigs = tuple((public_bytes(k), sign(k, Domain.PUBLISHER_RECORD, raw)) for k in root_keys)
+    return SignedRecord(raw, sigs)

@@ -1,0 +1,63 @@
+"""The one exception family. Every message is a sentence a user reads, so it names the
+problem (and the file or value at fault) without a traceback or internal jargon."""
+
+
+class MeshdropError(Exception):
+    """Base of every error meshdrop reports to a user. ``exit_code`` is what the CLI exits
+    with."""
+
+    exit_code = 1
+
+
+class UsageError(MeshdropError):
+    """The user asked for something that cannot be done as asked (bad option value,
+    missing file, wrong kind of file)."""
+
+    exit_code = 2
+
+
+class FormatError(MeshdropError):
+    """Bytes that do not follow the bundle format: truncated, malformed, oversized,
+    non-canonical. Untrusted input is refused with this before anything is believed."""
+
+    exit_code = 3
+
+
+class UnsafePathError(FormatError):
+    """A path inside a bundle that could escape a folder or clash on some file system."""
+
+
+class SignatureError(MeshdropError):
+    """A signature that does not verify, or a key that is not acceptable."""
+
+    exit_code = 4
+
+
+class TrustError(MeshdropError):
+    """Correctly signed, but not by a publisher (or key) this node trusts."""
+
+    exit_code = 4
+
+
+class IntegrityError(MeshdropError):
+    """Data that does not match the hashes its signed manifest commits to."""
+
+    exit_code = 5
+
+
+class RollbackError(MeshdropError):
+    """A version older than (or equal to a different copy of) one already seen."""
+
+    exit_code = 6
+
+
+class StoreError(MeshdropError):
+    """The node's store cannot do what was asked: disk full, permissions, damage."""
+
+    exit_code = 7
+
+
+class PassphraseError(MeshdropError):
+    """A private key could not be unlocked."""
+
+    exit_code = 8

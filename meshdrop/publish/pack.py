@@ -1,0 +1,505 @@
+"""Pack a folder into one signed .mdrop bundle.
+
+Pass 1 hashes every file's chunks (on all cores) to build and sign the manifest; pass 2
+writes the bundle crash-safely, copying each file in the kernel where it can. A file that
+changes between the passes is refused, never packed with hashes that do not match it.
+The same folder and options always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import functools
+import hashlib
+import mimetypes
+import os
+import stat
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from meshdrop.core.bundle import Envelope, encode_header, parse_envelope
+from meshdrop.core.keys import Domain, key_id, public_bytes, sign
+from meshdrop.core.manifest import (
+    CHUNK_SIZE,
+    HASH_BYTES,
+    LANGUAGE,
+    MAX_CHUNKS,
+    MAX_DESCRIPTION,
+    MAX_FILE_SIZE,
+    MAX_FILES,
+    MAX_MEDIA_TYPE,
+    MAX_PRIORITY,
+    MAX_TIME,
+    MAX_TITLE,
+    MEDIA_TYPE,
+    FileEntry,
+    Manifest,
+    check_bundle_name,
+    chunk_count,
+)
+from meshdrop.core.paths import check_bundle_paths
+from meshdrop.core.records import PublisherRecord, SignedRecord, verify_first_record
+from meshdrop.core.verify import describe_time, verify_envelope, verify_publisher_chain
+from meshdrop.errors import FormatError, StoreError, TrustError, UsageError
+from meshdrop.fs import atomic_writer
+
+Progress = Callable[[int], None]
+
+FALLBACK_MEDIA_TYPE = "application/octet-stream"
+MAX_VERSION = 2**63 - 1
+MAX_HASH_WORKERS = 16  # a disk rarely feeds more cores than this; each adds a chunk buffer
+CHUNKS_IN_FLIGHT_PER_WORKER = 4
+COPY_STEP = 8 * CHUNK_SIZE  # bytes per copy call, so progress moves on big files
+
+# Types Python's built-in table lacks, or has changed between Python versions (".js",
+# ".wav"): fixed here so every publisher machine writes the same manifest.
+_MEDIA_TYPE_OVERRIDES: Mapping[str, str] = {
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+    ".opus": "audio/opus",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".m4a": "audio/mp4",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".webm": "video/webm",
+    ".mp4": "video/mp4",
+    ".epub": "application/epub+zip",
+    ".gz": "application/gzip",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+}
+
+# Errors by which copy_file_range says "not here" (other file systems, old kernels,
+# seccomp filters in containers): fall back to reading and writing.
+_NO_FAST_COPY = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM}
+    | {errno.EBADF}
+)
+# O_NONBLOCK: a FIFO swapped in after the scan must not hang the open.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # inside the bundle, "/" between names
+    fs_path: Path
+    size: int
+    mtime_ns: int
+
+
+@functools.cache
+def _builtin_media_types() -> Mapping[str, str]:
+    # A MimeTypes instance fills its tables from Python's built-in defaults only; the
+    # module-level guess_type also reads /etc/mime.types, which differs between machines.
+    return dict(mimetypes.MimeTypes().types_map[True])
+
+
+def media_type_for(path: str) -> str:
+    """The media type recorded for a bundle path, from its extension alone."""
+    stem, dot, extension = path.rpartition("/")[2].rpartition(".")
+    if not dot or not stem:  # no extension, or a dot file such as ".profile"
+        return FALLBACK_MEDIA_TYPE
+    suffix = "." + extension.lower()
+    found = _MEDIA_TYPE_OVERRIDES.get(suffix) or _builtin_media_types().get(suffix, "")
+    media_type = found.partition(";")[0].strip().lower()
+    if len(media_type) > MAX_MEDIA_TYPE or not MEDIA_TYPE.fullmatch(media_type):
+        return FALLBACK_MEDIA_TYPE
+    return media_type
+
+
+def _show(text: str) -> str:
+    return text if text.isprintable() else repr(text)
+
+
+def scan_folder(src: Path) -> list[SourceFile]:
+    """Every regular file under ``src``, sorted by bundle path. Symlinks and special
+    files are refused, not followed or skipped: the publisher should see what is packed."""
+    if not src.exists():
+        raise UsageError(f"{src} does not exist")
+    if not src.is_dir():
+        raise UsageError(f"{src} is not a folder")
+    files: list[SourceFile] = []
+    pending = [(src, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        for entry in _list_folder(folder, prefix or "."):
+            # Names from a Mac arrive decomposed (NFD, Korean split into jamo); the bundle
+            # path is the standard NFC spelling of the same name.
+            rel = prefix + unicodedata.normalize("NFC", entry.name)
+            if entry.is_symlink():
+                raise UsageError(f"refusing to pack a symlink: {_show(rel)}")
+            if entry.is_dir(follow_symlinks=False):
+                pending.append((Path(entry.path), rel + "/"))
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"refusing to pack {_kind(info.st_mode)}: {_show(rel)}")
+            files.append(SourceFile(rel, Path(entry.path), info.st_size, info.st_mtime_ns))
+    if not files:
+        raise UsageError(f"nothing to pack: {src} has no files")
+    files.sort(key=lambda f: f.path)
+    check_bundle_paths(f.path for f in files)
+    return files
+
+
+def _list_folder(folder: Path, rel: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise UsageError(f"cannot read the folder {_show(rel)} ({exc.strerror})") from None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    return "a special file"
+
+
+def pack_folder(
+    src: Path,
+    out: Path,
+    *,
+    signing_key: Ed25519PrivateKey,
+    records: Sequence[SignedRecord],
+    publisher: PublisherRecord,
+    name: str,
+    version: int,
+    created: int,
+    expires: int | None,
+    title: str,
+    description: str,
+    language: str,
+    priority: int,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Write every file under ``src`` into the bundle ``out`` (replacing it atomically),
+    signed with ``signing_key`` as ``publisher``. ``progress(n)`` is called as bytes are
+    hashed and again as they are copied: 2 x the total size in all."""
+    _check_metadata(name, version, created, expires, title, description, language, priority)
+    _check_signer(signing_key, records, publisher, name, created)
+    _check_output(src, out)
+    files = scan_folder(src)
+    _check_size(src, files)
+
+    def manifest_of(chunks: Sequence[tuple[bytes, ...]]) -> Manifest:
+        entries = tuple(
+            FileEntry(f.path, f.size, media_type_for(f.path), c)
+            for f, c in zip(files, chunks, strict=True)
+        )
+        return Manifest(
+            publisher.publisher,
+            name,
+            version,
+            created,
+            expires,
+            title,
+            description,
+            language,
+            priority,
+            entries,
+        )
+
+    _check_fits(src, manifest_of([(bytes(HASH_BYTES),) * chunk_count(f.size) for f in files]))
+    manifest = manifest_of(_hash_files(files, progress))
+    manifest_bytes = manifest.encode()
+    envelope = Envelope(
+        manifest_bytes,
+        public_bytes(signing_key),
+        sign(signing_key, Domain.MANIFEST, manifest_bytes),
+        tuple(records),
+    )
+    envelope_bytes = envelope.encode()
+    _check_verifies(envelope_bytes, records, out, created)
+    _write_bundle(out, envelope_bytes, files, progress)
+    return manifest
+
+
+def _check_metadata(
+    name: str,
+    version: int,
+    created: int,
+    expires: int | None,
+    title: str,
+    description: str,
+    language: str,
+    priority: int,
+) -> None:
+    try:
+        check_bundle_name(name)
+    except FormatError as exc:
+        raise UsageError(str(exc)) from None
+    if not 1 <= version <= MAX_VERSION:
+        raise UsageError(f"the bundle version must be a whole number from 1 to {MAX_VERSION}")
+    if not 0 <= created <= MAX_TIME:
+        raise UsageError("the bundle's creation time is out of range")
+    if expires is not None and not created < expires <= MAX_TIME:
+        raise UsageError(f"the bundle must expire after it was made ({describe_time(created)})")
+    if len(title) > MAX_TITLE:
+        raise UsageError(f"the title is {len(title)} characters long; the limit is {MAX_TITLE}")
+    if len(description) > MAX_DESCRIPTION:
+        raise UsageError(
+            f"the description is {len(description)} characters long; the limit is {MAX_DESCRIPTION}"
+        )
+    if not LANGUAGE.fullmatch(language):
+        raise UsageError(f"{language!r} is not a language code such as 'ko', 'en' or 'en-US'")
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        raise UsageError(f"the priority must be from {-MAX_PRIORITY} to {MAX_PRIORITY}")
+    for what, text in (("title", title), ("description", description)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"the {what} contains a broken character") from None
+
+
+def _check_signer(
+    signing_key: Ed25519PrivateKey,
+    records: Sequence[SignedRecord],
+    publisher: PublisherRecord,
+    name: str,
+    created: int,
+) -> None:
+    """Refuse up front what every node would refuse after the long work."""
+    if not records:
+        raise UsageError("the bundle needs the publisher's records, and none were given")
+    if verify_publisher_chain(tuple(records)) != publisher:
+        raise UsageError(
+            f"the publisher records given do not lead to version {publisher.version}"
+            f" of publisher {publisher.name!r}"
+        )
+    key = public_bytes(signing_key)
+    signer = publisher.signer(key)
+    if signer is None:
+        raise TrustError(
+            f"the signing key {key_id(key)} is not one that publisher {publisher.name!r} delegates"
+        )
+    if not signer.valid_at(created):
+        raise TrustError(
+            f"the signing key {signer.id} is valid only from {describe_time(signer.not_before)}"
+            f" to {describe_time(signer.expires)}, not on {describe_time(created)}"
+        )
+    if not any(fnmatch.fnmatchcase(name, pattern) for pattern in signer.scope):
+        raise TrustError(f"the signing key {signer.id} may not sign bundles named {name!r}")
+
+
+def _check_output(src: Path, out: Path) -> None:
+    source = src.resolve()
+    target = out.resolve()
+    if target == source or target.is_relative_to(source):
+        raise UsageError(
+            f"the bundle {out} would be inside the folder being packed; save it somewhere else"
+        )
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; give a file name for the bundle")
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder {out.parent} does not exist")
+
+
+def _check_size(src: Path, files: Sequence[SourceFile]) -> None:
+    if len(files) > MAX_FILES:
+        raise UsageError(f"{src} holds {len(files)} files; a bundle can hold {MAX_FILES}")
+    for source in files:
+        if source.size > MAX_FILE_SIZE:
+            raise UsageError(f"{_show(source.path)} is larger than a bundle allows (1 TiB)")
+    if sum(chunk_count(f.size) for f in files) > MAX_CHUNKS:
+        raise UsageError(f"{src} holds more data than one bundle can (about 1 TiB)")
+
+
+def _check_fits(src: Path, draft: Manifest) -> None:
+    """Encode the manifest with placeholder hashes, so a folder too big for one manifest
+    is refused before hours of hashing."""
+    try:
+        draft.encode()
+    except FormatError as exc:
+        raise UsageError(f"{src} does not fit in one bundle: {exc}") from None
+
+
+def _worker_count() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_HASH_WORKERS))
+
+
+def _chunk_sizes(size: int) -> Iterator[int]:
+    full, rest = divmod(size, CHUNK_SIZE)
+    yield from [CHUNK_SIZE] * full
+    if rest:
+        yield rest
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _hash_files(files: Sequence[SourceFile], progress: Progress | None) -> list[tuple[bytes, ...]]:
+    """Chunk hashes of every file, in order. The main thread reads; the pool hashes
+    (hashlib releases the GIL); at most a few chunks per worker are held in memory."""
+    workers = _worker_count()
+    in_flight: deque[tuple[Future[bytes], int]] = deque()
+    per_file: list[list[Future[bytes]]] = []
+
+    def settle_oldest() -> None:
+        future, size = in_flight.popleft()
+        future.result()
+        if progress is not None:
+            progress(size)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meshdrop-hash") as pool:
+        try:
+            for source in files:
+                futures: list[Future[bytes]] = []
+                with _open_source(source) as fd:
+                    for size in _chunk_sizes(source.size):
+                        data = _read_exactly(fd, size, source)
+                        while len(in_flight) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
+                            settle_oldest()
+                        futures.append(pool.submit(_sha256, data))
+                        in_flight.append((futures[-1], size))
+                    _check_unchanged(fd, source)
+                per_file.append(futures)
+            while in_flight:
+                settle_oldest()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return [tuple(f.result() for f in futures) for futures in per_file]
+
+
+def _changed(source: SourceFile) -> UsageError:
+    return UsageError(f"{_show(source.path)} changed while packing; try again")
+
+
+@contextlib.contextmanager
+def _open_source(source: SourceFile) -> Iterator[int]:
+    """An fd for ``source``, refused if it is no longer the file the scan saw."""
+    try:
+        fd = os.open(source.fs_path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise _changed(source) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # it became a symlink
+            raise _changed(source) from None
+        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or _stamp(info) != (source.size, source.mtime_ns):
+            raise _changed(source)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _stamp(info: os.stat_result) -> tuple[int, int]:
+    return info.st_size, info.st_mtime_ns
+
+
+def _read(fd: int, size: int, source: SourceFile) -> bytes:
+    try:
+        return os.read(fd, size)
+    except OSError as exc:
+        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+
+
+def _read_exactly(fd: int, size: int, source: SourceFile) -> bytes:
+    data = _read(fd, size, source)
+    while len(data) < size:
+        more = _read(fd, size - len(data), source)
+        if not more:
+            raise _changed(source)
+        data += more
+    return data
+
+
+def _check_unchanged(fd: int, source: SourceFile) -> None:
+    """After reading ``source.size`` bytes: the file must end there and be unmodified."""
+    if _read(fd, 1, source) or _stamp(os.fstat(fd)) != (source.size, source.mtime_ns):
+        raise _changed(source)
+
+
+def _check_verifies(
+    envelope_bytes: bytes, records: Sequence[SignedRecord], out: Path, created: int
+) -> None:
+    """Parse and verify the envelope exactly as a receiving node will."""
+    envelope = parse_envelope(envelope_bytes, str(out))
+    first = verify_first_record(records[0])
+    verify_envelope(envelope, {first.publisher: first}, created)
+
+
+class _Copier:
+    """Copies file data into ``dst`` in the kernel (copy_file_range) where it can."""
+
+    def __init__(self, dst: int) -> None:
+        self.dst = dst
+        self.fast = hasattr(os, "copy_file_range")
+
+    def copy(self, src: int, count: int, source: SourceFile) -> int:
+        if self.fast:
+            try:
+                copied = os.copy_file_range(src, self.dst, count)
+            except OSError as exc:
+                if exc.errno not in _NO_FAST_COPY:
+                    raise
+                self.fast = False
+            else:
+                # 0 means end of file, or (some file systems) "cannot": reading tells which.
+                if copied:
+                    return copied
+        data = _read(src, count, source)
+        self._write_all(data)
+        return len(data)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.dst, view) :]
+
+
+def _write_bundle(
+    out: Path, envelope_bytes: bytes, files: Sequence[SourceFile], progress: Progress | None
+) -> None:
+    expected_end = len(encode_header(0)) + len(envelope_bytes) + sum(f.size for f in files)
+    with atomic_writer(out) as handle:
+        handle.write(encode_header(len(envelope_bytes)))
+        handle.write(envelope_bytes)
+        handle.flush()
+        dst = handle.fileno()
+        copier = _Copier(dst)
+        for source in files:
+            with _open_source(source) as fd:
+                remaining = source.size
+                while remaining:
+                    copied = copier.copy(fd, min(remaining, COPY_STEP), source)
+                    if not copied:
+                        raise _changed(source)
+                    remaining -= copied
+                    if progress is not None:
+                        progress(copied)
+                _check_unchanged(fd, source)
+        if os.lseek(dst, 0, os.SEEK_CUR) != expected_end:
+            raise StoreError(f"writing {out} went wrong (it came out the wrong size)")

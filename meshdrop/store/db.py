@@ -1,0 +1,71 @@
+"""The SQLite index: schema and connection settings."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from meshdrop.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS publishers (
+    id BLOB PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    records BLOB NOT NULL,
+    added INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundles (
+    id INTEGER PRIMARY KEY,
+    publisher BLOB NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    manifest_hash BLOB NOT NULL,
+    envelope BLOB NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    language TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER,
+    size INTEGER NOT NULL,
+    file_count INTEGER NOT NULL,
+    imported INTEGER NOT NULL,
+    UNIQUE (publisher, name)
+);
+CREATE TABLE IF NOT EXISTS bundle_chunks (
+    bundle_id INTEGER NOT NULL REFERENCES bundles(id) ON DELETE CASCADE,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (bundle_id, hash)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS bundle_chunks_by_hash ON bundle_chunks(hash);
+CREATE TABLE IF NOT EXISTS highwater (
+    publisher BLOB NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    manifest_hash BLOB NOT NULL,
+    PRIMARY KEY (publisher, name)
+) WITHOUT ROWID;
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise StoreError(f"the store at {path.parent} was made by another meshdrop version")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open the store index {path}: {exc}") from None
+    return conn

@@ -1,0 +1,1 @@
+"""meshdrop.transports.courier"""
