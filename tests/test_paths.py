@@ -4,7 +4,7 @@ import unicodedata
 from typing import cast
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshdrop.core.paths import (
@@ -267,11 +267,12 @@ fair_names = st.text(
     min_size=1,
     max_size=12,
 )
-names = st.one_of(any_names, fair_names, st.sampled_from(["..", ".", "Con", "기사", "a b"]))
+some_names = st.sampled_from(["기사", "노동권.html", "a b", "x.txt", "A", "..", "Con", "\u202e"])
 paths = st.one_of(
     st.text(),
-    st.lists(names.map(lambda name: unicodedata.normalize("NFC", name)), max_size=6).map("/".join),
-)
+    st.lists(st.one_of(fair_names, some_names), min_size=1, max_size=6).map("/".join),
+    st.lists(st.one_of(any_names, some_names), max_size=6).map("/".join),
+).map(lambda path: unicodedata.normalize("NFC", path))
 
 
 def _accepted(path: str) -> bool:
@@ -290,6 +291,7 @@ def test_only_unsafe_path_error_for_any_text(path: str) -> None:
     _accepted(path)
 
 
+@settings(max_examples=300)
 @given(paths)
 def test_accepted_paths_are_safe(path: str) -> None:
     if not _accepted(path):
@@ -306,6 +308,7 @@ def test_accepted_paths_are_safe(path: str) -> None:
     assert len(path.encode("utf-8")) <= MAX_PATH_BYTES
 
 
+@settings(max_examples=300)
 @given(paths)
 def test_accepted_paths_stay_under_base(path: str) -> None:
     if not _accepted(path):

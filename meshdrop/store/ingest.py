@@ -15,6 +15,7 @@ from meshdrop.errors import IntegrityError, StoreError
 from meshdrop.fs import os_error_message
 from meshdrop.store.bundlefile import BundleFile, chunk_offsets
 from meshdrop.store.chunks import ChunkStore
+from meshdrop.store.crashpoints import crash_point
 
 Progress = Callable[[int], None]
 WORKERS = max(2, os.cpu_count() or 2)
@@ -40,7 +41,11 @@ def copy_missing_chunks(
                 f"{source.path.name}: the data of {files[index].path!r} does not match its "
                 "signed hash (the file is damaged or was altered)"
             )
-        return (chunks.write(digest, data) if chunks else source.path.parent), size
+        if not chunks:
+            return source.path.parent, size
+        folder = chunks.write(digest, data)
+        crash_point("after-chunk")
+        return folder, size
 
     def finish_oldest() -> None:
         folder, size = pending.popleft().result()

@@ -23,6 +23,7 @@ from meshdrop.fs import os_error_message
 from meshdrop.store import db
 from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.chunks import ChunkStore
+from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.ingest import Progress, copy_missing_chunks
 
 
@@ -225,6 +226,7 @@ class Store:
             if early is not None:
                 return early
             folders = copy_missing_chunks(source, verified, self.chunks, progress)
+            crash_point("before-commit")
             return self._commit(verified, folders)
 
     def _check_version(self, verified: VerifiedManifest) -> ImportResult | None:
@@ -282,6 +284,7 @@ class Store:
                 conn.execute("DELETE FROM bundles WHERE id = ?", (old[0],))
             self._insert_bundle(conn, verified)
             self._advance_publisher(conn, verified)
+        crash_point("after-commit")
         self._delete_unreferenced(orphan_candidates)
         if old is None:
             return ImportResult(Outcome.IMPORTED, m.name, m.version, verified.publisher.fingerprint)

@@ -1,0 +1,145 @@
+"""Shared fixtures: the installed `meshdrop` command run as a subprocess, a demo publisher,
+bundles packed from small folders, and node homes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# The start of this hour: fixed within a run (reproducible bundles), yet inside the
+# validity window of signing keys the tests make now.
+FIXED_CREATED = str(int(time.time()) // 3600 * 3600)
+
+
+def meshdrop_executable() -> str:
+    found = shutil.which("meshdrop") or str(Path(sys.executable).with_name("meshdrop"))
+    assert Path(found).exists(), "the meshdrop command is not installed (run ./scripts/test)"
+    return found
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_meshdrop(
+    *args: str | Path, env: dict[str, str] | None = None, check: bool = False, timeout: float = 120
+) -> Result:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [meshdrop_executable(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    if check:
+        assert result.code == 0, f"meshdrop {args} failed: {result.err}"
+    return result
+
+
+def assert_clean_error(result: Result, *fragments: str) -> None:
+    """A refusal: non-zero exit, no traceback, every fragment named in the error output."""
+    assert result.code != 0, result
+    assert "Traceback" not in result.err and "Traceback" not in result.out, result.err
+    text = (result.err + result.out).lower()
+    for fragment in fragments:
+        assert fragment.lower() in text, f"{fragment!r} not in {result.err!r}"
+
+
+@dataclass
+class Publisher:
+    folder: Path
+
+    @property
+    def pub(self) -> Path:
+        return self.folder / "publisher.pub"
+
+
+@pytest.fixture
+def run() -> Callable[..., Result]:
+    return run_meshdrop
+
+
+def make_publisher(folder: Path, name: str = "Test Publisher") -> Publisher:
+    run_meshdrop("publisher", "new", folder, "--name", name, "--unencrypted", check=True)
+    return Publisher(folder)
+
+
+@pytest.fixture
+def publisher(tmp_path: Path) -> Publisher:
+    return make_publisher(tmp_path / "publisher")
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return root
+
+
+def pack(publisher: Publisher, src: Path, out: Path, name: str, *extra: str) -> Path:
+    run_meshdrop(
+        "pack",
+        src,
+        "--publisher",
+        publisher.folder,
+        "--name",
+        name,
+        "--created",
+        FIXED_CREATED,
+        "-o",
+        out,
+        "--quiet",
+        *extra,
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture
+def make_bundle(tmp_path: Path, publisher: Publisher) -> Callable[..., Path]:
+    """make_bundle(name, files={path: bytes}, version=1, extra=[...]) -> path of .mdrop"""
+    counter = iter(range(10**6))
+
+    def factory(
+        name: str = "news",
+        files: dict[str, bytes] | None = None,
+        version: int = 1,
+        extra: tuple[str, ...] = (),
+    ) -> Path:
+        n = next(counter)
+        src = write_tree(tmp_path / f"src-{n}", files or {"index.html": b"<p>hello</p>"})
+        out = tmp_path / f"{name}-v{version}-{n}.mdrop"
+        return pack(publisher, src, out, name, "--version", str(version), *extra)
+
+    return factory
+
+
+@pytest.fixture
+def node(tmp_path: Path, publisher: Publisher) -> Path:
+    """A node home that trusts ``publisher``."""
+    home = tmp_path / "node"
+    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    return home
+
+
+def list_json(home: Path) -> list[dict[str, object]]:
+    import json
+
+    result = run_meshdrop("--home", home, "ls", "--json", check=True)
+    return [json.loads(line) for line in result.out.splitlines() if line.strip()]

@@ -1,0 +1,539 @@
+import hashlib
+import mimetypes
+import os
+import random
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshdrop.core.bundle import HEADER_SIZE, parse_envelope, parse_header
+from meshdrop.core.keys import generate_private_key, key_id
+from meshdrop.core.manifest import CHUNK_SIZE, MEDIA_TYPE, Manifest
+from meshdrop.core.verify import VerifiedManifest, verify_envelope
+from meshdrop.errors import (
+    FormatError,
+    PassphraseError,
+    SignatureError,
+    TrustError,
+    UnsafePathError,
+    UsageError,
+)
+from meshdrop.publish import pack
+from meshdrop.publish.keystore import (
+    DAY,
+    PUBLISHER_FILE,
+    PublisherFolder,
+    create_publisher,
+    load_publisher,
+)
+from meshdrop.publish.pack import media_type_for, pack_folder, scan_folder
+
+NOW = 1_750_000_000
+PASSPHRASE = "고양이 on the roof".encode()
+
+
+def never_asked(what: str) -> bytes | None:
+    raise AssertionError(f"asked for a passphrase for {what}")
+
+
+def answer(passphrase: bytes | None) -> Callable[[str], bytes | None]:
+    return lambda what: passphrase
+
+
+@pytest.fixture
+def publisher(tmp_path: Path) -> PublisherFolder:
+    create_publisher(tmp_path / "publisher", "뉴스 Newsroom", None, NOW)
+    return load_publisher(tmp_path / "publisher")
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    rng = random.Random(7)
+    folder = tmp_path / "src"
+    files = {
+        "기사.md": "# 안녕하세요\n".encode(),
+        "empty.txt": b"",
+        "media/exact.bin": rng.randbytes(CHUNK_SIZE),
+        "media/plus-one.opus": rng.randbytes(CHUNK_SIZE + 1),
+        "a/b/c/deep.html": b"<p>deep</p>",
+    }
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    return folder
+
+
+def pack_with(
+    publisher: PublisherFolder, src: Path, out: Path, created: int = NOW, **options: Any
+) -> Manifest:
+    key, _ = publisher.load_signer(never_asked, created)
+    settings: dict[str, Any] = {
+        "name": "news",
+        "version": 3,
+        "created": created,
+        "expires": None,
+        "title": "오늘의 뉴스",
+        "description": "test bundle",
+        "language": "ko",
+        "priority": 0,
+    }
+    settings.update(options)
+    return pack_folder(
+        src,
+        out,
+        signing_key=key,
+        records=publisher.records,
+        publisher=publisher.current,
+        **settings,
+    )
+
+
+def verify_bundle(path: Path, publisher: PublisherFolder) -> VerifiedManifest:
+    """Check a bundle as a receiving node would, including every chunk of its data."""
+    data = path.read_bytes()
+    length = parse_header(data[:HEADER_SIZE], path.name)
+    envelope = parse_envelope(data[HEADER_SIZE : HEADER_SIZE + length], path.name)
+    verified = verify_envelope(envelope, {publisher.current.publisher: publisher.current}, NOW)
+    offset = HEADER_SIZE + length
+    for entry in verified.manifest.files:
+        for expected, size in zip(entry.chunks, entry.chunk_sizes(), strict=True):
+            assert hashlib.sha256(data[offset : offset + size]).digest() == expected
+            offset += size
+    assert offset == len(data)
+    return verified
+
+
+# --- the publisher folder ---------------------------------------------------------------
+
+
+def test_create_then_load_round_trip(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "publisher"
+    record = create_publisher(folder, "뉴스 Newsroom", None, NOW, signer_valid_days=30)
+    loaded = load_publisher(folder)
+    assert loaded.current == record
+    assert loaded.folder == folder
+    assert len(loaded.records) == 1
+    assert (record.name, record.version, record.created, record.threshold) == (
+        "뉴스 Newsroom",
+        1,
+        NOW,
+        1,
+    )
+    (signer,) = record.signers
+    assert (signer.not_before, signer.expires, signer.scope) == (NOW - DAY, NOW + 30 * DAY, ("*",))
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(
+        [PUBLISHER_FILE, f"root-{key_id(record.roots[0])}.key", f"signer-{signer.id}.key"]
+    )
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for key_file in folder.glob("*.key"):
+        assert stat.S_IMODE(key_file.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE((folder / PUBLISHER_FILE).stat().st_mode) & 0o444 == 0o444 & ~_umask()
+    key, chosen = loaded.load_signer(never_asked, NOW)
+    assert chosen == signer
+    assert key.public_key().public_bytes_raw() == signer.key
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_existing_empty_folder_is_used(tmp_path: Path) -> None:
+    (tmp_path / "pub").mkdir(mode=0o755)
+    create_publisher(tmp_path / "pub", "NGO", None, NOW)
+    assert stat.S_IMODE((tmp_path / "pub").stat().st_mode) == 0o700
+    assert load_publisher(tmp_path / "pub").current.name == "NGO"
+
+
+def test_refuses_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not empty"):
+        create_publisher(tmp_path / "pub", "NGO", None, NOW)
+    assert [p.name for p in (tmp_path / "pub").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", " ", "x" * 101, "line\nbreak", "tab\there", "\u202eevil", "a\u2028b", "bad\ud800"],
+    ids=["empty", "blank", "too_long", "newline", "tab", "bidi", "line_sep", "surrogate"],
+)
+def test_refuses_bad_publisher_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UsageError, match="publisher name"):
+        create_publisher(tmp_path / "pub", name, None, NOW)
+    assert not (tmp_path / "pub").exists()
+
+
+def test_refuses_empty_passphrase(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="passphrase"):
+        create_publisher(tmp_path / "pub", "NGO", b"", NOW)
+
+
+def test_encrypted_key_needs_the_right_passphrase(tmp_path: Path) -> None:
+    create_publisher(tmp_path / "pub", "NGO", PASSPHRASE, NOW)
+    loaded = load_publisher(tmp_path / "pub")
+    asked: list[str] = []
+
+    def provider(what: str) -> bytes:
+        asked.append(what)
+        return PASSPHRASE
+
+    key, signer = loaded.load_signer(provider, NOW)
+    assert key.public_key().public_bytes_raw() == signer.key
+    assert asked == [str(loaded.signer_path(signer))]
+    with pytest.raises(PassphraseError, match=r"^wrong passphrase for .*signer-"):
+        loaded.load_signer(answer(b"not it"), NOW)
+    with pytest.raises(PassphraseError, match="no passphrase"):
+        loaded.load_signer(answer(None), NOW)
+    assert b"ENCRYPTED" in loaded.signer_path(signer).read_bytes()
+
+
+def test_unencrypted_key_loads_without_asking(publisher: PublisherFolder) -> None:
+    key, signer = publisher.load_signer(never_asked, NOW)
+    assert key.public_key().public_bytes_raw() == signer.key
+
+
+def test_load_refuses_what_is_not_a_publisher_folder(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no publisher folder"):
+        load_publisher(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(UsageError, match="not a publisher folder"):
+        load_publisher(tmp_path / "plain")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="not a publisher folder"):
+        load_publisher(tmp_path / "file")
+
+
+def test_load_refuses_damaged_publisher_file(publisher: PublisherFolder) -> None:
+    path = publisher.folder / PUBLISHER_FILE
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(SignatureError, match="root signature"):
+        load_publisher(publisher.folder)
+
+
+@pytest.mark.parametrize("passphrase", [None, PASSPHRASE], ids=["plain", "encrypted"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda pem: b"",
+        lambda pem: pem.replace(b"-----END", b"!!!!!END"),
+        lambda pem: pem[:40] + b"*" + pem[41:],
+        lambda pem: pem.replace(pem[40:48], b"AAAAAAAA"),
+    ],
+    ids=["empty", "armor", "not_base64", "bytes"],
+)
+def test_damaged_key_file_is_a_format_error(
+    tmp_path: Path, passphrase: bytes | None, damage: Callable[[bytes], bytes]
+) -> None:
+    create_publisher(tmp_path / "pub", "NGO", passphrase, NOW)
+    loaded = load_publisher(tmp_path / "pub")
+    path = loaded.signer_path(loaded.current.signers[0])
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(FormatError, match="damaged"):
+        loaded.load_signer(answer(passphrase), NOW)
+
+
+def test_key_file_holding_another_key_is_refused(publisher: PublisherFolder) -> None:
+    signer_path = publisher.signer_path(publisher.current.signers[0])
+    (root_file,) = publisher.folder.glob("root-*.key")
+    signer_path.write_bytes(root_file.read_bytes())
+    with pytest.raises(FormatError, match="another key"):
+        publisher.load_signer(never_asked, NOW)
+
+
+def test_signer_chosen_by_key_id_prefix(publisher: PublisherFolder) -> None:
+    signer = publisher.current.signers[0]
+    _, chosen = publisher.load_signer(never_asked, NOW, key_id=signer.id[:6].upper())
+    assert chosen == signer
+    with pytest.raises(UsageError, match="no signing key"):
+        publisher.load_signer(never_asked, NOW, key_id="zz")
+
+
+def test_expired_signing_key_is_a_trust_error(tmp_path: Path) -> None:
+    create_publisher(tmp_path / "pub", "NGO", None, NOW, signer_valid_days=10)
+    loaded = load_publisher(tmp_path / "pub")
+    later = NOW + 11 * DAY
+    with pytest.raises(TrustError, match="expired on 2025-06-25"):
+        loaded.load_signer(never_asked, later)
+    with pytest.raises(TrustError, match="valid only from"):
+        loaded.load_signer(never_asked, later, key_id=loaded.current.signers[0].id)
+    with pytest.raises(TrustError, match="valid yet"):
+        loaded.load_signer(never_asked, NOW - 2 * DAY)
+
+
+def test_missing_signing_key_file_is_a_trust_error(publisher: PublisherFolder) -> None:
+    publisher.signer_path(publisher.current.signers[0]).unlink()
+    with pytest.raises(TrustError, match="no signing key"):
+        publisher.load_signer(never_asked, NOW)
+
+
+# --- packing ----------------------------------------------------------------------------
+
+
+def test_pack_verifies_with_every_chunk(
+    publisher: PublisherFolder, src: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "news.mdrop"
+    seen: list[int] = []
+    manifest = pack_with(publisher, src, out, progress=seen.append)
+    verified = verify_bundle(out, publisher)
+    assert verified.manifest == manifest
+    assert [(f.path, f.size, f.media_type, len(f.chunks)) for f in manifest.files] == [
+        ("a/b/c/deep.html", 11, "text/html", 1),
+        ("empty.txt", 0, "text/plain", 0),
+        ("media/exact.bin", CHUNK_SIZE, "application/octet-stream", 1),
+        ("media/plus-one.opus", CHUNK_SIZE + 1, "audio/opus", 2),
+        ("기사.md", len("# 안녕하세요\n".encode()), "text/markdown", 1),
+    ]
+    assert (manifest.name, manifest.version, manifest.title, manifest.language) == (
+        "news",
+        3,
+        "오늘의 뉴스",
+        "ko",
+    )
+    assert sum(seen) == 2 * manifest.size
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_same_inputs_give_identical_bytes(
+    publisher: PublisherFolder, src: Path, tmp_path: Path
+) -> None:
+    pack_with(publisher, src, tmp_path / "one.mdrop", expires=NOW + 30 * DAY)
+    pack_with(publisher, src, tmp_path / "two.mdrop", expires=NOW + 30 * DAY)
+    assert (tmp_path / "one.mdrop").read_bytes() == (tmp_path / "two.mdrop").read_bytes()
+    pack_with(publisher, src, tmp_path / "three.mdrop", created=NOW + 1, expires=NOW + 30 * DAY)
+    assert (tmp_path / "one.mdrop").read_bytes() != (tmp_path / "three.mdrop").read_bytes()
+
+
+def test_worker_count_does_not_change_the_bytes(
+    publisher: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack_with(publisher, src, tmp_path / "many.mdrop")
+    monkeypatch.setattr(pack, "_worker_count", lambda: 1)
+    pack_with(publisher, src, tmp_path / "one.mdrop")
+    assert (tmp_path / "many.mdrop").read_bytes() == (tmp_path / "one.mdrop").read_bytes()
+
+
+def test_pack_replaces_an_existing_bundle(
+    publisher: PublisherFolder, src: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "news.mdrop"
+    out.write_bytes(b"old")
+    pack_with(publisher, src, out)
+    verify_bundle(out, publisher)
+
+
+def test_decomposed_names_are_packed_in_nfc(publisher: PublisherFolder, tmp_path: Path) -> None:
+    src = tmp_path / "mac"
+    src.mkdir()
+    (src / "\u1100\u1161.txt").write_bytes(b"ga")  # how macOS spells "가.txt"
+    manifest = pack_with(publisher, src, tmp_path / "mac.mdrop")
+    assert [f.path for f in manifest.files] == ["\uac00.txt"]
+    verify_bundle(tmp_path / "mac.mdrop", publisher)
+
+
+def test_scan_refuses_symlink(src: Path) -> None:
+    (src / "media" / "link.txt").symlink_to(src / "empty.txt")
+    with pytest.raises(UsageError, match=r"^refusing to pack a symlink: media/link\.txt$"):
+        scan_folder(src)
+
+
+def test_scan_refuses_symlink_to_folder(src: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "secret.txt").write_text("x")
+    (src / "outside").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UsageError, match=r"symlink: outside$"):
+        scan_folder(src)
+
+
+def test_scan_refuses_fifo(src: Path) -> None:
+    os.mkfifo(src / "a" / "pipe")
+    with pytest.raises(UsageError, match=r"^refusing to pack a named pipe \(FIFO\): a/pipe$"):
+        scan_folder(src)
+
+
+@pytest.mark.parametrize("name", ["con.txt", "a:b", "trailing.", "Empty.TXT"])
+def test_pack_refuses_unsafe_names(
+    publisher: PublisherFolder, src: Path, tmp_path: Path, name: str
+) -> None:
+    (src / name).write_bytes(b"x")
+    with pytest.raises(UnsafePathError):
+        pack_with(publisher, src, tmp_path / "news.mdrop")
+    assert not (tmp_path / "news.mdrop").exists()
+
+
+@pytest.mark.parametrize("where", ["news.mdrop", "a/b/news.mdrop", "."])
+def test_pack_refuses_output_inside_source(
+    publisher: PublisherFolder, src: Path, where: str
+) -> None:
+    with pytest.raises(UsageError, match="inside the folder being packed"):
+        pack_with(publisher, src, src / where)
+    assert not (src / "news.mdrop").exists()
+
+
+def test_pack_refuses_missing_or_empty_source(publisher: PublisherFolder, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        pack_with(publisher, tmp_path / "nowhere", tmp_path / "x.mdrop")
+    (tmp_path / "hollow" / "sub").mkdir(parents=True)
+    with pytest.raises(UsageError, match=r"^nothing to pack: .*hollow has no files$"):
+        pack_with(publisher, tmp_path / "hollow", tmp_path / "x.mdrop")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("name", "News!", "bundle name"),
+        ("version", 0, "version"),
+        ("expires", NOW, "expire after"),
+        ("title", "t" * 201, "title"),
+        ("language", "korean!", "language code"),
+        ("priority", 5000, "priority"),
+    ],
+)
+def test_pack_refuses_bad_options(
+    publisher: PublisherFolder, src: Path, tmp_path: Path, option: str, value: Any, message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        pack_with(publisher, src, tmp_path / "x.mdrop", **{option: value})
+
+
+def test_pack_refuses_key_the_publisher_did_not_delegate(
+    publisher: PublisherFolder, src: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(TrustError, match="not one that publisher"):
+        pack_folder(
+            src,
+            tmp_path / "x.mdrop",
+            signing_key=generate_private_key(),
+            records=publisher.records,
+            publisher=publisher.current,
+            name="news",
+            version=1,
+            created=NOW,
+            expires=None,
+            title="",
+            description="",
+            language="en",
+            priority=0,
+        )
+
+
+def test_pack_refuses_key_expired_when_created(
+    publisher: PublisherFolder, src: Path, tmp_path: Path
+) -> None:
+    key, signer = publisher.load_signer(never_asked, NOW)
+    with pytest.raises(TrustError, match="valid only from"):
+        pack_folder(
+            src,
+            tmp_path / "x.mdrop",
+            signing_key=key,
+            records=publisher.records,
+            publisher=publisher.current,
+            name="news",
+            version=1,
+            created=signer.expires + 1,
+            expires=None,
+            title="",
+            description="",
+            language="en",
+            priority=0,
+        )
+
+
+@pytest.mark.parametrize("during", ["hashing", "copying"])
+def test_file_changed_while_packing_is_refused(
+    publisher: PublisherFolder,
+    src: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+) -> None:
+    # One worker holds at most 4 chunks, so progress starts before the last file is read.
+    monkeypatch.setattr(pack, "_worker_count", lambda: 1)
+    total = sum(f.size for f in scan_folder(src))
+    done = 0
+    victim = src / "기사.md"  # last in bundle order, so touched before it is read
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        if (during == "hashing" or done > total) and victim.stat().st_size < 100:
+            with victim.open("ab") as handle:
+                handle.write(b"late edit")
+
+    out = tmp_path / "news.mdrop"
+    with pytest.raises(UsageError, match=r"^기사\.md changed while packing; try again$"):
+        pack_with(publisher, src, out, progress=progress)
+    assert (done < total) == (during == "hashing")
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_copy_falls_back_without_copy_file_range(
+    publisher: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack_with(publisher, src, tmp_path / "fast.mdrop")
+
+    def unsupported(*args: object) -> int:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", unsupported)
+    pack_with(publisher, src, tmp_path / "slow.mdrop")
+    assert (tmp_path / "fast.mdrop").read_bytes() == (tmp_path / "slow.mdrop").read_bytes()
+
+
+# --- media types ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("notes.md", "text/markdown"),
+        ("a/B.MARKDOWN", "text/markdown"),
+        ("talk.opus", "audio/opus"),
+        ("talk.ogg", "audio/ogg"),
+        ("talk.oga", "audio/ogg"),
+        ("clip.webm", "video/webm"),
+        ("pic.webp", "image/webp"),
+        ("song.m4a", "audio/mp4"),
+        ("film.MP4", "video/mp4"),
+        ("book.epub", "application/epub+zip"),
+        ("data.json", "application/json"),
+        ("read.txt", "text/plain"),
+        ("index.html", "text/html"),
+        ("index.htm", "text/html"),
+        ("logo.svg", "image/svg+xml"),
+        ("font.woff2", "font/woff2"),
+        ("photo.jpg", "image/jpeg"),
+        ("doc.pdf", "application/pdf"),
+        ("archive.tar.gz", "application/gzip"),
+        ("README", "application/octet-stream"),
+        (".profile", "application/octet-stream"),
+        ("dir.d/file", "application/octet-stream"),
+        ("x.unknownext", "application/octet-stream"),
+    ],
+)
+def test_media_type_for(path: str, expected: str) -> None:
+    assert media_type_for(path) == expected
+    assert MEDIA_TYPE.fullmatch(media_type_for(path))
+
+
+def test_media_types_ignore_the_machines_mime_files(tmp_path: Path) -> None:
+    extra = tmp_path / "mime.types"
+    extra.write_text("application/x-meshdrop-test mdtest\ntext/x-not-json json\n")
+    pack._builtin_media_types.cache_clear()
+    try:
+        mimetypes.init([str(extra)])
+        assert mimetypes.guess_type("a.mdtest")[0] == "application/x-meshdrop-test"
+        assert media_type_for("a.mdtest") == "application/octet-stream"
+        assert media_type_for("a.json") == "application/json"
+    finally:
+        mimetypes.init()
+        pack._builtin_media_types.cache_clear()
