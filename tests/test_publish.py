@@ -44,7 +44,7 @@ def answer(passphrase: bytes | None) -> Callable[[str], bytes | None]:
 
 
 @pytest.fixture
-def publisher(tmp_path: Path) -> PublisherFolder:
+def publisher_folder(tmp_path: Path) -> PublisherFolder:
     create_publisher(tmp_path / "publisher", "뉴스 Newsroom", None, NOW)
     return load_publisher(tmp_path / "publisher")
 
@@ -85,8 +85,7 @@ def pack_with(
         src,
         out,
         signing_key=key,
-        records=publisher.records,
-        publisher=publisher.current,
+        state=publisher.state,
         **settings,
     )
 
@@ -96,7 +95,7 @@ def verify_bundle(path: Path, publisher: PublisherFolder) -> VerifiedManifest:
     data = path.read_bytes()
     length = parse_header(data[:HEADER_SIZE], path.name)
     envelope = parse_envelope(data[HEADER_SIZE : HEADER_SIZE + length], path.name)
-    verified = verify_envelope(envelope, {publisher.current.publisher: publisher.current}, NOW)
+    verified = verify_envelope(envelope, {publisher.state.publisher: publisher.state}, NOW)
     offset = HEADER_SIZE + length
     for entry in verified.manifest.files:
         for expected, size in zip(entry.chunks, entry.chunk_sizes(), strict=True):
@@ -193,8 +192,8 @@ def test_encrypted_key_needs_the_right_passphrase(tmp_path: Path) -> None:
     assert b"ENCRYPTED" in loaded.signer_path(signer).read_bytes()
 
 
-def test_unencrypted_key_loads_without_asking(publisher: PublisherFolder) -> None:
-    key, signer = publisher.load_signer(never_asked, NOW)
+def test_unencrypted_key_loads_without_asking(publisher_folder: PublisherFolder) -> None:
+    key, signer = publisher_folder.load_signer(never_asked, NOW)
     assert key.public_key().public_bytes_raw() == signer.key
 
 
@@ -209,13 +208,13 @@ def test_load_refuses_what_is_not_a_publisher_folder(tmp_path: Path) -> None:
         load_publisher(tmp_path / "file")
 
 
-def test_load_refuses_damaged_publisher_file(publisher: PublisherFolder) -> None:
-    path = publisher.folder / PUBLISHER_FILE
+def test_load_refuses_damaged_publisher_file(publisher_folder: PublisherFolder) -> None:
+    path = publisher_folder.folder / PUBLISHER_FILE
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(SignatureError, match="root signature"):
-        load_publisher(publisher.folder)
+        load_publisher(publisher_folder.folder)
 
 
 @pytest.mark.parametrize("passphrase", [None, PASSPHRASE], ids=["plain", "encrypted"])
@@ -240,20 +239,20 @@ def test_damaged_key_file_is_a_format_error(
         loaded.load_signer(answer(passphrase), NOW)
 
 
-def test_key_file_holding_another_key_is_refused(publisher: PublisherFolder) -> None:
-    signer_path = publisher.signer_path(publisher.current.signers[0])
-    (root_file,) = publisher.folder.glob("root-*.key")
+def test_key_file_holding_another_key_is_refused(publisher_folder: PublisherFolder) -> None:
+    signer_path = publisher_folder.signer_path(publisher_folder.current.signers[0])
+    (root_file,) = publisher_folder.folder.glob("root-*.key")
     signer_path.write_bytes(root_file.read_bytes())
     with pytest.raises(FormatError, match="another key"):
-        publisher.load_signer(never_asked, NOW)
+        publisher_folder.load_signer(never_asked, NOW)
 
 
-def test_signer_chosen_by_key_id_prefix(publisher: PublisherFolder) -> None:
-    signer = publisher.current.signers[0]
-    _, chosen = publisher.load_signer(never_asked, NOW, key_id=signer.id[:6].upper())
+def test_signer_chosen_by_key_id_prefix(publisher_folder: PublisherFolder) -> None:
+    signer = publisher_folder.current.signers[0]
+    _, chosen = publisher_folder.load_signer(never_asked, NOW, key_id=signer.id[:6].upper())
     assert chosen == signer
     with pytest.raises(UsageError, match="no signing key"):
-        publisher.load_signer(never_asked, NOW, key_id="zz")
+        publisher_folder.load_signer(never_asked, NOW, key_id="zz")
 
 
 def test_expired_signing_key_is_a_trust_error(tmp_path: Path) -> None:
@@ -268,22 +267,22 @@ def test_expired_signing_key_is_a_trust_error(tmp_path: Path) -> None:
         loaded.load_signer(never_asked, NOW - 2 * DAY)
 
 
-def test_missing_signing_key_file_is_a_trust_error(publisher: PublisherFolder) -> None:
-    publisher.signer_path(publisher.current.signers[0]).unlink()
+def test_missing_signing_key_file_is_a_trust_error(publisher_folder: PublisherFolder) -> None:
+    publisher_folder.signer_path(publisher_folder.current.signers[0]).unlink()
     with pytest.raises(TrustError, match="no signing key"):
-        publisher.load_signer(never_asked, NOW)
+        publisher_folder.load_signer(never_asked, NOW)
 
 
 # --- packing ----------------------------------------------------------------------------
 
 
 def test_pack_verifies_with_every_chunk(
-    publisher: PublisherFolder, src: Path, tmp_path: Path
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "news.mdrop"
     seen: list[int] = []
-    manifest = pack_with(publisher, src, out, progress=seen.append)
-    verified = verify_bundle(out, publisher)
+    manifest = pack_with(publisher_folder, src, out, progress=seen.append)
+    verified = verify_bundle(out, publisher_folder)
     assert verified.manifest == manifest
     assert [(f.path, f.size, f.media_type, len(f.chunks)) for f in manifest.files] == [
         ("a/b/c/deep.html", 11, "text/html", 1),
@@ -303,40 +302,44 @@ def test_pack_verifies_with_every_chunk(
 
 
 def test_same_inputs_give_identical_bytes(
-    publisher: PublisherFolder, src: Path, tmp_path: Path
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path
 ) -> None:
-    pack_with(publisher, src, tmp_path / "one.mdrop", expires=NOW + 30 * DAY)
-    pack_with(publisher, src, tmp_path / "two.mdrop", expires=NOW + 30 * DAY)
+    pack_with(publisher_folder, src, tmp_path / "one.mdrop", expires=NOW + 30 * DAY)
+    pack_with(publisher_folder, src, tmp_path / "two.mdrop", expires=NOW + 30 * DAY)
     assert (tmp_path / "one.mdrop").read_bytes() == (tmp_path / "two.mdrop").read_bytes()
-    pack_with(publisher, src, tmp_path / "three.mdrop", created=NOW + 1, expires=NOW + 30 * DAY)
+    pack_with(
+        publisher_folder, src, tmp_path / "three.mdrop", created=NOW + 1, expires=NOW + 30 * DAY
+    )
     assert (tmp_path / "one.mdrop").read_bytes() != (tmp_path / "three.mdrop").read_bytes()
 
 
 def test_worker_count_does_not_change_the_bytes(
-    publisher: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pack_with(publisher, src, tmp_path / "many.mdrop")
+    pack_with(publisher_folder, src, tmp_path / "many.mdrop")
     monkeypatch.setattr(pack, "_worker_count", lambda: 1)
-    pack_with(publisher, src, tmp_path / "one.mdrop")
+    pack_with(publisher_folder, src, tmp_path / "one.mdrop")
     assert (tmp_path / "many.mdrop").read_bytes() == (tmp_path / "one.mdrop").read_bytes()
 
 
 def test_pack_replaces_an_existing_bundle(
-    publisher: PublisherFolder, src: Path, tmp_path: Path
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "news.mdrop"
     out.write_bytes(b"old")
-    pack_with(publisher, src, out)
-    verify_bundle(out, publisher)
+    pack_with(publisher_folder, src, out)
+    verify_bundle(out, publisher_folder)
 
 
-def test_decomposed_names_are_packed_in_nfc(publisher: PublisherFolder, tmp_path: Path) -> None:
+def test_decomposed_names_are_packed_in_nfc(
+    publisher_folder: PublisherFolder, tmp_path: Path
+) -> None:
     src = tmp_path / "mac"
     src.mkdir()
     (src / "\u1100\u1161.txt").write_bytes(b"ga")  # how macOS spells "가.txt"
-    manifest = pack_with(publisher, src, tmp_path / "mac.mdrop")
+    manifest = pack_with(publisher_folder, src, tmp_path / "mac.mdrop")
     assert [f.path for f in manifest.files] == ["\uac00.txt"]
-    verify_bundle(tmp_path / "mac.mdrop", publisher)
+    verify_bundle(tmp_path / "mac.mdrop", publisher_folder)
 
 
 def test_scan_refuses_symlink(src: Path) -> None:
@@ -361,29 +364,31 @@ def test_scan_refuses_fifo(src: Path) -> None:
 
 @pytest.mark.parametrize("name", ["con.txt", "a:b", "trailing.", "Empty.TXT"])
 def test_pack_refuses_unsafe_names(
-    publisher: PublisherFolder, src: Path, tmp_path: Path, name: str
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path, name: str
 ) -> None:
     (src / name).write_bytes(b"x")
     with pytest.raises(UnsafePathError):
-        pack_with(publisher, src, tmp_path / "news.mdrop")
+        pack_with(publisher_folder, src, tmp_path / "news.mdrop")
     assert not (tmp_path / "news.mdrop").exists()
 
 
 @pytest.mark.parametrize("where", ["news.mdrop", "a/b/news.mdrop", "."])
 def test_pack_refuses_output_inside_source(
-    publisher: PublisherFolder, src: Path, where: str
+    publisher_folder: PublisherFolder, src: Path, where: str
 ) -> None:
     with pytest.raises(UsageError, match="inside the folder being packed"):
-        pack_with(publisher, src, src / where)
+        pack_with(publisher_folder, src, src / where)
     assert not (src / "news.mdrop").exists()
 
 
-def test_pack_refuses_missing_or_empty_source(publisher: PublisherFolder, tmp_path: Path) -> None:
+def test_pack_refuses_missing_or_empty_source(
+    publisher_folder: PublisherFolder, tmp_path: Path
+) -> None:
     with pytest.raises(UsageError, match="does not exist"):
-        pack_with(publisher, tmp_path / "nowhere", tmp_path / "x.mdrop")
+        pack_with(publisher_folder, tmp_path / "nowhere", tmp_path / "x.mdrop")
     (tmp_path / "hollow" / "sub").mkdir(parents=True)
     with pytest.raises(UsageError, match=r"^nothing to pack: .*hollow has no files$"):
-        pack_with(publisher, tmp_path / "hollow", tmp_path / "x.mdrop")
+        pack_with(publisher_folder, tmp_path / "hollow", tmp_path / "x.mdrop")
 
 
 @pytest.mark.parametrize(
@@ -398,22 +403,26 @@ def test_pack_refuses_missing_or_empty_source(publisher: PublisherFolder, tmp_pa
     ],
 )
 def test_pack_refuses_bad_options(
-    publisher: PublisherFolder, src: Path, tmp_path: Path, option: str, value: Any, message: str
+    publisher_folder: PublisherFolder,
+    src: Path,
+    tmp_path: Path,
+    option: str,
+    value: Any,
+    message: str,
 ) -> None:
     with pytest.raises(UsageError, match=message):
-        pack_with(publisher, src, tmp_path / "x.mdrop", **{option: value})
+        pack_with(publisher_folder, src, tmp_path / "x.mdrop", **{option: value})
 
 
 def test_pack_refuses_key_the_publisher_did_not_delegate(
-    publisher: PublisherFolder, src: Path, tmp_path: Path
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(TrustError, match="not one that publisher"):
+    with pytest.raises(TrustError, match="has not delegated"):
         pack_folder(
             src,
             tmp_path / "x.mdrop",
             signing_key=generate_private_key(),
-            records=publisher.records,
-            publisher=publisher.current,
+            state=publisher_folder.state,
             name="news",
             version=1,
             created=NOW,
@@ -426,16 +435,15 @@ def test_pack_refuses_key_the_publisher_did_not_delegate(
 
 
 def test_pack_refuses_key_expired_when_created(
-    publisher: PublisherFolder, src: Path, tmp_path: Path
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path
 ) -> None:
-    key, signer = publisher.load_signer(never_asked, NOW)
-    with pytest.raises(TrustError, match="valid only from"):
+    key, signer = publisher_folder.load_signer(never_asked, NOW)
+    with pytest.raises(TrustError, match="was not valid on"):
         pack_folder(
             src,
             tmp_path / "x.mdrop",
             signing_key=key,
-            records=publisher.records,
-            publisher=publisher.current,
+            state=publisher_folder.state,
             name="news",
             version=1,
             created=signer.expires + 1,
@@ -449,7 +457,7 @@ def test_pack_refuses_key_expired_when_created(
 
 @pytest.mark.parametrize("during", ["hashing", "copying"])
 def test_file_changed_while_packing_is_refused(
-    publisher: PublisherFolder,
+    publisher_folder: PublisherFolder,
     src: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -470,22 +478,22 @@ def test_file_changed_while_packing_is_refused(
 
     out = tmp_path / "news.mdrop"
     with pytest.raises(UsageError, match=r"^기사\.md changed while packing; try again$"):
-        pack_with(publisher, src, out, progress=progress)
+        pack_with(publisher_folder, src, out, progress=progress)
     assert (done < total) == (during == "hashing")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
 
 def test_copy_falls_back_without_copy_file_range(
-    publisher: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pack_with(publisher, src, tmp_path / "fast.mdrop")
+    pack_with(publisher_folder, src, tmp_path / "fast.mdrop")
 
     def unsupported(*args: object) -> int:
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(os, "copy_file_range", unsupported)
-    pack_with(publisher, src, tmp_path / "slow.mdrop")
+    pack_with(publisher_folder, src, tmp_path / "slow.mdrop")
     assert (tmp_path / "fast.mdrop").read_bytes() == (tmp_path / "slow.mdrop").read_bytes()
 
 

@@ -47,7 +47,8 @@ def trust_add(ctx: click.Context, pub: Path) -> None:
     finally:
         os.close(fd)
     with open_store(ctx) as store:
-        record, added = store.trust_add(data, str(pub))
+        state, added = store.trust_add(data, str(pub))
+    record = state.current
     verb = "now trusting" if added else "already trusted"
     click.echo(f"{verb} {printable(record.name)!s}")
     click.echo(f"fingerprint: {record.fingerprint}")

@@ -21,7 +21,7 @@ from meshdrop.errors import MeshdropError, UsageError
 
 if TYPE_CHECKING:
     from meshdrop.core.manifest import Manifest
-    from meshdrop.core.records import PublisherRecord
+    from meshdrop.core.trust import PublisherState
 
 
 def register(cli: click.Group) -> None:
@@ -66,7 +66,7 @@ def publisher_show(source: Path, as_json: bool) -> None:
     """Show a publisher (a publisher folder or a publisher.pub file): fingerprint, version,
     root and signing keys with their validity."""
     from meshdrop.core.bundle import parse_publisher_file
-    from meshdrop.core.verify import verify_publisher_chain
+    from meshdrop.core.trust import start_state
     from meshdrop.store.bundlefile import open_regular_file, read_exactly
 
     path = source / "publisher.pub" if source.is_dir() else source
@@ -75,7 +75,7 @@ def publisher_show(source: Path, as_json: bool) -> None:
         data = read_exactly(fd, 16 * 1024 * 1024)
     finally:
         os.close(fd)
-    record = verify_publisher_chain(parse_publisher_file(data, str(path)))
+    record = start_state(parse_publisher_file(data, str(path))).current
     now = int(time.time())
     signers = [
         {
@@ -194,8 +194,7 @@ def pack(
             src,
             output,
             signing_key=key,
-            records=folder.records,
-            publisher=folder.current,
+            state=folder.state,
             name=name,
             version=version or created_at,
             created=created_at,
@@ -221,9 +220,9 @@ def _creation_time(created: str | None) -> int:
     return int(time.time())
 
 
-def load_trust_files(paths: tuple[Path, ...]) -> dict[bytes, PublisherRecord]:
+def load_trust_files(paths: tuple[Path, ...]) -> dict[bytes, PublisherState]:
     from meshdrop.core.bundle import parse_publisher_file
-    from meshdrop.core.verify import verify_publisher_chain
+    from meshdrop.core.trust import start_state
     from meshdrop.store.bundlefile import open_regular_file, read_exactly
 
     trusted = {}
@@ -233,8 +232,8 @@ def load_trust_files(paths: tuple[Path, ...]) -> dict[bytes, PublisherRecord]:
             data = read_exactly(fd, 16 * 1024 * 1024)
         finally:
             os.close(fd)
-        record = verify_publisher_chain(parse_publisher_file(data, str(path)))
-        trusted[record.publisher] = record
+        state = start_state(parse_publisher_file(data, str(path)))
+        trusted[state.publisher] = state
     return trusted
 
 
@@ -277,7 +276,7 @@ def verify(
     ctx.exit(1 if failures else 0)
 
 
-def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherRecord]) -> Manifest:
+def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> Manifest:
     from meshdrop.core.verify import verify_envelope
     from meshdrop.store.bundlefile import open_bundle_file
     from meshdrop.store.ingest import copy_missing_chunks

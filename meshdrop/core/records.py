@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -64,6 +65,22 @@ class Signer:
         return self.not_before <= when <= self.expires
 
 
+class Reason(Enum):
+    RETIRED = "retired"  # what it signed before ``at`` stays valid
+    COMPROMISED = "compromised"  # everything it ever signed is withdrawn
+
+
+@dataclass(frozen=True)
+class Revocation:
+    key: bytes
+    reason: Reason
+    at: int
+
+    @property
+    def id(self) -> str:
+        return key_id(self.key)
+
+
 @dataclass(frozen=True)
 class PublisherRecord:
     publisher: bytes
@@ -73,6 +90,7 @@ class PublisherRecord:
     roots: tuple[bytes, ...]
     threshold: int
     signers: tuple[Signer, ...]
+    revoked: tuple[Revocation, ...] = ()
     raw: bytes = field(repr=False, compare=False, default=b"")
 
     @property
@@ -98,6 +116,7 @@ class PublisherRecord:
                 }
                 for s in self.signers
             ],
+            "revoked": [{"key": r.key, "reason": r.reason.value, "at": r.at} for r in self.revoked],
         }
 
     def signer(self, key: bytes) -> Signer | None:
@@ -133,7 +152,7 @@ def parse_record(data: bytes) -> PublisherRecord:
         raise FormatError(f"{what} lists its root keys out of order or twice")
     threshold = fields.integer("threshold", 1, len(roots))
     signers = []
-    for i, item in enumerate(fields.map_list("signers", 1, MAX_KEYS)):
+    for i, item in enumerate(fields.map_list("signers", 0, MAX_KEYS)):
         sf = Fields(item, f"signing key {i + 1} of {what}")
         key = check_public_key(sf.binary("key", PUBLIC_KEY_BYTES), sf.what)
         scope = tuple(sf.text_list("scope", 1, 32, 100))
@@ -148,6 +167,9 @@ def parse_record(data: bytes) -> PublisherRecord:
         sf.done()
     if len({s.key for s in signers}) != len(signers):
         raise FormatError(f"{what} lists a signing key twice")
+    revoked = _parse_revoked(fields.map_list("revoked", 0, MAX_KEYS * 4), what)
+    if {r.key for r in revoked} & {s.key for s in signers}:
+        raise FormatError(f"{what} lists a key both as signing and as revoked")
     record = PublisherRecord(
         publisher=fields.binary("publisher", 32),
         name=fields.text("name", MAX_NAME_CHARS, min_chars=1),
@@ -156,10 +178,28 @@ def parse_record(data: bytes) -> PublisherRecord:
         roots=roots,
         threshold=threshold,
         signers=tuple(signers),
+        revoked=revoked,
         raw=data,
     )
     fields.done()
     return record
+
+
+def _parse_revoked(items: Sequence[object], what: str) -> tuple[Revocation, ...]:
+    revoked = []
+    for i, item in enumerate(items):
+        rf = Fields(item, f"revocation {i + 1} of {what}")
+        key = rf.binary("key", PUBLIC_KEY_BYTES)
+        reason_text = rf.text("reason", 20)
+        try:
+            reason = Reason(reason_text)
+        except ValueError:
+            raise FormatError(f"{rf.what} has an unknown reason {reason_text!r}") from None
+        revoked.append(Revocation(key, reason, rf.integer("at", 0, MAX_TIME)))
+        rf.done()
+    if len({r.key for r in revoked}) != len(revoked):
+        raise FormatError(f"{what} revokes a key twice")
+    return tuple(revoked)
 
 
 def parse_signed_record(value: codec.Value, what: str = "a publisher record") -> SignedRecord:
@@ -218,27 +258,8 @@ def verify_next_record(current: PublisherRecord, signed: SignedRecord) -> Publis
     return record
 
 
-def advance(current: PublisherRecord, chain: Sequence[SignedRecord]) -> PublisherRecord:
-    """Follow the newer records in ``chain`` (any order, duplicates and older ones ignored)
-    from ``current``. Returns the newest record reached."""
-    newer = {
-        r.version: s
-        for s in chain
-        if (r := _peek(s)) is not None
-        and r.publisher == current.publisher
-        and r.version > current.version
-    }
-    if len(newer) > MAX_CHAIN:
-        raise TrustError(f"the publisher's record chain is longer than {MAX_CHAIN} steps")
-    record = current
-    while record.version + 1 in newer:
-        record = verify_next_record(record, newer[record.version + 1])
-    if newer and max(newer) > record.version:
-        raise TrustError(f"the publisher's record chain has a gap after version {record.version}")
-    return record
-
-
-def _peek(signed: SignedRecord) -> PublisherRecord | None:
+def peek_record(signed: SignedRecord) -> PublisherRecord | None:
+    """Parse without verifying (to sort candidates); None if malformed."""
     try:
         return parse_record(signed.record_bytes)
     except FormatError:

@@ -40,7 +40,7 @@ from meshdrop.core.records import (
     sign_record,
     verify_first_record,
 )
-from meshdrop.core.verify import describe_time, verify_publisher_chain
+from meshdrop.core.trust import PublisherState, describe_time, start_state
 from meshdrop.errors import FormatError, PassphraseError, TrustError, UsageError
 from meshdrop.fs import atomic_write
 
@@ -156,8 +156,15 @@ class PublisherFolder:
     """A verified publisher folder: its record chain and the newest record."""
 
     folder: Path
-    records: tuple[SignedRecord, ...]
-    current: PublisherRecord
+    state: PublisherState
+
+    @property
+    def records(self) -> tuple[SignedRecord, ...]:
+        return self.state.signed
+
+    @property
+    def current(self) -> PublisherRecord:
+        return self.state.current
 
     def signer_path(self, signer: Signer) -> Path:
         return self.folder / key_file_name(SIGNER_PREFIX, signer.key)
@@ -229,7 +236,7 @@ def load_publisher(folder: Path) -> PublisherFolder:
         raise UsageError(f"{folder} is not a publisher folder (it has no {PUBLISHER_FILE})")
     data = _read_small(path, MAX_PUBLISHER_FILE_BYTES)
     records = parse_publisher_file(data, str(path))
-    return PublisherFolder(folder, records, verify_publisher_chain(records))
+    return PublisherFolder(folder, start_state(records))
 
 
 def _read_small(path: Path, limit: int) -> bytes:

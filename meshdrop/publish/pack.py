@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import functools
 import hashlib
 import mimetypes
@@ -26,7 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshdrop.core.bundle import Envelope, encode_header, parse_envelope
-from meshdrop.core.keys import Domain, key_id, public_bytes, sign
+from meshdrop.core.keys import Domain, public_bytes, sign
 from meshdrop.core.manifest import (
     CHUNK_SIZE,
     HASH_BYTES,
@@ -46,9 +45,9 @@ from meshdrop.core.manifest import (
     chunk_count,
 )
 from meshdrop.core.paths import check_bundle_paths
-from meshdrop.core.records import PublisherRecord, SignedRecord, verify_first_record
-from meshdrop.core.verify import describe_time, verify_envelope, verify_publisher_chain
-from meshdrop.errors import FormatError, StoreError, TrustError, UsageError
+from meshdrop.core.trust import PublisherState, start_state
+from meshdrop.core.verify import describe_time, verify_envelope
+from meshdrop.errors import FormatError, StoreError, UsageError
 from meshdrop.fs import atomic_writer
 
 Progress = Callable[[int], None]
@@ -185,8 +184,7 @@ def pack_folder(
     out: Path,
     *,
     signing_key: Ed25519PrivateKey,
-    records: Sequence[SignedRecord],
-    publisher: PublisherRecord,
+    state: PublisherState,
     name: str,
     version: int,
     created: int,
@@ -198,10 +196,10 @@ def pack_folder(
     progress: Progress | None = None,
 ) -> Manifest:
     """Write every file under ``src`` into the bundle ``out`` (replacing it atomically),
-    signed with ``signing_key`` as ``publisher``. ``progress(n)`` is called as bytes are
-    hashed and again as they are copied: 2 x the total size in all."""
+    signed with ``signing_key`` for the publisher whose chain is ``state``. ``progress(n)``
+    is called as bytes are hashed and again as they are copied: 2 x the total size."""
     _check_metadata(name, version, created, expires, title, description, language, priority)
-    _check_signer(signing_key, records, publisher, name, created)
+    state.check_signer(public_bytes(signing_key), name, created)
     _check_output(src, out)
     files = scan_folder(src)
     _check_size(src, files)
@@ -212,7 +210,7 @@ def pack_folder(
             for f, c in zip(files, chunks, strict=True)
         )
         return Manifest(
-            publisher.publisher,
+            state.publisher,
             name,
             version,
             created,
@@ -231,10 +229,10 @@ def pack_folder(
         manifest_bytes,
         public_bytes(signing_key),
         sign(signing_key, Domain.MANIFEST, manifest_bytes),
-        tuple(records),
+        state.signed,
     )
     envelope_bytes = envelope.encode()
-    _check_verifies(envelope_bytes, records, out, created)
+    _check_verifies(envelope_bytes, state, out, created)
     _write_bundle(out, envelope_bytes, files, progress)
     return manifest
 
@@ -274,36 +272,6 @@ def _check_metadata(
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"the {what} contains a broken character") from None
-
-
-def _check_signer(
-    signing_key: Ed25519PrivateKey,
-    records: Sequence[SignedRecord],
-    publisher: PublisherRecord,
-    name: str,
-    created: int,
-) -> None:
-    """Refuse up front what every node would refuse after the long work."""
-    if not records:
-        raise UsageError("the bundle needs the publisher's records, and none were given")
-    if verify_publisher_chain(tuple(records)) != publisher:
-        raise UsageError(
-            f"the publisher records given do not lead to version {publisher.version}"
-            f" of publisher {publisher.name!r}"
-        )
-    key = public_bytes(signing_key)
-    signer = publisher.signer(key)
-    if signer is None:
-        raise TrustError(
-            f"the signing key {key_id(key)} is not one that publisher {publisher.name!r} delegates"
-        )
-    if not signer.valid_at(created):
-        raise TrustError(
-            f"the signing key {signer.id} is valid only from {describe_time(signer.not_before)}"
-            f" to {describe_time(signer.expires)}, not on {describe_time(created)}"
-        )
-    if not any(fnmatch.fnmatchcase(name, pattern) for pattern in signer.scope):
-        raise TrustError(f"the signing key {signer.id} may not sign bundles named {name!r}")
 
 
 def _check_output(src: Path, out: Path) -> None:
@@ -442,12 +410,11 @@ def _check_unchanged(fd: int, source: SourceFile) -> None:
         raise _changed(source)
 
 
-def _check_verifies(
-    envelope_bytes: bytes, records: Sequence[SignedRecord], out: Path, created: int
-) -> None:
-    """Parse and verify the envelope exactly as a receiving node will."""
+def _check_verifies(envelope_bytes: bytes, state: PublisherState, out: Path, created: int) -> None:
+    """Parse and verify the envelope exactly as a receiving node that knows only the
+    publisher's first record will."""
     envelope = parse_envelope(envelope_bytes, str(out))
-    first = verify_first_record(records[0])
+    first = start_state(state.signed[:1])
     verify_envelope(envelope, {first.publisher: first}, created)
 
 

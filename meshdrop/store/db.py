@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS bundles (
     publisher BLOB NOT NULL,
     name TEXT NOT NULL,
     version INTEGER NOT NULL,
+    signer BLOB NOT NULL,
+    withdrawn INTEGER NOT NULL DEFAULT 0,
     manifest_hash BLOB NOT NULL,
     envelope BLOB NOT NULL,
     title TEXT NOT NULL,
@@ -44,12 +46,23 @@ CREATE TABLE IF NOT EXISTS bundle_chunks (
     PRIMARY KEY (bundle_id, hash)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bundle_chunks_by_hash ON bundle_chunks(hash);
+-- The highest version of each bundle name seen, per signing key, so that the marks a
+-- compromised key set can be dropped without forgetting the others (rollback protection).
 CREATE TABLE IF NOT EXISTS highwater (
     publisher BLOB NOT NULL,
     name TEXT NOT NULL,
+    signer BLOB NOT NULL,
     version INTEGER NOT NULL,
     manifest_hash BLOB NOT NULL,
-    PRIMARY KEY (publisher, name)
+    PRIMARY KEY (publisher, name, signer)
+) WITHOUT ROWID;
+-- The newest signed time seen per signing key (b'' for publisher records): the clock
+-- floor, so that a clock set back cannot revive expired content.
+CREATE TABLE IF NOT EXISTS signed_times (
+    publisher BLOB NOT NULL,
+    signer BLOB NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (publisher, signer)
 ) WITHOUT ROWID;
 """
 

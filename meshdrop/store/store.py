@@ -9,102 +9,37 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import replace
 from pathlib import Path
 
-from meshdrop.core.bundle import encode_publisher_file, parse_envelope, parse_publisher_file
+from meshdrop.core.bundle import parse_envelope, parse_publisher_file
 from meshdrop.core.keys import parse_fingerprint
 from meshdrop.core.manifest import FileEntry, Manifest, parse_manifest
-from meshdrop.core.records import PublisherRecord, SignedRecord, parse_record
-from meshdrop.core.verify import VerifiedManifest, verify_envelope, verify_publisher_chain
-from meshdrop.errors import IntegrityError, RollbackError, StoreError, UsageError
+from meshdrop.core.records import peek_record
+from meshdrop.core.trust import PublisherState, advance_state, start_state
+from meshdrop.core.verify import VerifiedManifest, verify_envelope
+from meshdrop.errors import IntegrityError, RollbackError, StoreError, TrustError, UsageError
 from meshdrop.fs import os_error_message
-from meshdrop.store import db
+from meshdrop.store import db, trustdb
 from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.ingest import Progress, copy_missing_chunks
+from meshdrop.store.models import (
+    FsckReport,
+    ImportResult,
+    Outcome,
+    StoredBundle,
+    TrustedPublisher,
+)
 
-
-class Outcome(Enum):
-    IMPORTED = "imported"
-    REPLACED = "imported, replacing an older version"
-    ALREADY_HAD = "already had"
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    outcome: Outcome
-    name: str
-    version: int
-    publisher: str
-    replaced_version: int | None = None
-
-
-@dataclass(frozen=True)
-class TrustedPublisher:
-    fingerprint: str
-    name: str
-    version: int
-    added: int
-    updated: int
-
-
-@dataclass(frozen=True)
-class StoredBundle:
-    """A committed, verified bundle as the index knows it."""
-
-    id: int
-    publisher: str
-    publisher_name: str
-    name: str
-    version: int
-    title: str
-    description: str
-    language: str
-    priority: int
-    created: int
-    expires: int | None
-    size: int
-    file_count: int
-    imported: int
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "publisher": self.publisher,
-            "publisher_name": self.publisher_name,
-            "name": self.name,
-            "version": self.version,
-            "title": self.title,
-            "description": self.description,
-            "language": self.language,
-            "priority": self.priority,
-            "created": self.created,
-            "expires": self.expires,
-            "size": self.size,
-            "files": self.file_count,
-        }
-
-
-@dataclass
-class FsckReport:
-    chunks_checked: int = 0
-    damaged_chunks: int = 0
-    damaged_bundles: list[str] | None = None
-    dropped_bundles: int = 0
-    orphans_removed: int = 0
-    temp_files_removed: int = 0
-
-    @property
-    def clean(self) -> bool:
-        return not self.damaged_bundles or self.dropped_bundles == len(self.damaged_bundles)
-
+__all__ = ["ImportResult", "Outcome", "Store", "StoredBundle", "TrustedPublisher"]
 
 _LIST_BUNDLES = (
     "SELECT b.id, p.fingerprint, p.name, b.name, b.version, b.title, b.description, "
-    "b.language, b.priority, b.created, b.expires, b.size, b.file_count, b.imported "
-    "FROM bundles b JOIN publishers p ON p.id = b.publisher ORDER BY b.created DESC, b.name"
+    "b.language, b.priority, b.created, b.expires, b.size, b.file_count, b.imported, "
+    "b.withdrawn FROM bundles b JOIN publishers p ON p.id = b.publisher "
+    "ORDER BY b.created DESC, b.name"
 )
 
 
@@ -119,7 +54,7 @@ class Store:
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"creating the store in {home}")) from None
         self.conn = db.connect(home / "index.sqlite")
-        self._trusted: dict[bytes, PublisherRecord] | None = None
+        self._trusted: dict[bytes, PublisherState] | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -136,6 +71,7 @@ class Store:
         fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._trusted = None  # another process may have changed trust meanwhile
             yield
         finally:
             os.close(fd)
@@ -156,47 +92,70 @@ class Store:
 
     # Trust
 
-    def trusted(self) -> dict[bytes, PublisherRecord]:
+    def trusted(self) -> dict[bytes, PublisherState]:
         if self._trusted is None:
-            rows = self.conn.execute("SELECT records FROM publishers").fetchall()
-            chains = (parse_publisher_file(r[0], "a stored publisher file") for r in rows)
-            records = (verify_publisher_chain(chain) for chain in chains)
-            self._trusted = {r.publisher: r for r in records}
+            self._trusted = trustdb.load_states(self.conn)
         return self._trusted
 
-    def trust_add(self, publisher_file: bytes, what: str) -> tuple[PublisherRecord, bool]:
-        """Pin the publisher in a publisher.pub; returns (record, newly added)."""
-        chain = parse_publisher_file(publisher_file, what)
-        record = verify_publisher_chain(chain)
+    def now(self) -> int:
+        """The node's effective time: its clock, but never before the newest signed time
+        it has seen (a clock set back must not revive expired content)."""
+        return max(int(time.time()), trustdb.clock_floor(self.conn, self.trusted()))
+
+    def trust_add(self, publisher_file: bytes, what: str) -> tuple[PublisherState, bool]:
+        """Pin the publisher in a publisher.pub; returns (its state, newly added)."""
+        state = start_state(parse_publisher_file(publisher_file, what))
         with self.write_lock(), self.transaction() as conn:
-            row = conn.execute(
-                "SELECT version FROM publishers WHERE id = ?", (record.publisher,)
-            ).fetchone()
-            if row is not None and row[0] >= record.version:
-                return record, False
-            now = int(time.time())
-            conn.execute(
-                "INSERT INTO publishers VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
-                "SET name=excluded.name, version=excluded.version, records=excluded.records, "
-                "updated=excluded.updated",
-                (
-                    record.publisher,
-                    record.fingerprint,
-                    record.name,
-                    record.version,
-                    encode_publisher_file(chain),
-                    now,
-                    now,
-                ),
-            )
+            known = self.trusted().get(state.publisher)
+            if known is not None:
+                state, _problem = advance_state(known, state.signed)
+            trustdb.save_state(conn, state, new=known is None)
         self._trusted = None
-        return record, row is None
+        return state, known is None
+
+    def update_publisher(self, publisher_file: bytes, what: str) -> ImportResult:
+        """Take newer records of an already trusted publisher (never trusts a new one)."""
+        chain = parse_publisher_file(publisher_file, what)
+        claimed = {r.publisher for s in chain if (r := peek_record(s)) is not None}
+        with self.write_lock():
+            known = next((self.trusted()[p] for p in claimed if p in self.trusted()), None)
+            if known is None:
+                raise TrustError(f"{what} is of a publisher this node does not trust")
+            state, problem = advance_state(known, chain)
+            if state.version == known.version:
+                if problem is not None:
+                    raise TrustError(problem)
+                return ImportResult(
+                    Outcome.ALREADY_HAD, state.current.name, state.version, state.fingerprint
+                )
+            with self.transaction() as conn:
+                trustdb.save_state(conn, state, new=False)
+        self._trusted = None
+        return ImportResult(
+            Outcome.PUBLISHER_UPDATED,
+            state.current.name,
+            state.version,
+            state.fingerprint,
+            known.version,
+        )
 
     def trust_list(self) -> list[TrustedPublisher]:
         rows = self.conn.execute(
-            "SELECT fingerprint, name, version, added, updated FROM publishers ORDER BY name"
-        )
-        return [TrustedPublisher(*row) for row in rows]
+            "SELECT id, fingerprint, name, version, added, updated FROM publishers ORDER BY name"
+        ).fetchall()
+        states = self.trusted()
+        return [
+            TrustedPublisher(
+                fingerprint=fingerprint,
+                name=name,
+                version=version,
+                added=added,
+                updated=updated,
+                newest_signed=trustdb.newest_signed(self.conn, states[publisher_id]),
+            )
+            for publisher_id, fingerprint, name, version, added, updated in rows
+            if publisher_id in states
+        ]
 
     def resolve_publisher(self, text: str) -> TrustedPublisher:
         """A trusted publisher by its fingerprint or a unique prefix of it."""
@@ -207,6 +166,9 @@ class Store:
         if len(matches) > 1:
             raise UsageError(f"{text!r} matches several publishers; give more of the fingerprint")
         return matches[0]
+
+    def publisher_state(self, fingerprint: str) -> PublisherState:
+        return next(s for s in self.trusted().values() if s.fingerprint == fingerprint)
 
     def trust_remove(self, text: str) -> TrustedPublisher:
         publisher = self.resolve_publisher(text)
@@ -219,8 +181,7 @@ class Store:
 
     def import_file(self, path: Path, progress: Progress | None = None) -> ImportResult:
         with open_bundle_file(path) as source, self.write_lock():
-            self._trusted = None  # another process may have changed trust
-            verified = verify_envelope(source.envelope, self.trusted(), int(time.time()))
+            verified = verify_envelope(source.envelope, self.trusted(), self.now())
             source.check_size(verified)
             early = self._check_version(verified)
             if early is not None:
@@ -231,14 +192,10 @@ class Store:
 
     def _check_version(self, verified: VerifiedManifest) -> ImportResult | None:
         m = verified.manifest
-        row = self.conn.execute(
-            "SELECT version, manifest_hash FROM highwater WHERE publisher = ? AND name = ?",
-            (m.publisher, m.name),
-        ).fetchone()
-        if row is None:
+        seen = trustdb.highest_version(self.conn, verified.state, m.name)
+        if seen is None:
             return None
-        seen_version, seen_hash = row
-        fp = verified.publisher.fingerprint
+        seen_version, seen_hash = seen
         if m.version < seen_version:
             raise RollbackError(
                 f"version {m.version} of {m.name!r} is older than version {seen_version} "
@@ -251,11 +208,14 @@ class Store:
                     "already seen (the publisher signed two different bundles as one version)"
                 )
             stored = self.conn.execute(
-                "SELECT 1 FROM bundles WHERE publisher = ? AND name = ? AND version = ?",
+                "SELECT 1 FROM bundles WHERE publisher = ? AND name = ? AND version = ? "
+                "AND withdrawn = 0",
                 (m.publisher, m.name, m.version),
             ).fetchone()
             if stored is not None:
-                return ImportResult(Outcome.ALREADY_HAD, m.name, m.version, fp)
+                return ImportResult(
+                    Outcome.ALREADY_HAD, m.name, m.version, verified.state.fingerprint
+                )
         return None
 
     def _commit(self, verified: VerifiedManifest, folders: set[Path]) -> ImportResult:
@@ -265,12 +225,8 @@ class Store:
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"importing {m.name}")) from None
         with self.transaction() as conn:
-            if self._check_version(verified) is not None:
-                return ImportResult(
-                    Outcome.ALREADY_HAD, m.name, m.version, verified.publisher.fingerprint
-                )
             old = conn.execute(
-                "SELECT id, version FROM bundles WHERE publisher = ? AND name = ?",
+                "SELECT id, version, withdrawn FROM bundles WHERE publisher = ? AND name = ?",
                 (m.publisher, m.name),
             ).fetchone()
             orphan_candidates: set[bytes] = set()
@@ -283,26 +239,30 @@ class Store:
                 }
                 conn.execute("DELETE FROM bundles WHERE id = ?", (old[0],))
             self._insert_bundle(conn, verified)
-            self._advance_publisher(conn, verified)
+            known = self.trusted()[verified.state.publisher]
+            if verified.state.version > known.version:
+                trustdb.save_state(conn, verified.state, new=False)
+                self._trusted = None
         crash_point("after-commit")
         self._delete_unreferenced(orphan_candidates)
-        if old is None:
-            return ImportResult(Outcome.IMPORTED, m.name, m.version, verified.publisher.fingerprint)
-        return ImportResult(
-            Outcome.REPLACED, m.name, m.version, verified.publisher.fingerprint, old[1]
-        )
+        fingerprint = verified.state.fingerprint
+        if old is None or old[2]:
+            return ImportResult(Outcome.IMPORTED, m.name, m.version, fingerprint)
+        return ImportResult(Outcome.REPLACED, m.name, m.version, fingerprint, old[1])
 
     def _insert_bundle(self, conn: sqlite3.Connection, verified: VerifiedManifest) -> None:
         m = verified.manifest
+        digest = _manifest_hash(verified)
         cursor = conn.execute(
-            "INSERT INTO bundles (publisher, name, version, manifest_hash, envelope, title, "
-            "description, language, priority, created, expires, size, file_count, imported) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO bundles (publisher, name, version, signer, manifest_hash, envelope, "
+            "title, description, language, priority, created, expires, size, file_count, "
+            "imported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 m.publisher,
                 m.name,
                 m.version,
-                _manifest_hash(verified),
+                verified.signer.key,
+                digest,
                 verified.envelope.encode(),
                 m.title,
                 m.description,
@@ -316,64 +276,51 @@ class Store:
             ),
         )
         bundle_id = cursor.lastrowid
-        assert bundle_id is not None
         digests = {d for f in m.files for d in f.chunks}
         conn.executemany(
             "INSERT INTO bundle_chunks VALUES (?, ?)", ((bundle_id, d) for d in digests)
         )
         conn.execute(
-            "INSERT INTO highwater VALUES (?, ?, ?, ?) ON CONFLICT(publisher, name) DO UPDATE "
-            "SET version=excluded.version, manifest_hash=excluded.manifest_hash",
-            (m.publisher, m.name, m.version, _manifest_hash(verified)),
+            "INSERT INTO highwater VALUES (?, ?, ?, ?, ?) ON CONFLICT(publisher, name, signer) "
+            "DO UPDATE SET version = excluded.version, manifest_hash = excluded.manifest_hash "
+            "WHERE excluded.version > highwater.version",
+            (m.publisher, m.name, verified.signer.key, m.version, digest),
         )
-
-    def _advance_publisher(self, conn: sqlite3.Connection, verified: VerifiedManifest) -> None:
-        """Keep a newer publisher record that arrived with the bundle, to pass it on."""
-        record = verified.publisher
-        row = conn.execute(
-            "SELECT version, records FROM publishers WHERE id = ?", (record.publisher,)
-        ).fetchone()
-        if row is None or row[0] >= record.version:
-            return
-        chain: list[SignedRecord] = list(parse_publisher_file(row[1], "a stored publisher file"))
-        known = {r.record_bytes for r in chain}
-        chain += [r for r in verified.envelope.records if r.record_bytes not in known]
-        chain = _ordered_chain(chain, record.version)
-        conn.execute(
-            "UPDATE publishers SET version = ?, name = ?, records = ?, updated = ? WHERE id = ?",
-            (
-                record.version,
-                record.name,
-                encode_publisher_file(chain),
-                int(time.time()),
-                record.publisher,
-            ),
-        )
-        self._trusted = None
+        trustdb.note_signed_time(conn, m.publisher, verified.signer.key, m.created)
 
     def _delete_unreferenced(self, candidates: set[bytes]) -> None:
-        if not candidates:
-            return
-        still_used = set()
-        for digest in candidates:
+        still_used = {
+            digest
+            for digest in candidates
             if self.conn.execute(
                 "SELECT 1 FROM bundle_chunks WHERE hash = ? LIMIT 1", (digest,)
-            ).fetchone():
-                still_used.add(digest)
+            ).fetchone()
+        }
         self.chunks.delete(candidates - still_used)
 
     # Reading
 
-    def list_bundles(self) -> list[StoredBundle]:
-        rows = self.conn.execute(_LIST_BUNDLES)
-        return [_stored_bundle(row) for row in rows]
+    def list_bundles(self, include_hidden: bool = False) -> list[StoredBundle]:
+        """Committed bundles of trusted publishers, newest first; withdrawn and expired
+        ones only with ``include_hidden``."""
+        now = self.now()
+        found = []
+        for row in self.conn.execute(_LIST_BUNDLES):
+            bundle = StoredBundle(*row[:-1])
+            if row[-1]:
+                bundle = replace(bundle, state="withdrawn")
+            elif bundle.expires is not None and bundle.expires < now:
+                bundle = replace(bundle, state="expired")
+            if bundle.state == "ok" or include_hidden:
+                found.append(bundle)
+        return found
 
     def find_bundle(self, name: str, publisher: str | None = None) -> StoredBundle:
+        wanted = parse_fingerprint(publisher) if publisher else ""
         matches = [
             b
-            for b in self.list_bundles()
-            if b.name == name
-            and (publisher is None or b.publisher.startswith(parse_fingerprint(publisher)))
+            for b in self.list_bundles(include_hidden=True)
+            if b.name == name and b.state != "withdrawn" and b.publisher.startswith(wanted)
         ]
         if not matches:
             raise UsageError(f"no stored bundle is named {name!r}")
@@ -441,12 +388,3 @@ class Store:
 
 def _manifest_hash(verified: VerifiedManifest) -> bytes:
     return hashlib.sha256(verified.manifest_bytes).digest()
-
-
-def _ordered_chain(chain: list[SignedRecord], newest: int) -> list[SignedRecord]:
-    by_version = {parse_record(r.record_bytes).version: r for r in chain}
-    return [by_version[v] for v in range(1, newest + 1) if v in by_version]
-
-
-def _stored_bundle(row: tuple[object, ...]) -> StoredBundle:
-    return StoredBundle(*row)  # type: ignore[arg-type]

@@ -1,0 +1,84 @@
+"""What the store reports: plain values for the CLI, the reader and the transports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Outcome(Enum):
+    IMPORTED = "imported"
+    REPLACED = "imported, replacing an older version"
+    ALREADY_HAD = "already had"
+    PUBLISHER_UPDATED = "publisher updated"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    outcome: Outcome
+    name: str
+    version: int
+    publisher: str
+    replaced_version: int | None = None
+
+
+@dataclass(frozen=True)
+class TrustedPublisher:
+    fingerprint: str
+    name: str
+    version: int
+    added: int
+    updated: int
+    newest_signed: int | None = None  # the newest signed time seen from this publisher
+
+
+@dataclass(frozen=True)
+class StoredBundle:
+    """A committed, verified bundle as the index knows it."""
+
+    id: int
+    publisher: str
+    publisher_name: str
+    name: str
+    version: int
+    title: str
+    description: str
+    language: str
+    priority: int
+    created: int
+    expires: int | None
+    size: int
+    file_count: int
+    imported: int
+    state: str = "ok"  # ok, expired or withdrawn
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "publisher": self.publisher,
+            "publisher_name": self.publisher_name,
+            "name": self.name,
+            "version": self.version,
+            "title": self.title,
+            "description": self.description,
+            "language": self.language,
+            "priority": self.priority,
+            "created": self.created,
+            "expires": self.expires,
+            "size": self.size,
+            "files": self.file_count,
+            "state": self.state,
+        }
+
+
+@dataclass
+class FsckReport:
+    chunks_checked: int = 0
+    damaged_chunks: int = 0
+    damaged_bundles: list[str] | None = None
+    dropped_bundles: int = 0
+    orphans_removed: int = 0
+    temp_files_removed: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.damaged_bundles or self.dropped_bundles == len(self.damaged_bundles)

@@ -1,0 +1,100 @@
+"""Publisher chains in the index, and what follows from them: withdrawn bundles, the
+rollback marks that still count, and the clock floor."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from meshdrop.core.bundle import encode_publisher_file, parse_publisher_file
+from meshdrop.core.records import Reason
+from meshdrop.core.trust import PublisherState, start_state
+
+
+def load_states(conn: sqlite3.Connection) -> dict[bytes, PublisherState]:
+    rows = conn.execute("SELECT records FROM publishers").fetchall()
+    states = (start_state(parse_publisher_file(r[0], "a stored publisher file")) for r in rows)
+    return {s.publisher: s for s in states}
+
+
+def save_state(conn: sqlite3.Connection, state: PublisherState, new: bool) -> None:
+    now = int(time.time())
+    record = state.current
+    chain = encode_publisher_file(state.signed)
+    if new:
+        conn.execute(
+            "INSERT INTO publishers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (state.publisher, state.fingerprint, record.name, record.version, chain, now, now),
+        )
+    else:
+        conn.execute(
+            "UPDATE publishers SET name = ?, version = ?, records = ?, updated = ? "
+            "WHERE id = ? AND version < ?",
+            (record.name, record.version, chain, now, state.publisher, record.version),
+        )
+    note_signed_time(conn, state.publisher, b"", record.created)
+    apply_revocations(conn, state)
+
+
+def apply_revocations(conn: sqlite3.Connection, state: PublisherState) -> None:
+    """Withdraw what revoked keys may no longer vouch for: everything a compromised key
+    signed, and what a retired key signed after its retirement."""
+    for key, revocation in state.revocations().items():
+        if revocation.reason is Reason.COMPROMISED:
+            conn.execute(
+                "UPDATE bundles SET withdrawn = 1 WHERE publisher = ? AND signer = ?",
+                (state.publisher, key),
+            )
+        else:
+            conn.execute(
+                "UPDATE bundles SET withdrawn = 1 WHERE publisher = ? AND signer = ? "
+                "AND created > ?",
+                (state.publisher, key, revocation.at),
+            )
+
+
+def note_signed_time(conn: sqlite3.Connection, publisher: bytes, signer: bytes, when: int) -> None:
+    conn.execute(
+        "INSERT INTO signed_times VALUES (?, ?, ?) ON CONFLICT(publisher, signer) "
+        "DO UPDATE SET time = max(time, excluded.time)",
+        (publisher, signer, when),
+    )
+
+
+def clock_floor(conn: sqlite3.Connection, states: dict[bytes, PublisherState]) -> int:
+    """The newest signed time seen from a trusted, uncompromised source."""
+    floor = 0
+    for publisher, signer, when in conn.execute("SELECT publisher, signer, time FROM signed_times"):
+        state = states.get(publisher)
+        if state is not None and signer not in state.compromised():
+            floor = max(floor, when)
+    return floor
+
+
+def newest_signed(conn: sqlite3.Connection, state: PublisherState) -> int | None:
+    compromised = state.compromised()
+    times = [
+        when
+        for signer, when in conn.execute(
+            "SELECT signer, time FROM signed_times WHERE publisher = ?", (state.publisher,)
+        )
+        if signer not in compromised
+    ]
+    return max(times) if times else None
+
+
+def highest_version(
+    conn: sqlite3.Connection, state: PublisherState, name: str
+) -> tuple[int, bytes] | None:
+    """(version, manifest hash) of the highest version of ``name`` seen from a key that is
+    not compromised: marks set by a leaked key do not block the publisher's real updates."""
+    compromised = state.compromised()
+    rows = [
+        (version, digest)
+        for signer, version, digest in conn.execute(
+            "SELECT signer, version, manifest_hash FROM highwater WHERE publisher = ? AND name = ?",
+            (state.publisher, name),
+        )
+        if signer not in compromised
+    ]
+    return max(rows) if rows else None
