@@ -17,7 +17,20 @@ from meshdrop.cli.common import (
     printable,
     progress_bar,
 )
+from meshdrop.core.keys import key_id
 from meshdrop.errors import MeshdropError, UsageError
+from meshdrop.store.models import Outcome
+
+
+def read_small_file(path: Path, limit: int = 16 * 1024 * 1024) -> bytes:
+    """A publisher file's bytes: a regular file only, never more than ``limit``."""
+    from meshdrop.store.bundlefile import open_regular_file, read_exactly
+
+    fd = open_regular_file(path)
+    try:
+        return read_exactly(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def register(cli: click.Group) -> None:
@@ -39,13 +52,7 @@ def trust() -> None:
 def trust_add(ctx: click.Context, pub: Path) -> None:
     """Trust the publisher in PUB (a publisher.pub). Compare the printed fingerprint with
     one you got from the publisher in person or over a channel you trust."""
-    from meshdrop.store.bundlefile import open_regular_file, read_exactly
-
-    fd = open_regular_file(pub)
-    try:
-        data = read_exactly(fd, 16 * 1024 * 1024)
-    finally:
-        os.close(fd)
+    data = read_small_file(pub)
     with open_store(ctx) as store:
         state, added = store.trust_add(data, str(pub))
     record = state.current
@@ -78,6 +85,57 @@ def trust_ls(ctx: click.Context, as_json: bool) -> None:
         click.echo("no trusted publishers yet: add one with 'meshdrop trust add publisher.pub'")
 
 
+@trust.command("show", epilog="Example: meshdrop --home ~/node trust show K7Q2-M3XD --json")
+@click.argument("fingerprint")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@click.pass_context
+def trust_show(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
+    """What this node believes about a publisher, and since when: its record version,
+    keys and their state, and the newest signed time seen from it (how fresh the view is)."""
+    with open_store(ctx) as store:
+        publisher = store.resolve_publisher(fingerprint)
+        state = store.publisher_state(publisher.fingerprint)
+        now = store.now()
+        count = sum(1 for b in store.list_bundles() if b.publisher == publisher.fingerprint)
+    record = state.current
+    keys = [
+        {"id": key_id(s.key), "expires": s.expires, "state": state.key_state(s.key, now)}
+        for s in record.signers
+    ] + [
+        {"id": r.id, "expires": None, "state": r.reason.value} for r in state.revocations().values()
+    ]
+    info = {
+        "fingerprint": publisher.fingerprint,
+        "name": record.name,
+        "version": record.version,
+        "threshold": record.threshold,
+        "roots": [key_id(k) for k in record.roots],
+        "signers": keys,
+        "trusted_since": publisher.added,
+        "updated": publisher.updated,
+        "newest_signed": publisher.newest_signed,
+        "bundles": count,
+    }
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"publisher     {printable(record.name)}")
+    click.echo(f"fingerprint   {publisher.fingerprint}")
+    click.echo(
+        f"record        version {record.version}, {record.threshold} of "
+        f"{len(record.roots)} root keys"
+    )
+    click.echo(
+        f"trusted since {format_time(publisher.added)}; last update "
+        f"{format_time(publisher.updated)}"
+    )
+    click.echo(f"freshness     newest content signed on {format_time(publisher.newest_signed)}")
+    click.echo(f"bundles       {count} shown")
+    for key in keys:
+        until = f", until {format_time(int(str(key['expires'])))}" if key["expires"] else ""
+        click.echo(f"key           {key['id']}  {key['state']}{until}")
+
+
 @trust.command("rm", epilog="Example: meshdrop --home ~/node trust rm K7Q2-M3XD")
 @click.argument("fingerprint")
 @click.pass_context
@@ -89,15 +147,19 @@ def trust_rm(ctx: click.Context, fingerprint: str) -> None:
     click.echo(f"no longer trusting {printable(removed.name)} ({removed.fingerprint})")
 
 
+IMPORTABLE_SUFFIXES = (".mdrop", ".pub")
+
+
 def find_bundle_files(paths: tuple[Path, ...]) -> Iterator[Path]:
-    """Each path given, and every *.mdrop file below each folder given, without following
-    symbolic links. Explicit paths are yielded as given so that import reports on them."""
+    """Each path given, and every bundle (*.mdrop) and publisher file (*.pub) below each
+    folder given, without following symbolic links. Explicit paths are yielded as given
+    so that import reports on them."""
     for path in paths:
         if path.is_dir() and not path.is_symlink():
             for folder, dirs, files in os.walk(path, followlinks=False):
                 dirs.sort()
                 for name in sorted(files):
-                    if name.endswith(".mdrop") and not name.startswith("."):
+                    if name.endswith(IMPORTABLE_SUFFIXES) and not name.startswith("."):
                         yield Path(folder) / name
         else:
             yield path
@@ -111,8 +173,10 @@ def find_bundle_files(paths: tuple[Path, ...]) -> Iterator[Path]:
 def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, quiet: bool) -> None:
     """Import bundle files, or folders of them (searched recursively).
 
-    One line per bundle: imported, already had, or refused with the reason. A bad file
-    never stops the others; the exit status is non-zero if anything was refused."""
+    Publisher files (*.pub) found there update publishers this node already trusts (new
+    keys, revocations); they never make it trust a new one. One line per file: imported,
+    already had, or refused with the reason. A bad file never stops the others; the exit
+    status is non-zero if anything was refused."""
     refused = 0
     seen = 0
     with open_store(ctx) as store:
@@ -120,14 +184,21 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
             seen += 1
             try:
                 size = path.lstat().st_size if path.exists() else 0
-                with progress_bar(size, path.name, quiet) as advance:
-                    result = store.import_file(path, advance)
+                if path.suffix == ".pub":
+                    result = store.update_publisher(read_small_file(path), str(path))
+                else:
+                    with progress_bar(size, path.name, quiet) as advance:
+                        result = store.import_file(path, advance)
             except MeshdropError as exc:
                 refused += 1
                 _report(as_json, path, "refused", str(exc))
                 continue
             detail = f"{result.name} v{result.version}"
-            if result.replaced_version is not None:
+            if result.outcome is Outcome.PUBLISHER_UPDATED:
+                detail = f"{result.name} record v{result.version} (was v{result.replaced_version})"
+            elif result.outcome is Outcome.ALREADY_HAD and path.suffix == ".pub":
+                detail = f"{result.name} record v{result.version}"
+            elif result.replaced_version is not None:
                 detail += f" (replaces v{result.replaced_version})"
             _report(as_json, path, result.outcome.value, detail)
     if seen == 0:
@@ -144,11 +215,14 @@ def _report(as_json: bool, path: Path, outcome: str, detail: str) -> None:
 
 @click.command("ls", epilog="Example: meshdrop --home ~/node ls --json")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per bundle.")
+@click.option("--all", "show_all", is_flag=True, help="Also expired and withdrawn bundles.")
 @click.pass_context
-def list_bundles(ctx: click.Context, as_json: bool) -> None:
-    """List the verified bundles in the store, newest first."""
+def list_bundles(ctx: click.Context, as_json: bool, show_all: bool) -> None:
+    """List the verified bundles in the store, newest first. Expired bundles (kept until
+    you delete them) and withdrawn ones (signed by a key the publisher reported
+    compromised) are hidden unless --all."""
     with open_store(ctx) as store:
-        bundles = store.list_bundles()
+        bundles = store.list_bundles(include_hidden=show_all)
     if as_json:
         for b in bundles:
             emit_json(b.to_json())
@@ -157,6 +231,7 @@ def list_bundles(ctx: click.Context, as_json: bool) -> None:
         click.echo(
             f"{b.name:<24} v{b.version:<11} {human_size(b.size):>10}  {b.file_count:>5} files  "
             f"{format_time(b.created)}  {printable(b.title)}  [{printable(b.publisher_name)}]"
+            + ("" if b.state == "ok" else f"  ({b.state})")
         )
     if not bundles:
         click.echo("no bundles stored yet")

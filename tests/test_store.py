@@ -1,0 +1,449 @@
+"""The node's store: rollback protection, chunk reuse between bundles and versions, fsck,
+a full disk, two importers at once and long listings. Through the installed command
+where a user would act, through the Store API where that is the simpler way to look."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    FIXED_CREATED,
+    Publisher,
+    Result,
+    assert_clean_error,
+    list_json,
+    meshdrop_executable,
+    write_tree,
+)
+from meshdrop.core.manifest import CHUNK_SIZE
+from meshdrop.errors import RollbackError
+from meshdrop.publish.keystore import load_publisher
+from meshdrop.publish.pack import pack_folder
+from meshdrop.store.store import Outcome, Store
+
+MiB = 1024 * 1024
+CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
+
+Run = Callable[..., Result]
+MakeBundle = Callable[..., Path]
+
+
+def digests(data: bytes) -> list[str]:
+    """Hex SHA-256 of each chunk of one file's data, in order."""
+    return [hashlib.sha256(data[i : i + CHUNK_SIZE]).hexdigest() for i in range(0, len(data), CHUNK_SIZE)]
+
+
+def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
+    """Every complete chunk file in the store: hex digest -> (inode, mtime in ns)."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder in (home / "chunks").iterdir():
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if CHUNK_NAME.fullmatch(entry.name):
+                    info = entry.stat(follow_symlinks=False)
+                    found[entry.name] = (info.st_ino, info.st_mtime_ns)
+    return found
+
+
+def chunk_path(home: Path, digest: str) -> Path:
+    return home / "chunks" / digest[:2] / digest
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def got(run: Run, home: Path, name: str, out: Path) -> dict[str, bytes]:
+    run("--home", home, "get", name, "-o", out, check=True)
+    return read_tree(out)
+
+
+def imported(run: Run, home: Path, *paths: Path) -> list[dict[str, str]]:
+    result = run("--home", home, "import", "--json", "--quiet", *paths)
+    assert "Traceback" not in result.err, result.err
+    return [json.loads(line) for line in result.out.splitlines() if line.strip()]
+
+
+def fsck_json(run: Run, home: Path, *extra: str) -> tuple[int, dict[str, object]]:
+    result = run("--home", home, "fsck", "--json", "--quiet", *extra)
+    assert "Traceback" not in result.err, result.err
+    return result.code, json.loads(result.out)
+
+
+def listed(home: Path) -> list[tuple[str, int]]:
+    return sorted((str(b["name"]), int(str(b["version"]))) for b in list_json(home))
+
+
+def flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+# Rollback
+
+
+def test_older_version_is_refused_also_after_restart(
+    run: Run, make_bundle: MakeBundle, node: Path
+) -> None:
+    v1 = make_bundle("news", {"a.txt": b"one"}, version=1)
+    v2 = make_bundle("news", {"a.txt": b"two"}, version=2)
+    run("--home", node, "import", v2, check=True)
+    # Every `meshdrop` run is a new process: the refusal comes from the index on disk.
+    refused = run("--home", node, "import", v1)
+    assert_clean_error(refused, "older than version 2")
+    assert refused.code == RollbackError.exit_code
+    for _restart in range(2):
+        with Store(node) as store, pytest.raises(RollbackError, match="older than version 2"):
+            store.import_file(v1)
+    assert listed(node) == [("news", 2)]
+
+
+@pytest.mark.parametrize("how", ["fsck-repair", "index-row"])
+def test_older_version_is_refused_after_the_newer_one_is_deleted(
+    how: str, run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+) -> None:
+    v1 = make_bundle("news", {"a.bin": os.urandom(3000)}, version=1)
+    v2_files = {"a.bin": os.urandom(3000)}
+    v2 = make_bundle("news", v2_files, version=2)
+    v2_twin = make_bundle("news", {"a.bin": b"another bundle signed as version 2"}, version=2)
+    run("--home", node, "import", v1, check=True)
+    run("--home", node, "import", v2, check=True)
+    if how == "fsck-repair":
+        # The way a bundle leaves a store today: its chunk is damaged and fsck drops it.
+        flip_byte(chunk_path(node, digests(v2_files["a.bin"])[0]))
+        code, report = fsck_json(run, node, "--repair")
+        assert (code, report["dropped_bundles"]) == (0, 1)
+    else:
+        # What a future "remove this bundle" command would do: drop its index row (the
+        # chunk rows go with it by ON DELETE CASCADE). The high-water mark is a separate
+        # table, so forgetting the bundle must not forget the newest version seen.
+        with Store(node) as store, store.write_lock(), store.transaction() as conn:
+            conn.execute("DELETE FROM bundles WHERE name = 'news'")
+    assert listed(node) == []
+
+    assert_clean_error(run("--home", node, "import", v1), "older than version 2")
+    assert_clean_error(run("--home", node, "import", v2_twin), "differs")
+    assert listed(node) == []
+    assert imported(run, node, v2)[0]["outcome"] == "imported"
+    assert got(run, node, "news", tmp_path / "out") == v2_files
+
+
+def test_same_version_with_other_content_is_refused(
+    run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+) -> None:
+    files = {"a.txt": b"the real version 3"}
+    real = make_bundle("news", files, version=3)
+    twin = make_bundle("news", {"a.txt": b"a forged version 3"}, version=3)
+    run("--home", node, "import", real, check=True)
+    refused = run("--home", node, "import", twin)
+    assert_clean_error(refused, "differs from the copy of that version")
+    assert refused.code == RollbackError.exit_code
+    assert listed(node) == [("news", 3)]
+    assert got(run, node, "news", tmp_path / "out") == files
+
+
+def test_same_version_same_content_is_already_had(
+    run: Run, make_bundle: MakeBundle, node: Path
+) -> None:
+    bundle = make_bundle("news", {"a.bin": os.urandom(CHUNK_SIZE + 5)}, version=3)
+    assert imported(run, node, bundle)[0]["outcome"] == "imported"
+    stored = chunk_files(node)
+    again = run("--home", node, "import", bundle)
+    assert again.code == 0 and "already had: news v3" in again.out
+    with Store(node) as store:
+        assert store.import_file(bundle).outcome is Outcome.ALREADY_HAD
+    assert chunk_files(node) == stored
+    assert listed(node) == [("news", 3)]
+
+
+# Chunks shared between bundles and versions
+
+
+def test_identical_file_in_two_bundles_is_stored_once(
+    run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+) -> None:
+    shared = os.urandom(2 * MiB)
+    first = {"video.bin": shared, "a.txt": b"first"}
+    second = {"copy/of/video.bin": shared, "b.txt": b"second"}
+    run("--home", node, "import", make_bundle("first", first), check=True)
+    after_first = chunk_files(node)
+    run("--home", node, "import", make_bundle("second", second), check=True)
+    after_second = chunk_files(node)
+    expected = {*digests(shared), *digests(b"first"), *digests(b"second")}
+    assert set(after_second) == expected
+    assert len(after_second) == 4  # not 6: the two chunks of the shared file once
+    assert {d: after_second[d] for d in after_first} == after_first
+    assert got(run, node, "first", tmp_path / "first") == first
+    assert got(run, node, "second", tmp_path / "second") == second
+
+
+def test_new_version_reuses_unchanged_chunks_and_deletes_only_unused_old_ones(
+    run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+) -> None:
+    a, b, c = os.urandom(2 * MiB), os.urandom(3 * MiB), b"<p>unchanged</p>"
+    b_new = b[:CHUNK_SIZE] + os.urandom(2 * MiB)  # first chunk unchanged, the rest new
+    v1_files = {"a.bin": a, "b.bin": b, "c.html": c}
+    v2_files = {"a.bin": a, "b.bin": b_new, "c.html": c}
+    archive_files = {"tail.bin": b[2 * CHUNK_SIZE :]}  # the last chunk of v1's b.bin
+    a0, a1 = digests(a)
+    b0, b1, b2 = digests(b)
+    _, n1, n2 = digests(b_new)
+    [c0] = digests(c)
+
+    run("--home", node, "import", make_bundle("news", v1_files, version=1), check=True)
+    run("--home", node, "import", make_bundle("archive", archive_files), check=True)
+    before = chunk_files(node)
+    assert set(before) == {a0, a1, b0, b1, b2, c0}
+
+    replaced = run("--home", node, "import", make_bundle("news", v2_files, version=2))
+    assert replaced.code == 0 and "replaces v1" in replaced.out
+    after = chunk_files(node)
+    # b1 was used only by v1: deleted. b2 is still used by "archive": kept. The chunks v1
+    # and v2 share are the very same files, not copies written again.
+    assert set(after) == {a0, a1, b0, n1, n2, c0, b2}
+    assert {d: after[d] for d in (a0, a1, b0, c0, b2)} == {
+        d: before[d] for d in (a0, a1, b0, c0, b2)
+    }
+    assert got(run, node, "news", tmp_path / "news") == v2_files
+    assert got(run, node, "archive", tmp_path / "archive") == archive_files
+    code, report = fsck_json(run, node)
+    assert (code, report["damaged_chunks"]) == (0, 0)
+
+
+# fsck
+
+
+def damage(path: Path, how: str) -> None:
+    if how == "flip-byte":
+        flip_byte(path)
+    elif how == "truncate":
+        os.truncate(path, path.stat().st_size - 1)
+    else:
+        path.unlink()
+
+
+@pytest.mark.parametrize("how", ["flip-byte", "truncate", "remove"])
+def test_fsck_finds_damage_repair_drops_the_bundle_and_reimport_restores_it(
+    how: str, run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+) -> None:
+    news_files = {"index.html": b"<h1>news</h1>", "video.bin": os.urandom(CHUNK_SIZE + 777)}
+    good_files = {"index.html": b"<h1>good</h1>"}
+    news = make_bundle("news", news_files)
+    run("--home", node, "import", news, make_bundle("good", good_files), check=True)
+    damage(chunk_path(node, digests(news_files["video.bin"])[0]), how)
+
+    check = run("--home", node, "fsck", "--quiet")
+    assert check.code == 1, check
+    assert "damaged: news v1" in check.out and "good" not in check.out
+    code, report = fsck_json(run, node)
+    assert (code, report["damaged_chunks"], report["damaged_bundles"]) == (1, 1, ["news v1"])
+
+    for args in (("-o", tmp_path / "whole"), ("video.bin", "-o", tmp_path / "video.bin")):
+        failed = run("--home", node, "get", "news", *args)
+        assert_clean_error(failed, "video.bin", "missing or damaged", "fsck --repair")
+        assert len(failed.err.strip().splitlines()) == 1, failed.err
+        assert not Path(args[-1]).exists()  # nothing half-written is left behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert got(run, node, "good", tmp_path / "good") == good_files
+
+    repair = run("--home", node, "fsck", "--repair", "--quiet")
+    assert repair.code == 0, repair
+    assert "dropped: news v1" in repair.out
+    assert listed(node) == [("good", 1)]
+    code, report = fsck_json(run, node)
+    assert (code, report["damaged_chunks"], report["damaged_bundles"]) == (0, 0, [])
+
+    assert imported(run, node, news)[0]["outcome"] == "imported"
+    assert listed(node) == [("good", 1), ("news", 1)]
+    assert got(run, node, "news", tmp_path / "restored") == news_files
+    code, report = fsck_json(run, node)
+    assert (code, report["damaged_chunks"]) == (0, 0)
+
+
+# A full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MiB tmpfs mounted for this test only."""
+    if os.geteuid() != 0:
+        pytest.skip("the disk-full test mounts a small tmpfs, which needs root")
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m,mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+def fill(path: Path, leave: int) -> None:
+    """Write ``path`` until only about ``leave`` bytes stay free on its file system."""
+    info = os.statvfs(path.parent)
+    size = info.f_bavail * info.f_frsize - leave
+    with path.open("wb") as handle:
+        for _ in range(size // MiB):
+            handle.write(bytes(MiB))
+
+
+def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
+    run: Run, make_bundle: MakeBundle, publisher: Publisher, small_disk: Path, tmp_path: Path
+) -> None:
+    home = small_disk / "node"
+    run("--home", home, "trust", "add", publisher.pub, check=True)
+    good_files = {"index.html": b"<p>small and good</p>", "img.bin": os.urandom(300_000)}
+    big_files = {"one.bin": os.urandom(10 * MiB), "two.bin": os.urandom(10 * MiB)}
+    good = make_bundle("good", good_files)
+    big = make_bundle("big", big_files)
+    run("--home", home, "import", good, check=True)
+    filler = small_disk / "filler"
+    fill(filler, leave=6 * MiB)
+
+    full = run("--home", home, "import", "--quiet", big)
+    assert_clean_error(full, "disk is full")
+    assert listed(home) == [("good", 1)]
+    assert got(run, home, "good", tmp_path / "good") == good_files
+    code, report = fsck_json(run, home)
+    assert (code, report["damaged_chunks"], report["damaged_bundles"]) == (0, 0, [])
+    assert not [p for p in home.rglob(".tmp-*")]
+
+    filler.unlink()
+    assert imported(run, home, big)[0]["outcome"] == "imported"
+    assert listed(home) == [("big", 1), ("good", 1)]
+    assert got(run, home, "big", tmp_path / "big") == big_files
+    code, report = fsck_json(run, home)
+    assert (code, report["damaged_chunks"]) == (0, 0)
+
+
+# Two importers at once
+
+
+def start(*args: str | Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    return subprocess.Popen(
+        [meshdrop_executable(), *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_two_imports_at_once_both_succeed(
+    run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+) -> None:
+    files = {
+        name: {"a.bin": os.urandom(3 * MiB), "b.bin": os.urandom(2 * MiB)}
+        for name in ("left", "right")
+    }
+    bundles = {name: make_bundle(name, f) for name, f in files.items()}
+    procs = [start("--home", node, "import", "--quiet", path) for path in bundles.values()]
+    for proc, name in zip(procs, bundles, strict=True):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert f"imported: {name} v1" in out
+    assert listed(node) == [("left", 1), ("right", 1)]
+    for name, expected in files.items():
+        assert got(run, node, name, tmp_path / name) == expected
+    code, report = fsck_json(run, node)
+    assert (code, report["damaged_chunks"]) == (0, 0)
+
+
+def lock_waiters(lock_file: Path) -> set[int]:
+    """Pids blocked waiting for a flock on ``lock_file``, from /proc/locks."""
+    info = lock_file.stat()
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    waiters = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK" and fields[6] == device:
+            waiters.add(int(fields[5]))
+    return waiters
+
+
+def test_import_waits_while_another_writer_holds_the_store(
+    run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+) -> None:
+    files = {"a.bin": os.urandom(2 * MiB)}
+    bundle = make_bundle("news", files)
+    before = chunk_files(node)
+    fd = os.open(node / "lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as an importer in another process would
+        proc = start("--home", node, "import", "--quiet", bundle)
+        deadline = time.monotonic() + 60
+        while proc.pid not in lock_waiters(node / "lock"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the import never waited for the store lock"
+            time.sleep(0.01)
+        assert chunk_files(node) == before  # it wrote nothing while it waited
+    finally:
+        os.close(fd)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "imported: news v1" in out
+    assert got(run, node, "news", tmp_path / "out") == files
+
+
+# Many bundles
+
+
+def test_ls_lists_200_bundles_imported_from_one_folder(
+    run: Run, publisher: Publisher, node: Path, tmp_path: Path
+) -> None:
+    # Packed in-process: 200 runs of `meshdrop pack` would take most of a minute.
+    folder = load_publisher(publisher.folder)
+    created = int(FIXED_CREATED)
+    key, _ = folder.load_signer(lambda what: None, created)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    names = [f"item-{i:03d}" for i in range(200)]
+    for name in names:
+        src = write_tree(tmp_path / "src" / name, {"index.html": f"<p>{name}</p>".encode()})
+        pack_folder(
+            src,
+            stick / f"{name}.mdrop",
+            signing_key=key,
+            records=folder.records,
+            publisher=folder.current,
+            name=name,
+            version=1,
+            created=created,
+            expires=None,
+            title=f"Item {name}",
+            description="",
+            language="en",
+            priority=0,
+        )
+
+    reports = imported(run, node, stick)
+    assert [r["outcome"] for r in reports] == ["imported"] * 200
+    bundles = list_json(node)
+    assert len(bundles) == 200
+    assert sorted(str(b["name"]) for b in bundles) == names
+    assert all(b["title"] == f"Item {b['name']}" and b["files"] == 1 for b in bundles)
+    text = run("--home", node, "ls", check=True)
+    assert len(text.out.splitlines()) == 200
+    again = imported(run, node, stick)
+    assert [r["outcome"] for r in again] == ["already had"] * 200
+    assert len(list_json(node)) == 200
+
