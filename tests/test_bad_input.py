@@ -20,6 +20,9 @@ from typing import Any
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 from conftest import (
     FIXED_CREATED,
     Publisher,
@@ -30,8 +33,6 @@ from conftest import (
     run_meshdrop,
     write_tree,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from meshdrop.core import codec
 from meshdrop.core.bundle import (
     HEADER_SIZE,
@@ -40,6 +41,7 @@ from meshdrop.core.bundle import (
     encode_publisher_file,
     parse_envelope,
     parse_header,
+    parse_publisher_file,
 )
 from meshdrop.core.keys import Domain, generate_private_key, public_bytes, sign
 from meshdrop.core.manifest import CHUNK_SIZE, FileEntry, Manifest
@@ -47,10 +49,10 @@ from meshdrop.core.records import (
     PublisherRecord,
     SignedRecord,
     Signer,
+    parse_record,
     publisher_id,
     sign_record,
 )
-from meshdrop.publish.keystore import load_private_key, load_publisher
 
 CREATED = int(FIXED_CREATED)
 TIMEOUT = 20  # seconds; every refusal is quick, and a FIFO must never block
@@ -69,18 +71,20 @@ HAND_FILES = [("index.html", b"<p>hand-made</p>"), ("a/b.txt", b"bee")]
 # --- builders -----------------------------------------------------------------------------
 
 
-def _no_passphrase(what: str) -> bytes | None:
-    return None
+def publisher_records(publisher_folder: Path) -> tuple[SignedRecord, ...]:
+    return parse_publisher_file((publisher_folder / "publisher.pub").read_bytes(), "pub")
 
 
-def signer_key_of(publisher_folder: Path) -> Ed25519PrivateKey:
-    key, _ = load_publisher(publisher_folder).load_signer(_no_passphrase, CREATED)
+def current_record(publisher_folder: Path) -> PublisherRecord:
+    return parse_record(publisher_records(publisher_folder)[-1].record_bytes)
+
+
+def private_key(publisher_folder: Path, kind: str) -> Ed25519PrivateKey:
+    """The folder's one unencrypted ``kind`` ("root" or "signer") key."""
+    [path] = publisher_folder.glob(f"{kind}-*.key")
+    key = load_pem_private_key(path.read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey)
     return key
-
-
-def root_key_of(publisher_folder: Path) -> Ed25519PrivateKey:
-    [path] = publisher_folder.glob("root-*.key")
-    return load_private_key(path, _no_passphrase)
 
 
 def chunk_hashes(data: bytes) -> tuple[bytes, ...]:
@@ -94,7 +98,7 @@ def manifest_value(
 ) -> dict[str, Any]:
     """A manifest as a plain value (nothing checked), with ``fields`` replaced or added."""
     value = Manifest(
-        publisher=load_publisher(publisher_folder).current.publisher,
+        publisher=current_record(publisher_folder).publisher,
         name="victim",
         version=1,
         created=CREATED,
@@ -127,9 +131,9 @@ def build_signed_bundle(
 ) -> bytes:
     """header + envelope + data, the manifest (a value, or exact bytes) signed by
     ``signer_key`` (default: the publisher's own signing key)."""
-    key = signer_key or signer_key_of(publisher_folder)
+    key = signer_key or private_key(publisher_folder, "signer")
     raw = manifest if isinstance(manifest, bytes) else codec.pack(dict(manifest))
-    chain = tuple(records if records is not None else load_publisher(publisher_folder).records)
+    chain = tuple(records if records is not None else publisher_records(publisher_folder))
     return bundle_bytes(Envelope(raw, public_bytes(key), sign(key, domain, raw), chain), data)
 
 
@@ -143,7 +147,7 @@ def next_record(
     publisher: bytes | None = None,
 ) -> SignedRecord:
     """A publisher record after the pinned one, signed by the real root key by default."""
-    current = load_publisher(publisher_folder).current
+    current = current_record(publisher_folder)
     record = PublisherRecord(
         publisher=publisher or current.publisher,
         name=current.name,
@@ -153,7 +157,7 @@ def next_record(
         threshold=1,
         signers=tuple(signers),
     )
-    return sign_record(record, sign_with or [root_key_of(publisher_folder)])
+    return sign_record(record, sign_with or [private_key(publisher_folder, "root")])
 
 
 def delegated(
@@ -161,7 +165,7 @@ def delegated(
 ) -> tuple[SignedRecord, ...]:
     """The real chain plus a record 2 that delegates ``key``."""
     record = next_record(publisher_folder, [Signer(key, not_before, expires, **more)])
-    return (*load_publisher(publisher_folder).records, record)
+    return (*publisher_records(publisher_folder), record)
 
 
 def replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -181,7 +185,7 @@ class Layout:
     manifest: int
     signer: int
     signature: int
-    record: int
+    record_name: int
     record_publisher: int
     record_signature: int
     data: int
@@ -192,21 +196,22 @@ def layout(bundle: bytes) -> Layout:
     end = HEADER_SIZE + length
     envelope = parse_envelope(bundle[HEADER_SIZE:end], "bundle")
 
-    def find(part: bytes, start: int = HEADER_SIZE) -> int:
-        at = bundle.find(part, start, end)
-        assert at >= 0 and bundle.find(part, at + 1, end) < 0, f"{part!r} not found once"
+    def find(part: bytes, start: int = HEADER_SIZE, stop: int = end) -> int:
+        at = bundle.find(part, start, stop)
+        assert at >= 0 and bundle.find(part, at + 1, stop) < 0, f"{part!r} not found once"
         return at
 
-    record = find(envelope.records[0].record_bytes)
-    publisher = parse_envelope(bundle[HEADER_SIZE:end], "bundle").records[0]
+    first = envelope.records[0]
+    record = find(first.record_bytes)
+    record_end = record + len(first.record_bytes)
     return Layout(
         envelope=HEADER_SIZE,
         manifest=find(envelope.manifest_bytes),
         signer=find(b"\xa6signer\xc4\x20" + envelope.signer) + 9,
         signature=find(b"\xa9signature\xc4\x40" + envelope.signature) + 12,
-        record=record,
-        record_publisher=find(b"\xa9publisher\xc4\x20", record) + 12,
-        record_signature=find(publisher.signatures[0][1]),
+        record_name=find(b"Bad Input Tests", record, record_end),
+        record_publisher=find(b"\xa9publisher\xc4\x20", record, record_end) + 12,
+        record_signature=find(first.signatures[0][1]),
         data=end,
     )
 
@@ -240,7 +245,13 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     stranger = make_publisher(root / "stranger", "Stranger")
     locked = root / "locked"
     run_meshdrop(
-        "publisher", "new", locked, "--name", "Locked", env={"MESHDROP_PASSPHRASE": "right"}
+        "publisher",
+        "new",
+        locked,
+        "--name",
+        "Locked",
+        env={"MESHDROP_PASSPHRASE": "right"},
+        check=True,
     )
 
     def bundle(name: str, files: Mapping[str, bytes], version: int, who: Publisher) -> Path:
@@ -285,6 +296,11 @@ def assert_node_unchanged(kit: Kit, home: Path, scratch: Path) -> None:
     run_meshdrop("--home", home, "get", "keep", "index.html", "-o", out, check=True)
     assert out.read_bytes() == KEEP_FILES["index.html"]
     assert run_meshdrop("--home", home, "fsck", "--quiet").code == 0
+
+
+def listed_names(home: Path) -> list[str]:
+    out = run_meshdrop("--home", home, "ls", "--json", check=True).out
+    return sorted(str(json.loads(line)["name"]) for line in out.splitlines())
 
 
 def assert_one_line_error(result: Result, fragment: str, code: int | None = None) -> None:
@@ -474,7 +490,7 @@ def forged_next_record(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecor
         roots=[public_bytes(attacker_root)],
         sign_with=[attacker_root],
     )
-    return (*load_publisher(kit.folder).records, record)
+    return (*publisher_records(kit.folder), record)
 
 
 def new_roots_not_signing(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecord]:
@@ -482,17 +498,17 @@ def new_roots_not_signing(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRe
     record = next_record(
         kit.folder, [Signer(public_bytes(key), 0, 2**40)], roots=[public_bytes(key)]
     )
-    return (*load_publisher(kit.folder).records, record)
+    return (*publisher_records(kit.folder), record)
 
 
 def chain_with_gap(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecord]:
     record = next_record(kit.folder, [Signer(public_bytes(key), 0, 2**40)], version=3)
-    return (*load_publisher(kit.folder).records, record)
+    return (*publisher_records(kit.folder), record)
 
 
 def real_key(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecord]:
     """The real chain: ``key`` is not in it."""
-    return load_publisher(kit.folder).records
+    return publisher_records(kit.folder)
 
 
 def delegating(**signer: Any) -> Callable[[Kit, Ed25519PrivateKey], Sequence[SignedRecord]]:
@@ -503,7 +519,7 @@ def delegating(**signer: Any) -> Callable[[Kit, Ed25519PrivateKey], Sequence[Sig
 def delegating_key(key: bytes) -> Callable[[Kit, Ed25519PrivateKey], Sequence[SignedRecord]]:
     """Record 2 delegating the fixed public ``key`` (also delegating the fresh key)."""
     return lambda kit, fresh: (
-        *load_publisher(kit.folder).records,
+        *publisher_records(kit.folder),
         next_record(kit.folder, [Signer(public_bytes(fresh), 0, 2**40), Signer(key, 0, 2**40)]),
     )
 
@@ -512,10 +528,10 @@ def with_root(key: bytes) -> Callable[[Kit, Ed25519PrivateKey], Sequence[SignedR
     """Record 2 that adds the public ``key`` as a second root (threshold 1)."""
 
     def records(kit: Kit, fresh: Ed25519PrivateKey) -> Sequence[SignedRecord]:
-        current = load_publisher(kit.folder).current
+        current = current_record(kit.folder)
         roots = sorted([*current.roots, key])
         signer = Signer(public_bytes(fresh), 0, 2**40)
-        return (*load_publisher(kit.folder).records, next_record(kit.folder, [signer], roots=roots))
+        return (*publisher_records(kit.folder), next_record(kit.folder, [signer], roots=roots))
 
     return records
 
@@ -529,7 +545,7 @@ def no_records(kit: Kit, envelope: Envelope) -> Envelope:
 
 
 def other_publisher_manifest(kit: Kit) -> bytes:
-    stranger_id = load_publisher(kit.stranger.folder).current.publisher
+    stranger_id = current_record(kit.stranger.folder).publisher
     value = manifest_value(kit.folder, publisher=stranger_id)
     return build_signed_bundle(kit.folder, value, b"".join(d for _, d in HAND_FILES))
 
@@ -565,28 +581,36 @@ BAD_FILES = [
     bad("header-envelope-length-one-long", with_length(+1), "unexpected bytes after its end"),
     # the envelope
     bad("envelope-map-header", flip(lambda r: r.envelope), "unexpected bytes after its end"),
-    bad("envelope-field-name", flip(lambda r: r.signer, -2, 0x20), "lacks the field 'signer'"),
+    bad("envelope-field-name", flip(lambda r: r.signer, -3, 0x20), "lacks the field 'signer'"),
     bad("envelope-signer-key", flip(lambda r: r.signer, 5), "has not delegated"),
     bad("envelope-record-publisher-id", flip(lambda r: r.record_publisher, 3), "does not trust"),
-    bad("envelope-record-name", flip(lambda r: r.record, 40, 0x20), "record"),
+    bad("envelope-record-name", flip(lambda r: r.record_name, 0, 0x20), "record"),
     bad("envelope-record-signature", flip(lambda r: r.record_signature, 7), "record"),
     # the manifest, the signature, the data
     bad("manifest-byte", flip(lambda r: r.manifest, 100), "signature does not verify"),
     bad("manifest-first-byte", flip(lambda r: r.manifest), "signature does not verify"),
     bad("signature-byte", flip(lambda r: r.signature, 10), "signature does not verify"),
     bad("data-first-byte", flip(lambda r: r.data), "does not match its signed hash"),
-    bad("data-last-byte", flip(lambda r: r.data + sum(map(len, VICTIM_FILES.values())) - 1),
-        "does not match its signed hash"),  # fmt: skip
+    bad(
+        "data-last-byte",
+        flip(lambda r: r.data + sum(map(len, VICTIM_FILES.values())) - 1),
+        "does not match its signed hash",
+    ),
     # truncated and lengthened files
     bad("empty-file", cut(lambda k: 0), "too short"),
     bad("truncated-in-header", cut(lambda k: 8), "too short"),
     bad("truncated-after-header", cut(lambda k: HEADER_SIZE), "truncated inside its envelope"),
-    bad("truncated-in-envelope", cut(lambda k: layout(k.victim).manifest + 50),
-        "truncated inside its envelope"),  # fmt: skip
+    bad(
+        "truncated-in-envelope",
+        cut(lambda k: layout(k.victim).manifest + 50),
+        "truncated inside its envelope",
+    ),
     bad("truncated-in-data", cut(lambda k: layout(k.victim).data + CHUNK_SIZE), "truncated"),
     bad("truncated-one-byte-short", cut(lambda k: len(k.victim) - 1), "1 bytes of data missing"),
     bad("extra-trailing-byte", file_of(lambda k: k.victim + b"\0"), "1 unexpected bytes"),
-    bad("extra-trailing-chunk", file_of(lambda k: k.victim + bytes(CHUNK_SIZE)), "unexpected bytes"),
+    bad(
+        "extra-trailing-chunk", file_of(lambda k: k.victim + bytes(CHUNK_SIZE)), "unexpected bytes"
+    ),
     bad("garbage", file_of(lambda k: random.Random(1).randbytes(5000)), "not a meshdrop bundle"),
     bad("publisher-file-as-bundle", publisher_file_as_bundle, "not a meshdrop bundle"),
     # who signed it
@@ -596,36 +620,65 @@ BAD_FILES = [
     bad("forged-record-2-other-root", hand_signed(forged_next_record), "previous root keys"),
     bad("record-2-new-roots-unsigned", hand_signed(new_roots_not_signing), "its own root keys"),
     bad("record-chain-gap", hand_signed(chain_with_gap), "gap after version 1"),
-    bad("no-records", raw_envelope(no_records), "records"),
-    bad("manifest-names-other-publisher", file_of(other_publisher_manifest),
-        "names another publisher"),  # fmt: skip
+    bad("no-records", raw_envelope(no_records), "'records'"),
+    bad(
+        "manifest-names-other-publisher",
+        file_of(other_publisher_manifest),
+        "names another publisher",
+    ),
     bad("signature-wrong-domain", file_of(wrong_domain), "signature does not verify"),
     bad("signer-expired", hand_signed(delegating(expires=CREATED - 1)), "not valid on"),
     bad("signer-not-yet-valid", hand_signed(delegating(not_before=CREATED + 1)), "not valid on"),
-    bad("signer-out-of-scope", hand_signed(delegating(scope=("other-*",))),
-        "may not sign bundles named"),  # fmt: skip
-    bad("bundle-expired", hand_signed(delegating(), created=1_000_000_000, version=1,
-        expires=1_000_000_001), "expired on"),  # fmt: skip
+    bad(
+        "signer-out-of-scope",
+        hand_signed(delegating(scope=("other-*",))),
+        "may not sign bundles named",
+    ),
+    bad(
+        "bundle-expired",
+        hand_signed(delegating(), created=1_000_000_000, expires=1_000_000_001),
+        "expired on",
+    ),
     bad("small-order-signer-undelegated", raw_envelope(small_order_signer), "has not delegated"),
     bad("small-order-signer-delegated", hand_signed(delegating_key(ORDER_8_POINT)), "small-order"),
     bad("small-order-root", hand_signed(with_root(SMALL_ORDER_ZERO)), "small-order"),
-    bad("non-canonical-signer-key", hand_signed(delegating_key(NON_CANONICAL_KEY)),
-        "not a canonical ed25519 point"),  # fmt: skip
+    bad(
+        "non-canonical-signer-key",
+        hand_signed(delegating_key(NON_CANONICAL_KEY)),
+        "not a canonical ed25519 point",
+    ),
     # the manifest's encoding, signed by the real signing key
     bad("manifest-duplicate-key", hand_encoded(with_duplicate_title), "same key twice"),
-    bad("manifest-wide-integer", hand_encoded(lambda raw: replace_once(
-        raw, b"\xa7version\x01", b"\xa7version\xcf" + (1).to_bytes(8, "big"))), "canonical"),  # fmt: skip
+    bad(
+        "manifest-wide-integer",
+        hand_encoded(
+            lambda raw: replace_once(
+                raw, b"\xa7version\x01", b"\xa7version\xcf" + (1).to_bytes(8, "big")
+            )
+        ),
+        "canonical",
+    ),
     bad("manifest-keys-unsorted", hand_encoded(unsorted), "canonical"),
     bad("manifest-nested-2000-deep", hand_encoded(as_description(nested(2000))), "nested deeper"),
     bad("manifest-whole-nested-2000", hand_encoded(lambda raw: nested(2000)), "nested deeper"),
-    bad("manifest-array32-2pow32", hand_encoded(as_description(b"\xdd\xff\xff\xff\xff")),
-        "claims more than"),  # fmt: skip
-    bad("manifest-map32-2pow32", hand_encoded(as_description(b"\xdf\xff\xff\xff\xff")),
-        "claims more than"),  # fmt: skip
-    bad("manifest-count-beyond-data", hand_encoded(as_description(b"\xdc\x10\x00\xc0")),
-        "too short to hold them"),  # fmt: skip
-    bad("manifest-float", hand_encoded(as_description(b"\xcb" + struct.pack(">d", 1.5))),
-        "a float"),  # fmt: skip
+    bad(
+        "manifest-array32-2pow32",
+        hand_encoded(as_description(b"\xdd\xff\xff\xff\xff")),
+        "claims more than",
+    ),
+    bad(
+        "manifest-map32-2pow32",
+        hand_encoded(as_description(b"\xdf\xff\xff\xff\xff")),
+        "claims more than",
+    ),
+    bad(
+        "manifest-count-beyond-data",
+        hand_encoded(as_description(b"\xdc\x10\x00\xc0")),
+        "too short to hold them",
+    ),
+    bad(
+        "manifest-float", hand_encoded(as_description(b"\xcb" + struct.pack(">d", 1.5))), "a float"
+    ),
     bad("manifest-ext-type", hand_encoded(as_description(b"\xd4\x01\x00")), "extension type"),
     bad("manifest-bad-utf8", hand_encoded(as_description(b"\xa2\xc3\x28")), "utf-8"),
     bad("manifest-trailing-byte", hand_encoded(lambda raw: raw + b"\xc0"), "unexpected bytes"),
@@ -645,26 +698,38 @@ BAD_FILES = [
     bad("path-control-char", hand_made([("a\x1bb", b"x")]), "U+001B"),
     bad("path-bidi-override", hand_made([("a\u202etxt.exe", b"x")]), "U+202E"),
     bad("path-device-name", hand_made([("con.txt", b"x")]), "reserves for a device"),
-    bad("path-colon", hand_made([("a:b", b"x")]), "':'"),
+    bad("path-colon-drive-like", hand_made([("a:b", b"x")]), "as a drive"),
+    bad("path-colon", hand_made([("ab:c", b"x")]), "':'"),
     bad("path-trailing-dot", hand_made([("a.", b"x")]), "ends with a dot or space"),
     bad("path-trailing-space", hand_made([("a ", b"x")]), "ends with a dot or space"),
-    bad("path-empty", hand_made([("", b"x")]), "path"),
+    bad("path-empty", hand_made([("", b"x")]), "'path'"),
     bad("path-twice", hand_made([("a.txt", b"x"), ("a.txt", b"y")]), "twice"),
     bad("path-case-twins", hand_made([("A.txt", b"x"), ("a.txt", b"y")]), "same file"),
     bad("path-nfc-nfd-twins", hand_made([(NFC_E, b"x"), (NFD_E, b"y")]), "NFC"),
-    bad("path-compatibility-twins", hand_made([("\ufb01.txt", b"x"), ("fi.txt", b"y")]),
-        "same file"),  # fmt: skip
+    bad(
+        "path-compatibility-twins", hand_made([("\ufb01.txt", b"x"), ("fi.txt", b"y")]), "same file"
+    ),
     bad("path-file-and-folder", hand_made([("a", b"x"), ("a/b", b"y")]), "needs a folder"),
     bad("path-not-nfc", hand_made([(NFD_E, b"x")]), "NFC"),
     # declared sizes against the data
-    bad("size-10-hash-of-9-data-10", sized(10, b"123456789", b"1234567890"),
-        "does not match its signed hash"),  # fmt: skip
-    bad("size-10-hash-of-9-data-9", sized(10, b"123456789", b"123456789"),
-        "1 bytes of data missing"),  # fmt: skip
-    bad("data-shorter-than-declared", sized(10, b"1234567890", b"123456789"),
-        "1 bytes of data missing"),  # fmt: skip
-    bad("data-longer-than-declared", sized(9, b"123456789", b"1234567890"),
-        "1 unexpected bytes after its data"),  # fmt: skip
+    bad(
+        "size-10-hash-of-9-data-10",
+        sized(10, b"123456789", b"1234567890"),
+        "does not match its signed hash",
+    ),
+    bad(
+        "size-10-hash-of-9-data-9", sized(10, b"123456789", b"123456789"), "1 bytes of data missing"
+    ),
+    bad(
+        "data-shorter-than-declared",
+        sized(10, b"1234567890", b"123456789"),
+        "1 bytes of data missing",
+    ),
+    bad(
+        "data-longer-than-declared",
+        sized(9, b"123456789", b"1234567890"),
+        "1 unexpected bytes after its data",
+    ),
     # what is not a bundle file at all
     bad("missing-file", missing, "no such file"),
     bad("symlink-to-good-bundle", symlink_to_good, "symbolic link"),
@@ -694,9 +759,7 @@ def test_hand_made_bundles_are_good_when_nothing_is_wrong(
         (tmp_path / f"{name}.mdrop").write_bytes(content)
         result = run_meshdrop("--home", home, "import", tmp_path / f"{name}.mdrop", check=True)
         assert ": imported" in result.out
-    names = sorted(str(b["name"]) for b in map(json.loads, run_meshdrop(
-        "--home", home, "ls", "--json", check=True).out.splitlines()))  # fmt: skip
-    assert names == ["keep", "raw", "rotated", "victim"]
+    assert listed_names(home) == ["keep", "raw", "rotated", "victim"]
     assert layout(kit.victim).data == len(kit.victim) - sum(map(len, VICTIM_FILES.values()))
 
 
@@ -755,9 +818,7 @@ def test_import_refuses_rollback(
         bad("symlink", symlink_to_good, "symbolic link"),
     ],
 )
-def test_import_folder_one_bad_among_good(
-    case: Bad, kit: Kit, home: Path, tmp_path: Path
-) -> None:
+def test_import_folder_one_bad_among_good(case: Bad, kit: Kit, home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "stick"
     folder.mkdir()
     shutil.copy(kit.alpha, folder / "a-alpha.mdrop")
@@ -772,8 +833,7 @@ def test_import_folder_one_bad_among_good(
     assert "Traceback" not in result.err + result.out, result.err
     assert f"{folder / 'a-alpha.mdrop'}: imported" in result.out, result
     assert f"{folder / 'c-gamma.mdrop'}: imported" in result.out, result
-    listed = run_meshdrop("--home", home, "ls", "--json", check=True).out.splitlines()
-    assert sorted(json.loads(line)["name"] for line in listed) == ["alpha", "gamma", "keep"]
+    assert listed_names(home) == ["alpha", "gamma", "keep"]
     assert run_meshdrop("--home", home, "fsck", "--quiet").code == 0
     assert_refusals(result, "refused", {path: case.reason})
 
@@ -827,7 +887,7 @@ def pub_flip(find: Callable[[bytes, Kit], int]) -> Maker:
 
 
 def small_order_root_pub(kit: Kit) -> bytes:
-    signer = load_publisher(kit.folder).current.signers[0]
+    signer = current_record(kit.folder).signers[0]
     record = PublisherRecord(
         publisher=publisher_id([SMALL_ORDER_ZERO], 1),
         name="Small",
@@ -843,15 +903,15 @@ def small_order_root_pub(kit: Kit) -> bytes:
 
 def borrowed_identity_pub(kit: Kit) -> bytes:
     """Record 1 signed by the real root, but claiming the stranger's publisher id."""
-    stranger_id = load_publisher(kit.stranger.folder).current.publisher
+    stranger_id = current_record(kit.stranger.folder).publisher
     record = next_record(
-        kit.folder, load_publisher(kit.folder).current.signers, version=1, publisher=stranger_id
+        kit.folder, current_record(kit.folder).signers, version=1, publisher=stranger_id
     )
     return encode_publisher_file([record])
 
 
 def record_2_only_pub(kit: Kit) -> bytes:
-    record = next_record(kit.folder, load_publisher(kit.folder).current.signers)
+    record = next_record(kit.folder, current_record(kit.folder).signers)
     return encode_publisher_file([record])
 
 
@@ -863,8 +923,7 @@ BAD_PUBS = [
     bad("flipped-name", pub_flip(lambda d, k: d.index(b"Bad Input Tests")), "root signatures"),
     bad("flipped-root-signature", pub_flip(lambda d, k: len(d) - 5), "root signatures"),
     bad("truncated", pub_of(lambda k: k.publisher.pub.read_bytes()[:-10]), "truncated"),
-    bad("extra-byte", pub_of(lambda k: k.publisher.pub.read_bytes() + b"\0"),
-        "unexpected bytes"),  # fmt: skip
+    bad("extra-byte", pub_of(lambda k: k.publisher.pub.read_bytes() + b"\0"), "unexpected bytes"),
     bad("small-order-root", pub_of(small_order_root_pub), "small-order"),
     bad("borrowed-identity", pub_of(borrowed_identity_pub), "does not match its root keys"),
     bad("chain-starts-at-2", pub_of(record_2_only_pub), "does not start at version 1"),
@@ -899,19 +958,19 @@ def test_verify_refuses_bad_trust_file(case: Bad, kit: Kit, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("case", "code"),
     [
-        pytest.param(bad("", BAD_FILES[0].values[0].make, "wrong magic bytes"), 3, id="flipped"),
+        pytest.param(Bad(flip(lambda r: 0), "wrong magic bytes"), 3, id="flipped"),
         pytest.param(
-            bad("", file_of(lambda k: b"PK\x03\x04" + bytes(100)), "not a meshdrop bundle"),
+            Bad(file_of(lambda k: b"PK\x03\x04" + bytes(100)), "not a meshdrop bundle"),
             3,
             id="garbage",
         ),
-        pytest.param(bad("", cut(lambda k: 0), "too short"), 3, id="empty"),
-        pytest.param(bad("", cut(lambda k: 200), "truncated"), 3, id="truncated"),
-        pytest.param(bad("", missing, "no such file"), 2, id="missing"),
-        pytest.param(bad("", directory, "folder"), 2, id="folder"),
-        pytest.param(bad("", fifo, "FIFO"), 2, id="fifo"),
-        pytest.param(bad("", hand_made([("../x", b"x")]), "the one above it"), 3, id="path"),
-        pytest.param(bad("", hand_encoded(unsorted), "canonical"), 3, id="non-canonical"),
+        pytest.param(Bad(cut(lambda k: 0), "too short"), 3, id="empty"),
+        pytest.param(Bad(cut(lambda k: 200), "truncated"), 3, id="truncated"),
+        pytest.param(Bad(missing, "no such file"), 2, id="missing"),
+        pytest.param(Bad(directory, "folder"), 2, id="folder"),
+        pytest.param(Bad(fifo, "FIFO"), 2, id="fifo"),
+        pytest.param(Bad(hand_made([("../x", b"x")]), "the one above it"), 3, id="path"),
+        pytest.param(Bad(hand_encoded(unsorted), "canonical"), 3, id="non-canonical"),
     ],
 )
 def test_inspect_refuses(case: Bad, code: int, kit: Kit, tmp_path: Path) -> None:
@@ -931,18 +990,18 @@ def test_inspect_with_trust_refuses_altered_data(kit: Kit, tmp_path: Path) -> No
     ("args", "reason"),
     [
         pytest.param(["nope", "-o", "{tmp}/out"], "no stored bundle is named", id="no-bundle"),
-        pytest.param(["nope", "index.html", "-o", "{tmp}/o.html"], "no stored bundle",
-                     id="no-bundle-file"),  # fmt: skip
+        pytest.param(
+            ["nope", "index.html", "-o", "{tmp}/o.html"], "no stored bundle", id="no-bundle-file"
+        ),
         pytest.param(["keep", "nope.html", "-o", "{tmp}/o.html"], "has no file", id="no-file"),
-        pytest.param(["keep", "../index.html", "-o", "{tmp}/o.html"], "has no file",
-                     id="dotdot-file"),  # fmt: skip
+        pytest.param(
+            ["keep", "../index.html", "-o", "{tmp}/o.html"], "has no file", id="dotdot-file"
+        ),
         pytest.param(["keep", "INDEX.HTML", "-o", "{tmp}/o.html"], "has no file", id="case-file"),
         pytest.param(["keep", "-o", "{tmp}/full"], "already exists", id="into-non-empty-folder"),
     ],
 )
-def test_get_refuses(
-    args: list[str], reason: str, kit: Kit, home: Path, tmp_path: Path
-) -> None:
+def test_get_refuses(args: list[str], reason: str, kit: Kit, home: Path, tmp_path: Path) -> None:
     write_tree(tmp_path / "full", {"mine.txt": b"do not touch"})
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -1011,42 +1070,78 @@ def output_inside_src(kit: Kit, tmp: Path) -> list[str | Path]:
 
 
 PACK_CASES = [
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, name="News"), "bundle name 'News'"),
-                 id="name-upper-case"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, name="news/x"), "bundle name 'news/x'"),
-                 id="name-slash"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, name=""), "bundle name ''"),
-                 id="name-empty"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, extra=["--expires", "next week"]),
-                          "is not a date"), id="expires-not-a-date"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, extra=["--expires", "2001-02-30"]),
-                          "is not a date"), id="expires-impossible-date"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, extra=["--expires", "2001-01-01"]),
-                          "must be after"), id="expires-before-created"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, extra=["--language", "Korean!"]),
-                          "not a language code"), id="bad-language"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, src=t / "nowhere"), "does not exist"),
-                 id="missing-source"),  # fmt: skip
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, name="News"), "bundle name 'News'"),
+        id="name-upper-case",
+    ),
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, name="news/x"), "bundle name 'news/x'"),
+        id="name-slash",
+    ),
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, name=""), "bundle name ''"), id="name-empty"
+    ),
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, extra=["--expires", "next week"]), "is not a date"),
+        id="expires-not-a-date",
+    ),
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, extra=["--expires", "2001-02-30"]), "is not a date"),
+        id="expires-impossible-date",
+    ),
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, extra=["--expires", "2001-01-01"]), "must be after"),
+        id="expires-before-created",
+    ),
+    pytest.param(
+        PackCase(
+            lambda k, t: pack_args(k, t, extra=["--language", "Korean!"]), "not a language code"
+        ),
+        id="bad-language",
+    ),
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, src=t / "nowhere"), "does not exist"),
+        id="missing-source",
+    ),
     pytest.param(PackCase(file_as_src, "is not a folder"), id="source-is-a-file"),
     pytest.param(PackCase(empty_src, "nothing to pack"), id="empty-source"),
-    pytest.param(PackCase(src_with({"con.txt": b"x"}), "reserves for a device", None),
-                 id="source-device-name"),  # fmt: skip
-    pytest.param(PackCase(src_with({"a:b": b"x"}), "':'", None), id="source-colon"),
-    pytest.param(PackCase(src_with({"A.txt": b"x", "a.txt": b"y"}), "same file", None),
-                 id="source-case-twins"),  # fmt: skip
-    pytest.param(PackCase(src_with({"a.": b"x"}), "ends with a dot", None),
-                 id="source-trailing-dot"),  # fmt: skip
+    pytest.param(
+        PackCase(src_with({"con.txt": b"x"}), "reserves for a device", None),
+        id="source-device-name",
+    ),
+    pytest.param(PackCase(src_with({"a:b": b"x"}), "drive", None), id="source-colon-drive-like"),
+    pytest.param(PackCase(src_with({"ab:c": b"x"}), "':'", None), id="source-colon"),
+    pytest.param(
+        PackCase(src_with({"A.txt": b"x", "a.txt": b"y"}), "same file", None),
+        id="source-case-twins",
+    ),
+    pytest.param(
+        PackCase(src_with({"a.": b"x"}), "ends with a dot", None), id="source-trailing-dot"
+    ),
     pytest.param(PackCase(src_with_special("symlink"), "symlink"), id="source-symlink"),
     pytest.param(PackCase(src_with_special("fifo"), "named pipe"), id="source-fifo"),
-    pytest.param(PackCase(output_inside_src, "inside the folder being packed"),
-                 id="output-inside-source"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, publisher=t / "nobody"),
-                          "no publisher folder"), id="publisher-missing"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, publisher=k.locked.folder),
-                          "wrong passphrase", 8, {"MESHDROP_PASSPHRASE": "wrong"}),
-                 id="wrong-passphrase"),  # fmt: skip
-    pytest.param(PackCase(lambda k, t: pack_args(k, t, publisher=k.locked.folder),
-                          "passphrase is needed", 8), id="no-passphrase"),  # fmt: skip
+    pytest.param(
+        PackCase(output_inside_src, "inside the folder being packed"), id="output-inside-source"
+    ),
+    pytest.param(
+        PackCase(lambda k, t: pack_args(k, t, publisher=t / "nobody"), "no publisher folder"),
+        id="publisher-missing",
+    ),
+    pytest.param(
+        PackCase(
+            lambda k, t: pack_args(k, t, publisher=k.locked.folder),
+            "wrong passphrase",
+            8,
+            {"MESHDROP_PASSPHRASE": "wrong"},
+        ),
+        id="wrong-passphrase",
+    ),
+    pytest.param(
+        PackCase(
+            lambda k, t: pack_args(k, t, publisher=k.locked.folder), "passphrase is needed", 8
+        ),
+        id="no-passphrase",
+    ),
 ]
 
 

@@ -73,3 +73,16 @@ def test_trust_ls_and_rm_hide_bundles(
     assert list_json(node) == []
     run("--home", node, "trust", "add", publisher.pub, check=True)
     assert [b["name"] for b in list_json(node)] == ["news"]
+
+
+def test_rm_deletes_but_older_versions_stay_refused(
+    run: Callable[..., Result], make_bundle: Callable[..., Path], node: Path
+) -> None:
+    v1 = make_bundle("news", {"a.txt": b"one"}, version=1)
+    v2 = make_bundle("news", {"a.txt": b"two"}, version=2)
+    run("--home", node, "import", v2, check=True)
+    assert "removed news v2" in run("--home", node, "rm", "news", check=True).out
+    assert list_json(node) == []
+    assert not any((node / "chunks").rglob("*" * 1 + "?" * 63))
+    assert_clean_error(run("--home", node, "import", v1), "older than version 2")
+    assert "imported: news v2" in run("--home", node, "import", v2, check=True).out

@@ -39,6 +39,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(list_bundles)
     cli.add_command(get)
     cli.add_command(fsck)
+    cli.add_command(remove)
 
 
 @click.group()
@@ -325,3 +326,16 @@ def fsck(ctx: click.Context, repair: bool, as_json: bool, quiet: bool) -> None:
         elif damaged:
             click.echo("run 'meshdrop fsck --repair' to drop them, then import them again")
     ctx.exit(0 if report.clean else 1)
+
+
+@click.command("rm", epilog="Example: meshdrop --home ~/node rm news")
+@click.argument("name")
+@click.option("--publisher", help="Fingerprint (or its start) when several publishers use NAME.")
+@click.pass_context
+def remove(ctx: click.Context, name: str, publisher: str | None) -> None:
+    """Delete bundle NAME from this node (expired ones too). The node still refuses older
+    versions of it afterwards."""
+    with open_store(ctx) as store:
+        bundle = store.find_bundle(name, publisher)
+        store.remove_bundle(bundle)
+    click.echo(f"removed {name} v{bundle.version}")

@@ -1,8 +1,10 @@
-"""Publisher commands: make keys, pack folders into signed bundles, verify and inspect."""
+"""Publisher commands: make and change keys, pack folders into signed bundles, verify and
+inspect."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,13 +17,19 @@ from meshdrop.cli.common import (
     human_size,
     parse_time,
     passphrase_from_env_or_prompt,
+    printable,
     progress_bar,
 )
 from meshdrop.errors import MeshdropError, UsageError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from meshdrop.core.manifest import Manifest
     from meshdrop.core.trust import PublisherState
+    from meshdrop.publish.keyfile import KeyFileInfo
+    from meshdrop.publish.keystore import PublisherFolder
+    from meshdrop.publish.lifecycle import Change
 
 
 def register(cli: click.Group) -> None:
@@ -31,32 +39,387 @@ def register(cli: click.Group) -> None:
     cli.add_command(inspect)
 
 
-@click.group("publisher")
+@click.group("publisher", epilog="Example: meshdrop publisher new ~/keys/news --name 'News'")
 def publisher_group() -> None:
-    """Make and show publisher keys."""
+    """Make publisher keys and change them: signing keys, revocation, root rotation,
+    and threshold signing by root-key holders on separate offline machines."""
+
+
+_PROPOSE_HELP = (
+    "Do not sign: write the proposed next record to FILE, for the root key holders to sign "
+    "with 'publisher sign' and to publish with 'publisher combine'."
+)
+_UNENCRYPTED_HELP = "Store new private keys without a passphrase (tests, demos)."
+
+
+def _ask_passphrase(what: str) -> bytes:
+    return passphrase_from_env_or_prompt(what)
+
+
+def _new_key_passphrase(unencrypted: bool, what: str = "the new keys") -> bytes | None:
+    return None if unencrypted else passphrase_from_env_or_prompt(what, True)
+
+
+def _unlock_all(infos: list[KeyFileInfo]) -> list[Ed25519PrivateKey]:
+    """Unlock key files, trying the passphrase typed for the previous one first, so keys
+    sharing a passphrase ask for it once."""
+    from meshdrop.errors import PassphraseError
+    from meshdrop.publish.keyfile import unlock
+
+    keys = []
+    typed: list[bytes] = []
+
+    def ask(what: str) -> bytes:
+        typed.append(_ask_passphrase(what))
+        return typed[-1]
+
+    for info in infos:
+        if typed and info.encrypted:
+            last = typed[-1]
+            try:
+                keys.append(unlock(info, lambda _what: last))  # noqa: B023 (used at once)
+                continue
+            except PassphraseError:
+                pass
+        keys.append(unlock(info, ask))
+    return keys
 
 
 @publisher_group.command(
-    "new", epilog="Example: meshdrop publisher new ~/keys/news --name 'Workers News'"
+    "new", epilog="Example: meshdrop publisher new ~/keys/news --name 'Workers News' --roots 3"
 )
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="The publisher's name, as readers will see it.")
 @click.option(
-    "--unencrypted", is_flag=True, help="Store private keys without a passphrase (tests, demos)."
+    "--roots",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="How many root keys to make.",
 )
-def publisher_new(folder: Path, name: str, unencrypted: bool) -> None:
-    """Create a publisher in FOLDER: a root key, a signing key and publisher.pub.
+@click.option(
+    "--threshold",
+    type=click.IntRange(1, 64),
+    help="How many root keys must sign each change (default: more than half).",
+)
+@click.option("--unencrypted", is_flag=True, help=_UNENCRYPTED_HELP)
+def publisher_new(
+    folder: Path, name: str, roots: int, threshold: int | None, unencrypted: bool
+) -> None:
+    """Create a publisher in FOLDER: root keys, a signing key and publisher.pub.
 
     The passphrase comes from MESHDROP_PASSPHRASE or a prompt. Give node owners
     FOLDER/publisher.pub and read them the fingerprint by a channel you trust; keep the
-    root-*.key file offline."""
-    from meshdrop.publish.keystore import create_publisher
+    root-*.key files offline (with several, give each to a different person)."""
+    from meshdrop.publish.keystore import check_root_shape, create_publisher, majority
 
-    passphrase = None if unencrypted else passphrase_from_env_or_prompt("the new keys", True)
-    record = create_publisher(folder, name, passphrase, int(time.time()))
+    k = majority(roots) if threshold is None else threshold
+    check_root_shape(roots, k)
+    passphrase = _new_key_passphrase(unencrypted)
+    record = create_publisher(folder, name, passphrase, int(time.time()), roots=roots, threshold=k)
     click.echo(f"created publisher {record.name!r} in {folder}")
     click.echo(f"fingerprint: {record.fingerprint}")
+    click.echo(f"root keys: {k} of {len(record.roots)} must sign each change")
     click.echo(f"give node owners: {folder / 'publisher.pub'}")
+
+
+@publisher_group.command(
+    "add-signer",
+    epilog="Example: meshdrop publisher add-signer ~/keys/news --expires 2027-01-31 "
+    "--scope 'news-*'",
+)
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--expires", help="Last day the key may sign (default: two years from now).")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="Bundle names the key may sign, such as 'news-*' (repeatable; default: any).",
+)
+@click.option("--unencrypted", is_flag=True, help=_UNENCRYPTED_HELP)
+@click.option("--propose", type=click.Path(dir_okay=False, path_type=Path), help=_PROPOSE_HELP)
+def publisher_add_signer(
+    folder: Path,
+    expires: str | None,
+    scopes: tuple[str, ...],
+    unencrypted: bool,
+    propose: Path | None,
+) -> None:
+    """Delegate a new signing key: the next publisher record adds it, signed by the root
+    keys. From then on 'meshdrop pack' signs with the newest valid key unless --signer
+    names another."""
+    from meshdrop.publish.keystore import load_publisher
+    from meshdrop.publish.lifecycle import plan_add_signer
+
+    publisher = load_publisher(folder)
+    expires_at = parse_time(expires, "--expires") if expires else None
+    change = plan_add_signer(publisher, int(time.time()), expires_at, scopes)
+    _record_change(publisher, change, propose, unencrypted)
+
+
+@publisher_group.command(
+    "revoke",
+    epilog="Example: meshdrop publisher revoke ~/keys/news 3f2a9c --reason compromised",
+)
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("key_id")
+@click.option(
+    "--reason",
+    required=True,
+    type=click.Choice(["retired", "compromised"]),
+    help="retired: what the key signed stays valid. compromised: everything it ever "
+    "signed is withdrawn on every node.",
+)
+@click.option("--propose", type=click.Path(dir_okay=False, path_type=Path), help=_PROPOSE_HELP)
+def publisher_revoke(folder: Path, key_id: str, reason: str, propose: Path | None) -> None:
+    """Revoke the signing key KEY_ID (its id or the start of it): the next publisher
+    record removes it and says why. A retired key can later be reported compromised."""
+    from meshdrop.core.records import Reason
+    from meshdrop.publish.keystore import load_publisher
+    from meshdrop.publish.lifecycle import plan_revoke
+
+    publisher = load_publisher(folder)
+    change = plan_revoke(publisher, key_id, Reason(reason), int(time.time()))
+    _record_change(publisher, change, propose, unencrypted=True)
+    if not change.record.signers:
+        click.echo("note: no signing key is left; add one with 'meshdrop publisher add-signer'")
+
+
+@publisher_group.command(
+    "rotate-root",
+    epilog="Example: meshdrop publisher rotate-root ~/keys/news --new-root ana.pubkey "
+    "--new-root ben.pubkey --new-root kim.pubkey --threshold 2 --propose rotate.proposal",
+)
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--roots",
+    type=click.IntRange(1, 64),
+    help="How many root keys the publisher will have (default: as many as now, or as "
+    "many as --new-root and --keep-root give).",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(1, 64),
+    help="How many must sign each change (default: as now if --roots is unchanged, else "
+    "more than half).",
+)
+@click.option(
+    "--new-root",
+    "new_root_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A .pubkey file from 'publisher keygen' on a key holder's machine (repeatable).",
+)
+@click.option(
+    "--keep-root",
+    "keep",
+    multiple=True,
+    help="Key id of a current root key to keep (repeatable).",
+)
+@click.option("--unencrypted", is_flag=True, help=_UNENCRYPTED_HELP)
+@click.option("--propose", type=click.Path(dir_okay=False, path_type=Path), help=_PROPOSE_HELP)
+def publisher_rotate_root(
+    folder: Path,
+    roots: int | None,
+    threshold: int | None,
+    new_root_files: tuple[Path, ...],
+    keep: tuple[str, ...],
+    unencrypted: bool,
+    propose: Path | None,
+) -> None:
+    """Replace the root keys: the next record names new ones and is signed by enough of
+    the current root keys AND enough of the new ones, so every node can follow. Keys made
+    here are written into FOLDER; the old root-*.key files move into FOLDER/retired/."""
+    from meshdrop.publish.keyfile import read_public_key_file
+    from meshdrop.publish.keystore import load_publisher
+    from meshdrop.publish.lifecycle import plan_rotate_root
+
+    publisher = load_publisher(folder)
+    new_roots = [read_public_key_file(path) for path in new_root_files]
+    change = plan_rotate_root(publisher, int(time.time()), roots, threshold, new_roots, keep)
+    _record_change(publisher, change, propose, unencrypted)
+
+
+def _record_change(
+    publisher: PublisherFolder, change: Change, propose: Path | None, unencrypted: bool
+) -> None:
+    """Sign and publish ``change`` with the root keys in the folder, or write it out as
+    a proposal. Nothing is written before every check has passed."""
+    from meshdrop.core.keys import key_id
+    from meshdrop.publish.lifecycle import apply_change, propose_change, root_keys_to_unlock
+
+    version = change.record.version
+    new_roots = [key_id(k) for k in change.record.roots if k not in publisher.current.roots]
+    if propose is not None:
+        passphrase = _new_key_passphrase(unencrypted) if change.new_keys else None
+        propose_change(publisher, change, propose, passphrase)
+        click.echo(f"proposed version {version}: {change.what}")
+        click.echo(f"wrote {propose}: nothing is published yet")
+        roots = publisher.current.roots
+        click.echo(
+            f"next: {publisher.current.threshold} of the current root keys "
+            f"({', '.join(map(key_id, roots))}) each sign a copy with "
+            f"'meshdrop publisher sign {propose} --key ROOT.key'"
+        )
+        if new_roots:
+            click.echo(
+                f"      and {change.record.threshold} of the new root keys "
+                f"({', '.join(new_roots)}) sign too"
+            )
+        click.echo(f"then: meshdrop publisher combine COPIES... --publisher {publisher.folder}")
+        return
+    infos = root_keys_to_unlock(publisher, change)
+    root_keys = _unlock_all(infos)
+    passphrase = _new_key_passphrase(unencrypted) if change.new_keys else None
+    updated = apply_change(publisher, change, root_keys, passphrase)
+    click.echo(f"published version {updated.current.version}: {change.what}")
+    click.echo(f"give node owners the new {publisher.folder / 'publisher.pub'}")
+
+
+@publisher_group.command(
+    "keygen", epilog="Example: meshdrop publisher keygen /media/ana-stick/ana-root.key"
+)
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--unencrypted", is_flag=True, help="Store the key without a passphrase (tests).")
+def publisher_keygen(out: Path, unencrypted: bool) -> None:
+    """Make one root key on a key holder's own machine: OUT (the private key, keep it
+    offline) and OUT with .pubkey (its public key, for 'rotate-root --new-root')."""
+    from meshdrop.core.keys import generate_private_key, key_id, public_bytes
+    from meshdrop.fs import atomic_write
+    from meshdrop.publish.keyfile import (
+        KeyKind,
+        encode_public_key_file,
+        write_private_key,
+    )
+    from meshdrop.publish.keystore import PUBLIC_MODE
+
+    pubkey = out.with_suffix(".pubkey")
+    if out.suffix == ".pubkey":
+        raise UsageError(f"{out}: name the private key file with .key, not .pubkey")
+    for path in (out, pubkey):
+        if path.exists():
+            raise UsageError(
+                f"{path} already exists; choose another name (a key is never overwritten)"
+            )
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder {out.parent} does not exist")
+    passphrase = _new_key_passphrase(unencrypted, "the new root key")
+    key = generate_private_key()
+    write_private_key(out, key, KeyKind.ROOT, passphrase)
+    atomic_write(pubkey, encode_public_key_file(public_bytes(key)), PUBLIC_MODE)
+    click.echo(f"made root key {key_id(public_bytes(key))}")
+    click.echo(f"keep offline: {out}")
+    click.echo(f"give the publisher: {pubkey}")
+
+
+@publisher_group.command(
+    "sign",
+    epilog="Example: meshdrop publisher sign rotate.proposal --key /media/ana-stick/ana-root.key",
+)
+@click.argument("proposal_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Your root key file.",
+)
+@click.option(
+    "--publisher",
+    "current",
+    type=click.Path(path_type=Path),
+    help="The publisher's current publisher.pub (or folder), to show what the proposal changes.",
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before signing.")
+def publisher_sign(proposal_file: Path, key_file: Path, current: Path | None, yes: bool) -> None:
+    """Add your root key's signature to PROPOSAL_FILE, in place.
+
+    Prints everything the proposed record says (and, with --publisher, what it changes)
+    so you know what you sign; asks before signing when run in a terminal."""
+    from meshdrop.core.keys import key_id
+    from meshdrop.core.proposal import check_next
+    from meshdrop.publish.lifecycle import (
+        add_signature,
+        change_lines,
+        read_proposal,
+        read_root_key,
+        record_lines,
+    )
+
+    proposal = read_proposal(proposal_file)
+    info = read_root_key(key_file)
+    record = proposal.record
+    click.echo(f"proposal {proposal_file}: publisher record version {record.version}")
+    for line in record_lines(record):
+        click.echo(f"  {printable(line)}")
+    if current is not None:
+        state = _read_state(current)
+        check_next(state.current, proposal)
+        if info.public not in state.current.roots and info.public not in record.roots:
+            raise UsageError(
+                f"key {info.id} is not a root key of publisher {record.name!r}, "
+                "neither now nor in the proposal"
+            )
+        click.echo(f"changes from version {state.version}:")
+        for line in change_lines(state.current, record):
+            click.echo(f"  {printable(line)}")
+    elif info.public not in record.roots:
+        click.echo(
+            f"note: key {info.id} is not among this record's root keys; its signature "
+            "counts only if it is a current root key"
+        )
+    if proposal.signed_by(info.public):
+        click.echo(f"already signed with root key {info.id}; nothing to do")
+        return
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Sign this with root key {info.id}?", abort=True, err=True)
+    signed = add_signature(proposal_file, proposal, info, _ask_passphrase)
+    click.echo(
+        f"signed with root key {key_id(info.public)}; {proposal_file} now holds "
+        f"{len(signed.signatures)} signature(s)"
+    )
+
+
+@publisher_group.command(
+    "combine",
+    epilog="Example: meshdrop publisher combine ana.proposal ben.proposal --publisher ~/keys/news",
+)
+@click.argument(
+    "proposal_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--publisher",
+    "folder",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The publisher folder whose publisher.pub gets the new record.",
+)
+def publisher_combine(proposal_files: tuple[Path, ...], folder: Path) -> None:
+    """Merge the signatures in copies of one proposal and, only if enough of the current
+    root keys and enough of the proposal's own root keys signed, publish the record."""
+    from meshdrop.publish.keystore import load_publisher
+    from meshdrop.publish.lifecycle import change_lines, combine
+
+    publisher = load_publisher(folder)
+    updated, counts = combine(publisher, proposal_files)
+    click.echo(
+        f"published version {updated.current.version} of {printable(updated.current.name)!r}:"
+    )
+    for line in change_lines(publisher.current, updated.current):
+        click.echo(f"  {printable(line)}")
+    if counts.ignored:
+        click.echo(
+            f"ignored {counts.ignored} signature(s) that are not valid signatures by root keys"
+        )
+    click.echo(f"give node owners the new {folder / 'publisher.pub'}")
+
+
+def _read_state(source: Path) -> PublisherState:
+    """A publisher folder's or publisher.pub file's verified record chain."""
+    from meshdrop.publish.keystore import PUBLISHER_FILE, read_publisher_file
+
+    path = source / PUBLISHER_FILE if source.is_dir() else source
+    return read_publisher_file(path)
 
 
 @publisher_group.command("show", epilog="Example: meshdrop publisher show ~/keys/news --json")
@@ -64,56 +427,36 @@ def publisher_new(folder: Path, name: str, unencrypted: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 def publisher_show(source: Path, as_json: bool) -> None:
     """Show a publisher (a publisher folder or a publisher.pub file): fingerprint, version,
-    root and signing keys with their validity."""
-    from meshdrop.core.bundle import parse_publisher_file
-    from meshdrop.core.trust import start_state
-    from meshdrop.store.bundlefile import open_regular_file, read_exactly
+    root keys and threshold, signing keys with their validity and state, revocations."""
+    from meshdrop.publish.lifecycle import publisher_summary
 
-    path = source / "publisher.pub" if source.is_dir() else source
-    fd = open_regular_file(path)
-    try:
-        data = read_exactly(fd, 16 * 1024 * 1024)
-    finally:
-        os.close(fd)
-    record = start_state(parse_publisher_file(data, str(path))).current
-    now = int(time.time())
-    signers = [
-        {
-            "id": s.id,
-            "not_before": s.not_before,
-            "expires": s.expires,
-            "scope": list(s.scope),
-            "state": "valid"
-            if s.valid_at(now)
-            else "expired"
-            if s.expires < now
-            else "not yet valid",
-        }
-        for s in record.signers
-    ]
+    state = _read_state(source)
+    info = publisher_summary(state, int(time.time()), source if source.is_dir() else None)
     if as_json:
-        from meshdrop.core.keys import key_id
-
-        emit_json(
-            {
-                "fingerprint": record.fingerprint,
-                "name": record.name,
-                "version": record.version,
-                "threshold": record.threshold,
-                "roots": [key_id(k) for k in record.roots],
-                "signers": signers,
-            }
-        )
+        emit_json(info)
         return
-    click.echo(f"publisher   {record.name}")
+    record = state.current
+    here = set(_strings(info.get("root_keys_here"))) | set(_strings(info.get("signing_keys_here")))
+    mark = {True: "  (key file here)", False: ""}
+    click.echo(f"publisher   {printable(record.name)}")
     click.echo(f"fingerprint {record.fingerprint}")
-    click.echo(
-        f"record      version {record.version}, {record.threshold} of {len(record.roots)} root keys"
-    )
-    for s in signers:
+    click.echo(f"record      version {record.version}, made {format_time(record.created)}")
+    click.echo(f"root keys   {record.threshold} of {len(record.roots)} must sign each change")
+    for root in _strings(info["roots"]):
+        click.echo(f"root        {root}{mark[root in here]}")
+    now = int(time.time())
+    for s in record.signers:
         click.echo(
-            f"signer      {s['id']}  {s['state']}, until {format_time(int(str(s['expires'])))}"
+            f"signer      {s.id}  {state.key_state(s.key, now)}, {format_time(s.not_before)} "
+            f"to {format_time(s.expires)}, may sign {printable(', '.join(s.scope))}"
+            f"{mark[s.id in here]}"
         )
+    for r in state.revocations().values():
+        click.echo(f"revoked     {r.id}  {r.reason.value} on {format_time(r.at)}")
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 @click.command(
@@ -185,9 +528,7 @@ def pack(
     if expires_at is not None and expires_at <= created_at:
         raise UsageError("--expires must be after the creation time")
     folder = load_publisher(publisher_dir)
-    key, _signer = folder.load_signer(
-        lambda what: passphrase_from_env_or_prompt(what), created_at, signer_id
-    )
+    key, _signer = folder.load_signer(_ask_passphrase, created_at, signer_id, bundle_name=name)
     total = sum(f.size for f in scan_folder(src))
     with progress_bar(2 * total, f"packing {name}", quiet) as advance:
         manifest = pack_folder(

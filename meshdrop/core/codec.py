@@ -119,6 +119,8 @@ def _read_uint(data: bytes, pos: int, width: int, what: str) -> int:
 
 
 def _no_duplicates(pairs: Sequence[tuple[Any, Any]]) -> dict[Any, Any]:
+    if not all(isinstance(key, str) for key, _ in pairs):
+        raise FormatError("a map has a key that is not text")
     result = dict(pairs)
     if len(result) != len(pairs):
         raise FormatError("a map has the same key twice")

@@ -7,6 +7,7 @@ presented as another (a manifest signature replayed as a publisher record, say).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from enum import Enum
 
@@ -64,15 +65,24 @@ def check_public_key(key: bytes, what: str = "a public key") -> bytes:
     """Refuse anything but a canonical encoding of a point of large order."""
     if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES:
         raise SignatureError(f"{what} is not a {PUBLIC_KEY_BYTES}-byte Ed25519 key")
+    problem = _key_problem(key)
+    if problem:
+        raise SignatureError(f"{what} {problem}")
+    return key
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_problem(key: bytes) -> str:
+    """Why ``key`` is unacceptable, or "" (cached: the same keys come back constantly)."""
     point = _decode_point(key)
     if point is None:
-        raise SignatureError(f"{what} is not a canonical Ed25519 point")
+        return "is not a canonical Ed25519 point"
     x, y = point
     for _ in range(3):
         x, y = _double(x, y)
     if x == 0:  # [8]P is the identity (0, 1) or, impossible for a valid point, (0, -1)
-        raise SignatureError(f"{what} is a small-order Ed25519 key, which anyone can forge for")
-    return key
+        return "is a small-order Ed25519 key, which anyone can forge for"
+    return ""
 
 
 def key_id(public_key: bytes) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from meshdrop.core import codec
 from meshdrop.core.paths import check_bundle_paths
+from meshdrop.core.records import MAX_TIME
 from meshdrop.core.schema import Fields
 from meshdrop.errors import FormatError
 
@@ -23,7 +24,6 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_FILES = 100_000
 MAX_CHUNKS = 450_000  # ~440 GiB: what fits in MAX_MANIFEST_BYTES at 34 bytes a hash
 MAX_FILE_SIZE = 2**40
-MAX_TIME = 2**62
 MAX_TITLE = 200
 MAX_DESCRIPTION = 4000
 MAX_MEDIA_TYPE = 127
@@ -37,7 +37,7 @@ _LIMITS = codec.Limits(
     max_bytes=MAX_MANIFEST_BYTES,
     max_depth=5,
     max_items=MAX_CHUNKS + 12 * MAX_FILES + 64,
-    max_str=8192,
+    max_str=4 * MAX_DESCRIPTION,  # 4 bytes per character at most in UTF-8
     max_bin=HASH_BYTES,
 )
 

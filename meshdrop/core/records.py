@@ -8,6 +8,7 @@ so a node that pinned record 1 can follow any later rotation one step at a time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,12 +37,9 @@ MAX_RECORD_BYTES = 64 * 1024
 MAX_KEYS = 64
 MAX_CHAIN = 64  # records a node will walk (and a file may carry) in one go
 MAX_NAME_CHARS = 100
-MAX_TIME = 2**62
+MAX_TIME = 253_402_300_799  # 9999-12-31 23:59:59 UTC: every date library can show it
 
 _RECORD_LIMITS = codec.Limits(max_bytes=MAX_RECORD_BYTES, max_depth=4, max_items=4096)
-_SIGNED_LIMITS = codec.Limits(
-    max_bytes=MAX_RECORD_BYTES * 2, max_depth=4, max_items=4096, max_bin=MAX_RECORD_BYTES
-)
 _ID_PREFIX = b"meshdrop/v1/publisher-id\0"
 
 
@@ -140,7 +138,9 @@ class SignedRecord:
         return codec.pack(self.to_value())
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_record(data: bytes) -> PublisherRecord:
+    """Parse (and cache: records are immutable and met again and again) a record."""
     what = "the publisher record"
     fields = Fields(codec.unpack(data, _RECORD_LIMITS, what), what)
     if fields.text("type", 40) != RECORD_TYPE or fields.integer("format", 0, 2**16) != 1:

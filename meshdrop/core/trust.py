@@ -78,8 +78,9 @@ class PublisherState:
                 return found
         return None
 
-    def check_signer(self, key: bytes, bundle_name: str, created: int) -> Signer:
-        """The delegation under which ``key`` may sign ``bundle_name`` at ``created``."""
+    def delegation(self, key: bytes) -> Signer:
+        """The key's delegation, unless it was never delegated or was compromised: what
+        can be decided before reading anything the key signed."""
         name = f"{self.current.name!r} ({self.fingerprint})"
         revocation = self.revocations().get(key)
         if revocation is not None and revocation.reason is Reason.COMPROMISED:
@@ -92,6 +93,12 @@ class PublisherState:
             raise TrustError(
                 f"signed with key {key_id(key)}, which publisher {name} has not delegated"
             )
+        return signer
+
+    def check_signer(self, key: bytes, bundle_name: str, created: int) -> Signer:
+        """The delegation under which ``key`` may sign ``bundle_name`` at ``created``."""
+        signer = self.delegation(key)
+        revocation = self.revocations().get(key)
         if revocation is not None and created > revocation.at:
             raise TrustError(
                 f"signed with key {signer.id} on {describe_time(created)}, after the publisher "
@@ -132,8 +139,21 @@ def start_state(chain: Iterable[SignedRecord]) -> PublisherState:
     firsts = [s for s in chain if (r := peek_record(s)) is not None and r.version == 1]
     if not firsts:
         raise TrustError("the publisher file does not hold the publisher's first record")
-    first = verify_first_record(firsts[0])
-    state, problem = advance_state(PublisherState((first,), (firsts[0],)), chain)
+    verified: dict[bytes, tuple[PublisherRecord, SignedRecord]] = {}
+    reason = ""
+    for signed in sorted(firsts, key=lambda s: s.record_bytes):
+        try:
+            record = verify_first_record(signed)
+        except MeshdropError as exc:
+            reason = str(exc)
+            continue
+        verified.setdefault(record.publisher, (record, signed))
+    if not verified:
+        raise TrustError(reason)
+    if len(verified) > 1:
+        raise TrustError("the publisher file holds the first records of several publishers")
+    [(first, first_signed)] = verified.values()
+    state, problem = advance_state(PublisherState((first,), (first_signed,)), chain)
     if problem is not None:
         raise TrustError(problem)
     return state

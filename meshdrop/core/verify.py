@@ -53,6 +53,14 @@ class VerifiedManifest:
     def publisher(self) -> PublisherRecord:
         return self.state.current
 
+    def relay_envelope(self) -> Envelope:
+        """The envelope to store and pass on: the same signed manifest, carrying only the
+        publisher records that verified (never what an attacker slipped in beside them)."""
+        envelope = self.envelope
+        return Envelope(
+            envelope.manifest_bytes, envelope.signer, envelope.signature, self.state.signed
+        )
+
 
 def claimed_publisher(envelope: Envelope) -> bytes:
     """The publisher id an envelope claims (unverified), from its first parsable record."""
@@ -77,6 +85,7 @@ def verify_envelope(
     state, problem = advance_state(known, envelope.records)
     if state.signer(envelope.signer) is None and problem is not None:
         raise TrustError(f"the bundle's signing key cannot be checked: {problem}")
+    state.delegation(envelope.signer)
     if not verify(envelope.signer, envelope.signature, Domain.MANIFEST, envelope.manifest_bytes):
         raise SignatureError("the manifest signature does not verify (the bundle was altered)")
     manifest = parse_manifest(envelope.manifest_bytes)

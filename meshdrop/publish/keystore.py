@@ -1,36 +1,28 @@
 """A publisher folder: the publisher's private keys and its chain of signed records.
 
-    root-<keyid>.key     a root key (PEM PKCS8, mode 0600); belongs offline after setup
-    signer-<keyid>.key   a delegated signing key (PEM PKCS8, mode 0600)
+    root-<keyid>.key     a root key (meshdrop key file, mode 0600); belongs offline
+    signer-<keyid>.key   a delegated signing key (meshdrop key file, mode 0600)
     publisher.pub        the signed record chain that node owners pin (mode 0644)
+    retired/             root keys replaced by a rotation and revoked signing keys, kept
+                         (never deleted) but out of the way so they are not used again
 
-publisher.pub is written last, so a folder without it is an unfinished setup.
+publisher.pub is written last, so a folder without it is an unfinished setup. Key files
+for records not yet published (a proposal waiting for signatures) may lie beside it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
+import fnmatch
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
-    Encoding,
-    KeySerializationEncryption,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 
 from meshdrop.core.bundle import encode_publisher_file, parse_publisher_file
 from meshdrop.core.keys import generate_private_key, key_id, public_bytes
 from meshdrop.core.records import (
+    MAX_KEYS,
     MAX_NAME_CHARS,
     MAX_TIME,
     PublisherRecord,
@@ -41,32 +33,43 @@ from meshdrop.core.records import (
     verify_first_record,
 )
 from meshdrop.core.trust import PublisherState, describe_time, start_state
-from meshdrop.errors import FormatError, PassphraseError, TrustError, UsageError
-from meshdrop.fs import atomic_write
+from meshdrop.errors import FormatError, StoreError, TrustError, UsageError
+from meshdrop.fs import atomic_write, fsync_dir, os_error_message
+from meshdrop.publish.keyfile import (
+    KeyFileInfo,
+    KeyKind,
+    PassphraseProvider,
+    load_private_key,
+    read_key_file_info,
+    read_small,
+    unlock,
+    write_private_key,
+)
 
 PUBLISHER_FILE = "publisher.pub"
+RETIRED_FOLDER = "retired"
 ROOT_PREFIX = "root-"
 SIGNER_PREFIX = "signer-"
 KEY_SUFFIX = ".key"
 DAY = 86400
+DEFAULT_SIGNER_DAYS = 730
 FOLDER_MODE = 0o700
-KEY_MODE = 0o600
 PUBLIC_MODE = 0o644
-MAX_KEY_FILE_BYTES = 64 * 1024
 MAX_PUBLISHER_FILE_BYTES = 16 * 1024 * 1024
 
-PassphraseProvider = Callable[[str], bytes | None]
+__all__ = [
+    "PassphraseProvider",
+    "PublisherFolder",
+    "create_publisher",
+    "load_private_key",
+    "load_publisher",
+]
 
 # Invisible characters that reorder displayed text, so a name could be shown as another.
 _BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
 _UNSAFE_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
-_PEM = re.compile(
-    rb"\A\s*-----BEGIN (ENCRYPTED )?PRIVATE KEY-----\r?\n"
-    rb"([A-Za-z0-9+/=\r\n]+)"
-    rb"-----END (ENCRYPTED )?PRIVATE KEY-----\s*\Z"
-)
 
 
 def key_file_name(prefix: str, public_key: bytes) -> str:
@@ -84,50 +87,78 @@ def check_publisher_name(name: str) -> str:
     return name
 
 
+def majority(count: int) -> int:
+    """The default threshold for ``count`` root keys: more than half of them."""
+    return count // 2 + 1
+
+
+def check_root_shape(roots: int, threshold: int) -> None:
+    if not 1 <= roots <= MAX_KEYS:
+        raise UsageError(f"a publisher has 1 to {MAX_KEYS} root keys, not {roots}")
+    if not 1 <= threshold <= roots:
+        raise UsageError(
+            f"the threshold must be from 1 to the number of root keys ({roots}), not {threshold}"
+        )
+
+
 def create_publisher(
     folder: Path,
     name: str,
     passphrase: bytes | None,
     now: int,
-    signer_valid_days: int = 730,
+    signer_valid_days: int = DEFAULT_SIGNER_DAYS,
+    roots: int = 1,
+    threshold: int = 1,
 ) -> PublisherRecord:
-    """Make a new publisher in the empty (or new) ``folder``: one root key, one signing
-    key valid for ``signer_valid_days``, and record 1 delegating it."""
+    """Make a new publisher in the empty (or new) ``folder``: ``roots`` root keys of which
+    ``threshold`` must sign each record, one signing key valid for ``signer_valid_days``,
+    and record 1 delegating it, signed by every root key."""
     check_publisher_name(name)
-    encryption = _encryption(passphrase)
+    check_root_shape(roots, threshold)
+    if passphrase is not None and not passphrase:
+        raise UsageError("the passphrase must not be empty")
     if signer_valid_days < 1:
         raise UsageError("the signing key must be valid for at least one day")
     expires = now + signer_valid_days * DAY
     if not 0 <= now <= expires <= MAX_TIME:
         raise UsageError("the current time or the signing key's lifetime is out of range")
     _prepare_folder(folder)
-    root_key = generate_private_key()
+    root_keys = [generate_private_key() for _ in range(roots)]
     signing_key = generate_private_key()
-    root_pub = public_bytes(root_key)
-    signer_pub = public_bytes(signing_key)
+    root_pubs = tuple(sorted(public_bytes(k) for k in root_keys))
     record = PublisherRecord(
-        publisher=publisher_id([root_pub], 1),
+        publisher=publisher_id(root_pubs, threshold),
         name=name,
         version=1,
         created=now,
-        roots=(root_pub,),
-        threshold=1,
-        # A day early, so a node whose clock runs behind still accepts fresh bundles.
-        signers=(Signer(signer_pub, not_before=max(0, now - DAY), expires=expires, scope=("*",)),),
+        roots=root_pubs,
+        threshold=threshold,
+        signers=(new_signer(public_bytes(signing_key), now, expires, ("*",)),),
     )
-    signed = sign_record(record, [root_key])
-    _write_private_key(folder / key_file_name(ROOT_PREFIX, root_pub), root_key, encryption)
-    _write_private_key(folder / key_file_name(SIGNER_PREFIX, signer_pub), signing_key, encryption)
+    signed = sign_record(record, root_keys)
+    for key in root_keys:
+        write_key(folder, key, KeyKind.ROOT, passphrase)
+    write_key(folder, signing_key, KeyKind.SIGNER, passphrase)
     atomic_write(folder / PUBLISHER_FILE, encode_publisher_file([signed]), PUBLIC_MODE)
     return verify_first_record(signed)
 
 
-def _encryption(passphrase: bytes | None) -> KeySerializationEncryption:
-    if passphrase is None:
-        return NoEncryption()
-    if not passphrase:
-        raise UsageError("the passphrase must not be empty")
-    return BestAvailableEncryption(passphrase)
+def new_signer(public: bytes, now: int, expires: int, scope: tuple[str, ...]) -> Signer:
+    # Valid from a day early, so a node whose clock runs behind still accepts fresh bundles.
+    return Signer(public, not_before=max(0, now - DAY), expires=expires, scope=scope)
+
+
+def key_path(folder: Path, kind: KeyKind, public: bytes) -> Path:
+    prefix = ROOT_PREFIX if kind is KeyKind.ROOT else SIGNER_PREFIX
+    return folder / key_file_name(prefix, public)
+
+
+def write_key(
+    folder: Path, key: Ed25519PrivateKey, kind: KeyKind, passphrase: bytes | None
+) -> Path:
+    path = key_path(folder, kind, public_bytes(key))
+    write_private_key(path, key, kind, passphrase)
+    return path
 
 
 def _prepare_folder(folder: Path) -> None:
@@ -142,13 +173,6 @@ def _prepare_folder(folder: Path) -> None:
         folder.chmod(FOLDER_MODE)
     except OSError as exc:
         raise UsageError(f"cannot create the folder {folder} ({exc.strerror})") from None
-
-
-def _write_private_key(
-    path: Path, key: Ed25519PrivateKey, encryption: KeySerializationEncryption
-) -> None:
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
-    atomic_write(path, pem, KEY_MODE)
 
 
 @dataclass(frozen=True)
@@ -167,31 +191,69 @@ class PublisherFolder:
         return self.state.current
 
     def signer_path(self, signer: Signer) -> Path:
-        return self.folder / key_file_name(SIGNER_PREFIX, signer.key)
+        return key_path(self.folder, KeyKind.SIGNER, signer.key)
+
+    def root_key_file(self, public: bytes) -> KeyFileInfo | None:
+        """The checked (still locked) key file of the root key ``public``, if it is here."""
+        path = key_path(self.folder, KeyKind.ROOT, public)
+        if not path.is_file():
+            return None
+        info = read_key_file_info(path)
+        if info.public != public:
+            raise FormatError(f"{path} holds another key than its name says")
+        if info.kind is not KeyKind.ROOT:
+            raise FormatError(f"{path} holds a {info.kind.label}, not a root key")
+        return info
+
+    def introduced(self, key: bytes) -> int:
+        """The version of the first record that delegated ``key``."""
+        return next(r.version for r in self.state.records if r.signer(key) is not None)
 
     def load_signer(
-        self, passphrase_provider: PassphraseProvider, now: int, key_id: str | None = None
+        self,
+        passphrase_provider: PassphraseProvider,
+        now: int,
+        key_id: str | None = None,
+        bundle_name: str | None = None,
     ) -> tuple[Ed25519PrivateKey, Signer]:
         """The signing key to sign with at ``now``: the one named by ``key_id`` (a unique
-        prefix is enough), else the present one that stays valid longest.
-        ``passphrase_provider`` is asked only if that key file is encrypted."""
-        signer = self._best_signer(now) if key_id is None else self._named_signer(key_id, now)
+        prefix is enough), else the newest valid one here (latest start of validity, then
+        latest delegation) that may sign ``bundle_name``. ``passphrase_provider`` is asked
+        only if that key file is encrypted."""
+        if key_id is None:
+            signer = self._best_signer(now, bundle_name)
+        else:
+            signer = self._named_signer(key_id, now)
         path = self.signer_path(signer)
-        key = load_private_key(path, passphrase_provider)
-        if public_bytes(key) != signer.key:
+        info = read_key_file_info(path)
+        if info.public != signer.key:
             raise FormatError(f"{path} holds another key than its name says")
-        return key, signer
+        if info.kind is not KeyKind.SIGNER:
+            raise FormatError(f"{path} holds a {info.kind.label}, not a signing key")
+        return unlock(info, passphrase_provider), signer
 
-    def _best_signer(self, now: int) -> Signer:
-        present = [s for s in self.current.signers if self.signer_path(s).is_file()]
+    def _usable_signers(self) -> list[Signer]:
+        revoked = self.state.revocations()
+        return [s for s in self.current.signers if s.key not in revoked]
+
+    def _best_signer(self, now: int, bundle_name: str | None) -> Signer:
+        present = [s for s in self._usable_signers() if self.signer_path(s).is_file()]
         if not present:
             raise TrustError(
                 f"{self.folder} holds no signing key of publisher {self.current.name!r}"
                 f" (no {SIGNER_PREFIX}<key id>{KEY_SUFFIX} file)"
             )
         valid = [s for s in present if s.valid_at(now)]
+        if valid and bundle_name is not None:
+            allowed = [s for s in valid if _in_scope(s, bundle_name)]
+            if not allowed:
+                raise TrustError(
+                    f"no valid signing key in {self.folder} may sign bundles named "
+                    f"{bundle_name!r}; add one with 'meshdrop publisher add-signer'"
+                )
+            valid = allowed
         if valid:
-            return max(valid, key=lambda s: (s.expires, s.id))
+            return max(valid, key=lambda s: (s.not_before, self.introduced(s.key), s.id))
         if all(s.expires < now for s in present):
             newest = max(s.expires for s in present)
             raise TrustError(
@@ -206,11 +268,12 @@ class PublisherFolder:
 
     def _named_signer(self, wanted: str, now: int) -> Signer:
         prefix = wanted.strip().lower()
-        matches = [s for s in self.current.signers if prefix and s.id.startswith(prefix)]
+        signers = self._usable_signers()
+        matches = [s for s in signers if prefix and s.id.startswith(prefix)]
         if not matches:
             raise UsageError(
                 f"publisher {self.current.name!r} has no signing key {wanted!r}"
-                f" (its keys: {', '.join(s.id for s in self.current.signers)})"
+                f" (its keys: {', '.join(s.id for s in signers) or 'none'})"
             )
         if len(matches) > 1:
             raise UsageError(f"{wanted!r} matches {len(matches)} signing keys; type more of it")
@@ -224,6 +287,54 @@ class PublisherFolder:
             )
         return signer
 
+    def publish(self, signed: SignedRecord) -> PublisherFolder:
+        """Append the verified next record to publisher.pub (crash-safe), then move keys
+        that no longer count into retired/."""
+        state = start_state((*self.state.signed, signed))
+        if state.version != self.state.version + 1:
+            raise TrustError(f"the new record does not follow version {self.state.version}")
+        atomic_write(self.folder / PUBLISHER_FILE, encode_publisher_file(state.signed), PUBLIC_MODE)
+        updated = PublisherFolder(self.folder, state)
+        updated.retire_stale_keys()
+        return updated
+
+    def retire_stale_keys(self) -> list[Path]:
+        """Move root keys that an earlier record listed but the current one does not, and
+        revoked signing keys, into retired/. Key files of no record (a pending proposal's)
+        stay. Never deletes: a retired key may still be needed to read old history."""
+        current_roots = set(self.current.roots)
+        old_roots = {k for r in self.state.records for k in r.roots} - current_roots
+        stale = [key_path(self.folder, KeyKind.ROOT, k) for k in sorted(old_roots)]
+        stale += [
+            key_path(self.folder, KeyKind.SIGNER, k) for k in sorted(self.state.revocations())
+        ]
+        moved = []
+        for path in stale:
+            if path.is_file():
+                moved.append(_move_to_retired(path))
+        return moved
+
+
+def _in_scope(signer: Signer, bundle_name: str) -> bool:
+    return any(fnmatch.fnmatchcase(bundle_name, pattern) for pattern in signer.scope)
+
+
+def _move_to_retired(path: Path) -> Path:
+    retired = path.parent / RETIRED_FOLDER
+    target = retired / path.name
+    try:
+        retired.mkdir(mode=FOLDER_MODE, exist_ok=True)
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = retired / f"{path.stem}-{counter}{path.suffix}"
+        path.rename(target)
+        fsync_dir(retired)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise StoreError(os_error_message(exc, f"moving {path} into {retired}")) from None
+    return target
+
 
 def load_publisher(folder: Path) -> PublisherFolder:
     """Read and verify ``folder``/publisher.pub (keys are loaded later, on demand)."""
@@ -234,82 +345,10 @@ def load_publisher(folder: Path) -> PublisherFolder:
     path = folder / PUBLISHER_FILE
     if not path.is_file():
         raise UsageError(f"{folder} is not a publisher folder (it has no {PUBLISHER_FILE})")
-    data = _read_small(path, MAX_PUBLISHER_FILE_BYTES)
-    records = parse_publisher_file(data, str(path))
-    return PublisherFolder(folder, start_state(records))
+    return PublisherFolder(folder, read_publisher_file(path))
 
 
-def _read_small(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror})") from None
-    if len(data) > limit:
-        raise FormatError(f"{path} is too large to be what its name says")
-    return data
-
-
-def load_private_key(path: Path, passphrase_provider: PassphraseProvider) -> Ed25519PrivateKey:
-    """Load an Ed25519 PEM key file, asking for a passphrase only if it is encrypted."""
-    data = _read_small(path, MAX_KEY_FILE_BYTES)
-    encrypted = _is_encrypted_pem(data, path)
-    password = None
-    if encrypted:
-        password = passphrase_provider(str(path))
-        if not password:
-            raise PassphraseError(f"no passphrase was given for {path}")
-    try:
-        key = load_pem_private_key(data, password)
-    except ValueError:
-        # The container was checked well-formed above, so a failure here is a bad decrypt.
-        if encrypted:
-            raise PassphraseError(f"wrong passphrase for {path}") from None
-        raise FormatError(f"{path} is damaged: it is not a readable private key") from None
-    except (TypeError, UnsupportedAlgorithm):
-        raise FormatError(f"{path} is damaged: it is not a readable private key") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise FormatError(f"{path} holds a key of another kind than Ed25519")
-    return key
-
-
-def _is_encrypted_pem(data: bytes, path: Path) -> bool:
-    """Whether ``data`` is an encrypted PKCS8 PEM; FormatError if it is no PEM key at all
-    or its structure is broken (so a damaged file is not blamed on the passphrase)."""
-    match = _PEM.match(data)
-    if match is None or match[1] != match[3]:
-        raise FormatError(f"{path} is damaged: it is not a PEM private key file")
-    try:
-        der = base64.b64decode(b"".join(match[2].split()), validate=True)
-    except binascii.Error:
-        raise FormatError(f"{path} is damaged: its text is not valid base64") from None
-    if match[1] is None:
-        return False
-    outer = _der_items(der)
-    inner = _der_items(outer[0][1]) if outer and len(outer) == 1 and outer[0][0] == 0x30 else None
-    if inner is None or [tag for tag, _ in inner] != [0x30, 0x04]:
-        raise FormatError(f"{path} is damaged: it is not a readable encrypted private key")
-    return True
-
-
-def _der_items(data: bytes) -> list[tuple[int, bytes]] | None:
-    """Split DER into (tag, content) pairs, or None if the lengths do not add up."""
-    items = []
-    pos = 0
-    while pos < len(data):
-        if pos + 2 > len(data):
-            return None
-        tag, first = data[pos], data[pos + 1]
-        pos += 2
-        length = first
-        if first >= 0x80:
-            width = first & 0x7F
-            if not 1 <= width <= 4 or pos + width > len(data):
-                return None
-            length = int.from_bytes(data[pos : pos + width], "big")
-            pos += width
-        if pos + length > len(data):
-            return None
-        items.append((tag, data[pos : pos + length]))
-        pos += length
-    return items
+def read_publisher_file(path: Path) -> PublisherState:
+    """Read and verify a publisher.pub file from record 1 on."""
+    data = read_small(path, MAX_PUBLISHER_FILE_BYTES, "publisher file")
+    return start_state(parse_publisher_file(data, str(path)))

@@ -19,11 +19,8 @@ class ChunkStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def create_folders(self) -> None:
+    def create_root(self) -> None:
         self.root.mkdir(exist_ok=True)
-        for i in range(256):
-            (self.root / f"{i:02x}").mkdir(exist_ok=True)
-        fsync_dir(self.root)
 
     def path(self, digest: bytes) -> Path:
         hexdigest = digest.hex()
@@ -36,6 +33,9 @@ class ChunkStore:
         """Durably store verified ``data``; the caller fsyncs the folder before relying on
         the rename (``sync_folders``), so one folder sync covers many chunks."""
         target = self.path(digest)
+        if not target.parent.is_dir():
+            target.parent.mkdir(exist_ok=True)
+            fsync_dir(self.root)
         temp = temp_path_for(target)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:

@@ -33,6 +33,8 @@ from meshdrop.store.models import (
     TrustedPublisher,
 )
 
+CLOCK_SKEW = 86_400  # how far ahead of the node's time a signed time may be and still count
+
 __all__ = ["ImportResult", "Outcome", "Store", "StoredBundle", "TrustedPublisher"]
 
 _LIST_BUNDLES = (
@@ -49,8 +51,7 @@ class Store:
         try:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.chunks = ChunkStore(home / "chunks")
-            if not (home / "chunks" / "ff").is_dir():
-                self.chunks.create_folders()
+            self.chunks.create_root()
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"creating the store in {home}")) from None
         self.conn = db.connect(home / "index.sqlite")
@@ -263,7 +264,7 @@ class Store:
                 m.version,
                 verified.signer.key,
                 digest,
-                verified.envelope.encode(),
+                verified.relay_envelope().encode(),
                 m.title,
                 m.description,
                 m.language,
@@ -286,7 +287,10 @@ class Store:
             "WHERE excluded.version > highwater.version",
             (m.publisher, m.name, verified.signer.key, m.version, digest),
         )
-        trustdb.note_signed_time(conn, m.publisher, verified.signer.key, m.created)
+        # A signing key may not drag the clock floor into the future: only times the node's
+        # own view of now can vouch for count (records, signed by root keys, always count).
+        if m.created <= self.now() + CLOCK_SKEW:
+            trustdb.note_signed_time(conn, m.publisher, verified.signer.key, m.created)
 
     def _delete_unreferenced(self, candidates: set[bytes]) -> None:
         still_used = {
@@ -297,6 +301,20 @@ class Store:
             ).fetchone()
         }
         self.chunks.delete(candidates - still_used)
+
+    def remove_bundle(self, bundle: StoredBundle) -> None:
+        """Delete a stored bundle (the owner's say). Its rollback marks stay: removing a
+        version never lets an older one back in."""
+        with self.write_lock():
+            with self.transaction() as conn:
+                digests = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT hash FROM bundle_chunks WHERE bundle_id = ?", (bundle.id,)
+                    )
+                }
+                conn.execute("DELETE FROM bundles WHERE id = ?", (bundle.id,))
+            self._delete_unreferenced(digests)
 
     # Reading
 
