@@ -21,7 +21,6 @@ from typing import Any
 import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from conftest import (
     FIXED_CREATED,
@@ -46,6 +45,7 @@ from meshdrop.core.bundle import (
 from meshdrop.core.keys import Domain, generate_private_key, public_bytes, sign
 from meshdrop.core.manifest import CHUNK_SIZE, FileEntry, Manifest
 from meshdrop.core.records import (
+    MAX_TIME,
     PublisherRecord,
     SignedRecord,
     Signer,
@@ -53,8 +53,12 @@ from meshdrop.core.records import (
     publisher_id,
     sign_record,
 )
+from meshdrop.publish.keyfile import load_private_key
 
 CREATED = int(FIXED_CREATED)
+DAY = 86400
+VALID_UNTIL = CREATED + 30 * DAY
+FAR_FUTURE = 2**40  # the year 36812, past what the format allows
 TIMEOUT = 20  # seconds; every refusal is quick, and a FIFO must never block
 ORDER_8_POINT = bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
 SMALL_ORDER_ZERO = bytes(32)  # y = 0: a point of order 4
@@ -79,12 +83,14 @@ def current_record(publisher_folder: Path) -> PublisherRecord:
     return parse_record(publisher_records(publisher_folder)[-1].record_bytes)
 
 
+def _no_passphrase(what: str) -> bytes | None:
+    return None
+
+
 def private_key(publisher_folder: Path, kind: str) -> Ed25519PrivateKey:
     """The folder's one unencrypted ``kind`` ("root" or "signer") key."""
     [path] = publisher_folder.glob(f"{kind}-*.key")
-    key = load_pem_private_key(path.read_bytes(), None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return key
+    return load_private_key(path, _no_passphrase)
 
 
 def chunk_hashes(data: bytes) -> tuple[bytes, ...]:
@@ -161,7 +167,11 @@ def next_record(
 
 
 def delegated(
-    publisher_folder: Path, key: bytes, not_before: int = 0, expires: int = 2**40, **more: Any
+    publisher_folder: Path,
+    key: bytes,
+    not_before: int = 0,
+    expires: int = VALID_UNTIL,
+    **more: Any,
 ) -> tuple[SignedRecord, ...]:
     """The real chain plus a record 2 that delegates ``key``."""
     record = next_record(publisher_folder, [Signer(key, not_before, expires, **more)])
@@ -473,7 +483,7 @@ def forged_first_record(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedReco
     return (
         next_record(
             kit.folder,
-            [Signer(public_bytes(key), 0, 2**40)],
+            [Signer(public_bytes(key), 0, VALID_UNTIL)],
             version=1,
             roots=[public_bytes(attacker_root)],
             sign_with=[attacker_root],
@@ -486,7 +496,7 @@ def forged_next_record(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecor
     attacker_root = generate_private_key()
     record = next_record(
         kit.folder,
-        [Signer(public_bytes(key), 0, 2**40)],
+        [Signer(public_bytes(key), 0, VALID_UNTIL)],
         roots=[public_bytes(attacker_root)],
         sign_with=[attacker_root],
     )
@@ -496,13 +506,13 @@ def forged_next_record(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecor
 def new_roots_not_signing(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecord]:
     """Record 2 that hands the publisher to new roots, signed by the old root only."""
     record = next_record(
-        kit.folder, [Signer(public_bytes(key), 0, 2**40)], roots=[public_bytes(key)]
+        kit.folder, [Signer(public_bytes(key), 0, VALID_UNTIL)], roots=[public_bytes(key)]
     )
     return (*publisher_records(kit.folder), record)
 
 
 def chain_with_gap(kit: Kit, key: Ed25519PrivateKey) -> Sequence[SignedRecord]:
-    record = next_record(kit.folder, [Signer(public_bytes(key), 0, 2**40)], version=3)
+    record = next_record(kit.folder, [Signer(public_bytes(key), 0, VALID_UNTIL)], version=3)
     return (*publisher_records(kit.folder), record)
 
 
@@ -520,7 +530,9 @@ def delegating_key(key: bytes) -> Callable[[Kit, Ed25519PrivateKey], Sequence[Si
     """Record 2 delegating the fixed public ``key`` (also delegating the fresh key)."""
     return lambda kit, fresh: (
         *publisher_records(kit.folder),
-        next_record(kit.folder, [Signer(public_bytes(fresh), 0, 2**40), Signer(key, 0, 2**40)]),
+        next_record(
+            kit.folder, [Signer(public_bytes(fresh), 0, VALID_UNTIL), Signer(key, 0, VALID_UNTIL)]
+        ),
     )
 
 
@@ -530,7 +542,7 @@ def with_root(key: bytes) -> Callable[[Kit, Ed25519PrivateKey], Sequence[SignedR
     def records(kit: Kit, fresh: Ed25519PrivateKey) -> Sequence[SignedRecord]:
         current = current_record(kit.folder)
         roots = sorted([*current.roots, key])
-        signer = Signer(public_bytes(fresh), 0, 2**40)
+        signer = Signer(public_bytes(fresh), 0, VALID_UNTIL)
         return (*publisher_records(kit.folder), next_record(kit.folder, [signer], roots=roots))
 
     return records
@@ -582,7 +594,7 @@ BAD_FILES = [
     # the envelope
     bad("envelope-map-header", flip(lambda r: r.envelope), "unexpected bytes after its end"),
     bad("envelope-field-name", flip(lambda r: r.signer, -3, 0x20), "lacks the field 'signer'"),
-    bad("envelope-signer-key", flip(lambda r: r.signer, 5), "has not delegated"),
+    bad("envelope-signer-key", flip(lambda r: r.signer, 5), "signature does not verify"),
     bad("envelope-record-publisher-id", flip(lambda r: r.record_publisher, 3), "does not trust"),
     bad("envelope-record-name", flip(lambda r: r.record_name, 0, 0x20), "record"),
     bad("envelope-record-signature", flip(lambda r: r.record_signature, 7), "record"),
@@ -628,7 +640,14 @@ BAD_FILES = [
     ),
     bad("signature-wrong-domain", file_of(wrong_domain), "signature does not verify"),
     bad("signer-expired", hand_signed(delegating(expires=CREATED - 1)), "not valid on"),
+    bad("bundle-expires-year-36812", hand_made(expires=FAR_FUTURE), "'expires'"),
+    bad("bundle-created-year-36812", hand_made(created=FAR_FUTURE), "'created'"),
     bad("signer-not-yet-valid", hand_signed(delegating(not_before=CREATED + 1)), "not valid on"),
+    bad(
+        "signer-not-yet-valid-until-year-36812",
+        hand_signed(delegating(not_before=CREATED + 1, expires=FAR_FUTURE)),
+        "not valid on",
+    ),
     bad(
         "signer-out-of-scope",
         hand_signed(delegating(scope=("other-*",))),
@@ -639,7 +658,11 @@ BAD_FILES = [
         hand_signed(delegating(), created=1_000_000_000, expires=1_000_000_001),
         "expired on",
     ),
-    bad("small-order-signer-undelegated", raw_envelope(small_order_signer), "has not delegated"),
+    bad(
+        "small-order-signer-undelegated",
+        raw_envelope(small_order_signer),
+        "signature does not verify",
+    ),
     bad("small-order-signer-delegated", hand_signed(delegating_key(ORDER_8_POINT)), "small-order"),
     bad("small-order-root", hand_signed(with_root(SMALL_ORDER_ZERO)), "small-order"),
     bad(
@@ -785,6 +808,26 @@ def test_verify_fails_the_bad_file_only(case: Bad, kit: Kit, tmp_path: Path) -> 
     assert_refusals(result, "FAILED", {path: case.reason})
 
 
+def test_latest_allowed_expiry_is_shown_not_crashed(kit: Kit, home: Path, tmp_path: Path) -> None:
+    """A correctly signed bundle that expires at the latest time the format allows: every
+    command that shows it must work, not fail with an internal error."""
+    value = manifest_value(kit.folder, name="far", expires=MAX_TIME)
+    path = tmp_path / "far.mdrop"
+    path.write_bytes(build_signed_bundle(kit.folder, value, b"".join(d for _, d in HAND_FILES)))
+    pub = kit.publisher.pub
+    commands: list[list[str | Path]] = [
+        ["--home", home, "import", path],
+        ["--home", home, "ls"],
+        ["--home", home, "ls", "--json"],
+        ["verify", path, "--trust", pub],
+        ["inspect", path],
+        ["inspect", path, "--trust", pub],
+    ]
+    for args in commands:
+        result = run_meshdrop(*args, timeout=TIMEOUT)
+        assert result.code == 0, result
+
+
 # --- rollback: bad only because of what the node already holds ----------------------------
 
 
@@ -851,10 +894,10 @@ def test_verify_mixed_good_and_bad_files(kit: Kit, tmp_path: Path) -> None:
     expected: dict[Path, str] = {}
     for i, case in enumerate(
         [
-            bad("data", flip(lambda r: r.data), "does not match its signed hash"),
-            bad("cut", cut(lambda k: len(k.victim) - 1), "truncated"),
-            bad("stranger", stranger_bundle, "does not trust"),
-            bad("signature", flip(lambda r: r.signature, 3), "signature does not verify"),
+            Bad(flip(lambda r: r.data), "does not match its signed hash"),
+            Bad(cut(lambda k: len(k.victim) - 1), "truncated"),
+            Bad(stranger_bundle, "does not trust"),
+            Bad(flip(lambda r: r.signature, 3), "signature does not verify"),
         ]
     ):
         scratch = tmp_path / f"case-{i}"
@@ -926,7 +969,7 @@ BAD_PUBS = [
     bad("extra-byte", pub_of(lambda k: k.publisher.pub.read_bytes() + b"\0"), "unexpected bytes"),
     bad("small-order-root", pub_of(small_order_root_pub), "small-order"),
     bad("borrowed-identity", pub_of(borrowed_identity_pub), "does not match its root keys"),
-    bad("chain-starts-at-2", pub_of(record_2_only_pub), "does not start at version 1"),
+    bad("chain-starts-at-2", pub_of(record_2_only_pub), "first record"),
     bad("missing", missing, "no such file"),
     bad("folder", directory, "folder"),
     bad("fifo", fifo, "FIFO"),

@@ -16,12 +16,12 @@ from meshdrop.core.verify import VerifiedManifest, verify_envelope
 from meshdrop.errors import (
     FormatError,
     PassphraseError,
-    SignatureError,
     TrustError,
     UnsafePathError,
     UsageError,
 )
-from meshdrop.publish import pack
+from meshdrop.publish import keyfile, pack
+from meshdrop.publish.keyfile import KEY_MAGIC
 from meshdrop.publish.keystore import (
     DAY,
     PUBLISHER_FILE,
@@ -189,7 +189,8 @@ def test_encrypted_key_needs_the_right_passphrase(tmp_path: Path) -> None:
         loaded.load_signer(answer(b"not it"), NOW)
     with pytest.raises(PassphraseError, match="no passphrase"):
         loaded.load_signer(answer(None), NOW)
-    assert b"ENCRYPTED" in loaded.signer_path(signer).read_bytes()
+    sealed = loaded.signer_path(signer).read_bytes()
+    assert sealed.startswith(KEY_MAGIC) and key.private_bytes_raw() not in sealed
 
 
 def test_unencrypted_key_loads_without_asking(publisher_folder: PublisherFolder) -> None:
@@ -213,7 +214,7 @@ def test_load_refuses_damaged_publisher_file(publisher_folder: PublisherFolder) 
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(SignatureError, match="root signature"):
+    with pytest.raises(TrustError, match="root signature"):
         load_publisher(publisher_folder.folder)
 
 
@@ -221,16 +222,22 @@ def test_load_refuses_damaged_publisher_file(publisher_folder: PublisherFolder) 
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda pem: b"",
-        lambda pem: pem.replace(b"-----END", b"!!!!!END"),
-        lambda pem: pem[:40] + b"*" + pem[41:],
-        lambda pem: pem.replace(pem[40:48], b"AAAAAAAA"),
+        lambda data: b"",
+        lambda data: b"-----BEGIN PRIVATE KEY-----\n" + data[8:],
+        lambda data: data[:-1],
+        lambda data: data[:40] + bytes([data[40] ^ 1]) + data[41:],
+        lambda data: data[:-5] + bytes([data[-5] ^ 0x10]) + data[-4:],
+        lambda data: data + b"\n",
     ],
-    ids=["empty", "armor", "not_base64", "bytes"],
+    ids=["empty", "magic", "truncated", "header_byte", "sealed_byte", "trailing"],
 )
 def test_damaged_key_file_is_a_format_error(
-    tmp_path: Path, passphrase: bytes | None, damage: Callable[[bytes], bytes]
+    tmp_path: Path,
+    passphrase: bytes | None,
+    damage: Callable[[bytes], bytes],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(keyfile, "SCRYPT_N", 2**14)  # cheap sealing; strength is tested apart
     create_publisher(tmp_path / "pub", "NGO", passphrase, NOW)
     loaded = load_publisher(tmp_path / "pub")
     path = loaded.signer_path(loaded.current.signers[0])

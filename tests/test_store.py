@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -294,13 +295,18 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
 
 
-def fill(path: Path, leave: int) -> None:
-    """Write ``path`` until only about ``leave`` bytes stay free on its file system."""
-    info = os.statvfs(path.parent)
-    size = info.f_bavail * info.f_frsize - leave
-    with path.open("wb") as handle:
-        for _ in range(size // MiB):
-            handle.write(bytes(MiB))
+def leave_free(filler: Path, wanted: int) -> None:
+    """Grow or shrink ``filler`` until exactly ``wanted`` bytes stay free on its file
+    system (a multiple of the 4 KiB page, as tmpfs counts whole pages)."""
+    info = os.statvfs(filler.parent)
+    size = filler.stat().st_size if filler.exists() else 0
+    target = size + info.f_bavail * info.f_frsize - wanted
+    if target < size:
+        os.truncate(filler, target)
+    with filler.open("ab") as handle:
+        handle.write(bytes(max(0, target - size)))
+    info = os.statvfs(filler.parent)
+    assert info.f_bavail * info.f_frsize == wanted
 
 
 def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
@@ -314,7 +320,10 @@ def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
     big = make_bundle("big", big_files)
     run("--home", home, "import", good, check=True)
     filler = small_disk / "filler"
-    fill(filler, leave=6 * MiB)
+    # Room for 6 of the 20 chunks and half of a 7th: the half-written chunk is removed
+    # when its write fails, so the store keeps enough space to be opened afterwards
+    # (with none at all it cannot be: see test_import_onto_a_nearly_full_disk_...).
+    leave_free(filler, 6 * MiB + 512 * 1024)
 
     full = run("--home", home, "import", "--quiet", big)
     assert_clean_error(full, "disk is full")
@@ -330,6 +339,49 @@ def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
     assert got(run, home, "big", tmp_path / "big") == big_files
     code, report = fsck_json(run, home)
     assert (code, report["damaged_chunks"]) == (0, 0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="store bug reported to the lead: with 36-56 KiB free the index COMMIT fails, "
+    "SQLite rolls back by itself and Store.transaction's own ROLLBACK raises, so import "
+    "dies with an internal error; with under 32 KiB free the index cannot even be opened "
+    "('disk I/O error', not 'the disk is full')",
+)
+def test_import_onto_a_nearly_full_disk_fails_cleanly_whatever_space_is_left(
+    run: Run, make_bundle: MakeBundle, publisher: Publisher, small_disk: Path, tmp_path: Path
+) -> None:
+    # The new version needs one tiny chunk and an index commit, so as the free space
+    # shrinks the disk fills up in each step of ingest: the chunk, the index, the open.
+    a = os.urandom(300_000)
+    v1 = make_bundle("news", {"a.bin": a}, version=1)
+    v2 = make_bundle("news", {"a.bin": a, "b.txt": b"new"}, version=2)
+    template = tmp_path / "template"
+    run("--home", template, "trust", "add", publisher.pub, check=True)
+    run("--home", template, "import", v1, check=True)
+    filler = small_disk / "filler"
+    problems: list[str] = []
+    refused: list[Path] = []
+    for kib in range(0, 96, 8):
+        leave_free(filler, 2 * MiB)  # room to copy the node in
+        home = shutil.copytree(template, small_disk / f"node-{kib}")
+        leave_free(filler, kib * 1024)
+        result = run("--home", home, "import", "--quiet", v2)
+        text = (result.out + result.err).strip()
+        if result.code != 0:
+            refused.append(home)
+            if "disk is full" not in text or "internal error" in text or "Traceback" in text:
+                problems.append(f"{kib} KiB free: exit {result.code}: {text}")
+    filler.unlink()
+    assert refused, "no step ran out of space"
+    for home in refused:  # with space again: v1 intact and nothing damaged, v2 imports
+        code, report = fsck_json(run, home)
+        if (code, report["damaged_chunks"]) != (0, 0):
+            problems.append(f"{home.name}: fsck after freeing space: {report}")
+        outcome = imported(run, home, v2)[0]["outcome"]
+        if outcome != "imported, replacing an older version":
+            problems.append(f"{home.name}: rerun after freeing space: {outcome}")
+    assert not problems, "\n".join(problems)
 
 
 # Two importers at once
@@ -350,21 +402,30 @@ def start(*args: str | Path) -> subprocess.Popen[str]:
 def test_two_imports_at_once_both_succeed(
     run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
 ) -> None:
+    # The node holds news v1. At once, news v2 replaces it (deleting the chunks only v1
+    # used) while "other" arrives with v1's shared.bin: were the two to interleave,
+    # "other" could find those chunks present, skip them, and commit after v2 deleted them.
+    # Whether they overlap here depends on timing; the next test proves the lock itself.
+    shared = os.urandom(2 * MiB)
+    run("--home", node, "import", make_bundle("news", {"shared.bin": shared}), check=True)
     files = {
-        name: {"a.bin": os.urandom(3 * MiB), "b.bin": os.urandom(2 * MiB)}
-        for name in ("left", "right")
+        "news": {"index.html": b"<p>v2</p>", "a.bin": os.urandom(MiB)},
+        "other": {"a-shared.bin": shared, "b.bin": os.urandom(4 * MiB)},
     }
-    bundles = {name: make_bundle(name, f) for name, f in files.items()}
-    procs = [start("--home", node, "import", "--quiet", path) for path in bundles.values()]
-    for proc, name in zip(procs, bundles, strict=True):
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        assert f"imported: {name} v1" in out
-    assert listed(node) == [("left", 1), ("right", 1)]
+    bundles = [make_bundle("news", files["news"], version=2), make_bundle("other", files["other"])]
+    procs = [start("--home", node, "import", "--quiet", path) for path in bundles]
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    assert "news v2 (replaces v1)" in outs[0][0]
+    assert "imported: other v1" in outs[1][0]
+    assert listed(node) == [("news", 2), ("other", 1)]
     for name, expected in files.items():
         assert got(run, node, name, tmp_path / name) == expected
     code, report = fsck_json(run, node)
     assert (code, report["damaged_chunks"]) == (0, 0)
+    assert set(chunk_files(node)) == {
+        d for f in (*files["news"].values(), *files["other"].values()) for d in digests(f)
+    }
 
 
 def lock_waiters(lock_file: Path) -> set[int]:

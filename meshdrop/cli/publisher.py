@@ -246,11 +246,17 @@ def _record_change(
     """Sign and publish ``change`` with the root keys in the folder, or write it out as
     a proposal. Nothing is written before every check has passed."""
     from meshdrop.core.keys import key_id
-    from meshdrop.publish.lifecycle import apply_change, propose_change, root_keys_to_unlock
+    from meshdrop.publish.lifecycle import (
+        apply_change,
+        check_proposal_target,
+        propose_change,
+        root_keys_to_unlock,
+    )
 
     version = change.record.version
     new_roots = [key_id(k) for k in change.record.roots if k not in publisher.current.roots]
     if propose is not None:
+        check_proposal_target(propose)
         passphrase = _new_key_passphrase(unencrypted) if change.new_keys else None
         propose_change(publisher, change, propose, passphrase)
         click.echo(f"proposed version {version}: {change.what}")
@@ -620,12 +626,12 @@ def verify(
 def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> Manifest:
     from meshdrop.core.verify import verify_envelope
     from meshdrop.store.bundlefile import open_bundle_file
-    from meshdrop.store.ingest import copy_missing_chunks
+    from meshdrop.store.ingest import copy_chunks, verify_only
 
     with open_bundle_file(path) as source:
         verified = verify_envelope(source.envelope, trusted, int(time.time()))
         source.check_size(verified)
-        copy_missing_chunks(source, verified, None)
+        copy_chunks(source, verified.manifest.chunk_refs(), verify_only)
         return verified.manifest
 
 

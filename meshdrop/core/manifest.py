@@ -6,6 +6,7 @@ SHA-256, so any transport can verify as it goes, resume, and reuse unchanged chu
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from meshdrop.core import codec
 from meshdrop.core.paths import check_bundle_paths
 from meshdrop.core.records import MAX_TIME
 from meshdrop.core.schema import Fields
-from meshdrop.errors import FormatError
+from meshdrop.errors import FormatError, IntegrityError
 
 MANIFEST_TYPE = "meshdrop-manifest"
 MANIFEST_FORMAT = 1
@@ -68,6 +69,16 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
+class ChunkRef:
+    """One chunk of a bundle: where it lies in the data section and what it must hash to."""
+
+    path: str
+    offset: int  # from the start of the data section
+    size: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
 class Manifest:
     publisher: bytes
     name: str
@@ -83,6 +94,16 @@ class Manifest:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
+
+    def chunk_refs(self) -> list[ChunkRef]:
+        """Every chunk in data order (a chunk shared by two files appears twice)."""
+        refs = []
+        offset = 0
+        for entry in self.files:
+            for size, digest in zip(entry.chunk_sizes(), entry.chunks, strict=True):
+                refs.append(ChunkRef(entry.path, offset, size, digest))
+                offset += size
+        return refs
 
     def to_value(self) -> dict[str, codec.Value]:
         value: dict[str, codec.Value] = {
@@ -111,6 +132,14 @@ class Manifest:
         data = codec.pack(self.to_value())
         parse_manifest(data)
         return data
+
+
+def verify_chunk(ref: ChunkRef, data: bytes) -> None:
+    """Raise IntegrityError unless ``data`` is exactly the chunk ``ref`` describes."""
+    if len(data) != ref.size or hashlib.sha256(data).digest() != ref.digest:
+        raise IntegrityError(
+            f"the data of {ref.path!r} does not match its signed hash (damaged or altered)"
+        )
 
 
 def parse_manifest(data: bytes, what: str = "the manifest") -> Manifest:

@@ -107,7 +107,7 @@ def merge_proposals(proposals: Sequence[tuple[str, Proposal]]) -> Proposal:
                 "it was proposed); combine only copies of one proposal"
             )
         signatures += [pair for pair in proposal.signatures if pair not in signatures]
-    return Proposal(first.record, first.record_bytes, tuple(signatures[:MAX_SIGNATURES]))
+    return Proposal(first.record, first.record_bytes, tuple(signatures))
 
 
 def good_signers(

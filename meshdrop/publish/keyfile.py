@@ -148,6 +148,13 @@ def parse_key_file(data: bytes, path: Path) -> KeyFileInfo:
     try:
         value = codec.unpack(data[len(KEY_MAGIC) :], _LIMITS, what)
         fields = Fields(value, what)
+        check = fields.binary("check", CHECK_BYTES)
+    except FormatError as exc:
+        raise FormatError(f"{path} is damaged: {exc}") from None
+    # Integrity first, so a damaged byte is never mistaken for anything it happens to spell.
+    if _check_digest(value) != check:
+        raise FormatError(f"{path} is damaged: its bytes were changed")
+    try:
         key_format = fields.integer("format", 0, 2**16)
     except FormatError as exc:
         raise FormatError(f"{path} is damaged: {exc}") from None
@@ -157,7 +164,6 @@ def parse_key_file(data: bytes, path: Path) -> KeyFileInfo:
         kind_text = fields.text("kind", 16)
         public = fields.binary("public", PUBLIC_KEY_BYTES)
         kdf = fields.text("kdf", 16)
-        check = fields.binary("check", CHECK_BYTES)
         if kdf == "none":
             fields.binary("seed", SEED_BYTES)
         elif kdf == "scrypt":
@@ -174,8 +180,6 @@ def parse_key_file(data: bytes, path: Path) -> KeyFileInfo:
         fields.done()
     except FormatError as exc:
         raise FormatError(f"{path} is damaged: {exc}") from None
-    if _check_digest(value) != check:
-        raise FormatError(f"{path} is damaged: its bytes were changed")
     if kdf == "scrypt" and (cost[0] not in _SCRYPT_N_ALLOWED or cost[1:] != (SCRYPT_R, SCRYPT_P)):
         raise FormatError(f"{path} asks for a passphrase strength this meshdrop does not allow")
     try:

@@ -262,15 +262,20 @@ def propose_change(
     folder: PublisherFolder, change: Change, out: Path, new_key_passphrase: bytes | None
 ) -> Proposal:
     """Write the change's new keys into the folder and its record, unsigned, to ``out``."""
-    if out.exists():
-        raise UsageError(f"{out} already exists; choose another name for the proposal")
-    if not out.parent.is_dir():
-        raise UsageError(f"the folder {out.parent} does not exist")
+    check_proposal_target(out)
     proposal = new_proposal(change.record_bytes)
     for kind, key in change.new_keys:
         write_key(folder.folder, key, kind, new_key_passphrase)
     atomic_write(out, proposal.encode(), PUBLIC_MODE)
     return proposal
+
+
+def check_proposal_target(out: Path) -> None:
+    """A proposal is never written over an existing file (it may hold signatures)."""
+    if out.exists():
+        raise UsageError(f"{out} already exists; choose another name for the proposal")
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder {out.parent} does not exist")
 
 
 def read_proposal(path: Path) -> Proposal:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshdrop.core.bundle import HEADER_SIZE, Envelope, parse_envelope, parse_header
-from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import FormatError, UsageError
 
@@ -106,16 +105,3 @@ def open_bundle_file(path: Path) -> BundleFile:
         os.close(fd)
         raise
     return BundleFile(path, fd, envelope, HEADER_SIZE + length, file_size)
-
-
-def chunk_offsets(verified: VerifiedManifest) -> list[tuple[int, int, int, bytes]]:
-    """(file index, offset in data section, size, hash) of every chunk, in data order."""
-    out = []
-    offset = 0
-    for index, entry in enumerate(verified.manifest.files):
-        for size, digest in zip(entry.chunk_sizes(), entry.chunks, strict=True):
-            out.append((index, offset, size, digest))
-            offset += size
-    assert offset == verified.manifest.size
-    assert all(size <= CHUNK_SIZE for _, _, size, _ in out)
-    return out

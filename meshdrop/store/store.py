@@ -8,13 +8,13 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from meshdrop.core.bundle import parse_envelope, parse_publisher_file
+from meshdrop.core.bundle import Envelope, parse_envelope, parse_publisher_file
 from meshdrop.core.keys import parse_fingerprint
-from meshdrop.core.manifest import FileEntry, Manifest, parse_manifest
+from meshdrop.core.manifest import ChunkRef, FileEntry, Manifest, parse_manifest, verify_chunk
 from meshdrop.core.records import peek_record
 from meshdrop.core.trust import PublisherState, advance_state, start_state
 from meshdrop.core.verify import VerifiedManifest, verify_envelope
@@ -24,7 +24,7 @@ from meshdrop.store import db, trustdb
 from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
-from meshdrop.store.ingest import Progress, copy_missing_chunks
+from meshdrop.store.ingest import Progress, copy_chunks
 from meshdrop.store.models import (
     FsckReport,
     ImportResult,
@@ -33,6 +33,7 @@ from meshdrop.store.models import (
     TrustedPublisher,
 )
 
+COMMIT_ATTEMPTS = 3
 CLOCK_SKEW = 86_400  # how far ahead of the node's time a signed time may be and still count
 
 __all__ = ["ImportResult", "Outcome", "Store", "StoredBundle", "TrustedPublisher"]
@@ -43,6 +44,10 @@ _LIST_BUNDLES = (
     "b.withdrawn FROM bundles b JOIN publishers p ON p.id = b.publisher "
     "ORDER BY b.created DESC, b.name"
 )
+
+
+class MissingChunksError(StoreError):
+    """Commit found chunks missing (removed by another writer meanwhile): fetch again."""
 
 
 class Store:
@@ -180,16 +185,78 @@ class Store:
 
     # Ingest
 
+    # Every source (a file, a stick, a peer) goes through the same three steps: accept the
+    # envelope, store each missing chunk as it verifies, commit. Only commit makes a
+    # bundle visible, and it re-checks everything under the write lock.
+
+    def accept(self, envelope: Envelope) -> VerifiedManifest | ImportResult:
+        """Step 1: verify an envelope against trust, the clock and the rollback marks.
+        Returns the verified manifest to fetch data for, or the result if nothing is to
+        be done (already had). Raises a MeshdropError saying why it is refused."""
+        self._trusted = None
+        verified = verify_envelope(envelope, self.trusted(), self.now())
+        return self._check_version(verified) or verified
+
+    def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
+        """Step 2a: the chunks of the bundle this store does not hold yet, in data order."""
+        seen: set[bytes] = set()
+        missing = []
+        for ref in verified.manifest.chunk_refs():
+            if ref.digest not in seen and not self.chunks.has(ref.digest):
+                missing.append(ref)
+            seen.add(ref.digest)
+        return missing
+
+    def store_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+        """Step 2b: verify one chunk of an accepted bundle and store it durably. Returns the
+        folder to pass to commit. Raises IntegrityError if the bytes do not match."""
+        verify_chunk(ref, data)
+        try:
+            return self.chunks.write(ref.digest, data)
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, "storing a chunk")) from None
+
+    def commit(self, verified: VerifiedManifest, folders: Iterable[Path] = ()) -> ImportResult:
+        """Step 3: make the bundle visible, in one transaction, if it is still acceptable
+        (trust may have changed meanwhile) and every chunk is present."""
+        m = verified.manifest
+        try:
+            self.chunks.sync_folders(folders)
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"importing {m.name}")) from None
+        with self.write_lock():
+            again = self.accept(verified.envelope)
+            if isinstance(again, ImportResult):
+                return again
+            absent = self.missing_chunks(again)
+            if absent:
+                raise MissingChunksError(
+                    f"{len(absent)} chunks of {m.name!r} are not in the store yet; "
+                    "the bundle stays invisible until they are"
+                )
+            return self._commit(again)
+
     def import_file(self, path: Path, progress: Progress | None = None) -> ImportResult:
-        with open_bundle_file(path) as source, self.write_lock():
-            verified = verify_envelope(source.envelope, self.trusted(), self.now())
+        with open_bundle_file(path) as source:
+            verified = self.accept(source.envelope)
+            if isinstance(verified, ImportResult):
+                return verified
             source.check_size(verified)
-            early = self._check_version(verified)
-            if early is not None:
-                return early
-            folders = copy_missing_chunks(source, verified, self.chunks, progress)
-            crash_point("before-commit")
-            return self._commit(verified, folders)
+            missing = self.missing_chunks(verified)
+            if progress:
+                progress(verified.manifest.size - sum(ref.size for ref in missing))
+            for attempt in range(COMMIT_ATTEMPTS):
+                folders = copy_chunks(source, missing, self.store_chunk, progress)
+                crash_point("before-commit")
+                try:
+                    return self.commit(verified, folders)
+                except MissingChunksError:
+                    # Another writer's clean-up removed a shared chunk we counted on
+                    # between our check and our commit: fetch just those again.
+                    if attempt == COMMIT_ATTEMPTS - 1:
+                        raise
+                    missing = self.missing_chunks(verified)
+            raise AssertionError("unreachable")
 
     def _check_version(self, verified: VerifiedManifest) -> ImportResult | None:
         m = verified.manifest
@@ -219,12 +286,8 @@ class Store:
                 )
         return None
 
-    def _commit(self, verified: VerifiedManifest, folders: set[Path]) -> ImportResult:
+    def _commit(self, verified: VerifiedManifest) -> ImportResult:
         m = verified.manifest
-        try:
-            self.chunks.sync_folders(folders)
-        except OSError as exc:
-            raise StoreError(os_error_message(exc, f"importing {m.name}")) from None
         with self.transaction() as conn:
             old = conn.execute(
                 "SELECT id, version, withdrawn FROM bundles WHERE publisher = ? AND name = ?",
