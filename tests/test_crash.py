@@ -103,10 +103,16 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 # Looking at the store from outside
 
 
+def chunk_folders(home: Path) -> list[Path]:
+    """The chunks/xx folders that exist (they are made when a first chunk needs one)."""
+    root = home / "chunks"
+    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+
+
 def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
     """Every complete chunk file in the store: hex digest -> (inode, mtime in ns)."""
     found: dict[str, tuple[int, int]] = {}
-    for folder in (home / "chunks").iterdir():
+    for folder in chunk_folders(home):
         with os.scandir(folder) as entries:
             for entry in entries:
                 if CHUNK_NAME.fullmatch(entry.name):
@@ -118,7 +124,7 @@ def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
 def temp_files(home: Path) -> list[Path]:
     return [
         Path(entry.path)
-        for folder in (home / "chunks").iterdir()
+        for folder in chunk_folders(home)
         for entry in os.scandir(folder)
         if entry.name.startswith(TEMP_PREFIX)
     ]

@@ -28,7 +28,7 @@ HEADER_SIZE = HEADER.size
 MAX_ENVELOPE_BYTES = MAX_MANIFEST_BYTES + 8 * 1024 * 1024
 
 _LIMITS = codec.Limits(
-    max_bytes=MAX_ENVELOPE_BYTES, max_depth=6, max_items=8192, max_bin=MAX_MANIFEST_BYTES
+    max_bytes=MAX_ENVELOPE_BYTES, max_depth=6, max_items=65536, max_bin=MAX_MANIFEST_BYTES
 )
 
 
@@ -93,7 +93,9 @@ def parse_envelope(data: bytes, what: str) -> Envelope:
 
 # The publisher file (publisher.pub): what a node owner pins and what carries trust changes.
 PUB_MAGIC = b"\x89MDPUB\r\n"
-_PUB_LIMITS = codec.Limits(max_bytes=MAX_CHAIN * 140 * 1024, max_depth=5, max_items=8192)
+_PUB_LIMITS = codec.Limits(
+    max_bytes=16 * 1024 * 1024, max_depth=5, max_items=65536, max_bin=64 * 1024
+)
 
 
 def encode_publisher_file(records: Sequence[SignedRecord]) -> bytes:

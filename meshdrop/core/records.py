@@ -35,7 +35,7 @@ RECORD_TYPE = "meshdrop-publisher"
 RECORD_FORMAT = 1
 MAX_RECORD_BYTES = 64 * 1024
 MAX_KEYS = 64
-MAX_CHAIN = 64  # records a node will walk (and a file may carry) in one go
+MAX_CHAIN = 256  # records a node will walk (and a file may carry) in one go
 MAX_NAME_CHARS = 100
 MAX_TIME = 253_402_300_799  # 9999-12-31 23:59:59 UTC: every date library can show it
 
