@@ -8,11 +8,12 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from meshdrop.errors import StoreError
+from meshdrop.errors import FormatError, StoreError, UsageError
 
 TEMP_PREFIX = ".tmp-"
 
@@ -61,3 +62,62 @@ def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
 def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
     with atomic_writer(target, mode) as handle:
         handle.write(data)
+
+
+def describe_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISLNK: "a symbolic link",
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a device",
+        stat.S_ISBLK: "a device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def open_regular_file(path: Path) -> int:
+    """Open ``path`` for reading only if it is a regular file, without following a
+    symlink and without blocking on a FIFO."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path}: is {describe_kind(info.st_mode)}, not a file to read")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot open ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{path}: changed into something that is not a file while opening")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_exactly(fd: int, size: int) -> bytes:
+    parts = []
+    remaining = size
+    while remaining:
+        part = os.read(fd, min(remaining, 8 * 1024 * 1024))
+        if not part:
+            break
+        parts.append(part)
+        remaining -= len(part)
+    return b"".join(parts)
+
+
+def read_small_file(path: Path, limit: int, what: str) -> bytes:
+    """All of a small regular file (a publisher file, a key), refusing links, FIFOs and
+    devices, and anything over ``limit`` bytes."""
+    fd = open_regular_file(path)
+    try:
+        data = read_exactly(fd, limit + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise FormatError(f"{path} is too large to be a {what}")
+    return data

@@ -201,21 +201,25 @@ def pause(proc: subprocess.Popen[str], deadline: float) -> bool:
     raise AssertionError(f"the importer did not stop within {WATCH_TIMEOUT} s")
 
 
-def kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
+def stop_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
     """Let the importer run in short slices, looking at the store while it is stopped,
-    and SIGKILL it (still stopped) as soon as ``ready()``. So the store is killed exactly
-    in the state that was looked at, though that state is wherever the importer happened
-    to be: between chunks, inside a write, inside an fsync."""
+    and leave it stopped as soon as ``ready()``."""
     deadline = time.monotonic() + WATCH_TIMEOUT
     while True:
         if not pause(proc, deadline):
             out, err = proc.communicate(timeout=WATCH_TIMEOUT)
-            raise AssertionError(f"the import ended before the kill moment: {out}{err}")
+            raise AssertionError(f"the import ended before the moment waited for: {out}{err}")
         if ready():
-            proc.kill()
             return
         os.kill(proc.pid, signal.SIGCONT)
         time.sleep(SLICE)
+
+
+def kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
+    """SIGKILL the importer, still stopped, in the very state ``ready()`` saw; wherever it
+    happened to be: between chunks, inside a write, inside an fsync."""
+    stop_when(proc, ready)
+    proc.kill()
 
 
 def wait_killed(proc: subprocess.Popen[str]) -> None:
@@ -335,3 +339,26 @@ def test_temp_files_left_by_a_kill_are_never_chunks_and_fsck_repair_removes_them
 
     assert import_json(home, b.big)["outcome"] == "imported"
     assert_consistent(home, [b.good, b.big], tmp_path / "after-rerun")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="store bug reported to the lead: chunks are now copied without the write lock, "
+    "and fsck deletes every .tmp-* file under that lock, including the one a running "
+    "import is writing; its rename then fails and the import is refused",
+)
+def test_fsck_repair_while_an_import_is_copying_does_not_break_the_import(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    b = bundles
+    home = new_node(tmp_path / "node", b.publisher, b.good)
+    proc = start_import(home, b.big)
+    try:
+        stop_when(proc, lambda: bool(temp_files(home)))  # stopped in the middle of a chunk
+        code, report = fsck_json(home, "--repair")
+        assert (code, report["damaged_chunks"]) == (0, 0), report
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=WATCH_TIMEOUT)
+    assert proc.returncode == 0, err + out
+    assert_consistent(home, [b.good, b.big], tmp_path / "after")

@@ -23,14 +23,9 @@ from meshdrop.store.models import Outcome
 
 
 def read_small_file(path: Path, limit: int = 16 * 1024 * 1024) -> bytes:
-    """A publisher file's bytes: a regular file only, never more than ``limit``."""
-    from meshdrop.store.bundlefile import open_regular_file, read_exactly
+    from meshdrop.fs import read_small_file as read
 
-    fd = open_regular_file(path)
-    try:
-        return read_exactly(fd, limit)
-    finally:
-        os.close(fd)
+    return read(path, limit, "publisher file")
 
 
 def register(cli: click.Group) -> None:
@@ -211,7 +206,7 @@ def _report(as_json: bool, path: Path, outcome: str, detail: str) -> None:
     if as_json:
         emit_json({"file": str(path), "outcome": outcome, "detail": detail})
     else:
-        click.echo(f"{path}: {outcome}: {printable(detail)}")
+        click.echo(f"{printable(str(path))}: {outcome}: {printable(detail)}")
 
 
 @click.command("ls", epilog="Example: meshdrop --home ~/node ls --json")

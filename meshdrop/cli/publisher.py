@@ -20,13 +20,14 @@ from meshdrop.cli.common import (
     printable,
     progress_bar,
 )
+from meshdrop.core.keys import format_fingerprint
 from meshdrop.errors import MeshdropError, UsageError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from meshdrop.core.manifest import Manifest
     from meshdrop.core.trust import PublisherState
+    from meshdrop.core.verify import VerifiedManifest
     from meshdrop.publish.keyfile import KeyFileInfo
     from meshdrop.publish.keystore import PublisherFolder
     from meshdrop.publish.lifecycle import Change
@@ -568,20 +569,10 @@ def _creation_time(created: str | None) -> int:
 
 
 def load_trust_files(paths: tuple[Path, ...]) -> dict[bytes, PublisherState]:
-    from meshdrop.core.bundle import parse_publisher_file
-    from meshdrop.core.trust import start_state
-    from meshdrop.store.bundlefile import open_regular_file, read_exactly
+    from meshdrop.publish.keystore import read_publisher_file
 
-    trusted = {}
-    for path in paths:
-        fd = open_regular_file(path)
-        try:
-            data = read_exactly(fd, 16 * 1024 * 1024)
-        finally:
-            os.close(fd)
-        state = start_state(parse_publisher_file(data, str(path)))
-        trusted[state.publisher] = state
-    return trusted
+    states = (read_publisher_file(path) for path in paths)
+    return {state.publisher: state for state in states}
 
 
 @click.command(epilog="Example: meshdrop verify news.mdrop welcome.mdrop --trust publisher.pub")
@@ -606,24 +597,25 @@ def verify(
     failures = 0
     for path in files:
         try:
-            manifest = verify_bundle_file(path, trusted)
+            manifest = verify_bundle_file(path, trusted).manifest
         except MeshdropError as exc:
             failures += 1
             if as_json:
                 emit_json({"file": str(path), "ok": False, "error": str(exc)})
             else:
-                click.echo(f"{path}: FAILED: {exc}", err=True)
+                click.echo(f"{printable(str(path))}: FAILED: {printable(str(exc))}", err=True)
             continue
         if as_json:
             emit_json(
                 {"file": str(path), "ok": True, "name": manifest.name, "version": manifest.version}
             )
         else:
-            click.echo(f"{path}: OK ({manifest.name} v{manifest.version})")
+            click.echo(f"{printable(str(path))}: OK ({manifest.name} v{manifest.version})")
     ctx.exit(1 if failures else 0)
 
 
-def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> Manifest:
+def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> VerifiedManifest:
+    """The whole bundle file checked: envelope, signature, size and every chunk."""
     from meshdrop.core.verify import verify_envelope
     from meshdrop.store.bundlefile import open_bundle_file
     from meshdrop.store.ingest import copy_chunks, verify_only
@@ -632,7 +624,7 @@ def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> Mani
         verified = verify_envelope(source.envelope, trusted, int(time.time()))
         source.check_size(verified)
         copy_chunks(source, verified.manifest.chunk_refs(), verify_only)
-        return verified.manifest
+        return verified
 
 
 @click.command(epilog="Example: meshdrop inspect news.mdrop --trust publisher.pub")
@@ -647,29 +639,30 @@ def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> Mani
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 def inspect(file: Path, trust_files: tuple[Path, ...], as_json: bool) -> None:
     """Show a bundle's manifest and publisher. Marked UNVERIFIED unless --trust is given
-    and the whole bundle verifies."""
+    and the whole bundle verifies; unverified, every field is only what the file claims."""
     from meshdrop.core.manifest import parse_manifest
-    from meshdrop.core.records import parse_record
+    from meshdrop.core.records import peek_record
     from meshdrop.store.bundlefile import open_bundle_file
 
     if trust_files:
-        manifest = verify_bundle_file(file, load_trust_files(trust_files))
-        status = "verified"
+        verified = verify_bundle_file(file, load_trust_files(trust_files))
+        manifest, status = verified.manifest, "verified"
+        fingerprint, publisher_name = verified.state.fingerprint, verified.state.current.name
     else:
         with open_bundle_file(file) as source:
             manifest = parse_manifest(source.envelope.manifest_bytes)
+            claims = [
+                r
+                for r in map(peek_record, source.envelope.records)
+                if r is not None and r.publisher == manifest.publisher
+            ]
         status = "UNVERIFIED"
-    with open_bundle_file(file) as source:
-        newest = max(
-            (parse_record(r.record_bytes) for r in source.envelope.records),
-            key=lambda r: r.version,
-        )
-    if newest.publisher != manifest.publisher:
-        raise UsageError(f"{file}: the bundle's publisher records do not match its manifest")
+        fingerprint = format_fingerprint(manifest.publisher)
+        publisher_name = max(claims, key=lambda r: r.version).name if claims else "(unknown)"
     info = {
         "status": status,
-        "publisher": newest.fingerprint,
-        "publisher_name": newest.name,
+        "publisher": fingerprint,
+        "publisher_name": publisher_name,
         "name": manifest.name,
         "version": manifest.version,
         "title": manifest.title,
@@ -688,14 +681,14 @@ def inspect(file: Path, trust_files: tuple[Path, ...], as_json: bool) -> None:
         "verified" if status == "verified" else "UNVERIFIED: nothing below is checked; use --trust"
     )
     click.echo(f"status      {mark}")
-    click.echo(f"publisher   {newest.name} ({newest.fingerprint})")
-    click.echo(f"bundle      {manifest.name} v{manifest.version}: {manifest.title}")
+    click.echo(f"publisher   {printable(publisher_name)} ({fingerprint})")
+    click.echo(f"bundle      {manifest.name} v{manifest.version}: {printable(manifest.title)}")
     if manifest.description:
-        click.echo(f"about       {manifest.description}")
+        click.echo(f"about       {printable(manifest.description)}")
     click.echo(f"language    {manifest.language}, priority {manifest.priority}")
     click.echo(
         f"created     {format_time(manifest.created)}, expires {format_time(manifest.expires)}"
     )
     click.echo(f"size        {human_size(manifest.size)} in {len(manifest.files)} files")
     for f in manifest.files:
-        click.echo(f"  {human_size(f.size):>10}  {f.media_type:<24} {f.path}")
+        click.echo(f"  {human_size(f.size):>10}  {f.media_type:<24} {printable(f.path)}")

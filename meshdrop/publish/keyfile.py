@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -46,7 +45,7 @@ from meshdrop.core import codec
 from meshdrop.core.keys import PUBLIC_KEY_BYTES, check_public_key, key_id, public_bytes
 from meshdrop.core.schema import Fields
 from meshdrop.errors import FormatError, MeshdropError, PassphraseError, UsageError
-from meshdrop.fs import atomic_write
+from meshdrop.fs import atomic_write, read_small_file
 
 KEY_MAGIC = b"\x89MDKEY\r\n"
 KEY_FORMAT = 1
@@ -191,7 +190,7 @@ def parse_key_file(data: bytes, path: Path) -> KeyFileInfo:
 
 
 def read_key_file_info(path: Path) -> KeyFileInfo:
-    return parse_key_file(read_small(path, MAX_KEY_FILE_BYTES, "key file"), path)
+    return parse_key_file(read_small_file(path, MAX_KEY_FILE_BYTES, "key file"), path)
 
 
 def unlock(info: KeyFileInfo, passphrase_provider: PassphraseProvider) -> Ed25519PrivateKey:
@@ -233,39 +232,13 @@ def write_private_key(
     atomic_write(path, encode_key_file(key, kind, passphrase), KEY_MODE)
 
 
-def read_small(path: Path, limit: int, what: str) -> bytes:
-    """At most ``limit`` bytes of the regular file ``path`` (never blocking on a FIFO)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror})") from None
-    try:
-        if not _is_regular(fd):
-            raise UsageError(f"{path} is not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise FormatError(f"{path} is too large to be a {what}")
-    return data
-
-
-def _is_regular(fd: int) -> bool:
-    return stat.S_ISREG(os.fstat(fd).st_mode)
-
-
 def encode_public_key_file(public: bytes) -> bytes:
     return f"{PUBKEY_TAG} {public.hex()}\n".encode("ascii")
 
 
 def read_public_key_file(path: Path) -> bytes:
     """The public key in a ``.pubkey`` file made by ``meshdrop publisher keygen``."""
-    data = read_small(path, MAX_PUBKEY_FILE_BYTES, "public key file")
+    data = read_small_file(path, MAX_PUBKEY_FILE_BYTES, "public key file")
     if data.startswith(KEY_MAGIC):
         raise UsageError(f"{path} is a private key file; give its .pubkey file instead")
     match = _PUBKEY_LINE.match(data.decode("ascii", errors="replace"))

@@ -34,14 +34,13 @@ from meshdrop.core.records import (
 )
 from meshdrop.core.trust import PublisherState, describe_time, start_state
 from meshdrop.errors import FormatError, StoreError, TrustError, UsageError
-from meshdrop.fs import atomic_write, fsync_dir, os_error_message
+from meshdrop.fs import atomic_write, fsync_dir, os_error_message, read_small_file
 from meshdrop.publish.keyfile import (
     KeyFileInfo,
     KeyKind,
     PassphraseProvider,
     load_private_key,
     read_key_file_info,
-    read_small,
     unlock,
     write_private_key,
 )
@@ -350,5 +349,5 @@ def load_publisher(folder: Path) -> PublisherFolder:
 
 def read_publisher_file(path: Path) -> PublisherState:
     """Read and verify a publisher.pub file from record 1 on."""
-    data = read_small(path, MAX_PUBLISHER_FILE_BYTES, "publisher file")
+    data = read_small_file(path, MAX_PUBLISHER_FILE_BYTES, "publisher file")
     return start_state(parse_publisher_file(data, str(path)))

@@ -43,13 +43,12 @@ from meshdrop.core.records import (
 )
 from meshdrop.core.trust import PublisherState, describe_time
 from meshdrop.errors import UsageError
-from meshdrop.fs import atomic_write
+from meshdrop.fs import atomic_write, read_small_file
 from meshdrop.publish.keyfile import (
     KeyFileInfo,
     KeyKind,
     PassphraseProvider,
     read_key_file_info,
-    read_small,
     unlock,
 )
 from meshdrop.publish.keystore import (
@@ -279,7 +278,7 @@ def check_proposal_target(out: Path) -> None:
 
 
 def read_proposal(path: Path) -> Proposal:
-    return parse_proposal(read_small(path, MAX_PROPOSAL_BYTES, "proposal file"), str(path))
+    return parse_proposal(read_small_file(path, MAX_PROPOSAL_BYTES, "proposal file"), str(path))
 
 
 def read_root_key(path: Path) -> KeyFileInfo:
