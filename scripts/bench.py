@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -97,11 +98,14 @@ def source_state() -> str:
     """The git commit of the meshdrop checkout (the .venv install is editable), and
     whether its working tree has changes: a figure belongs to the code it measured."""
     root = Path(__file__).resolve().parent.parent
-    head = _command_output(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
-    status = _command_output(["git", "-C", str(root), "status", "--porcelain", "meshdrop"])
+    git = ["git", "-C", str(root)]
+    head = _command_output([*git, "rev-parse", "--short", "HEAD"])
     if head == "unknown":
         return "not a git checkout"
-    changed = 0 if status == "unknown" else len(status.splitlines())
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--", "meshdrop"], capture_output=True, text=True
+    )
+    changed = len(status.stdout.splitlines()) if status.returncode == 0 else 0
     return f"git {head}" + (f" + {changed} changed files in meshdrop/" if changed else "")
 
 
@@ -116,7 +120,7 @@ def machine_facts(meshdrop: str, work: Path) -> dict[str, str]:
         "cpu": _cpu_model(),
         "kernel": f"{platform.system()} {platform.release()}",
         "workdir": str(work),
-        "workdir_fs": _command_output(["stat", "-f", "-c", "%T", str(work)]),
+        "workdir_fs": _command_output(["findmnt", "-n", "-o", "FSTYPE", "-T", str(work)]),
         "load_start": load_average(),
     }
 
@@ -206,10 +210,10 @@ def pack_small_batch(
     publisher_dir: str, out_dir: str, scratch: str, first: int, count: int, created: int
 ) -> int:
     """Pack bundles first..first+count-1 (one 8 KiB random file each) in this worker
-    process, through meshdrop's own command-line entry point called in-process: the
-    same options as `meshdrop pack`, without a Python start-up per bundle."""
-    from meshdrop.cli.main import cli
-
+    process by calling the installed command's entry point (what the `meshdrop` script
+    runs) in-process: the same options as `meshdrop pack`, without a start-up each."""
+    (entry,) = entry_points(group="console_scripts", name="meshdrop")
+    meshdrop_main = entry.load()
     src = Path(scratch) / f"small-src-{first}"
     src.mkdir(parents=True, exist_ok=True)
     item = src / "item.bin"
@@ -233,11 +237,17 @@ def pack_small_batch(
             str(Path(out_dir) / f"{name}.mdrop"),
             "--quiet",
         ]
+        errors = io.StringIO()
+        sys.argv = ["meshdrop", *args]
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                cli.main(args, prog_name="meshdrop", standalone_mode=False)
-        except Exception as exc:  # sent back to the parent as plain text
-            raise RuntimeError(f"meshdrop {' '.join(args)}: {exc}") from None
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+                meshdrop_main()
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                # Sent back to the parent as plain text, which always pickles.
+                raise RuntimeError(
+                    f"meshdrop {' '.join(args)} exited {exc.code}: {errors.getvalue().strip()}"
+                ) from None
     shutil.rmtree(src)
     return count
 
@@ -495,10 +505,10 @@ def run_benchmark(args: argparse.Namespace, runner: Runner, report: Report) -> N
         f"MB/s = 10^6 bytes/s of payload ({args.size_mib} MiB). Ratios are rate / baseline "
         "rate. openssl and verify only read; pack, import and cp + sync end durably written "
         "(fsync or sync).",
-        "Small bundles were packed untimed (meshdrop's CLI called in-process in worker "
-        "processes); each timed import runs into a fresh node home with the publisher "
-        "trusted beforehand. The ls store is the last small-import node topped up by an "
-        "untimed import.",
+        "Small bundles were packed untimed (the meshdrop command's entry point called "
+        "in-process, in worker processes); each timed import runs into a fresh node home "
+        "with the publisher trusted beforehand. The ls store is the last small-import node "
+        "topped up by an untimed import.",
     ]
 
 
@@ -537,7 +547,8 @@ def format_table(report: Report) -> str:
         f"meshdrop bench: {s['size_mib']} MiB bundle, {s['small']} small bundles, "
         f"ls over {s['ls_bundles_stored']} bundles",
         f"machine: nproc {m['nproc']}, Python {m['python']}, {m['openssl']}",
-        f"         {m['meshdrop']} ({m['source']}), Python's hashlib on {m['python_ssl']}",
+        f"         {m['meshdrop']} ({m['source']})",
+        f"         Python's hashlib on {m['python_ssl']}",
         f"         {m['cpu']}, {m['kernel']}, workdir {m['workdir']} ({m['workdir_fs']})",
         f"         load average (1 min) {m['load_start']} at the start, {m['load_end']} at the end",
         "",

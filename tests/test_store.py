@@ -36,6 +36,7 @@ MiB = 1024 * 1024
 CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
 
 Run = Callable[..., Result]
+NO_SPACE_CHECK = {"MESHDROP_MIN_FREE": str(-(2**40))}
 MakeBundle = Callable[..., Path]
 
 
@@ -330,7 +331,14 @@ def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
     # (with none at all it cannot be: see test_import_onto_a_nearly_full_disk_...).
     leave_free(filler, 6 * MiB + 512 * 1024)
 
-    full = run("--home", home, "import", "--quiet", big)
+    # Refused before anything is written: the import would leave less than the reserve.
+    before = chunk_files(home)
+    early = run("--home", home, "import", "--quiet", big)
+    assert_clean_error(early, "not enough free disk space")
+    assert chunk_files(home) == before
+    # With the pre-check off (a negative reserve: as if another program filled the disk
+    # after the check), the import starts and the disk really fills up on the way.
+    full = run("--home", home, "import", "--quiet", big, env=NO_SPACE_CHECK)
     assert_clean_error(full, "disk is full")
     assert listed(home) == [("good", 1)]
     assert got(run, home, "good", tmp_path / "good") == good_files
@@ -346,13 +354,6 @@ def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
     assert (code, report["damaged_chunks"]) == (0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store bug reported to the lead: with 36-56 KiB free the index COMMIT fails, "
-    "SQLite rolls back by itself and Store.transaction's own ROLLBACK raises, so import "
-    "dies with an internal error; with under 32 KiB free the index cannot even be opened "
-    "('disk I/O error', not 'the disk is full')",
-)
 def test_import_onto_a_nearly_full_disk_fails_cleanly_whatever_space_is_left(
     run: Run, make_bundle: MakeBundle, publisher: Publisher, small_disk: Path, tmp_path: Path
 ) -> None:
@@ -367,11 +368,11 @@ def test_import_onto_a_nearly_full_disk_fails_cleanly_whatever_space_is_left(
     filler = small_disk / "filler"
     problems: list[str] = []
     refused: list[Path] = []
-    for kib in range(0, 96, 8):
+    for kib in (0, 8, 16, 32, 40, 48, 56, 64, 96, 128):
         leave_free(filler, 2 * MiB)  # room to copy the node in
         home = shutil.copytree(template, small_disk / f"node-{kib}")
         leave_free(filler, kib * 1024)
-        result = run("--home", home, "import", "--quiet", v2)
+        result = run("--home", home, "import", "--quiet", v2, env=NO_SPACE_CHECK)
         text = (result.out + result.err).strip()
         if result.code != 0:
             refused.append(home)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from meshdrop import __version__
-from meshdrop.cli import node, publisher
+from meshdrop.cli import courier, lan, node, publisher, reader
 from meshdrop.errors import MeshdropError
 
 EXIT_INTERRUPTED = 130
@@ -38,6 +38,9 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 publisher.register(cli)
 node.register(cli)
+reader.register(cli)
+courier.register(cli)
+lan.register(cli)
 
 
 def main() -> None:

@@ -167,15 +167,17 @@ def find_bundle_files(paths: tuple[Path, ...]) -> Iterator[Path]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, quiet: bool) -> None:
-    """Import bundle files, or folders of them (searched recursively).
+    """Import bundle files, or folders of them (searched recursively), or a courier
+    folder or a stick that holds one (see 'meshdrop export'; only the courier folder is read).
 
     Publisher files (*.pub) found there update publishers this node already trusts (new
     keys, revocations); they never make it trust a new one. One line per file: imported,
     already had, or refused with the reason. A bad file never stops the others; the exit
     status is non-zero if anything was refused."""
-    refused = 0
-    seen = 0
+    from meshdrop.cli.courier import import_couriers
+
     with open_store(ctx) as store:
+        seen, refused, paths = import_couriers(store, paths, as_json, quiet)  # sticks
         for path in find_bundle_files(paths):
             seen += 1
             try:
@@ -205,8 +207,10 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
 def _report(as_json: bool, path: Path, outcome: str, detail: str) -> None:
     if as_json:
         emit_json({"file": str(path), "outcome": outcome, "detail": detail})
-    else:
-        click.echo(f"{printable(str(path))}: {outcome}: {printable(detail)}")
+        return
+    detail = detail.removeprefix(f"{path}: ")  # errors about the file often name it too
+    line = f"{printable(str(path))}: {outcome}: {printable(detail)}"
+    click.echo(line, err=outcome == "refused")
 
 
 @click.command("ls", epilog="Example: meshdrop --home ~/node ls --json")

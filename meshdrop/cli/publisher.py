@@ -529,7 +529,10 @@ def pack(
     from meshdrop.publish.keystore import load_publisher
     from meshdrop.publish.pack import pack_folder, scan_folder
 
-    check_bundle_name(name)
+    try:
+        check_bundle_name(name)
+    except MeshdropError as exc:
+        raise UsageError(f"--name: {exc}") from None
     created_at = _creation_time(created)
     expires_at = parse_time(expires, "--expires") if expires else None
     if expires_at is not None and expires_at <= created_at:

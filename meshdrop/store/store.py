@@ -20,7 +20,7 @@ from meshdrop.core.trust import PublisherState, advance_state, start_state
 from meshdrop.core.verify import VerifiedManifest, verify_envelope
 from meshdrop.errors import IntegrityError, RollbackError, StoreError, TrustError, UsageError
 from meshdrop.fs import os_error_message
-from meshdrop.store import db, trustdb
+from meshdrop.store import db, search, trustdb
 from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
@@ -32,8 +32,10 @@ from meshdrop.store.models import (
     StoredBundle,
     TrustedPublisher,
 )
+from meshdrop.store.staging import is_staged, staged_digests
 
 COMMIT_ATTEMPTS = 3
+FREE_SPACE_RESERVE = 4 * 1024 * 1024  # MESHDROP_MIN_FREE (bytes) overrides it
 CLOCK_SKEW = 86_400  # how far ahead of the node's time a signed time may be and still count
 
 __all__ = ["ImportResult", "Outcome", "Store", "StoredBundle", "TrustedPublisher"]
@@ -83,18 +85,39 @@ class Store:
             os.close(fd)
 
     @contextlib.contextmanager
+    def ingesting(self, exclusive: bool = False) -> Iterator[None]:
+        """Held shared by everyone writing chunks (imports, syncs); exclusive by repair, so
+        that the temp files and unreferenced chunks it removes are never someone's work
+        in progress."""
+        fd = os.open(self.home / "ingest.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self._rollback()
+                raise
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
+            if db.is_disk_full(exc):
+                raise StoreError(
+                    f"the disk is full: cannot save to the store in {self.home}"
+                ) from None
             raise StoreError(f"could not save to the store index: {exc}") from None
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back by itself (a full disk during COMMIT).
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     # Trust
 
@@ -225,6 +248,7 @@ class Store:
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"importing {m.name}")) from None
         with self.write_lock():
+            self._delete_pending()  # what a writer killed after its commit left behind
             again = self.accept(verified.envelope)
             if isinstance(again, ImportResult):
                 return again
@@ -236,6 +260,22 @@ class Store:
                 )
             return self._commit(again)
 
+    def check_free_space(self, needed: int, name: str) -> None:
+        """Refuse, before writing anything, what would leave less than FREE_SPACE_RESERVE
+        on the disk: a store whose disk is completely full cannot even be opened."""
+        try:
+            info = os.statvfs(self.home)
+            reserve = int(os.environ.get("MESHDROP_MIN_FREE", FREE_SPACE_RESERVE))
+        except (OSError, ValueError):
+            return
+        free = info.f_bavail * info.f_frsize
+        if free - needed < reserve:
+            raise StoreError(
+                f"not enough free disk space for {name!r}: it needs {needed // 1024**2 + 1} MiB "
+                f"and {free // 1024**2} MiB are free (meshdrop keeps "
+                f"{reserve // 1024**2} MiB spare)"
+            )
+
     def import_file(self, path: Path, progress: Progress | None = None) -> ImportResult:
         with open_bundle_file(path) as source:
             verified = self.accept(source.envelope)
@@ -243,19 +283,21 @@ class Store:
                 return verified
             source.check_size(verified)
             missing = self.missing_chunks(verified)
+            self.check_free_space(sum(ref.size for ref in missing), verified.manifest.name)
             if progress:
                 progress(verified.manifest.size - sum(ref.size for ref in missing))
             for attempt in range(COMMIT_ATTEMPTS):
-                folders = copy_chunks(source, missing, self.store_chunk, progress)
-                crash_point("before-commit")
-                try:
-                    return self.commit(verified, folders)
-                except MissingChunksError:
-                    # Another writer's clean-up removed a shared chunk we counted on
-                    # between our check and our commit: fetch just those again.
-                    if attempt == COMMIT_ATTEMPTS - 1:
-                        raise
-                    missing = self.missing_chunks(verified)
+                with self.ingesting():
+                    folders = copy_chunks(source, missing, self.store_chunk, progress)
+                    crash_point("before-commit")
+                    try:
+                        return self.commit(verified, folders)
+                    except MissingChunksError:
+                        # Another writer's clean-up removed a shared chunk we counted on
+                        # between our check and our commit: fetch just those again.
+                        if attempt == COMMIT_ATTEMPTS - 1:
+                            raise
+                missing = self.missing_chunks(verified)
             raise AssertionError("unreachable")
 
     def _check_version(self, verified: VerifiedManifest) -> ImportResult | None:
@@ -293,22 +335,16 @@ class Store:
                 "SELECT id, version, withdrawn FROM bundles WHERE publisher = ? AND name = ?",
                 (m.publisher, m.name),
             ).fetchone()
-            orphan_candidates: set[bytes] = set()
             if old is not None:
-                orphan_candidates = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT hash FROM bundle_chunks WHERE bundle_id = ?", (old[0],)
-                    )
-                }
-                conn.execute("DELETE FROM bundles WHERE id = ?", (old[0],))
+                _drop_bundle(conn, old[0])
             self._insert_bundle(conn, verified)
+            search.index_bundle(conn, self.chunks, m)  # searchable exactly when visible
             known = self.trusted()[verified.state.publisher]
             if verified.state.version > known.version:
                 trustdb.save_state(conn, verified.state, new=False)
                 self._trusted = None
         crash_point("after-commit")
-        self._delete_unreferenced(orphan_candidates)
+        self._delete_pending()
         fingerprint = verified.state.fingerprint
         if old is None or old[2]:
             return ImportResult(Outcome.IMPORTED, m.name, m.version, fingerprint)
@@ -355,29 +391,32 @@ class Store:
         if m.created <= self.now() + CLOCK_SKEW:
             trustdb.note_signed_time(conn, m.publisher, verified.signer.key, m.created)
 
-    def _delete_unreferenced(self, candidates: set[bytes]) -> None:
+    def _delete_pending(self) -> None:
+        """Delete the chunk files that commits left unreferenced (under the write lock)."""
+        candidates = {r[0] for r in self.conn.execute("SELECT hash FROM pending_deletes")}
+        if not candidates:
+            return
         still_used = {
             digest
             for digest in candidates
             if self.conn.execute(
                 "SELECT 1 FROM bundle_chunks WHERE hash = ? LIMIT 1", (digest,)
             ).fetchone()
+            or is_staged(self.conn, digest)
         }
         self.chunks.delete(candidates - still_used)
+        with self.transaction() as conn:
+            conn.executemany(
+                "DELETE FROM pending_deletes WHERE hash = ?", ((d,) for d in candidates)
+            )
 
     def remove_bundle(self, bundle: StoredBundle) -> None:
         """Delete a stored bundle (the owner's say). Its rollback marks stay: removing a
         version never lets an older one back in."""
         with self.write_lock():
             with self.transaction() as conn:
-                digests = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT hash FROM bundle_chunks WHERE bundle_id = ?", (bundle.id,)
-                    )
-                }
-                conn.execute("DELETE FROM bundles WHERE id = ?", (bundle.id,))
-            self._delete_unreferenced(digests)
+                _drop_bundle(conn, bundle.id)
+            self._delete_pending()
 
     # Reading
 
@@ -434,8 +473,9 @@ class Store:
 
     def fsck(self, repair: bool, progress: Callable[[int], None] | None = None) -> FsckReport:
         report = FsckReport(damaged_bundles=[])
-        with self.write_lock():
-            report.temp_files_removed = self.chunks.remove_temp_files()
+        with self.ingesting(exclusive=repair), self.write_lock():
+            if repair:
+                report.temp_files_removed = self.chunks.remove_temp_files()
             referenced: dict[bytes, list[int]] = {}
             for bundle_id, digest in self.conn.execute("SELECT bundle_id, hash FROM bundle_chunks"):
                 referenced.setdefault(digest, []).append(bundle_id)
@@ -461,10 +501,22 @@ class Store:
                         "DELETE FROM bundles WHERE id = ?", ((i,) for i in bad_bundles)
                     )
                 report.dropped_bundles = len(bad_bundles)
-                orphans = [d for d in self.chunks.all_digests() if d not in referenced]
+                staged = staged_digests(self.conn)  # a partial bundle's chunks stay
+                orphans = [
+                    d for d in self.chunks.all_digests() if d not in referenced and d not in staged
+                ]
                 self.chunks.delete(orphans)
                 report.orphans_removed = len(orphans)
         return report
+
+
+def _drop_bundle(conn: sqlite3.Connection, bundle_id: int) -> None:
+    """Delete a bundle's row; its chunks are queued for deletion in the same transaction."""
+    conn.execute(
+        "INSERT OR IGNORE INTO pending_deletes SELECT hash FROM bundle_chunks WHERE bundle_id = ?",
+        (bundle_id,),
+    )
+    conn.execute("DELETE FROM bundles WHERE id = ?", (bundle_id,))
 
 
 def _manifest_hash(verified: VerifiedManifest) -> bytes:

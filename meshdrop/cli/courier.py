@@ -1,0 +1,404 @@
+"""Courier commands: fill a stick (export), tell the next node's needs (want), watch for
+sticks (watch); `import` hands courier folders and sticks to this module."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from tqdm import tqdm
+
+from meshdrop.cli.common import emit_json, human_size, open_store, printable
+from meshdrop.errors import MeshdropError, UsageError
+
+if TYPE_CHECKING:
+    from meshdrop.store.store import Store
+    from meshdrop.transports.courier.exporter import ExportOptions
+
+SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(text: str, option: str) -> int:
+    """Bytes from '4000000', '500M', '1.5GiB' (binary) or '2GB' (decimal)."""
+    match = SIZE.fullmatch(text)
+    if not match:
+        raise UsageError(f"{option} {text!r} is not a size such as 500M, 4G or 1000000")
+    number, prefix, unit = match.groups()
+    base = 1000 if unit.lower() == "b" and prefix else 1024
+    return int(float(number) * base ** _POWERS[prefix.lower()])
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(export)
+    cli.add_command(want)
+    cli.add_command(watch)
+
+
+class CourierBar:
+    """One progress bar on stderr for a whole import or export: bundles done, bytes,
+    rate and time left (shown only when stderr is a terminal)."""
+
+    def __init__(self, verb: str, quiet: bool) -> None:
+        self.verb = verb
+        self.quiet = quiet
+        self.bar: tqdm[Any] | None = None
+        self.items = 0
+        self.done = 0
+
+    def start(self, total_bytes: int, total_items: int) -> None:
+        self.items = total_items
+        self.bar = tqdm(
+            total=total_bytes,
+            desc=self._label(),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=True if self.quiet else None,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def _label(self) -> str:
+        return f"{self.verb} {self.done}/{self.items} bundles"
+
+    def advance(self, nbytes: int) -> None:
+        if self.bar is not None:
+            self.bar.update(nbytes)
+
+    def _next(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_description(self._label(), refresh=False)
+
+    def file_done(self) -> None:
+        self._next()
+
+    def bundle_done(self) -> None:
+        self._next()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# Import (called by `meshdrop import` for courier folders and sticks)
+
+
+def split_courier_paths(paths: tuple[Path, ...]) -> tuple[list[Path], tuple[Path, ...]]:
+    """(courier folders among or inside ``paths``, the other paths)."""
+    from meshdrop.transports.courier.layout import find_courier_folder, part_number
+
+    couriers: list[Path] = []
+    others: list[Path] = []
+    for path in paths:
+        folder = find_courier_folder(path)
+        if folder is None and part_number(path.name) is not None and not path.is_dir():
+            folder = path  # a single part file given by name
+        (couriers if folder is not None else others).append(folder or path)
+    return couriers, tuple(others)
+
+
+def import_couriers(
+    store: Store, paths: tuple[Path, ...], as_json: bool, quiet: bool
+) -> tuple[int, int, tuple[Path, ...]]:
+    """Import the courier folders among ``paths``; returns (how many were courier
+    folders, how many bundles failed, the paths left for the plain importer)."""
+    from meshdrop.transports.courier.importer import CourierImport
+
+    couriers, others = split_courier_paths(paths)
+    failed = 0
+    for folder in couriers:
+        bar = CourierBar("importing", quiet)
+        try:
+            if folder.is_dir():
+                reports = CourierImport(store, bar).run(folder)
+            else:
+                reports = CourierImport(store, bar).run_files([folder])
+        finally:
+            bar.close()
+        for report in reports:
+            failed += report.status.failed
+            if as_json:
+                emit_json({"folder": str(folder), **report.to_json()})
+            else:
+                base = folder if folder.is_dir() else folder.parent
+                where = printable(str(base / report.label)) if report.files else str(base)
+                click.echo(f"{where}: {report.status.value}: {printable(report.detail)}")
+        if not reports and not as_json:
+            click.echo(f"{folder}: nothing to import")
+    return len(couriers), failed, others
+
+
+# Export
+
+
+def _courier_folder(dest: Path) -> Path:
+    from meshdrop.transports.courier.layout import COURIER_FOLDER, find_courier_folder
+
+    if not dest.exists():
+        raise UsageError(f"{dest} does not exist; mount the stick or make the folder first")
+    if not dest.is_dir() or dest.is_symlink():
+        raise UsageError(f"{dest} is not a folder")
+    return find_courier_folder(dest) or dest / COURIER_FOLDER
+
+
+def run_export(
+    store: Store,
+    folder: Path,
+    options: ExportOptions,
+    as_json: bool,
+    quiet: bool,
+) -> bool:
+    """Export into ``folder`` and print what happened; returns True if all went well."""
+    from meshdrop.transports.courier.exporter import CourierExport, Done
+
+    bar = CourierBar("exporting", quiet)
+    try:
+        summary = CourierExport(store, options, bar).run(folder)
+    finally:
+        bar.close()
+    counts = dict.fromkeys(Done, 0)
+    written_bytes = 0
+    for report in summary.reports:
+        counts[report.done] += 1
+        if report.done in (Done.WRITTEN, Done.REPLACED, Done.REPAIRED):
+            written_bytes += report.size
+        if as_json:
+            emit_json(report.to_json())
+        else:
+            click.echo(
+                f"{report.name} v{report.version}: {report.done.value}: {printable(report.detail)}"
+            )
+    written = counts[Done.WRITTEN] + counts[Done.REPLACED] + counts[Done.REPAIRED]
+    if as_json:
+        emit_json(
+            {
+                "summary": {
+                    "folder": str(folder),
+                    "written": written,
+                    "written_bytes": written_bytes,
+                    "already_there": counts[Done.ALREADY_THERE],
+                    "left_out": counts[Done.LEFT_OUT],
+                    "failed": counts[Done.FAILED],
+                    "publisher_files": summary.publishers_written,
+                    "removed": summary.removed,
+                    "notes": summary.notes,
+                }
+            }
+        )
+    else:
+        for note in summary.notes:
+            click.echo(f"note: {printable(note)}")
+        if summary.publishers_written:
+            click.echo("publisher files written: " + ", ".join(summary.publishers_written))
+        if summary.removed:
+            click.echo("removed older copies: " + ", ".join(summary.removed))
+        click.echo(
+            f"{folder}: {written} bundles written ({human_size(written_bytes)}), "
+            f"{counts[Done.ALREADY_THERE]} already there, {counts[Done.LEFT_OUT]} left out"
+            + (f", {counts[Done.FAILED]} failed" if counts[Done.FAILED] else "")
+        )
+    return not summary.failed
+
+
+def _export_options(
+    publishers: tuple[str, ...],
+    names: tuple[str, ...],
+    max_bytes: str | None,
+    reserve: str,
+    part_size: str | None,
+    check: bool,
+) -> ExportOptions:
+    from meshdrop.transports.courier.exporter import ExportOptions
+    from meshdrop.transports.courier.layout import DEFAULT_PART_SIZE, FAT32_MAX_FILE
+
+    size = parse_size(part_size, "--part-size") if part_size else DEFAULT_PART_SIZE
+    if not 1024 * 1024 < size <= FAT32_MAX_FILE:
+        raise UsageError(f"--part-size must be more than 1 MiB and less than 4 GiB, not {size}")
+    return ExportOptions(
+        publishers=publishers,
+        names=names,
+        max_bytes=parse_size(max_bytes, "--max-bytes") if max_bytes else None,
+        reserve=parse_size(reserve, "--reserve"),
+        part_size=size,
+        check=check,
+    )
+
+
+@click.command(
+    epilog="Example: meshdrop --home ~/node export /media/stick --max-bytes 8G --name 'news*'"
+)
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--publisher", "publishers", multiple=True, help="Only this publisher (repeatable).")
+@click.option(
+    "--name", "names", multiple=True, help="Only bundles matching this glob (repeatable)."
+)
+@click.option(
+    "--max-bytes", help="Most the bundles may take on DEST, e.g. 8G (copies already there count)."
+)
+@click.option("--reserve", default="16M", show_default=True, help="Free space to leave on DEST.")
+@click.option(
+    "--part-size", hidden=True, help="Split bundles bigger than this (default just under 4 GiB)."
+)
+@click.option(
+    "--check", is_flag=True, help="Re-read copies already on DEST and rewrite damaged ones."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per bundle, then a summary.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def export(
+    ctx: click.Context,
+    dest: Path,
+    publishers: tuple[str, ...],
+    names: tuple[str, ...],
+    max_bytes: str | None,
+    reserve: str,
+    part_size: str | None,
+    check: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Write this node's bundles into the courier folder DEST/meshdrop (DEST is a mounted
+    stick or any folder), with its trusted publishers' files so revocations travel too.
+
+    Run it again to top the stick up: bundles already there are skipped, older versions
+    are replaced (the new one is written before the old one is removed), and damaged or
+    cut-short copies are written again. What does not fit goes last: the publisher's
+    priority, then the newest, decide; what the want file on the stick says the next node
+    lacks goes first. Bundles of 4 GiB and more are split into parts that fit FAT32."""
+    options = _export_options(publishers, names, max_bytes, reserve, part_size, check)
+    folder = _courier_folder(dest)
+    with open_store(ctx) as store:
+        ok = run_export(store, folder, options, as_json, quiet)
+    ctx.exit(0 if ok else 1)
+
+
+# Want
+
+
+@click.command(epilog="Example: meshdrop --home ~/node want /media/stick --publisher K7Q2-M3XD")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option(
+    "--publisher", "publishers", multiple=True, help="A publisher to ask for first (repeatable)."
+)
+@click.pass_context
+def want(ctx: click.Context, dest: Path, publishers: tuple[str, ...]) -> None:
+    """Write onto the stick at DEST a small summary of what this node has (and which
+    publishers it asks for), so the node that fills the stick next puts what this node
+    lacks first. It holds hashed names and versions only, at most 1 MiB."""
+    from meshdrop.transports.courier.layout import WANT_FILE
+    from meshdrop.transports.courier.want import MAX_HAVE, Want, stream_id, write_want
+
+    folder = _courier_folder(dest)
+    with open_store(ctx) as store:
+        ids = {s.fingerprint: pid for pid, s in store.trusted().items()}
+        wanted = frozenset(ids[store.resolve_publisher(p).fingerprint] for p in publishers)
+        have: dict[bytes, int] = {}
+        for b in store.list_bundles(include_hidden=True)[:MAX_HAVE]:
+            if b.publisher in ids:
+                sid = stream_id(ids[b.publisher], b.name)
+                have[sid] = max(have.get(sid, 0), b.version)
+        entry = Want(int(time.time()), have, wanted)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make {folder} ({exc.strerror})") from None
+    size = write_want(folder / WANT_FILE, entry)
+    click.echo(
+        f"wrote {folder / WANT_FILE}: {len(have)} bundles, {len(wanted)} publishers asked "
+        f"for ({human_size(size)})"
+    )
+
+
+# Watch
+
+
+@click.command(
+    epilog="Example: meshdrop --home ~/node watch --max-bytes 16G --allow-drive KINGSTON"
+)
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A folder where sticks appear (repeatable; default /media, /run/media, /mnt and, "
+    "under Termux, /storage).",
+)
+@click.option("--max-bytes", help="Most the bundles may take on a stick, e.g. 8G.")
+@click.option("--reserve", default="16M", show_default=True, help="Free space to leave on a stick.")
+@click.option(
+    "--allow-drive",
+    "allowed",
+    multiple=True,
+    help="Also fill this drive (a label or path) although it has no courier folder.",
+)
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between looks.")
+@click.option("--part-size", hidden=True)
+@click.option("--once", is_flag=True, help="Look once, handle what is there, and stop.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def watch(
+    ctx: click.Context,
+    roots: tuple[Path, ...],
+    max_bytes: str | None,
+    reserve: str,
+    allowed: tuple[str, ...],
+    interval: float,
+    part_size: str | None,
+    once: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Watch for sticks and SD cards. When one with a courier folder appears, import
+    everything intact from it, then top it up with what it lacks (within --max-bytes,
+    leaving --reserve free). A drive without a courier folder is never written to unless
+    it is allowed with --allow-drive. Looks every --interval seconds (polling)."""
+    from meshdrop.transports.courier.watch import Watcher, default_roots
+
+    options = _export_options((), (), max_bytes, reserve, part_size, False)
+    if interval < 0.1:
+        raise UsageError("--interval must be at least 0.1 seconds")
+    watcher = Watcher(list(roots) or default_roots(), allowed)
+    ok = True
+    with open_store(ctx) as store:
+        while True:
+            for drive in watcher.poll():
+                ok = _handle_drive(store, drive.path, drive.courier, options, as_json, quiet) and ok
+            if once:
+                break
+            time.sleep(interval)
+    ctx.exit(0 if ok else 1)
+
+
+def _handle_drive(
+    store: Store,
+    drive: Path,
+    courier: Path | None,
+    options: ExportOptions,
+    as_json: bool,
+    quiet: bool,
+) -> bool:
+    from meshdrop.transports.courier.layout import COURIER_FOLDER
+
+    if not as_json:
+        click.echo(f"stick: {printable(str(drive))}")
+    try:
+        failed = 0
+        if courier is not None:
+            _, failed, _ = import_couriers(store, (courier,), as_json, quiet)
+        ok = run_export(store, courier or drive / COURIER_FOLDER, options, as_json, quiet)
+        return ok and not failed
+    except (MeshdropError, OSError) as exc:
+        message = str(exc) if isinstance(exc, MeshdropError) else (exc.strerror or str(exc))
+        if as_json:
+            emit_json({"drive": str(drive), "error": message})
+        else:
+            click.echo(f"{printable(str(drive))}: error: {printable(message)}")
+        return False

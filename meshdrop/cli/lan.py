@@ -1,0 +1,199 @@
+"""`meshdrop node` (find peers on the local network and sync with them, until stopped) and
+`meshdrop status` (ask the running node what it is doing)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import click
+
+from meshdrop.cli.common import emit_json, home_path, human_size, printable
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(node)
+    cli.add_command(status)
+
+
+def _say(as_json: bool) -> Any:
+    def say(event: dict[str, Any]) -> None:
+        if as_json:
+            emit_json(event)
+            return
+        line = describe(event)
+        if line:
+            click.echo(line)
+
+    return say
+
+
+def describe(event: dict[str, Any]) -> str | None:
+    """One line for a person, or None for events only scripts care about."""
+    kind = event.get("event")
+    if kind == "listening":
+        urls = ", ".join(event["urls"])
+        return (
+            f"listening on {urls} (peer API at {event['peer_api']}); "
+            f"{event['bundles']} bundles of {event['publishers']} trusted publishers"
+        )
+    if kind == "peer":
+        return f"peer {event['peer']}: {event['state']}"
+    if kind == "sync":
+        if not event["bundles"] and not event["publishers"] and event["complete"]:
+            return None
+        done = "" if event["complete"] else " (incomplete; will retry)"
+        return (
+            f"synced with {event['peer']}: {event['bundles']} bundles, "
+            f"{event['publishers']} publisher updates, {human_size(event['bytes'])}{done}"
+        )
+    if kind == "bundle":
+        replaced = f" (replaces v{event['replaced']})" if event.get("replaced") else ""
+        return (
+            f"got {event['name']} v{event['version']}{replaced}, {human_size(event['size'])}, "
+            f"from {event['peer']}"
+        )
+    if kind == "publisher":
+        return f"publisher {event['publisher']} updated to record v{event['version']}"
+    if kind == "refused":
+        where = f" from {event['peer']}" if "peer" in event else ""
+        return f"refused{where}: {printable(str(event['reason']))}"
+    if kind == "bad-peer":
+        banned = "; ignoring it for a while" if event["banned"] else ""
+        return f"peer {event['peer']} misbehaved: {printable(str(event['reason']))}{banned}"
+    if kind == "addresses":
+        return "addresses changed; now at " + ", ".join(event["urls"])
+    if kind == "error":
+        return f"error with {event.get('peer', '?')}: {printable(str(event['reason']))}"
+    if kind == "stopped":
+        return "stopped"
+    return None
+
+
+@click.command(
+    epilog="Example: meshdrop --home ~/node node --bind 127.0.0.1 --port 0 --peer 10.0.0.5:8470"
+)
+@click.option(
+    "--bind",
+    default="0.0.0.0",  # noqa: S104 (a node serves its LAN unless told otherwise)
+    show_default=True,
+    help="Address to serve and discover on. 127.0.0.1 keeps everything (HTTP and mDNS) "
+    "on this machine; the default serves every interface.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8470,
+    show_default=True,
+    help="TCP port (0 picks a free one).",
+)
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A peer to sync with even where multicast does not work (repeatable).",
+)
+@click.option(
+    "--no-discovery",
+    is_flag=True,
+    help="Neither advertise this node nor look for others with mDNS (use --peer).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event, for scripts.")
+@click.pass_context
+def node(
+    ctx: click.Context,
+    bind: str,
+    port: int,
+    peers: tuple[str, ...],
+    no_discovery: bool,
+    as_json: bool,
+) -> None:
+    """Run this node on the local network until Ctrl-C (or SIGTERM): find other nodes
+    (mDNS), serve them this node's verified bundles, and fetch the newest version of every
+    bundle of the publishers this node trusts.
+
+    Prints where it listens and a line per sync. Bundles arrive only when every byte
+    verified; an interrupted transfer resumes where it stopped, from any peer."""
+    from meshdrop.transports.lan.node import Node, NodeConfig, parse_peer
+
+    home = home_path(ctx)
+    config = NodeConfig(
+        home=home,
+        bind=_check_bind(bind),
+        port=port,
+        peers=tuple(parse_peer(p) for p in peers),
+        discovery=not no_discovery,
+    )
+    asyncio.run(_run(Node(config, _say(as_json))))
+
+
+def _check_bind(bind: str) -> str:
+    import ipaddress
+
+    from meshdrop.errors import UsageError
+
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        raise UsageError(f"--bind {bind!r} is not an IP address (like 127.0.0.1)") from None
+    return bind
+
+
+async def _run(node: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.run(stop)
+
+
+@click.command(epilog="Example: meshdrop --home ~/node status --json")
+@click.option("--json", "as_json", is_flag=True, help="The whole status as one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Ask the node running for this home what it is doing: peers, transfers, totals."""
+    from meshdrop.transports.lan.node import ask_status
+
+    info = asyncio.run(ask_status(home_path(ctx)))
+    if as_json:
+        emit_json(info)
+        return
+    _print_status(info)
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    click.echo(f"node          pid {info['pid']}, up {info['uptime_seconds']} s")
+    click.echo(f"listening     {', '.join(info['urls'])}")
+    inventory = info["inventory"]
+    click.echo(
+        f"holds         {inventory['entries'] - inventory['publishers']} bundles of "
+        f"{inventory['publishers']} publishers (digest {inventory['digest']})"
+    )
+    fetched = info["fetched"]
+    click.echo(
+        f"fetched       {fetched['bundles']} bundles, {human_size(fetched['bytes'])} "
+        f"in {fetched['syncs']} syncs; refused {fetched['refused']}"
+    )
+    served = info["served"]
+    click.echo(
+        f"served        {served['requests']} requests, {served['chunks']} chunks, "
+        f"{human_size(served['bytes'])}"
+    )
+    for peer in info["peers"]:
+        state = "alive" if peer["alive"] else "unreachable"
+        if peer["banned"]:
+            state = "ignored (misbehaved)"
+        if peer["syncing"]:
+            state += ", syncing"
+        how = "mDNS" if peer["discovered"] else "--peer"
+        click.echo(f"peer          {peer['peer']} ({how}): {state}")
+    for t in info["transfers"]:
+        done = t["chunks_total"] - t["chunks_left"]
+        click.echo(
+            f"fetching      {t['name']} v{t['version']}: {done}/{t['chunks_total']} chunks "
+            f"from {', '.join(t['sources']) or 'nobody yet'}"
+        )
+    if not info["peers"]:
+        click.echo("peer          none found yet")

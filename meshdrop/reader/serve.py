@@ -1,0 +1,93 @@
+"""Running the reader on its own (``meshdrop read``), until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web, web_response
+
+from meshdrop.errors import UsageError
+from meshdrop.reader.app import make_reader_app
+
+ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 (names, compared with --bind)
+
+
+def url_for(host: str, port: int) -> str:
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def lan_address() -> str | None:
+    """This machine's address on its default route, or None. connect() on a UDP socket
+    sends nothing: the kernel only picks the local address that route would use."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1, never a real host
+            address = str(probe.getsockname()[0])
+        except OSError:
+            return None
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def share_hosts(bind: str) -> list[str]:
+    """Addresses others may use to reach a reader bound to ``bind``."""
+    if bind in ANY_ADDRESS:
+        found = lan_address()
+        return [found] if found else []
+    try:
+        if ipaddress.ip_address(bind).is_loopback:
+            return []
+    except ValueError:
+        if bind == "localhost":
+            return []
+    return [bind]
+
+
+def quiet_server() -> None:
+    """No version banner and no request logs, process-wide. aiohttp answers a request it
+    cannot parse (400) itself, before any application code runs, so on_response_prepare
+    never sees that answer: its default Server value is emptied instead. Its loggers
+    would print every request at INFO, and a traceback per malformed request."""
+    setattr(web_response, "SERVER_SOFTWARE", "")  # noqa: B010 (a Final constant to mypy)
+    for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+async def serve(home: Path, bind: str, port: int, announce: Callable[[str], None]) -> None:
+    quiet_server()
+    shared: list[str] = []
+    app = make_reader_app(home, share_urls=lambda: shared)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, bind or None, port, shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except OSError as exc:
+            hint = "; choose another --port" if exc.errno == errno.EADDRINUSE else ""
+            raise UsageError(
+                f"cannot listen on {bind}:{port}: {exc.strerror or exc}{hint}"
+            ) from None
+        actual = runner.addresses[0][1]
+        shared.extend(url_for(host, actual) for host in share_hosts(bind))
+        shown = "127.0.0.1" if bind in ANY_ADDRESS else bind
+        announce(f"meshdrop reader on {url_for(shown, actual)} (Ctrl-C stops)")
+        for url in shared:
+            announce(f"others on this network: {url}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

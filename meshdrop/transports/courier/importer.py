@@ -1,0 +1,400 @@
+"""Importing a courier folder: every intact bundle goes in, one report per bundle.
+
+Each file on the stick is opened read-only and read once: its header and envelope, then
+every chunk the store lacks, verified and stored as it is read (the store's accept,
+store_chunk and commit). A bundle whose chunks are all present commits; one that is short
+of parts or has damaged bytes stays in staging with what verified, so the next stick that
+brings the rest completes it without copying again. Nothing on the stick is modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from meshdrop.core.manifest import ChunkRef
+from meshdrop.core.verify import VerifiedManifest
+from meshdrop.errors import (
+    FormatError,
+    IntegrityError,
+    MeshdropError,
+    RollbackError,
+    StoreError,
+    TrustError,
+)
+from meshdrop.fs import read_small_file
+from meshdrop.store import staging
+from meshdrop.store.models import ImportResult, Outcome
+from meshdrop.store.store import MissingChunksError, Store
+from meshdrop.transports.courier.parts import refs_in_range
+from meshdrop.transports.courier.reader import CourierFile, open_courier_file
+from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
+
+# Chunk writes wait on fsync more than on the CPU: more threads than cores keep a stick
+# and the disk busy (hashlib and file I/O release the GIL).
+WORKERS = min(16, max(8, 2 * (os.cpu_count() or 2)))
+MAX_JUNK_REPORTS = 20  # files that are not bundles at all: reported one by one up to this
+MIB = 1024 * 1024
+
+
+class Status(Enum):
+    IMPORTED = "imported"
+    REPLACED = "imported, replacing an older version"
+    ALREADY_HAD = "already had"
+    OLDER = "older than what we have"
+    REFUSED = "refused"
+    INCOMPLETE = "incomplete"
+    PUBLISHER_UPDATED = "publisher updated"
+    PUBLISHER_KNOWN = "publisher already known"
+    NOT_TRUSTED = "not a publisher this node trusts"
+    SKIPPED = "skipped"
+
+    @property
+    def failed(self) -> bool:
+        return self in (Status.REFUSED, Status.INCOMPLETE, Status.OLDER)
+
+
+@dataclass
+class Report:
+    """What became of one bundle (all its files), one publisher file, or a set of junk."""
+
+    files: list[str]
+    status: Status
+    detail: str
+    name: str | None = None
+    version: int | None = None
+    publisher: str | None = None
+
+    @property
+    def label(self) -> str:
+        if len(self.files) <= 3:
+            return ", ".join(self.files)
+        return f"{self.files[0]} and {len(self.files) - 1} more files"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "outcome": self.status.value,
+            "detail": self.detail,
+            "name": self.name,
+            "version": self.version,
+            "publisher": self.publisher,
+        }
+
+
+class ProgressSink(Protocol):
+    """Told about bytes read and files finished (the CLI draws a bar from it)."""
+
+    def start(self, total_bytes: int, total_files: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def file_done(self) -> None: ...
+
+
+class _Silent:
+    def start(self, total_bytes: int, total_files: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def file_done(self) -> None:
+        pass
+
+
+@dataclass
+class _Group:
+    """Every file seen of one bundle (one signed manifest)."""
+
+    files: list[str] = field(default_factory=list)
+    verified: VerifiedManifest | None = None
+    result: ImportResult | None = None
+    name: str | None = None
+    version: int | None = None
+    publisher: str | None = None
+    refusal: tuple[Status, str] | None = None
+    part_count: int = 0
+    parts_seen: set[int] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def committed(self) -> bool:
+        return self.result is not None
+
+
+@dataclass
+class _Copied:
+    folders: set[Path] = field(default_factory=set)
+    damaged: int = 0
+    unreadable: int = 0
+    truncated: int = 0
+
+
+class CourierImport:
+    def __init__(self, store: Store, progress: ProgressSink | None = None) -> None:
+        self.store = store
+        self.progress: ProgressSink = progress or _Silent()
+        self.groups: dict[bytes, _Group] = {}
+        self.reports: list[Report] = []
+        self.junk = 0
+        self._advanced = 0
+
+    def run(self, folder: Path) -> list[Report]:
+        return self._run(scan_folder(folder))
+
+    def run_files(self, paths: list[Path]) -> list[Report]:
+        """Import bundle files and parts given one by one (not a whole folder)."""
+        return self._run(Scan(Path(), bundles=list(paths)))
+
+    def _run(self, scan: Scan) -> list[Report]:
+        staging.prune(self.store)
+        sizes = {p: _size(p) for p in scan.bundles + scan.publishers}
+        self.progress.start(sum(sizes.values()), len(sizes))
+        for path in scan.publishers:
+            self.reports.append(self._publisher(path))
+            self.progress.advance(sizes[path])
+            self.progress.file_done()
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="courier") as pool:
+            for path in scan.bundles:
+                self._advanced = 0
+                self._bundle_file(pool, path)
+                self.progress.advance(max(0, sizes[path] - self._advanced))
+                self.progress.file_done()
+        for path, kind in scan.not_regular:
+            self.reports.append(
+                Report([path.name], Status.REFUSED, f"is {kind}, not a bundle file; not opened")
+            )
+        for group in self.groups.values():
+            self.reports.append(self._finish(group))
+        if self.junk > MAX_JUNK_REPORTS:
+            more = self.junk - MAX_JUNK_REPORTS
+            self.reports.append(
+                Report([], Status.REFUSED, f"{more} more files are not meshdrop bundles")
+            )
+        self._summary(scan)
+        return self.reports
+
+    # One file
+
+    def _publisher(self, path: Path) -> Report:
+        try:
+            data = read_small_file(path, 16 * MIB, "publisher file")
+            result = self.store.update_publisher(data, path.name)
+        except TrustError as exc:
+            if "does not trust" in str(exc):
+                return Report([path.name], Status.NOT_TRUSTED, "left alone")
+            return Report([path.name], Status.REFUSED, str(exc))
+        except MeshdropError as exc:
+            return Report([path.name], Status.REFUSED, str(exc))
+        if result.outcome is Outcome.PUBLISHER_UPDATED:
+            detail = f"{result.name} record v{result.version} (was v{result.replaced_version})"
+            status = Status.PUBLISHER_UPDATED
+        else:
+            detail = f"{result.name} record v{result.version}"
+            status = Status.PUBLISHER_KNOWN
+        return Report([path.name], status, detail, result.name, result.version, result.publisher)
+
+    def _bundle_file(self, pool: ThreadPoolExecutor, path: Path) -> None:
+        try:
+            source = open_courier_file(path)
+        except MeshdropError as exc:
+            self.junk += 1
+            if self.junk <= MAX_JUNK_REPORTS:
+                self.reports.append(Report([path.name], Status.REFUSED, str(exc)))
+            return
+        with source:
+            key = hashlib.sha256(source.envelope.manifest_bytes).digest()
+            group = self.groups.setdefault(key, _Group())
+            group.files.append(path.name)
+            if source.part is not None:
+                group.part_count = max(group.part_count, source.part.count)
+            if group.committed:
+                return  # a duplicate or an extra part of a bundle already imported
+            try:
+                accepted = self.store.accept(source.envelope)
+            except RollbackError as exc:
+                status = Status.OLDER if " is older than " in str(exc) else Status.REFUSED
+                group.refusal = (status, str(exc))
+                return
+            except MeshdropError as exc:
+                group.refusal = (Status.REFUSED, str(exc))
+                return
+            if isinstance(accepted, ImportResult):
+                group.result = accepted
+                group.name, group.version = accepted.name, accepted.version
+                group.publisher = accepted.publisher
+                return
+            self._copy_in(pool, group, source, accepted)
+
+    def _copy_in(
+        self,
+        pool: ThreadPoolExecutor,
+        group: _Group,
+        source: CourierFile,
+        verified: VerifiedManifest,
+    ) -> None:
+        m = verified.manifest
+        group.verified = verified
+        group.name, group.version = m.name, m.version
+        group.publisher = verified.state.fingerprint
+        try:
+            start, end = source.data_range(m)
+            short = source.missing_bytes(m)
+        except FormatError as exc:
+            group.problems.append(f"{source.path.name}: {exc}")
+            return
+        missing = {r.digest for r in self.store.missing_chunks(verified)}
+        wanted: list[ChunkRef] = []
+        for ref in refs_in_range(m.chunk_refs(), start, end):
+            if ref.digest in missing:
+                wanted.append(ref)
+                missing.discard(ref.digest)
+        present = end - start - short  # data bytes this file really has
+        readable = [r for r in wanted if r.offset - start + r.size <= present]
+        copied = self._copy(pool, source, readable, start)
+        copied.truncated = len(wanted) - len(readable)
+        part = source.part.number if source.part else 0
+        if short:
+            group.problems.append(f"{source.path.name} is truncated ({_mib(short)} missing)")
+        if copied.damaged:
+            group.problems.append(
+                f"{source.path.name} has {copied.damaged} damaged chunks (bytes changed)"
+            )
+        if copied.unreadable:
+            group.problems.append(
+                f"{source.path.name}: {copied.unreadable} chunks could not be read"
+            )
+        if not (short or copied.damaged or copied.unreadable):
+            group.parts_seen.add(part)
+        if missing or copied.damaged or copied.unreadable or copied.truncated:
+            return  # chunks are still to come (from another part, or another stick)
+        try:
+            group.result = self.store.commit(verified, copied.folders)
+        except MissingChunksError:
+            return
+        except MeshdropError as exc:
+            group.refusal = (Status.REFUSED, str(exc))
+            return
+        staging.unstage(self.store, staging.manifest_hash(verified))
+        group.verified = None
+
+    def _copy(
+        self, pool: ThreadPoolExecutor, source: CourierFile, refs: list[ChunkRef], start: int
+    ) -> _Copied:
+        """Read each chunk once, verify it and store it, a few in flight at a time."""
+        copied = _Copied()
+
+        def work(ref: ChunkRef) -> tuple[Path | None, str]:
+            try:
+                data = source.read_chunk(ref, start)
+            except OSError:
+                return None, "unreadable"
+            try:
+                return self.store.store_chunk(ref, data), ""
+            except IntegrityError:
+                return None, "damaged"
+
+        pending: deque[tuple[Future[tuple[Path | None, str]], int]] = deque()
+
+        def finish_oldest() -> None:
+            future, size = pending.popleft()
+            folder, problem = future.result()
+            if folder is not None:
+                copied.folders.add(folder)
+            elif problem == "damaged":
+                copied.damaged += 1
+            else:
+                copied.unreadable += 1
+            self._advanced += size
+            self.progress.advance(size)
+
+        try:
+            for ref in refs:
+                pending.append((pool.submit(work, ref), ref.size))
+                while len(pending) > 2 * WORKERS:
+                    finish_oldest()
+            while pending:
+                finish_oldest()
+        except StoreError:
+            for future, _ in pending:
+                future.cancel()
+            raise
+        return copied
+
+    # Reports
+
+    def _finish(self, group: _Group) -> Report:
+        def report(status: Status, detail: str) -> Report:
+            return Report(group.files, status, detail, group.name, group.version, group.publisher)
+
+        title = f"{group.name} v{group.version}" if group.name else ""
+        if group.result is not None:
+            result = group.result
+            if result.outcome is Outcome.ALREADY_HAD:
+                return report(Status.ALREADY_HAD, title)
+            detail = title
+            if result.replaced_version is not None:
+                detail += f" (replaces v{result.replaced_version})"
+            if group.problems:
+                detail += f" (ignored: {'; '.join(group.problems)})"
+            status = Status.REPLACED if result.outcome is Outcome.REPLACED else Status.IMPORTED
+            return report(status, detail)
+        if group.verified is not None:
+            return report(Status.INCOMPLETE, self._incomplete(group, group.verified))
+        if group.refusal is not None:
+            return report(*group.refusal)
+        return report(Status.REFUSED, "; ".join(group.problems) or "nothing could be read")
+
+    def _incomplete(self, group: _Group, verified: VerifiedManifest) -> str:
+        staging.stage(self.store, verified)
+        still = self.store.missing_chunks(verified)
+        facts = []
+        if group.part_count:
+            absent = [str(n) for n in range(1, group.part_count + 1) if n not in group.parts_seen]
+            if absent:
+                facts.append(f"parts missing or damaged: {', '.join(absent)} of {group.part_count}")
+        facts += group.problems
+        facts.append(
+            f"{_mib(sum(r.size for r in still))} in {len(still)} chunks still needed; "
+            "what verified is kept for the next stick"
+        )
+        return f"{group.name} v{group.version}: " + "; ".join(facts)
+
+    def _summary(self, scan: Scan) -> None:
+        if scan.skipped:
+            self.reports.append(
+                Report([], Status.SKIPPED, f"{scan.skipped} entries that are not meshdrop files")
+            )
+        if scan.capped:
+            self.reports.append(
+                Report(
+                    [],
+                    Status.REFUSED,
+                    f"the courier folder holds more than {MAX_ENTRIES} entries; "
+                    "the rest were not looked at",
+                )
+            )
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:.1f} MiB"
+
+
+def import_courier_folder(
+    store: Store, folder: Path, progress: ProgressSink | None = None
+) -> list[Report]:
+    return CourierImport(store, progress).run(folder)

@@ -1,0 +1,370 @@
+"""The node: one aiohttp application, zeroconf discovery, and the sync loop, run until
+stopped.
+
+The web application is built by ``make_node_app`` so that other parts (the reader's
+human pages) can live on the same server: they pass their own sub-applications with
+prefixes, or a hook that adds routes to the main application. The peer API keeps its
+own prefix (/peer/v1/) and its own limits; the owner's status lives under /node/ and
+answers only a local caller that read the token from the node's home.
+
+While running, the node writes ``<home>/node.json`` (atomically, mode 0600) with its
+process id, a loopback URL and the status token, and removes it when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web, web_response
+
+from meshdrop.core.sync import Address, PeerBook, format_address
+from meshdrop.fs import atomic_write
+from meshdrop.transports.lan.client import ClientLimits, PeerClient
+from meshdrop.transports.lan.discovery import Discovery, is_loopback, is_wildcard
+from meshdrop.transports.lan.errors import NetworkError
+from meshdrop.transports.lan.peerapi import PREFIX, PeerServer, ServerLimits
+from meshdrop.transports.lan.storeio import StoreIO
+from meshdrop.transports.lan.sync import Emit, SyncEngine, SyncLimits
+
+NODE_FILE = "node.json"
+STATUS_PREFIX = "/node/"
+TOKEN_HEADER = "X-Meshdrop-Token"  # noqa: S105 (a header name)
+DEFAULT_PORT = 8470
+DIGEST_POLL = 1.0  # seconds between looks at whether the inventory changed
+
+ExtraApps = Sequence[tuple[str, web.Application]]
+AppHook = Callable[[web.Application], None]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path
+    bind: str = "0.0.0.0"  # noqa: S104 (a node serves its LAN unless told otherwise)
+    port: int = DEFAULT_PORT
+    peers: tuple[Address, ...] = ()
+    discovery: bool = True
+    client: ClientLimits = field(default_factory=ClientLimits)
+    server: ServerLimits = field(default_factory=ServerLimits)
+    sync: SyncLimits = field(default_factory=SyncLimits)
+    probe_interval: float = 30.0
+    record_chunks: bool = False  # keep the digests of chunks served (tests, benchmarks)
+    background: tuple[Callable[[], Awaitable[None]], ...] = field(default=())
+
+
+async def _strip_banner(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp adds "Server: Python/x aiohttp/y" to every answer: a version banner that
+    # says what runs here. Nothing else needs it.
+    response.headers.popall("Server", None)
+
+
+def quiet_server() -> None:
+    """No banner and no logs, process-wide. aiohttp answers a malformed request itself,
+    before any application sees it (so on_response_prepare never runs): its default
+    Server value is emptied so that answer names no versions either. Its loggers would
+    print a traceback per malformed request and, at INFO, every request: a node keeps no
+    record of who asked for what."""
+    setattr(web_response, "SERVER_SOFTWARE", "")  # noqa: B010 (a Final constant to mypy)
+    for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web", "zeroconf"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def make_node_app(
+    peer_app: web.Application,
+    status_app: web.Application | None = None,
+    extra_apps: ExtraApps = (),
+    hook: AppHook | None = None,
+) -> web.Application:
+    """The one server's application: the peer API under /peer/v1/, the owner's status
+    under /node/, and whatever else (the reader) under its own prefixes or via ``hook``."""
+    app = web.Application(client_max_size=64 * 1024)
+    app.on_response_prepare.append(_strip_banner)
+    app.add_subapp(PREFIX.rstrip("/"), peer_app)
+    if status_app is not None:
+        app.add_subapp(STATUS_PREFIX.rstrip("/"), status_app)
+    for prefix, sub in extra_apps:
+        app.add_subapp(prefix, sub)
+    if hook is not None:
+        hook(app)
+    return app
+
+
+def _local_url(bind: str, port: int) -> str:
+    host = ("::1" if bind == "::" else "127.0.0.1") if is_wildcard(bind) else bind
+    return f"http://{format_address((host, port))}"
+
+
+class Node:
+    def __init__(
+        self,
+        config: NodeConfig,
+        emit: Emit,
+        extra_apps: ExtraApps = (),
+        hook: AppHook | None = None,
+    ) -> None:
+        self.config = config
+        self.emit = emit
+        self.extra_apps = extra_apps
+        self.hook = hook
+        self.node_id = secrets.token_bytes(8)
+        self.token = secrets.token_urlsafe(24)
+        self.started = time.time()
+        self.storeio: StoreIO | None = None
+        self.server: PeerServer | None = None
+        self.client: PeerClient | None = None
+        self.engine: SyncEngine | None = None
+        self.discovery: Discovery | None = None
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self.urls: list[str] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._node_file = config.home / NODE_FILE
+
+    # The status sub-application
+
+    def _status_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/status", self._status)
+        return app
+
+    async def _status(self, request: web.Request) -> web.Response:
+        remote = request.remote or ""
+        given = request.headers.get(TOKEN_HEADER, "")
+        if not is_loopback(remote) and remote != self.config.bind:
+            raise web.HTTPNotFound()
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise web.HTTPForbidden()
+        return web.json_response(await self.status())
+
+    async def status(self) -> dict[str, Any]:
+        assert self.storeio is not None and self.engine is not None and self.server is not None
+        snap = await self.storeio.snapshot()
+        stats = self.server.stats
+        info: dict[str, Any] = {
+            "pid": os.getpid(),
+            "urls": self.urls,
+            "uptime_seconds": round(time.time() - self.started),
+            "discovery": self.discovery is not None,
+            "inventory": {
+                "entries": len(snap.inventory),
+                "digest": snap.inventory.digest.hex(),
+                "publishers": len(snap.states),
+            },
+            "served": {
+                "requests": stats.requests,
+                "chunks": stats.chunks,
+                "envelopes": stats.envelopes,
+                "bytes": stats.bytes_sent,
+                "busy": stats.refused_busy,
+            },
+            "client": {
+                "requests": self.client.requests if self.client else 0,
+                "bytes": self.client.bytes_received if self.client else 0,
+            },
+            **self.engine.status(),
+        }
+        if self.config.record_chunks:
+            info["served"]["chunk_digests"] = [d.hex() for d in stats.chunk_digests]
+        return info
+
+    # Life cycle
+
+    async def start(self) -> None:
+        config = self.config
+        quiet_server()
+        self.storeio = StoreIO(config.home)
+        self.server = PeerServer(self.storeio, self.node_id, config.server, config.record_chunks)
+        app = make_node_app(self.server.app(), self._status_app(), self.extra_apps, self.hook)
+        self.runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=15, shutdown_timeout=2
+        )
+        await self.runner.setup()
+        host = None if config.bind == "::" else config.bind
+        site = web.TCPSite(self.runner, host=host, port=config.port, backlog=128)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            await self.storeio.aclose()
+            raise NetworkError(
+                f"cannot listen on {format_address((config.bind, config.port))}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        self.port = int(self.runner.addresses[0][1])
+        self.urls = self._advertised_urls()
+        atomic_write(
+            self._node_file,
+            json.dumps(
+                {"pid": os.getpid(), "url": _local_url(config.bind, self.port), "token": self.token}
+            ).encode(),
+            mode=0o600,
+        )
+        local = None if is_wildcard(config.bind) else config.bind
+        self.client = PeerClient(config.client, local_host=local)
+        await self.client.start()
+        book = PeerBook(self_ids={self.node_id}, probe_interval=config.probe_interval)
+        for address in config.peers:
+            book.add_manual(address)
+        self.engine = SyncEngine(self.storeio, self.client, book, self.emit, config.sync)
+        snap = await self.storeio.snapshot()
+        self.emit(
+            {
+                "event": "listening",
+                "urls": self.urls,
+                "port": self.port,
+                "peer_api": PREFIX,
+                "bundles": len(snap.inventory) - len(snap.states),
+                "publishers": len(snap.states),
+            }
+        )
+        if config.discovery:
+            self.discovery = Discovery(
+                config.bind, self.port, self._found, self._gone, self._addresses_changed
+            )
+            await self.discovery.start(snap.inventory.digest)
+            self._tasks.append(asyncio.ensure_future(self.discovery.watch_addresses()))
+        self._tasks.append(asyncio.ensure_future(self.engine.run()))
+        self._tasks.append(asyncio.ensure_future(self._watch_inventory(snap.inventory.digest)))
+        for job in config.background:
+            self._tasks.append(asyncio.ensure_future(job()))
+
+    def _advertised_urls(self) -> list[str]:
+        bind = self.config.bind
+        if is_wildcard(bind):
+            from meshdrop.transports.lan.discovery import own_addresses
+
+            hosts = own_addresses(bind) or ["127.0.0.1"]
+        else:
+            hosts = [bind]
+        return [f"http://{format_address((h, self.port))}" for h in hosts]
+
+    def _found(self, name: str, addresses: list[Address], digest: bytes | None) -> None:
+        assert self.engine is not None
+        known = name in self.engine.book.peers
+        peer = self.engine.book.discovered(name, addresses, digest, time.monotonic())
+        if peer is not None:
+            if not known:
+                self.emit({"event": "peer", "peer": peer.label, "state": "discovered"})
+            self.engine.wake()
+
+    def _gone(self, name: str) -> None:
+        assert self.engine is not None
+        peer = self.engine.book.removed(name)
+        if peer is not None:
+            self.emit({"event": "peer", "peer": peer.label, "state": "left"})
+
+    def _addresses_changed(self, addresses: list[str]) -> None:
+        self.urls = self._advertised_urls()
+        self.emit({"event": "addresses", "urls": self.urls})
+
+    async def _watch_inventory(self, digest: bytes) -> None:
+        """Tell peers (TXT) and the sync loop when what this node holds changed."""
+        assert self.storeio is not None and self.engine is not None
+        while True:
+            await asyncio.sleep(DIGEST_POLL)
+            snap = await self.storeio.snapshot()
+            if snap.inventory.digest != digest:
+                digest = snap.inventory.digest
+                if self.discovery is not None:
+                    await self.discovery.update_digest(digest)
+                self.engine.wake()
+
+    async def stop(self) -> None:
+        """Goodbye to peers, stop serving, stop syncing. Verified chunks already stored stay
+        for the next start to resume from; a commit under way finishes first."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.discovery is not None:
+            await self.discovery.close()
+        if self.engine is not None:
+            await self.engine.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.client is not None:
+            await self.client.close()
+        if self.storeio is not None:
+            await self.storeio.aclose()
+        with contextlib.suppress(OSError):
+            current = json.loads(self._node_file.read_text(encoding="utf-8"))
+            if current.get("token") == self.token:
+                self._node_file.unlink()
+        self.emit({"event": "stopped"})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+def parse_peer(text: str) -> Address:
+    """HOST:PORT or [IPv6]:PORT, HOST an IP address (never a name: no DNS lookups)."""
+    from meshdrop.errors import UsageError
+
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise UsageError(
+            f"--peer {text!r} is not an IP address and port (like 192.168.1.20:8470)"
+        ) from None
+    if not sep or not 0 < number < 65536:
+        raise UsageError(f"--peer {text!r} has no valid port")
+    return host, number
+
+
+def read_node_file(home: Path) -> dict[str, Any]:
+    path = home / NODE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NetworkError(
+            f"no node is running for {home} (start one with 'meshdrop node')"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise NetworkError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or not {"pid", "url", "token"} <= set(data):
+        raise NetworkError(f"{path} is damaged; restart the node")
+    return data
+
+
+async def ask_status(home: Path, timeout: float = 5.0) -> dict[str, Any]:
+    """A running node's status, through the URL and token in its node.json."""
+    import aiohttp
+
+    info = read_node_file(home)
+    url = f"{info['url']}{STATUS_PREFIX}status"
+    try:
+        async with (
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False
+            ) as session,
+            session.get(url, headers={TOKEN_HEADER: str(info["token"])}) as resp,
+        ):
+            if resp.status != 200:
+                raise NetworkError(f"the node at {info['url']} refused the status request")
+            data = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        raise NetworkError(
+            f"no node answers at {info['url']} (it stopped without cleaning up?); "
+            "start one with 'meshdrop node'"
+        ) from None
+    if not isinstance(data, dict):
+        raise NetworkError("the node sent a malformed status")
+    return data

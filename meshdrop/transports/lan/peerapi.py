@@ -1,0 +1,196 @@
+"""The peer API server: an aiohttp sub-application mounted at /peer/v1/ (docs/PROTOCOL.md).
+
+It answers only what a node may pass on (store/inventory.py): the inventory of visible
+bundles and trusted chains, their envelopes, their chunks and publisher files. Its own
+limits: concurrent requests in all and per remote address (503 when full), request
+bodies capped, nothing compressed, no access log (what others fetched is not recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from meshdrop.core import sync
+from meshdrop.core.sync import Hello, Inventory, InventoryResponse
+from meshdrop.errors import FormatError
+from meshdrop.transports.lan.storeio import StoreIO
+
+PREFIX = "/peer/v1/"
+HEX64 = re.compile(r"[0-9a-f]{64}")
+OCTETS = "application/octet-stream"
+MSGPACK = "application/x-msgpack"
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    total: int = 32  # requests being answered at once, from everyone
+    per_remote: int = 8  # ... from one address
+    queue_wait: float = 2.0  # how long a request may wait for a slot before a 503
+    body_timeout: float = 10.0
+    min_time: float = 10.0  # any answer may take this long to send ...
+    min_rate: float = 16 * 1024.0  # ... and then must go at this many bytes a second
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    refused_busy: int = 0
+    chunks: int = 0
+    envelopes: int = 0
+    bytes_sent: int = 0
+    chunk_digests: list[bytes] = field(default_factory=list)  # only when recording
+
+
+class PeerServer:
+    """The state behind the routes: the store, this start's node id, and counters."""
+
+    def __init__(
+        self,
+        storeio: StoreIO,
+        node_id: bytes,
+        limits: ServerLimits = ServerLimits(),
+        record_chunks: bool = False,
+    ) -> None:
+        self.storeio = storeio
+        self.node_id = node_id
+        self.limits = limits
+        self.stats = ServerStats()
+        self.record_chunks = record_chunks
+        self._total = asyncio.Semaphore(limits.total)
+        self._per_remote: dict[str, asyncio.Semaphore] = {}
+        self._scoped: OrderedDict[tuple[int, frozenset[bytes]], Inventory] = OrderedDict()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._limit])
+        app.router.add_get("/hello", self.hello)
+        app.router.add_post("/inventory", self.inventory)
+        app.router.add_get("/envelope/{digest}", self.envelope)
+        app.router.add_get("/chunk/{digest}", self.chunk)
+        app.router.add_get("/publisher/{digest}", self.publisher)
+        return app
+
+    @web.middleware
+    async def _limit(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        remote = request.remote or "?"
+        per_remote = self._per_remote.get(remote)
+        if per_remote is None:
+            if len(self._per_remote) > 4096:
+                self._per_remote = {r: s for r, s in self._per_remote.items() if s.locked()}
+            per_remote = self._per_remote[remote] = asyncio.Semaphore(self.limits.per_remote)
+        try:
+            async with asyncio.timeout(self.limits.queue_wait):
+                await per_remote.acquire()
+        except TimeoutError:
+            self.stats.refused_busy += 1
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}) from None
+        try:
+            try:
+                async with asyncio.timeout(self.limits.queue_wait):
+                    await self._total.acquire()
+            except TimeoutError:
+                self.stats.refused_busy += 1
+                raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}) from None
+            try:
+                self.stats.requests += 1
+                response = await handler(request)
+                # Send the body while holding the slot, at a minimum rate: a peer that
+                # reads slowly (or not at all) holds one slot for a bounded time.
+                size = response.content_length or 0
+                try:
+                    async with asyncio.timeout(self.limits.min_time + size / self.limits.min_rate):
+                        await response.prepare(request)
+                        await response.write_eof()
+                except TimeoutError:
+                    if request.transport is not None:
+                        request.transport.close()  # aiohttp then sees a reset peer
+                return response
+            finally:
+                self._total.release()
+        finally:
+            per_remote.release()
+
+    async def hello(self, request: web.Request) -> web.Response:
+        snap = await self.storeio.snapshot()
+        body = sync.encode_hello(Hello(sync.PROTOCOL_VERSION, snap.inventory.digest, self.node_id))
+        return web.Response(body=body, content_type=MSGPACK)
+
+    async def inventory(self, request: web.Request) -> web.Response:
+        body = await self._body(request, sync.MAX_REQUEST_BYTES)
+        try:
+            asked = sync.parse_inventory_request(body)
+        except (FormatError, TypeError, ValueError):
+            raise web.HTTPBadRequest() from None
+        snap = await self.storeio.snapshot()
+        scope = frozenset(asked.scope) & frozenset(snap.states)
+        key = (snap.marker, scope)
+        scoped = self._scoped.get(key)
+        if scoped is None:
+            scoped = await asyncio.to_thread(snap.inventory.restricted, scope)
+            self._scoped[key] = scoped
+            while len(self._scoped) > 8:
+                self._scoped.popitem(last=False)
+
+        def answer() -> bytes:
+            nodes = tuple(scoped.answer(p) for p in asked.prefixes)
+            held = tuple(p for p in asked.scope if p in scope)
+            return sync.encode_inventory_response(InventoryResponse(held, nodes))
+
+        return web.Response(body=await asyncio.to_thread(answer), content_type=MSGPACK)
+
+    async def envelope(self, request: web.Request) -> web.Response:
+        data = await self.storeio.envelope(_digest(request))
+        if data is None:
+            raise web.HTTPNotFound()
+        self.stats.envelopes += 1
+        self.stats.bytes_sent += len(data)
+        return web.Response(body=data, content_type=OCTETS)
+
+    async def chunk(self, request: web.Request) -> web.Response:
+        digest = _digest(request)
+        data = await self.storeio.visible_chunk(digest)
+        if data is None:
+            raise web.HTTPNotFound()
+        self.stats.chunks += 1
+        self.stats.bytes_sent += len(data)
+        if self.record_chunks:
+            self.stats.chunk_digests.append(digest)
+        return web.Response(body=data, content_type=OCTETS)
+
+    async def publisher(self, request: web.Request) -> web.Response:
+        data = await self.storeio.publisher_file(_digest(request))
+        if data is None:
+            raise web.HTTPNotFound()
+        self.stats.bytes_sent += len(data)
+        return web.Response(body=data, content_type=OCTETS)
+
+    async def _body(self, request: web.Request, limit: int) -> bytes:
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        data = bytearray()
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                while True:
+                    piece = await request.content.read(min(65536, limit + 1 - len(data)))
+                    if not piece:
+                        break
+                    data += piece
+                    if len(data) > limit:
+                        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+        except TimeoutError:
+            raise web.HTTPRequestTimeout() from None
+        return bytes(data)
+
+
+def _digest(request: web.Request) -> bytes:
+    text = request.match_info["digest"]
+    if not HEX64.fullmatch(text):
+        raise web.HTTPNotFound()
+    return bytes.fromhex(text)

@@ -1,0 +1,114 @@
+"""The store, called from the event loop without blocking it.
+
+SQLite connections belong to one thread each, so there are two kinds of store thread:
+readers (the peer server's questions: inventory, envelopes, which chunks are visible)
+and one writer (accept, commit, publisher updates: it may wait on the store's write lock
+while another process imports). Verifying, writing and reading chunk files touches no
+SQLite and runs on a separate pool, so big transfers hash on every core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from meshdrop.core.bundle import Envelope
+from meshdrop.core.manifest import ChunkRef
+from meshdrop.core.verify import VerifiedManifest
+from meshdrop.store.inventory import PeerView, Snapshot
+from meshdrop.store.models import ImportResult
+from meshdrop.store.store import Store
+
+T = TypeVar("T")
+DATA_WORKERS = max(4, 2 * (os.cpu_count() or 2))
+
+
+class StoreIO:
+    def __init__(self, home: Path, readers: int = 2, data_workers: int = DATA_WORKERS) -> None:
+        self.home = home
+        self._local = threading.local()
+        self._read = ThreadPoolExecutor(readers, "store-read", initializer=self._open)
+        self._write = ThreadPoolExecutor(1, "store-write", initializer=self._open)
+        self._readers = readers
+        self._data = ThreadPoolExecutor(data_workers, "store-data")
+        # The data pool uses this store's chunk files only, never its SQLite connection
+        # (which belongs to the thread that made the StoreIO).
+        self._chunks = Store(home)
+
+    def _open(self) -> None:
+        store = Store(self.home)
+        self._local.store = store
+        self._local.view = PeerView(store)
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+
+    def _view(self) -> PeerView:
+        view: PeerView = self._local.view
+        return view
+
+    def _store(self) -> Store:
+        store: Store = self._local.store
+        return store
+
+    # The server's side (reader threads)
+
+    async def snapshot(self) -> Snapshot:
+        return await self._run(self._read, lambda: self._view().snapshot())
+
+    async def envelope(self, manifest_hash: bytes) -> bytes | None:
+        return await self._run(self._read, lambda: self._view().envelope(manifest_hash))
+
+    async def publisher_file(self, publisher: bytes) -> bytes | None:
+        return await self._run(self._read, lambda: self._view().publisher_file(publisher))
+
+    async def visible_chunk(self, digest: bytes) -> bytes | None:
+        if not await self._run(self._read, lambda: self._view().chunk_visible(digest)):
+            return None
+        return await self._run(self._data, lambda: self._chunks.chunks.read(digest))
+
+    # The client's side (the writer thread, and the data pool for chunks)
+
+    async def accept(self, envelope: Envelope) -> VerifiedManifest | ImportResult:
+        return await self._run(self._write, lambda: self._store().accept(envelope))
+
+    async def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
+        return await self._run(self._write, lambda: self._store().missing_chunks(verified))
+
+    async def store_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+        return await self._run(self._data, lambda: self._chunks.store_chunk(ref, data))
+
+    async def commit(self, verified: VerifiedManifest, folders: set[Path]) -> ImportResult:
+        return await self._run(self._write, lambda: self._store().commit(verified, folders))
+
+    async def update_publisher(self, data: bytes, what: str) -> ImportResult:
+        return await self._run(self._write, lambda: self._store().update_publisher(data, what))
+
+    async def aclose(self) -> None:
+        """Wait for work already started (a commit, a chunk being written) to finish, so
+        that what was verified stays stored; then close every connection in its thread."""
+        await asyncio.to_thread(self._shutdown)
+        self._chunks.close()  # made in this (the event loop's) thread
+
+    def _shutdown(self) -> None:
+        self._data.shutdown(wait=True, cancel_futures=True)
+        for pool, threads in ((self._write, 1), (self._read, self._readers)):
+            barrier = threading.Barrier(threads, timeout=30)
+            closers = [pool.submit(self._close_local, barrier) for _ in range(threads)]
+            for closer in closers:
+                with contextlib.suppress(Exception):
+                    closer.result()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _close_local(self, barrier: threading.Barrier) -> None:
+        store = getattr(self._local, "store", None)
+        if store is not None:
+            store.close()
+            self._local.store = None
+        barrier.wait()  # one closer per thread: each waits until all threads took one

@@ -1,0 +1,246 @@
+"""Courier benchmark: import and export of a courier folder against plain copies measured
+in the same run, and the peak memory of importing a big bundle.
+
+    run(workdir, quick) -> rows of {name, value, unit, baseline, ratio, target}
+
+scripts/bench calls run(); `python scripts/bench_courier.py [--quick] [--workdir DIR]`
+runs it alone and prints the rows. Sizes: a large bundle plus many small ones (1 GiB and
+500, or 128 MiB and 100 with quick), and for memory a bundle just over 4 GiB (the big
+bundle of the folder with quick), which export splits into parts that fit FAT32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+MIB = 1024 * 1024
+MB = 1_000_000
+PIECE = 16 * MIB
+SMALL_BYTES = 8 * 1024
+REPEATS = 2
+IMPORT_TARGET = 0.7  # import rate as a share of cp -r + openssl dgst -sha256
+EXPORT_TARGET = 0.7  # export rate as a share of cp -r + sync
+MEMORY_TARGET_MB = 200
+
+
+def say(message: str) -> None:
+    print(f"bench_courier: {message}", file=sys.stderr, flush=True)
+
+
+def meshdrop() -> str:
+    found = shutil.which("meshdrop") or str(Path(sys.executable).with_name("meshdrop"))
+    if not Path(found).exists():
+        raise RuntimeError("the meshdrop command is not installed (run ./scripts/test once)")
+    return found
+
+
+def md(*args: str | Path) -> None:
+    proc = subprocess.run(
+        [meshdrop(), *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"meshdrop {' '.join(map(str, args))}: {proc.stderr.strip()}")
+
+
+def timed(argv: Sequence[str | Path], shell: bool = False) -> float:
+    start = time.perf_counter()
+    if shell:
+        subprocess.run(str(argv[0]), shell=True, check=True, stdout=subprocess.DEVNULL)
+    else:
+        subprocess.run(list(map(str, argv)), check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def write_random(path: Path, size: int) -> None:
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            piece = os.urandom(min(PIECE, left))
+            handle.write(piece)
+            left -= len(piece)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def pack_small(publisher: Path, out: Path, scratch: Path, count: int) -> None:
+    """Small bundles packed in-process through meshdrop's own CLI (no start-up each)."""
+    from meshdrop.cli.main import cli
+
+    src = scratch / "small-src"
+    src.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (src / "item.bin").write_bytes(os.urandom(SMALL_BYTES))
+        args = ["pack", str(src), "--publisher", str(publisher), "--name", f"small-{i:05d}"]
+        args += ["-o", str(out / f"small-{i:05d}.mdrop"), "--quiet", "--priority", str(i % 7)]
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli.main(args, prog_name="meshdrop", standalone_mode=False)
+
+
+def fresh_node(work: Path, name: str, publisher: Path) -> Path:
+    home = work / name
+    shutil.rmtree(home, ignore_errors=True)
+    md("--home", home, "trust", "add", publisher / "publisher.pub")
+    return home
+
+
+def peak_rss_mb(argv: Sequence[str | Path]) -> float:
+    proc = subprocess.Popen(
+        list(map(str, argv)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{argv} failed with status {status}")
+    return usage.ru_maxrss * 1024 / MB  # ru_maxrss is in KiB on Linux
+
+
+def row(
+    name: str, value: float, unit: str, baseline: float | None, ratio: float | None, target: str
+) -> dict[str, object]:
+    return {
+        "name": name,
+        "value": round(value, 2),
+        "unit": unit,
+        "baseline": None if baseline is None else round(baseline, 2),
+        "ratio": None if ratio is None else round(ratio, 3),
+        "target": target,
+    }
+
+
+def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
+    big_size = (128 if quick else 1024) * MIB
+    small_count = 100 if quick else 500
+    work = workdir / "bench-courier"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    publisher = work / "publisher"
+    md("publisher", "new", publisher, "--name", "Bench", "--unencrypted")
+    bundles = work / "bundles"
+    bundles.mkdir()
+    say(f"making a {big_size // MIB} MiB bundle and {small_count} small ones (not timed)")
+    big_src = work / "big-src"
+    big_src.mkdir()
+    write_random(big_src / "big.bin", big_size)
+    md(
+        "pack",
+        big_src,
+        "--publisher",
+        publisher,
+        "--name",
+        "big",
+        "-o",
+        bundles / "big.mdrop",
+        "-q",
+    )
+    pack_small(publisher, bundles, work, small_count)
+    source = fresh_node(work, "source", publisher)
+    md("--home", source, "import", bundles, "-q")
+    shutil.rmtree(big_src)
+    shutil.rmtree(bundles)
+    courier_root = work / "stick"
+    courier_root.mkdir()
+    md("--home", source, "export", courier_root, "-q")
+    courier = courier_root / "meshdrop"
+    payload = folder_bytes(courier)
+    files = sorted(str(p) for p in courier.iterdir())
+    rows = []
+
+    say("import vs cp -r + openssl dgst -sha256")
+    base_times, import_times = [], []
+    for i in range(REPEATS):
+        copy = work / f"copy-{i}"
+        base_times.append(
+            timed([f"cp -r {courier} {copy} && openssl dgst -sha256 {' '.join(files)}"], shell=True)
+        )
+        shutil.rmtree(copy)
+        node = fresh_node(work, "dest", publisher)
+        import_times.append(timed([meshdrop(), "--home", node, "import", courier_root, "-q"]))
+    base, took = min(base_times), min(import_times)
+    rows.append(
+        row(
+            f"courier import ({payload // MIB} MiB, {small_count + 1} bundles)",
+            payload / took / MB,
+            "MB/s",
+            payload / base / MB,
+            base / took,
+            f">= {IMPORT_TARGET} of cp -r + openssl dgst",
+        )
+    )
+
+    say("export vs cp -r + sync")
+    base_times, export_times = [], []
+    for i in range(REPEATS):
+        copy = work / f"copy-{i}"
+        base_times.append(timed([f"cp -r {courier} {copy} && sync"], shell=True))
+        shutil.rmtree(copy)
+        dest = work / f"export-{i}"
+        dest.mkdir()
+        export_times.append(timed([meshdrop(), "--home", source, "export", dest, "-q"]))
+        shutil.rmtree(dest)
+    base, took = min(base_times), min(export_times)
+    rows.append(
+        row(
+            f"courier export ({payload // MIB} MiB, {small_count + 1} bundles)",
+            payload / took / MB,
+            "MB/s",
+            payload / base / MB,
+            base / took,
+            f">= {EXPORT_TARGET} of cp -r + sync",
+        )
+    )
+
+    if quick:
+        big_stick = work / "big-stick"
+        big_stick.mkdir()
+        md("--home", source, "export", big_stick, "--name", "big", "-q")
+        label = f"peak memory importing a {big_size // MIB} MiB bundle"
+    else:
+        say("making a bundle just over 4 GiB (not timed)")
+        shutil.rmtree(work / "dest", ignore_errors=True)
+        huge_src = work / "huge-src"
+        huge_src.mkdir()
+        write_random(huge_src / "huge.bin", 4 * 1024 * MIB + 16 * MIB)
+        huge = work / "huge.mdrop"
+        md("pack", huge_src, "--publisher", publisher, "--name", "huge", "-o", huge, "-q")
+        shutil.rmtree(huge_src)
+        md("--home", source, "import", huge, "-q")
+        huge.unlink()
+        big_stick = work / "big-stick"
+        big_stick.mkdir()
+        md("--home", source, "export", big_stick, "--name", "huge", "-q")
+        parts = sorted(p.name for p in (big_stick / "meshdrop").iterdir())
+        say(f"the 4 GiB bundle went onto the stick as {', '.join(parts)}")
+        label = "peak memory importing a 4.02 GiB bundle (2 parts)"
+    node = fresh_node(work, "memory", publisher)
+    peak = peak_rss_mb([meshdrop(), "--home", node, "import", big_stick, "-q"])
+    rows.append(row(label, peak, "MB", None, None, f"< {MEMORY_TARGET_MB} MB"))
+    shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="128 MiB and 100 bundles")
+    parser.add_argument("--workdir", type=Path, help="where to work (default: a temp folder)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as temp:
+        rows = run(Path(temp), args.quick)
+    for r in rows:
+        print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

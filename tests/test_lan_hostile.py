@@ -1,0 +1,330 @@
+"""Hostile peers, one named test each: an in-test aiohttp server on 127.0.0.1 (port 0)
+plays a peer that lies, floods, drips or hangs. The node under test (in-process, with
+short time limits) must refuse what it sent, penalise it where it sent bad data, stay
+responsive, and then still get the bundle from an honest peer.
+
+Each scenario runs in two phases: first the hostile peer alone (nothing may become
+visible), then an honest peer joins (the bundle must arrive, byte for byte)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from lankit import read_tree
+
+from conftest import Publisher, make_publisher, pack, run_meshdrop, write_tree
+from meshdrop.core import sync
+from meshdrop.core.bundle import Envelope, parse_envelope
+from meshdrop.core.keys import Domain, public_bytes, sign
+from meshdrop.core.manifest import CHUNK_SIZE
+from meshdrop.core.sync import Entry, Hello, Inventory, InventoryResponse
+from meshdrop.store.inventory import PeerView
+from meshdrop.store.store import Store
+from meshdrop.transports.lan.client import ClientLimits
+from meshdrop.transports.lan.node import Node, NodeConfig
+
+WAIT = 30.0
+FAST = ClientLimits(connect_timeout=1.0, read_timeout=1.0, min_rate=256 * 1024, min_time=1.0)
+FILES = {"index.html": b"<p>the real thing</p>", "media.bin": os.urandom(3 * CHUNK_SIZE + 7)}
+
+
+@dataclass
+class Offer:
+    """What a hostile peer offers: inventory entries, envelopes and chunks by digest."""
+
+    entries: list[Entry]
+    envelopes: dict[bytes, bytes]
+    chunks: dict[bytes, bytes]
+    requests: list[str] = field(default_factory=list)
+
+
+def offer_of(home: Path) -> Offer:
+    """Everything an honest node holding ``home`` would offer."""
+    with Store(home) as store:
+        view = PeerView(store)
+        entries = [e for e in view.snapshot().inventory.entries if e.version]
+        envelopes = {}
+        chunks = {}
+        for entry in entries:
+            envelope = view.envelope(entry.digest)
+            if envelope is None:
+                continue
+            envelopes[entry.digest] = envelope
+            manifest_bytes = parse_envelope(envelope, "test").manifest_bytes
+            from meshdrop.core.manifest import parse_manifest
+
+            for ref in parse_manifest(manifest_bytes).chunk_refs():
+                data = store.chunks.read(ref.digest)
+                assert data is not None
+                chunks[ref.digest] = data
+    bundles = [e for e in entries if e.digest in envelopes]
+    return Offer(bundles, envelopes, chunks)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HostilePeer:
+    """A peer that speaks the protocol, with one handler swapped for a bad one."""
+
+    def __init__(self, offer: Offer, **bad: Handler) -> None:
+        self.offer = offer
+        self.bad = bad
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        for name, method, path in (
+            ("hello", "GET", "/peer/v1/hello"),
+            ("inventory", "POST", "/peer/v1/inventory"),
+            ("envelope", "GET", "/peer/v1/envelope/{digest}"),
+            ("chunk", "GET", "/peer/v1/chunk/{digest}"),
+        ):
+            handler = self.bad.get(name) or getattr(self, name)
+            app.router.add_route(method, path, self._counting(name, handler))
+        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self.runner.addresses[0][1])
+
+    def _counting(self, name: str, handler: Handler) -> Handler:
+        async def counted(request: web.Request) -> web.StreamResponse:
+            self.offer.requests.append(name)
+            return await handler(request)
+
+        return counted
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def hello(self, request: web.Request) -> web.Response:
+        hello = Hello(sync.PROTOCOL_VERSION, os.urandom(8), b"hostile!")
+        return web.Response(body=sync.encode_hello(hello))
+
+    async def inventory(self, request: web.Request) -> web.Response:
+        asked = sync.parse_inventory_request(await request.read())
+        tree = Inventory(self.offer.entries)
+        nodes = tuple(tree.answer(p) for p in asked.prefixes)
+        return web.Response(
+            body=sync.encode_inventory_response(InventoryResponse(asked.scope, nodes))
+        )
+
+    async def envelope(self, request: web.Request) -> web.Response:
+        data = self.offer.envelopes.get(bytes.fromhex(request.match_info["digest"]))
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data)
+
+    async def chunk(self, request: web.Request) -> web.Response:
+        data = self.offer.chunks.get(bytes.fromhex(request.match_info["digest"]))
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data)
+
+
+class SilentPeer:
+    """Accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.connections = 0
+        self._held: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            self._held.append(writer)
+
+        self.server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for writer in self._held:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+
+
+# Bad handlers
+
+
+async def wrong_bytes(request: web.Request) -> web.Response:
+    return web.Response(body=os.urandom(CHUNK_SIZE))  # the right size, the wrong bytes
+
+
+async def endless(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    with pytest.raises((ConnectionError, asyncio.CancelledError)):
+        for _ in range(100_000):
+            await response.write(b"x" * 65536)
+    return response
+
+
+async def huge_length(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.content_length = 2**40
+    await response.prepare(request)
+    await response.write(b"x" * 1000)
+    await asyncio.sleep(3)
+    return response
+
+
+async def slow_drip(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()  # no length to object to: just one byte at a time
+    await response.prepare(request)
+    for _ in range(50):
+        await response.write(b"x")
+        await asyncio.sleep(0.1)
+    return response
+
+
+async def malformed_inventory(request: web.Request) -> web.Response:
+    return web.Response(body=b"\x82\xa5nodes\xc1\xa5scope\x90")
+
+
+# The scenario
+
+
+@dataclass
+class Case:
+    name: str
+    bad: dict[str, Handler] = field(default_factory=dict)
+    offer: str = "honest"  # "resigned": signed by another key; "stranger": another publisher
+    expect: Callable[[dict[str, Any]], bool] = lambda e: False
+    penalised: bool = True
+
+
+def bad_peer(event: dict[str, Any]) -> bool:
+    return event["event"] == "bad-peer"
+
+
+CASES = [
+    Case("wrong bytes for a chunk", {"chunk": wrong_bytes}, expect=bad_peer),
+    Case("a manifest signed by an untrusted key", offer="resigned", expect=bad_peer),
+    Case("a bundle of a publisher not asked about", offer="stranger", expect=bad_peer),
+    Case("an endless response", {"chunk": endless}, expect=bad_peer),
+    Case("a huge declared length", {"chunk": huge_length}, expect=bad_peer),
+    Case(
+        "a slow drip",
+        {"chunk": slow_drip},
+        expect=lambda e: e["event"] == "sync" and not e["complete"],
+        penalised=False,
+    ),
+    Case(
+        "a peer that accepts connections and never answers",
+        expect=lambda e: e["event"] == "peer" and e["state"] == "unreachable",
+        penalised=False,
+    ),
+    Case("a malformed inventory", {"inventory": malformed_inventory}, expect=bad_peer),
+]
+
+
+async def wait_for(check: Callable[[], Any], what: str) -> Any:
+    async with asyncio.timeout(WAIT):
+        while not (value := check()):
+            await asyncio.sleep(0.05)
+    return value
+
+
+def listed(home: Path) -> list[str]:
+    with Store(home) as store:
+        return [b.name for b in store.list_bundles()]
+
+
+async def answers_hello(port: int) -> bool:
+    url = f"http://127.0.0.1:{port}/peer/v1/hello"
+    async with aiohttp.ClientSession() as session, asyncio.timeout(10), session.get(url) as resp:
+        return resp.status == 200
+
+
+async def scenario(case: Case, tmp: Path, publisher: Publisher) -> None:
+    bundle = pack(publisher, write_tree(tmp / "src", FILES), tmp / "news.mdrop", "news")
+    honest_home = tmp / "honest"
+    run_meshdrop("--home", honest_home, "trust", "add", publisher.pub, check=True)
+    run_meshdrop("--home", honest_home, "import", "--quiet", bundle, check=True)
+    if case.offer == "stranger":
+        stranger = make_publisher(tmp / "stranger", "Stranger")
+        forged = pack(stranger, write_tree(tmp / "s", FILES), tmp / "f.mdrop", "news")
+        stranger_home = tmp / "stranger-home"
+        run_meshdrop("--home", stranger_home, "trust", "add", stranger.pub, check=True)
+        run_meshdrop("--home", stranger_home, "import", "--quiet", forged, check=True)
+        offer = offer_of(stranger_home)
+    else:
+        offer = offer_of(honest_home)
+    if case.offer == "resigned":
+        # The real manifest (same hash) under a signature by a key nobody delegated: it
+        # must not make the node refuse the real bundle from the honest peer later.
+        [digest] = offer.envelopes
+        real = parse_envelope(offer.envelopes[digest], "test")
+        key = Ed25519PrivateKey.generate()
+        offer.envelopes[digest] = Envelope(
+            real.manifest_bytes,
+            public_bytes(key),
+            sign(key, Domain.MANIFEST, real.manifest_bytes),
+            real.records,
+        ).encode()
+
+    hostile: HostilePeer | SilentPeer
+    hostile = SilentPeer() if "never answers" in case.name else HostilePeer(offer, **case.bad)
+    await hostile.start()
+    events: list[dict[str, Any]] = []
+    home = tmp / "node"
+    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    node = Node(
+        NodeConfig(
+            home=home,
+            bind="127.0.0.1",
+            port=0,
+            peers=(("127.0.0.1", hostile.port),),
+            discovery=False,
+            client=FAST,
+            probe_interval=0.5,
+        ),
+        events.append,
+    )
+    honest = Node(
+        NodeConfig(home=honest_home, bind="127.0.0.1", port=0, discovery=False), lambda e: None
+    )
+    await node.start()
+    await honest.start()
+    try:
+        # Phase 1: only the hostile peer. Nothing becomes visible; the node answers.
+        await wait_for(lambda: any(case.expect(e) for e in events), f"{case.name}: reaction")
+        assert await answers_hello(node.port)
+        assert await asyncio.to_thread(listed, home) == []
+        assert any(bad_peer(e) for e in events) == case.penalised, events
+        # Phase 2: an honest peer too. The bundle arrives, verified.
+        assert node.engine is not None
+        node.engine.book.add_manual(("127.0.0.1", honest.port))
+        node.engine.wake()
+        await wait_for(lambda: any(e["event"] == "bundle" for e in events), "the honest bundle")
+        assert await asyncio.to_thread(listed, home) == ["news"]
+        assert await answers_hello(node.port)
+    finally:
+        await node.stop()
+        await honest.stop()
+        await hostile.stop()
+    out = tmp / "out"
+    run_meshdrop("--home", home, "get", "news", "-o", out, check=True)
+    assert read_tree(out) == FILES
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name.replace(" ", "-"))
+def test_hostile_peer(case: Case, tmp_path: Path, publisher: Publisher) -> None:
+    asyncio.run(scenario(case, tmp_path, publisher))

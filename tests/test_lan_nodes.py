@@ -1,0 +1,256 @@
+"""Real nodes on one machine: several installed `meshdrop node` processes, confined to
+loopback (HTTP and mDNS), finding each other with real python-zeroconf multicast and
+syncing over real HTTP. Every wait is bounded; nothing asserts on timing."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lankit import NodeProc, Nodes, chunk_files, read_tree, wait_until
+from zeroconf import ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from conftest import (
+    Publisher,
+    assert_clean_error,
+    list_json,
+    make_publisher,
+    pack,
+    run_meshdrop,
+    write_tree,
+)
+from meshdrop.core.manifest import CHUNK_SIZE
+from meshdrop.store.crashpoints import ENV as CRASH_ENV
+
+SAMPLES = Path(__file__).parent.parent / "bundles"
+SERVICE = "_meshdrop._tcp.local."
+
+
+@pytest.fixture
+def nodes() -> Iterator[Nodes]:
+    started = Nodes()
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def trusting(home: Path, *publishers: Publisher) -> Path:
+    for publisher in publishers:
+        run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    return home
+
+
+def holding(home: Path, *bundles: Path) -> Path:
+    run_meshdrop("--home", home, "import", "--quiet", *bundles, check=True)
+    return home
+
+
+def names(home: Path) -> dict[str, int]:
+    return {str(b["name"]): int(str(b["version"])) for b in list_json(home)}
+
+
+def sample_bundles(publisher: Publisher, out: Path) -> list[Path]:
+    out.mkdir()
+    return [
+        pack(publisher, SAMPLES / folder, out / f"{folder}.mdrop", folder)
+        for folder in ("welcome", "news", "audio")
+    ]
+
+
+def test_three_nodes_discover_each_other_converge_and_spread_a_new_bundle(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    samples = sample_bundles(publisher, tmp_path / "out")
+    a = holding(trusting(tmp_path / "a", publisher), *samples)
+    b = trusting(tmp_path / "b", publisher)
+    c = trusting(tmp_path / "c", publisher)
+    node_a, node_b, node_c = nodes.start(a), nodes.start(b), nodes.start(c)
+    everyone = {node_a.address, node_b.address, node_c.address}
+    for node in (node_a, node_b, node_c):
+        others = everyone - {node.address}
+        wait_until(
+            functools.partial(lambda n, o: o <= n.alive_peers(), node, others),
+            what=f"{node.home.name} to find the other two by mDNS",
+        )
+        assert all(p["discovered"] for p in node.status()["peers"])
+    wanted = names(a)
+    assert set(wanted) == {"welcome", "news", "audio"}
+    wait_until(lambda: names(b) == wanted and names(c) == wanted, what="convergence")
+
+    extra = pack(
+        publisher,
+        write_tree(tmp_path / "extra", {"index.html": b"<p>extra, extra</p>"}),
+        tmp_path / "extra.mdrop",
+        "extra",
+    )
+    holding(c, extra)  # imported while the node runs, as a courier's stick would be
+    wait_until(lambda: "extra" in names(a) and "extra" in names(b), what="the new bundle")
+    got = node_a.wait_event(lambda e: e["event"] == "bundle" and e["name"] == "extra")
+    assert got["peer"] in (node_b.address, node_c.address)
+    for home in (a, b, c):
+        out = tmp_path / f"get-{home.name}"
+        run_meshdrop("--home", home, "get", "news", "-o", out, check=True)
+        assert read_tree(out) == read_tree(SAMPLES / "news")
+
+    human = run_meshdrop("--home", b, "status", check=True)
+    assert "peer" in human.out and node_a.address in human.out
+    for node in (node_a, node_b, node_c):
+        assert node.stop() == 0
+        assert node.events[-1] == {"event": "stopped"}
+        assert not (node.home / "node.json").exists()
+
+
+def test_a_newer_version_replaces_the_older_one_everywhere(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    v1 = pack(publisher, write_tree(tmp_path / "v1", {"a.txt": b"one"}), tmp_path / "v1.mdrop",
+              "news", "--version", "1")  # fmt: skip
+    v2 = pack(publisher, write_tree(tmp_path / "v2", {"a.txt": b"two"}), tmp_path / "v2.mdrop",
+              "news", "--version", "2")  # fmt: skip
+    homes = [holding(trusting(tmp_path / n, publisher), v1) for n in "abc"]
+    started = [nodes.start(home) for home in homes]
+    holding(homes[0], v2)
+    wait_until(
+        lambda: all(names(h) == {"news": 2} for h in homes), what="v2 to replace v1 everywhere"
+    )
+    replaced = started[1].wait_event(lambda e: e["event"] == "bundle")
+    assert (replaced["version"], replaced["replaced"]) == (2, 1)
+    out = tmp_path / "got"
+    run_meshdrop("--home", homes[2], "get", "news", "a.txt", "-o", out, check=True)
+    assert out.read_bytes() == b"two"
+
+
+def test_an_untrusted_publishers_bundle_does_not_spread(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    stranger = make_publisher(tmp_path / "stranger", "Stranger")
+    ours = pack(
+        publisher, write_tree(tmp_path / "s1", {"a": b"ours"}), tmp_path / "o.mdrop", "ours"
+    )
+    theirs = pack(
+        stranger, write_tree(tmp_path / "s2", {"a": b"theirs"}), tmp_path / "t.mdrop", "theirs"
+    )
+    a = holding(trusting(tmp_path / "a", publisher, stranger), ours, theirs)
+    b = trusting(tmp_path / "b", publisher)
+    node_a, node_b = nodes.start(a), nodes.start(b)
+    wait_until(lambda: set(names(b)) == {"ours"}, what="the trusted bundle")
+    wait_until(
+        lambda: any(p["last_sync_seconds_ago"] is not None for p in node_b.status()["peers"])
+    )
+    status_b, status_a = node_b.status(), node_a.status()
+    assert set(names(b)) == {"ours"}
+    assert status_b["fetched"]["refused"] == 0  # it never even asked for the other one
+    assert status_a["served"]["envelopes"] == 1
+
+
+def test_a_node_killed_mid_transfer_resumes_from_another_peer_without_refetching(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    files = {"big.bin": os.urandom(24 * CHUNK_SIZE - 100), "index.html": b"<p>big</p>"}
+    big = pack(publisher, write_tree(tmp_path / "src", files), tmp_path / "big.mdrop", "big")
+    a = holding(trusting(tmp_path / "a", publisher), big)
+    c = holding(trusting(tmp_path / "c", publisher), big)
+    b = trusting(tmp_path / "b", publisher)
+    node_a = nodes.start(a, "--no-discovery")
+    node_c = nodes.start(c, "--no-discovery")
+
+    crashing = nodes.start(
+        b, "--no-discovery", "--peer", node_a.address, env={CRASH_ENV: "lan-after-chunk-8"}
+    )
+    assert crashing.proc.wait(60) == -9  # SIGKILL, by itself, right after its 8th chunk
+    kept = chunk_files(b)
+    assert 8 <= len(kept) < 25
+    assert names(b) == {}  # nothing visible: the bundle is not complete
+    assert (b / "node.json").exists()  # a killed node cleans nothing up...
+    assert_clean_error(run_meshdrop("--home", b, "status"), "no node answers")
+    node_a.stop()
+
+    resumed = nodes.start(b, "--no-discovery", "--peer", node_c.address)
+    wait_until(lambda: "big" in names(b), what="the resumed transfer")
+    served = node_c.status()["served"]["chunks"]
+    assert served == 25 - len(kept)  # 24 chunks of big.bin and 1 of index.html
+    after = chunk_files(b)
+    assert all(after[name] == kept[name] for name in kept)  # the same files, not re-written
+    out = tmp_path / "out"
+    run_meshdrop("--home", b, "get", "big", "-o", out, check=True)
+    assert read_tree(out) == files
+    assert resumed.stop() == 0
+
+
+def test_status_without_a_running_node_is_a_clean_error(tmp_path: Path) -> None:
+    result = run_meshdrop("--home", tmp_path / "nothing", "status")
+    assert_clean_error(result, "no node is running")
+    assert result.code == 9
+
+
+def test_node_refuses_a_peer_that_is_not_an_ip_and_port(tmp_path: Path) -> None:
+    result = run_meshdrop("--home", tmp_path / "h", "node", "--peer", "example.org:80")
+    assert_clean_error(result, "not an IP address")
+    assert result.code == 2
+
+
+def test_a_taken_port_is_a_clean_error(tmp_path: Path, nodes: Nodes) -> None:
+    first = nodes.start(tmp_path / "a", "--no-discovery")
+    result = run_meshdrop(
+        "--home", tmp_path / "b", "node", "--bind", "127.0.0.1", "--port", str(first.port)
+    )
+    assert_clean_error(result, "cannot listen on 127.0.0.1:")
+    assert result.code == 9
+
+
+async def _browse(seconds: float) -> dict[str, AsyncServiceInfo]:
+    """What the network says about meshdrop nodes: every instance and its records."""
+    zc = AsyncZeroconf(interfaces=["127.0.0.1"])
+    found: set[str] = set()
+
+    def seen(zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        found.add(name)
+
+    browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[seen])
+    await asyncio.sleep(seconds)
+    infos = {}
+    for name in sorted(found):
+        info = AsyncServiceInfo(SERVICE, name)
+        if await info.async_request(zc.zeroconf, 3000):
+            infos[name] = info
+    await browser.async_cancel()
+    await zc.async_close()
+    return infos
+
+
+def _advertised(node: NodeProc) -> tuple[str, AsyncServiceInfo]:
+    def lookup() -> tuple[str, AsyncServiceInfo] | None:
+        infos = asyncio.run(_browse(2.0))
+        return next(((n, i) for n, i in infos.items() if i.port == node.port), None)
+
+    found: tuple[str, AsyncServiceInfo] = wait_until(lookup, what="the node's advertisement")
+    return found
+
+
+def test_the_advertisement_says_only_version_and_digest_under_random_names(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    home = trusting(tmp_path / "a", publisher)
+    node = nodes.start(home)
+    name, info = _advertised(node)
+    assert set(info.properties) == {b"v", b"d"}
+    assert info.properties[b"v"] == b"1"
+    assert info.properties[b"d"] == node.status()["inventory"]["digest"].encode()
+    assert re.fullmatch(r"[0-9a-f]{16}\._meshdrop\._tcp\.local\.", name)
+    machine = socket.gethostname().split(".")[0].lower()
+    assert info.server is not None and machine not in info.server.lower()
+    assert re.fullmatch(r"md-[0-9a-f]{16}\.local\.", info.server)
+    assert info.parsed_addresses() == ["127.0.0.1"]
+    node.stop()
+    again = nodes.start(home)
+    name2, info2 = _advertised(again)
+    assert (name2, info2.server) != (name, info.server)  # random on every start

@@ -1,0 +1,311 @@
+"""A real browser against a running reader: headless Chromium from Debian, driven over the
+DevTools protocol with aiohttp's websocket client (no browser download, no playwright).
+
+It reads the home page on a 360 px screen, searches in Korean with the page's own form,
+opens a bundle, plays and seeks the audio notice, opens an article in its sandbox and a
+hostile page that tries to reach "another host" (a trap server on 127.0.0.2), and checks
+that no request left 127.0.0.1. Screenshots are saved in tests/artifacts/ for a person to
+look at. Chromium missing is a failure, not a skip: CI installs it (.ci/run)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+from readerkit import DevTools, Node, build_node, reader_server
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+WIDTH = 360
+INSTALL_HINT = "apt-get install -y --no-install-recommends chromium fonts-noto-cjk"
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(f"headless Chromium is needed for the reader's browser test: {INSTALL_HINT}")
+
+
+@contextlib.asynccontextmanager
+async def trap_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """'Another host' (127.0.0.2): records every request that reaches it."""
+    hits: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        return web.Response(text="trapped")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.2", 0).start()
+    try:
+        yield f"http://127.0.0.2:{runner.addresses[0][1]}", hits
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[int]:
+    """Headless Chromium with a new profile; yields its DevTools port."""
+    proc = subprocess.Popen(
+        [
+            chromium_path(),
+            "--headless",
+            "--no-sandbox",  # the tests run as root
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--mute-audio",
+            "--hide-scrollbars",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        active = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not (active.exists() and active.read_text().strip()):
+            assert proc.poll() is None, "chromium exited at start"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+            time.sleep(0.1)
+        yield int(active.read_text().split()[0])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def open_page(port: int) -> tuple[aiohttp.ClientSession, DevTools]:
+    session = aiohttp.ClientSession()
+    async with session.get(f"http://127.0.0.1:{port}/json/list") as reply:
+        targets = await reply.json()
+    page = next(t for t in targets if t["type"] == "page")
+    ws = await session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+    cdp = DevTools(ws)
+    for domain in ("Page", "Network", "Runtime", "Log"):
+        await cdp.send(f"{domain}.enable")
+    await cdp.send(
+        "Target.setAutoAttach",
+        {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True},
+    )
+    await cdp.send(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WIDTH, "height": 740, "deviceScaleFactor": 2, "mobile": True},
+    )
+    return session, cdp
+
+
+async def navigate(cdp: DevTools, url: str, settle: float = 0.3) -> None:
+    loaded = cdp.expect("Page.loadEventFired")
+    result = await cdp.send("Page.navigate", {"url": url})
+    assert "errorText" not in result, result
+    await asyncio.wait_for(loaded, 30)
+    await asyncio.sleep(settle)
+
+
+async def screenshot(cdp: DevTools, name: str) -> Path:
+    metrics = await cdp.send("Page.getLayoutMetrics")
+    height = min(int(metrics["cssContentSize"]["height"]), 4000)
+    shot = await cdp.send(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1},
+        },
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    path.write_bytes(base64.b64decode(shot["data"]))
+    print(f"screenshot for a person to look at: {path}")
+    return path
+
+
+AUDIO_CHECK = """(async () => {
+  const a = document.querySelector('audio');
+  if (!a) return {missing: true};
+  const wait = (event) => new Promise((ok, no) => {
+    a.addEventListener(event, ok, {once: true});
+    a.addEventListener('error', () => no('media error ' + (a.error && a.error.code)), {once: true});
+    setTimeout(() => no('timed out waiting for ' + event), 20000);
+  });
+  if (a.readyState < 1) { a.load(); await wait('loadedmetadata'); }
+  const facts = {duration: a.duration, ranges: a.seekable.length,
+                 seekableEnd: a.seekable.length ? a.seekable.end(0) : 0};
+  const seeked = wait('seeked');
+  a.currentTime = 15;
+  await seeked;
+  facts.current = a.currentTime;
+  return facts;
+})()"""
+
+
+def test_reader_in_headless_chromium(tmp_path: Path) -> None:
+    chromium_path()
+    asyncio.run(_scenario(tmp_path))
+
+
+async def _scenario(tmp_path: Path) -> None:
+    async with trap_server() as (trap, trap_hits):
+        node = await asyncio.to_thread(build_node, tmp_path / "world", trap)
+        with (
+            reader_server(node.home) as base,
+            tempfile.TemporaryDirectory() as profile,
+            chromium(Path(profile)) as port,
+        ):
+            session, cdp = await open_page(port)
+            try:
+                await _read_like_a_person(cdp, base.rstrip("/"), node, trap_hits)
+            finally:
+                await cdp.close()
+                await session.close()
+
+
+async def _read_like_a_person(cdp: DevTools, base: str, node: Node, trap_hits: list[str]) -> None:
+    # Home, English, on a 360 px wide screen.
+    await cdp.send("Network.setExtraHTTPHeaders", {"headers": {"Accept-Language": "en"}})
+    await navigate(cdp, base + "/")
+    home = await cdp.evaluate(
+        "({lang: document.documentElement.lang, items: document.querySelectorAll('.list li')"
+        ".length, wide: document.documentElement.scrollWidth, title: document.title,"
+        " verified: document.querySelectorAll('.ok').length})"
+    )
+    assert home["lang"] == "en" and home["title"] == "meshdrop reader"
+    assert home["items"] == 6 and home["verified"] >= 6
+    assert home["wide"] <= WIDTH, "the home page scrolls sideways on a 360 px screen"
+    shot = await screenshot(cdp, "reader-home.png")
+    assert shot.stat().st_size > 10_000
+
+    # Search in Korean with the page's own form (no script of the reader's involved).
+    await cdp.send("Network.setExtraHTTPHeaders", {"headers": {"Accept-Language": "ko-KR,ko"}})
+    await navigate(cdp, base + "/")
+    loaded = cdp.expect("Page.loadEventFired")
+    await cdp.evaluate(
+        "document.querySelector('input[name=q]').value = '여권';"
+        "document.querySelector('form.search').requestSubmit(); true"
+    )
+    await asyncio.wait_for(loaded, 30)
+    await asyncio.sleep(0.3)
+    found = await cdp.evaluate(
+        "({lang: document.documentElement.lang, path: location.pathname + location.search,"
+        " results: [...document.querySelectorAll('.results li > a')].map(a => a.textContent),"
+        " mark: (document.querySelector('mark') || {}).textContent,"
+        " wide: document.documentElement.scrollWidth})"
+    )
+    assert found["lang"] == "ko"
+    assert found["path"] == "/search?q=" + quote("여권")
+    assert found["results"] == ["노동자 권리 안내"]
+    assert found["mark"] == "여권"
+    assert found["wide"] <= WIDTH
+    await screenshot(cdp, "reader-search-ko.png")
+
+    # A bundle page.
+    await navigate(cdp, base + node.bundle_path("news"))
+    bundle = await cdp.evaluate(
+        "({h1: document.querySelector('h1').textContent,"
+        " files: document.querySelectorAll('.files li').length})"
+    )
+    assert bundle == {"h1": "Workers' News (sample)", "files": 6}
+
+    # The audio notice plays and seeks (HTTP Range under the hood).
+    await navigate(cdp, base + node.bundle_path("audio-notice") + "v/notice.ogg", settle=0.5)
+    audio = await cdp.evaluate(AUDIO_CHECK)
+    assert not audio.get("missing"), "no audio element"
+    assert 15 < audio["duration"] < 30, audio
+    assert audio["ranges"] >= 1 and audio["seekableEnd"] >= audio["duration"] - 0.5, audio
+    assert abs(audio["current"] - 15) < 0.5, audio
+    assert any(
+        r["response"]["status"] == 206 and r["response"]["url"].endswith("/f/notice.ogg")
+        for r in cdp.of("Network.responseReceived")
+    ), "the audio was never fetched in parts"
+
+    # An article in its sandbox: its own image (img-src 'self') still loads.
+    await navigate(cdp, base + node.bundle_path("news") + "v/overtime.html", settle=1.0)
+    assert _loaded(cdp, "/f/overtime-chart.png"), "the article's image did not load"
+    csp_reports = [e for e in cdp.of("Log.entryAdded") if "Content Security" in str(e)]
+    assert csp_reports == [], f"the reader's own pages broke their CSP: {csp_reports}"
+    await screenshot(cdp, "reader-article.png")
+
+    # A hostile page: script, a form, a frame, a stylesheet, an image and a refresh that
+    # all point at another host. None of it may get there, and the top page stays put.
+    await navigate(cdp, base + node.bundle_path("tricky") + "v/hostile.html", settle=3.0)
+    frame = await cdp.evaluate(
+        "(() => { const f = document.querySelector('iframe.article'); f.scrollIntoView();"
+        " const r = f.getBoundingClientRect(); return {x: r.left, y: r.top}; })()"
+    )
+    await _tap(cdp, frame["x"] - 6, frame["y"] + 75)  # beside the frame: wakes the input
+    for offset in (225, 75):  # a person taps each link: one for the top page, one for the frame
+        await _tap(cdp, frame["x"] + 40, frame["y"] + offset)
+        await asyncio.sleep(1.5)
+    top = await cdp.evaluate("location.pathname")
+    said = " ".join(e["entry"]["text"] for e in cdp.of("Log.entryAdded"))
+    assert "violates the following Content Security Policy directive: \"frame-src 'self'\"" in (
+        said
+    ), "the tap on the link in the frame was not refused by the reader page's frame-src"
+    assert "Unsafe attempt to initiate navigation" in said, "the tap on the top link did nothing"
+    assert top == node.bundle_path("tricky") + "v/hostile.html"
+    assert trap_hits == [], f"publisher content reached another host: {trap_hits}"
+    assert _loaded(cdp, "/f/chart.png"), "the hostile page's own image did not load"
+
+    # Nothing left 127.0.0.1: every request to anywhere else was blocked by the browser.
+    _assert_nothing_left_loopback(cdp)
+
+
+async def _tap(cdp: DevTools, x: float, y: float) -> None:
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        await cdp.send(
+            "Input.dispatchMouseEvent",
+            {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+        )
+
+
+def _loaded(cdp: DevTools, suffix: str) -> bool:
+    return any(
+        r["response"]["status"] == 200 and r["response"]["url"].endswith(suffix)
+        for r in cdp.of("Network.responseReceived")
+    )
+
+
+def _assert_nothing_left_loopback(cdp: DevTools) -> None:
+    blocked = {e["requestId"] for e in cdp.of("Network.loadingFailed") if e.get("blockedReason")}
+    requests: list[dict[str, Any]] = cdp.of("Network.requestWillBeSent")
+    assert len(requests) > 10
+    elsewhere = []
+    for request in requests:
+        url = request["request"]["url"]
+        if url.startswith(("data:", "about:")):
+            continue
+        if urlsplit(url).hostname != "127.0.0.1" and request["requestId"] not in blocked:
+            elsewhere.append(url)
+    assert elsewhere == [], f"requests left 127.0.0.1: {elsewhere}"
+    for response in cdp.of("Network.responseReceived"):
+        url = response["response"]["url"]
+        assert url.startswith("data:") or urlsplit(url).hostname == "127.0.0.1", url
+    print("blocked:", sorted({r["request"]["url"] for r in requests if r["requestId"] in blocked}))

@@ -1,0 +1,309 @@
+"""The reader's parts on their own: range parsing, file names, language choice, Markdown,
+the search index in the store, and the reader's own limits (in-process app, real socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from readerkit import pack_in_process
+
+from conftest import make_publisher, run_meshdrop, write_tree
+from meshdrop.core.manifest import CHUNK_SIZE
+from meshdrop.reader import app as reader_app
+from meshdrop.reader import i18n
+from meshdrop.reader.headers import content_disposition
+from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
+from meshdrop.reader.render import is_local_link, render_markdown
+from meshdrop.store import search
+from meshdrop.store.store import Store
+
+ETAG = '"abc"'
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "expected"),
+    [
+        (None, 10, None),
+        ("bytes=0-4", 10, ByteRange(0, 4)),
+        ("bytes=5-", 10, ByteRange(5, 9)),
+        ("bytes=-3", 10, ByteRange(7, 9)),
+        ("bytes=-30", 10, ByteRange(0, 9)),
+        ("bytes=8-100", 10, ByteRange(8, 9)),
+        ("bytes=0-0,2-3", 10, None),
+        ("pages=1-2", 10, None),
+    ],
+)
+def test_parse_range(header: str | None, size: int, expected: ByteRange | None) -> None:
+    assert parse_range(header, size, None, ETAG) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [("bytes=10-", 10), ("bytes=0-", 0), ("bytes=-1", 0), ("bytes=3-2", 10), ("bytes=x", 10)],
+)
+def test_parse_range_unsatisfiable(header: str, size: int) -> None:
+    with pytest.raises(Unsatisfiable):
+        parse_range(header, size, None, ETAG)
+
+
+def test_if_range_mismatch_means_the_whole_file() -> None:
+    assert parse_range("bytes=0-1", 10, '"other"', ETAG) is None
+    assert parse_range("bytes=0-1", 10, ETAG, ETAG) == ByteRange(0, 1)
+
+
+def test_chunk_pieces_cover_exactly_the_range() -> None:
+    assert chunk_pieces(ByteRange(0, 0)) == [(0, 0, 1)]
+    assert chunk_pieces(ByteRange(CHUNK_SIZE - 2, CHUNK_SIZE + 1)) == [
+        (0, CHUNK_SIZE - 2, CHUNK_SIZE),
+        (1, 0, 2),
+    ]
+    pieces = chunk_pieces(ByteRange(5, 3 * CHUNK_SIZE + 6))
+    assert [p[0] for p in pieces] == [0, 1, 2, 3]
+    assert sum(end - start for _i, start, end in pieces) == 3 * CHUNK_SIZE + 2
+
+
+@pytest.mark.parametrize(
+    ("path", "attachment", "expected"),
+    [
+        ("a/report.pdf", True, "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"),
+        (
+            "안내 문.txt",
+            False,
+            "inline; filename=\"____.txt\"; filename*=UTF-8''%EC%95%88%EB%82%B4%20%EB%AC%B8.txt",
+        ),
+        ("café.html", False, "inline; filename=\"cafe.html\"; filename*=UTF-8''caf%C3%A9.html"),
+        (
+            'a"b;c%.txt',
+            True,
+            "attachment; filename=\"a_b_c_.txt\"; filename*=UTF-8''a%22b%3Bc%25.txt",
+        ),
+    ],
+)
+def test_content_disposition(path: str, attachment: bool, expected: str) -> None:
+    assert content_disposition(path, attachment) == expected
+
+
+@pytest.mark.parametrize(
+    ("cookie", "header", "expected"),
+    [
+        (None, None, "en"),
+        (None, "ko", "ko"),
+        (None, "ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7", "ko"),
+        (None, "en-US,en;q=0.9,ko;q=0.8", "en"),
+        (None, "fr, ko;q=0.5", "ko"),
+        (None, "ko;q=0.1, en;q=0.2", "en"),
+        (None, "ko;q=abc, en;q=0.2", "en"),
+        ("en", "ko", "en"),
+        ("de", "ko", "ko"),
+    ],
+)
+def test_language_choice(cookie: str | None, header: str | None, expected: str) -> None:
+    assert i18n.choose(cookie, header) == expected
+
+
+def test_both_languages_have_every_string() -> None:
+    assert set(i18n.STRINGS["en"]) == set(i18n.STRINGS["ko"])
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("next.md", True),
+        ("../other/page.html", True),
+        ("#part", True),
+        ("/b/x/y/", True),
+        ("http://127.0.0.2/", False),
+        ("HTTPS://example.org/", False),
+        ("//example.org/x", False),
+        ("javascript:alert(1)", False),
+        (" data:text/html,x", False),
+        ("mailto:a@b", False),
+        ("\\\\host\\share", False),
+    ],
+)
+def test_only_links_within_the_node_are_live(url: str, local: bool) -> None:
+    assert is_local_link(url) is local
+
+
+def test_markdown_renders_without_raw_html() -> None:
+    html = render_markdown(
+        "# T\n\n<img src=x onerror=alert(1)>\n\n![a](img/p.png) ![b](../../escape.png)\n"
+        "[x](http://127.0.0.2/)",
+        "docs/page.md",
+        "/b/F/n/f/",
+    )
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert '<img src="/b/F/n/f/docs/img/p.png" alt="a" />' in html
+    assert '<img src="" alt="b" />' in html  # outside the bundle: no image
+    assert "<a " not in html
+
+
+# The search index in the store
+
+
+@pytest.fixture
+def store_with_bundles(tmp_path: Path) -> Path:
+    publisher = make_publisher(tmp_path / "publisher")
+    home = tmp_path / "node"
+    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    now = int(time.time())
+    sources = {
+        "ko": {
+            "index.html": "<html><head><title>제목</title><style>.x{}</style></head>"
+            "<body><p>고용주는 <b>여권</b>을 보관할 수 없습니다.</p>"
+            "<script>var secretword = 1;</script></body></html>".encode(),
+            "notes.md": "## 메모\n\n[초과근무](x.md) 수당을 **꼭** 확인하세요.".encode(),
+        },
+        "en": {"a.txt": b"Overtime PAY is counted per hour.", "b.bin": b"binaryword"},
+        "long": {"long.txt": ("filler " * 10_000 + "needleword").encode()},
+    }
+    for name, files in sources.items():
+        src = write_tree(tmp_path / name, files)
+        out = tmp_path / f"{name}.mdrop"
+        pack_in_process(publisher, src, out, name, title=f"{name} title", created=now - 1)
+        run_meshdrop("--home", home, "import", out, check=True)
+    return home
+
+
+def names_for(store: Store, query: str) -> list[str]:
+    hits = search.search(store.conn, query) or []
+    ids = {b.id: b.name for b in store.list_bundles()}
+    return sorted(ids[h.bundle_id] for h in hits if h.bundle_id in ids)
+
+
+def test_search_index_is_written_at_commit(store_with_bundles: Path) -> None:
+    with Store(store_with_bundles) as store:
+        assert names_for(store, "여권") == ["ko"]  # short term: LIKE
+        assert names_for(store, "보관할") == ["ko"]  # trigram MATCH
+        assert names_for(store, "초과근무 수당") == ["ko"]
+        assert names_for(store, "overtime pay") == ["en"]
+        assert names_for(store, "title") == ["en", "ko", "long"]
+        assert names_for(store, "secretword") == []  # script is not text
+        assert names_for(store, "binaryword") == []  # not a text file
+        assert names_for(store, "needleword") == []  # beyond the indexed start of the file
+        assert names_for(store, 'a"b OR *') == []  # query syntax is only ever text
+        assert names_for(store, "100%") == []
+        [hit] = search.search(store.conn, "여권") or []
+        assert "여권" in hit.snippet and hit.snippet[hit.match_at : hit.match_at + 2] == "여권"
+
+
+def test_backfill_indexes_bundles_stored_before_search_existed(
+    store_with_bundles: Path,
+) -> None:
+    with Store(store_with_bundles) as store:
+        store.conn.execute(f"DROP TABLE {search.TABLE}")
+        assert search.search(store.conn, "여권") is None
+        assert search.backfill(store) == 3
+        assert names_for(store, "여권") == ["ko"]
+        assert search.backfill(store) == 0
+        # A row left by a bundle that is gone is purged.
+        store.conn.execute(
+            f"INSERT INTO {search.TABLE} (rowid, title, description, body) "
+            "VALUES (999, 'ghost', '', 'ghostword')"
+        )
+        search.backfill(store)
+        assert store.conn.execute(f"SELECT count(*) FROM {search.TABLE}").fetchone()[0] == 3
+
+
+def test_replaced_bundle_is_searched_in_its_new_version(tmp_path: Path) -> None:
+    publisher = make_publisher(tmp_path / "publisher")
+    home = tmp_path / "node"
+    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    now = int(time.time())
+    for version, word in ((now - 10, "firstword"), (now - 5, "secondword")):
+        src = write_tree(tmp_path / word, {"a.txt": word.encode()})
+        out = tmp_path / f"{word}.mdrop"
+        pack_in_process(publisher, src, out, "news", title="news", created=version)
+        run_meshdrop("--home", home, "import", out, check=True)
+    with Store(home) as store:
+        assert names_for(store, "secondword") == ["news"]
+        assert names_for(store, "firstword") == []
+
+
+def test_html_and_markdown_to_text() -> None:
+    assert search.html_to_text("<p>a<b>b</b></p><p>c &amp; d</p><script>x</script>") == "ab\nc & d"
+    assert search.markdown_to_text("# Title\n\n* **bold** [link](u.md) `code`") == (
+        "Title\nbold link code"
+    )
+
+
+# The reader's own limits
+
+
+def test_a_busy_file_limit_does_not_stall_pages(
+    store_with_bundles: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader_app, "QUEUE_SECONDS", 0.3)
+
+    async def scenario() -> None:
+        app = aiohttp.web.Application()
+        reader = reader_app.install_reader(app, store_with_bundles)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as client:
+                home = await (await client.get(base + "/")).text()
+                bundle = re.findall(r'href="(/b/[^"]+)"', home)[0]
+                listing = await (await client.get(base + bundle)).text()
+                raw = re.findall(r'href="(/b/[^"]+/f/[^"?]+)', listing)[0]
+                for _ in range(reader_app.STREAM_SLOTS):  # every file slot taken
+                    await reader.streams.acquire()
+                assert (await client.get(base + "/")).status == 200  # pages: own limit
+                busy = await client.get(base + raw)
+                assert busy.status == 503 and busy.headers["Retry-After"] == "5"
+                assert "busy" in (await busy.text()).lower()
+                for _ in range(reader_app.STREAM_SLOTS):
+                    reader.streams.release()
+                assert (await client.get(base + raw)).status == 200
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("reader_first", [False, True])
+def test_reader_shares_a_root_app_with_prefixed_sub_apps(
+    tmp_path: Path, reader_first: bool
+) -> None:
+    """How the LAN node mounts it: the reader on the root app, the peer API under its
+    prefix; the reader's catch-all 404 never takes the peer API's paths."""
+
+    async def peer(_request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({"peer": True}, status=404)
+
+    async def scenario() -> None:
+        peer_app = aiohttp.web.Application()
+        peer_app.router.add_get("/{tail:.*}", peer)
+        app = aiohttp.web.Application()
+        if reader_first:
+            reader_app.install_reader(app, tmp_path / "node")
+            app.add_subapp("/peer/v1", peer_app)
+        else:
+            app.add_subapp("/peer/v1", peer_app)
+            reader_app.install_reader(app, tmp_path / "node")
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with aiohttp.ClientSession() as client:
+                answer = await client.get(base + "/peer/v1/inventory")
+                assert await answer.json() == {"peer": True}
+                assert "Server" not in answer.headers
+                home = await client.get(base + "/")
+                assert home.status == 200 and "meshdrop reader" in await home.text()
+                missing = await client.get(base + "/peer/v2/x")
+                assert missing.status == 404 and "<html" in await missing.text()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
