@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import mimetypes
 import os
@@ -16,6 +17,7 @@ from meshdrop.core.verify import VerifiedManifest, verify_envelope
 from meshdrop.errors import (
     FormatError,
     PassphraseError,
+    StoreError,
     TrustError,
     UnsafePathError,
     UsageError,
@@ -304,7 +306,7 @@ def test_pack_verifies_with_every_chunk(
         "오늘의 뉴스",
         "ko",
     )
-    assert sum(seen) == 2 * manifest.size
+    assert sum(seen) == manifest.size
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
 
@@ -462,7 +464,7 @@ def test_pack_refuses_key_expired_when_created(
         )
 
 
-@pytest.mark.parametrize("during", ["hashing", "copying"])
+@pytest.mark.parametrize("during", ["reading", "after-reading"])
 def test_file_changed_while_packing_is_refused(
     publisher_folder: PublisherFolder,
     src: Path,
@@ -479,29 +481,97 @@ def test_file_changed_while_packing_is_refused(
     def progress(n: int) -> None:
         nonlocal done
         done += n
-        if (during == "hashing" or done > total) and victim.stat().st_size < 100:
+        if (during == "reading" or done == total) and victim.stat().st_size < 100:
             with victim.open("ab") as handle:
                 handle.write(b"late edit")
 
     out = tmp_path / "news.mdrop"
     with pytest.raises(UsageError, match=r"^기사\.md changed while packing; try again$"):
         pack_with(publisher_folder, src, out, progress=progress)
-    assert (done < total) == (during == "hashing")
+    assert (done < total) == (during == "reading")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
 
-def test_copy_falls_back_without_copy_file_range(
+def test_file_replaced_after_reading_is_refused(
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path
+) -> None:
+    total = sum(f.size for f in scan_folder(src))
+    done = 0
+    victim = src / "media" / "exact.bin"
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        if done == total:  # every byte read and written; the envelope is not yet
+            victim.unlink()
+            victim.symlink_to(src / "empty.txt")
+
+    with pytest.raises(UsageError, match=r"^media/exact\.bin changed while packing"):
+        pack_with(publisher_folder, src, tmp_path / "news.mdrop", progress=progress)
+    assert list(tmp_path.glob("*.mdrop")) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_every_source_byte_is_read_once(
     publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pack_with(publisher_folder, src, tmp_path / "fast.mdrop")
+    read = 0
+    real_read = pack._read
 
-    def unsupported(*args: object) -> int:
-        raise OSError(18, "Invalid cross-device link")
+    def counting_read(fd: int, size: int, source: pack.SourceFile) -> bytes:
+        nonlocal read
+        data = real_read(fd, size, source)
+        read += len(data)
+        return data
 
-    monkeypatch.setattr(os, "copy_file_range", unsupported)
-    pack_with(publisher_folder, src, tmp_path / "slow.mdrop")
-    assert (tmp_path / "fast.mdrop").read_bytes() == (tmp_path / "slow.mdrop").read_bytes()
+    monkeypatch.setattr(pack, "_read", counting_read)
+    manifest = pack_with(publisher_folder, src, tmp_path / "news.mdrop")
+    assert read == manifest.size
+    verify_bundle(tmp_path / "news.mdrop", publisher_folder)
+
+
+def test_pack_of_empty_files_only(publisher_folder: PublisherFolder, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_bytes(b"")
+    (tmp_path / "src" / "b.txt").write_bytes(b"")
+    manifest = pack_with(publisher_folder, tmp_path / "src", tmp_path / "news.mdrop")
+    assert [(f.path, f.size, f.chunks) for f in manifest.files] == [
+        ("a.txt", 0, ()),
+        ("b.txt", 0, ()),
+    ]
+    verify_bundle(tmp_path / "news.mdrop", publisher_folder)
+
+
+def test_write_error_removes_the_temp_file(
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "news.mdrop"
+    out.write_bytes(b"old")
+    writes = 0
+    real_pwrite = os.pwrite
+
+    def full_disk(fd: int, data: Any, offset: int) -> int:
+        nonlocal writes
+        writes += 1
+        if writes == 3:  # a data chunk, in a worker thread, while others are in flight
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(pack.os, "pwrite", full_disk)
+    with pytest.raises(StoreError, match="disk is full"):
+        pack_with(publisher_folder, src, out)
+    assert out.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_envelope_of_unexpected_length_is_an_internal_error(
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pack, "sign", lambda key, domain, message: bytes(63))
+    with pytest.raises(AssertionError, match=r"bytes long, not the \d+ bytes reserved"):
+        pack_with(publisher_folder, src, tmp_path / "news.mdrop")
+    assert [p.name for p in tmp_path.iterdir() if p.name != "publisher"] == ["src"]
 
 
 # --- media types ------------------------------------------------------------------------

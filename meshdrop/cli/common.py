@@ -119,6 +119,8 @@ _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 def printable(text: str) -> str:
     """Untrusted text made safe for a terminal: control and bidi characters escaped."""
+    if text.isprintable():  # False for every category escaped below: the common fast path
+        return text
     return "".join(
         ascii(ch)[1:-1] if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch for ch in text
     )

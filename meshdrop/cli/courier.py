@@ -129,7 +129,8 @@ def import_couriers(
             else:
                 base = folder if folder.is_dir() else folder.parent
                 where = printable(str(base / report.label)) if report.files else str(base)
-                click.echo(f"{where}: {report.status.value}: {printable(report.detail)}")
+                line = f"{where}: {report.status.value}: {printable(report.detail)}"
+                click.echo(line, err=report.status.failed)  # like the plain import's refusals
         if not reports and not as_json:
             click.echo(f"{folder}: nothing to import")
     return len(couriers), failed, others

@@ -540,7 +540,7 @@ def pack(
     folder = load_publisher(publisher_dir)
     key, _signer = folder.load_signer(_ask_passphrase, created_at, signer_id, bundle_name=name)
     total = sum(f.size for f in scan_folder(src))
-    with progress_bar(2 * total, f"packing {name}", quiet) as advance:
+    with progress_bar(total, f"packing {name}", quiet) as advance:
         manifest = pack_folder(
             src,
             output,

@@ -1,9 +1,12 @@
 """Pack a folder into one signed .mdrop bundle.
 
-Pass 1 hashes every file's chunks (on all cores) to build and sign the manifest; pass 2
-writes the bundle crash-safely, copying each file in the kernel where it can. A file that
-changes between the passes is refused, never packed with hashes that do not match it.
-The same folder and options always give the same bytes.
+Every source byte is read once: each chunk is hashed (on all cores) and written at its
+final place in a temp file beside the bundle, after room left for the header and the
+envelope. Their size is known before hashing (every chunk hash, the signature and the
+signer key have fixed sizes), so once all chunks are in, the signed envelope is written
+in front of them and the temp file renamed over the bundle. A file that changes while
+it is packed is refused, never packed with hashes that do not match it. The same folder
+and options always give the same bytes.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meshdrop.core.bundle import Envelope, encode_header, parse_envelope
-from meshdrop.core.keys import Domain, public_bytes, sign
+from meshdrop.core.bundle import HEADER_SIZE, Envelope, encode_header, parse_envelope
+from meshdrop.core.keys import SIGNATURE_BYTES, Domain, public_bytes, sign
 from meshdrop.core.manifest import (
     CHUNK_SIZE,
     HASH_BYTES,
@@ -56,7 +59,6 @@ FALLBACK_MEDIA_TYPE = "application/octet-stream"
 MAX_VERSION = 2**63 - 1
 MAX_HASH_WORKERS = 16  # a disk rarely feeds more cores than this; each adds a chunk buffer
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
-COPY_STEP = 8 * CHUNK_SIZE  # bytes per copy call, so progress moves on big files
 
 # Types Python's built-in table lacks, or has changed between Python versions (".js",
 # ".wav"): fixed here so every publisher machine writes the same manifest.
@@ -88,12 +90,6 @@ _MEDIA_TYPE_OVERRIDES: Mapping[str, str] = {
     ".otf": "font/otf",
 }
 
-# Errors by which copy_file_range says "not here" (other file systems, old kernels,
-# seccomp filters in containers): fall back to reading and writing.
-_NO_FAST_COPY = frozenset(
-    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM}
-    | {errno.EBADF}
-)
 # O_NONBLOCK: a FIFO swapped in after the scan must not hang the open.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -197,12 +193,13 @@ def pack_folder(
 ) -> Manifest:
     """Write every file under ``src`` into the bundle ``out`` (replacing it atomically),
     signed with ``signing_key`` for the publisher whose chain is ``state``. ``progress(n)``
-    is called as bytes are hashed and again as they are copied: 2 x the total size."""
+    is called as bytes are hashed and written: the total size, once."""
     _check_metadata(name, version, created, expires, title, description, language, priority)
     state.check_signer(public_bytes(signing_key), name, created)
     _check_output(src, out)
     files = scan_folder(src)
     _check_size(src, files)
+    signer = public_bytes(signing_key)
 
     def manifest_of(chunks: Sequence[tuple[bytes, ...]]) -> Manifest:
         entries = tuple(
@@ -222,18 +219,36 @@ def pack_folder(
             entries,
         )
 
-    _check_fits(src, manifest_of([(bytes(HASH_BYTES),) * chunk_count(f.size) for f in files]))
-    manifest = manifest_of(_hash_files(files, progress))
-    manifest_bytes = manifest.encode()
-    envelope = Envelope(
-        manifest_bytes,
-        public_bytes(signing_key),
-        sign(signing_key, Domain.MANIFEST, manifest_bytes),
-        state.signed,
+    # Placeholder hashes and signature have the real ones' sizes, so the draft envelope
+    # is exactly as long as the signed one will be: the data can be written first.
+    draft = _check_fits(
+        src, manifest_of([(bytes(HASH_BYTES),) * chunk_count(f.size) for f in files])
     )
-    envelope_bytes = envelope.encode()
-    _check_verifies(envelope_bytes, state, out, created)
-    _write_bundle(out, envelope_bytes, files, progress)
+    data_start = HEADER_SIZE + len(
+        Envelope(draft, signer, bytes(SIGNATURE_BYTES), state.signed).encode()
+    )
+    with atomic_writer(out) as handle:
+        dst = handle.fileno()
+        manifest = manifest_of(_hash_and_write(files, dst, data_start, progress))
+        manifest_bytes = manifest.encode()
+        envelope_bytes = Envelope(
+            manifest_bytes,
+            signer,
+            sign(signing_key, Domain.MANIFEST, manifest_bytes),
+            state.signed,
+        ).encode()
+        head = encode_header(len(envelope_bytes)) + envelope_bytes
+        if len(head) != data_start:
+            raise AssertionError(
+                f"the signed envelope came out {len(head) - HEADER_SIZE} bytes long, "
+                f"not the {data_start - HEADER_SIZE} bytes reserved for it"
+            )
+        _check_verifies(envelope_bytes, state, out, created)
+        _pwrite_all(dst, head, 0)
+        if os.fstat(dst).st_size != data_start + manifest.size:
+            raise StoreError(f"writing {out} went wrong (it came out the wrong size)")
+        for source in files:  # edited after it was read: the bundle would be out of date
+            _check_still(source)
     return manifest
 
 
@@ -297,11 +312,11 @@ def _check_size(src: Path, files: Sequence[SourceFile]) -> None:
         raise UsageError(f"{src} holds more data than one bundle can (about 1 TiB)")
 
 
-def _check_fits(src: Path, draft: Manifest) -> None:
+def _check_fits(src: Path, draft: Manifest) -> bytes:
     """Encode the manifest with placeholder hashes, so a folder too big for one manifest
     is refused before hours of hashing."""
     try:
-        draft.encode()
+        return draft.encode()
     except FormatError as exc:
         raise UsageError(f"{src} does not fit in one bundle: {exc}") from None
 
@@ -321,16 +336,31 @@ def _chunk_sizes(size: int) -> Iterator[int]:
         yield rest
 
 
-def _sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
+def _hash_and_write_chunk(data: bytes, dst: int, offset: int) -> bytes:
+    digest = hashlib.sha256(data).digest()
+    _pwrite_all(dst, data, offset)
+    return digest
 
 
-def _hash_files(files: Sequence[SourceFile], progress: Progress | None) -> list[tuple[bytes, ...]]:
-    """Chunk hashes of every file, in order. The main thread reads; the pool hashes
-    (hashlib releases the GIL); at most a few chunks per worker are held in memory."""
+def _pwrite_all(dst: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(dst, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _hash_and_write(
+    files: Sequence[SourceFile], dst: int, data_start: int, progress: Progress | None
+) -> list[tuple[bytes, ...]]:
+    """Chunk hashes of every file, in order, each chunk written into ``dst`` at its place
+    after ``data_start``. The main thread reads; the pool hashes and writes (both release
+    the GIL); at most a few chunks per worker are held in memory. Every pool task has
+    ended by the time this returns or raises, so none writes into ``dst`` later."""
     workers = _worker_count()
     in_flight: deque[tuple[Future[bytes], int]] = deque()
     per_file: list[list[Future[bytes]]] = []
+    offset = data_start
 
     def settle_oldest() -> None:
         future, size = in_flight.popleft()
@@ -338,17 +368,18 @@ def _hash_files(files: Sequence[SourceFile], progress: Progress | None) -> list[
         if progress is not None:
             progress(size)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meshdrop-hash") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meshdrop-pack") as pool:
         try:
             for source in files:
                 futures: list[Future[bytes]] = []
                 with _open_source(source) as fd:
                     for size in _chunk_sizes(source.size):
-                        data = _read_exactly(fd, size, source)
                         while len(in_flight) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
                             settle_oldest()
-                        futures.append(pool.submit(_sha256, data))
+                        data = _read_exactly(fd, size, source)
+                        futures.append(pool.submit(_hash_and_write_chunk, data, dst, offset))
                         in_flight.append((futures[-1], size))
+                        offset += size
                     _check_unchanged(fd, source)
                 per_file.append(futures)
             while in_flight:
@@ -410,63 +441,21 @@ def _check_unchanged(fd: int, source: SourceFile) -> None:
         raise _changed(source)
 
 
+def _check_still(source: SourceFile) -> None:
+    """After the whole bundle is written: ``source`` must still be the file that was read."""
+    try:
+        info = source.fs_path.lstat()
+    except FileNotFoundError:
+        raise _changed(source) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode) or _stamp(info) != (source.size, source.mtime_ns):
+        raise _changed(source)
+
+
 def _check_verifies(envelope_bytes: bytes, state: PublisherState, out: Path, created: int) -> None:
     """Parse and verify the envelope exactly as a receiving node that knows only the
     publisher's first record will."""
     envelope = parse_envelope(envelope_bytes, str(out))
     first = start_state(state.signed[:1])
     verify_envelope(envelope, {first.publisher: first}, created)
-
-
-class _Copier:
-    """Copies file data into ``dst`` in the kernel (copy_file_range) where it can."""
-
-    def __init__(self, dst: int) -> None:
-        self.dst = dst
-        self.fast = hasattr(os, "copy_file_range")
-
-    def copy(self, src: int, count: int, source: SourceFile) -> int:
-        if self.fast:
-            try:
-                copied = os.copy_file_range(src, self.dst, count)
-            except OSError as exc:
-                if exc.errno not in _NO_FAST_COPY:
-                    raise
-                self.fast = False
-            else:
-                # 0 means end of file, or (some file systems) "cannot": reading tells which.
-                if copied:
-                    return copied
-        data = _read(src, count, source)
-        self._write_all(data)
-        return len(data)
-
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.dst, view) :]
-
-
-def _write_bundle(
-    out: Path, envelope_bytes: bytes, files: Sequence[SourceFile], progress: Progress | None
-) -> None:
-    expected_end = len(encode_header(0)) + len(envelope_bytes) + sum(f.size for f in files)
-    with atomic_writer(out) as handle:
-        handle.write(encode_header(len(envelope_bytes)))
-        handle.write(envelope_bytes)
-        handle.flush()
-        dst = handle.fileno()
-        copier = _Copier(dst)
-        for source in files:
-            with _open_source(source) as fd:
-                remaining = source.size
-                while remaining:
-                    copied = copier.copy(fd, min(remaining, COPY_STEP), source)
-                    if not copied:
-                        raise _changed(source)
-                    remaining -= copied
-                    if progress is not None:
-                        progress(copied)
-                _check_unchanged(fd, source)
-        if os.lseek(dst, 0, os.SEEK_CUR) != expected_end:
-            raise StoreError(f"writing {out} went wrong (it came out the wrong size)")

@@ -7,12 +7,32 @@ only the index's committed bundles are.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from meshdrop.fs import TEMP_PREFIX, fsync_dir, temp_path_for
+
+FOLDER_SYNCS_BEFORE_SYNCFS = 8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush everything written to the file system holding ``path`` (Linux syncfs(2))."""
+    call = getattr(_libc, "syncfs", None)
+    if call is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if call(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
 
 
 class ChunkStore:
@@ -32,27 +52,51 @@ class ChunkStore:
     def write(self, digest: bytes, data: bytes) -> Path:
         """Durably store verified ``data``; the caller fsyncs the folder before relying on
         the rename (``sync_folders``), so one folder sync covers many chunks."""
+        temp = self.write_temp(digest, data, durable=True)
+        target = self.path(digest)
+        temp.replace(target)
+        return target.parent
+
+    def write_temp(self, digest: bytes, data: bytes, durable: bool = False) -> Path:
+        """Write ``data`` under a temp name beside its final one; ``publish`` names it."""
         target = self.path(digest)
         if not target.parent.is_dir():
             target.parent.mkdir(exist_ok=True)
-            fsync_dir(self.root)
+            if durable:
+                fsync_dir(self.root)
         temp = temp_path_for(target)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             temp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        temp.replace(target)
-        return target.parent
+        return temp
+
+    def publish(self, temps: Iterable[Path]) -> set[Path]:
+        """Make a batch of temp chunk files durable with one file-system sync, then give
+        them their names. Far cheaper than a sync per chunk for big bundles; the caller
+        syncs the folders (``sync_folders``) before relying on the names."""
+        temps = list(temps)
+        syncfs(self.root)
+        folders = set()
+        for temp in temps:
+            temp.replace(temp.with_name(temp.name.rsplit("-", 1)[1]))
+            folders.add(temp.parent)
+        return folders
 
     def sync_folders(self, folders: Iterable[Path]) -> None:
-        for folder in set(folders):
+        folders = set(folders)
+        if len(folders) > FOLDER_SYNCS_BEFORE_SYNCFS:
+            syncfs(self.root)  # one call instead of up to 256
+            return
+        for folder in folders:
             fsync_dir(folder)
 
     def read(self, digest: bytes) -> bytes | None:

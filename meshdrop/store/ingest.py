@@ -13,7 +13,6 @@ from meshdrop.core.manifest import ChunkRef, verify_chunk
 from meshdrop.errors import StoreError
 from meshdrop.fs import os_error_message
 from meshdrop.store.bundlefile import BundleFile
-from meshdrop.store.crashpoints import crash_point
 
 Progress = Callable[[int], None]
 ChunkSink = Callable[[ChunkRef, bytes], Path]
@@ -38,9 +37,7 @@ def copy_chunks(
     pending: deque[Future[tuple[Path, int]]] = deque()
 
     def fetch(ref: ChunkRef) -> tuple[Path, int]:
-        folder = sink(ref, source.read_chunk(ref.offset, ref.size))
-        crash_point("after-chunk")
-        return folder, ref.size
+        return sink(ref, source.read_chunk(ref.offset, ref.size)), ref.size
 
     def finish_oldest() -> None:
         folder, size = pending.popleft().result()

@@ -138,7 +138,3 @@ class PeerView:
         ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def read_chunk(self, digest: bytes) -> bytes | None:
-        """A chunk's bytes if intact (no SQL: safe from any thread). Check
-        ``chunk_visible`` first."""
-        return self.store.chunks.read(digest)

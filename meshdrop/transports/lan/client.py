@@ -40,8 +40,8 @@ class ClientLimits:
     read_timeout: float = 15.0  # no byte for this long: give up
     min_rate: float = 16 * 1024.0  # bytes per second a response must average
     min_time: float = 10.0  # every request may take this long whatever its size
-    per_peer: int = 4
-    total: int = 16
+    per_peer: int = 6
+    total: int = 24
 
 
 def url_for(address: Address, path: str) -> str:
@@ -145,6 +145,18 @@ class PeerClient:
                 declared > max_bytes or (exact is not None and declared != exact)
             ):
                 raise PeerMisbehaved(f"peer {who} declares {declared} bytes for {path}")
+            if exact is not None and declared == exact:
+                # The common case, a chunk of known size: one read, then nothing more.
+                try:
+                    body = await resp.content.readexactly(exact)
+                except asyncio.IncompleteReadError as exc:
+                    raise PeerMisbehaved(
+                        f"peer {who} sent {len(exc.partial)} of {exact} bytes"
+                    ) from None
+                self.bytes_received += len(body)
+                if await resp.content.read(1):
+                    raise PeerMisbehaved(f"peer {who} sends more than {exact} bytes for {path}")
+                return body
             data = bytearray()
             while True:
                 piece = await resp.content.read(min(READ_PIECE, max_bytes + 1 - len(data)))

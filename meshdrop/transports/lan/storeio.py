@@ -26,11 +26,20 @@ from meshdrop.store.models import ImportResult
 from meshdrop.store.store import Store
 
 T = TypeVar("T")
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 DATA_WORKERS = max(4, 2 * (os.cpu_count() or 2))
 
 
 class StoreIO:
-    def __init__(self, home: Path, readers: int = 2, data_workers: int = DATA_WORKERS) -> None:
+    def __init__(self, home: Path, readers: int = 4, data_workers: int = DATA_WORKERS) -> None:
         self.home = home
         self._local = threading.local()
         self._read = ThreadPoolExecutor(readers, "store-read", initializer=self._open)
@@ -69,9 +78,17 @@ class StoreIO:
         return await self._run(self._read, lambda: self._view().publisher_file(publisher))
 
     async def visible_chunk(self, digest: bytes) -> bytes | None:
-        if not await self._run(self._read, lambda: self._view().chunk_visible(digest)):
-            return None
-        return await self._run(self._data, lambda: self._chunks.chunks.read(digest))
+        """A chunk of a visible bundle, as stored. Not hashed again here: it was verified
+        before it was stored, every recipient verifies it again before using it, and
+        damage on this disk is what ``meshdrop fsck`` finds (a peer that receives a
+        damaged chunk penalises this node and fetches it elsewhere)."""
+
+        def visible() -> bytes | None:
+            if not self._view().chunk_visible(digest):
+                return None
+            return _read_or_none(self._chunks.chunks.path(digest))
+
+        return await self._run(self._read, visible)
 
     # The client's side (the writer thread, and the data pool for chunks)
 

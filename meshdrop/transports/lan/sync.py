@@ -64,7 +64,7 @@ Emit = Callable[[Event], None]
 class SyncLimits:
     peers: int = 4  # peers synced with at once
     bundles_per_peer: int = 8  # envelopes fetched and accepted at once from one peer
-    chunk_workers_per_peer: int = 4  # chunk requests to one peer for one bundle
+    chunk_workers_per_peer: int = 8  # chunks of one bundle fetched or stored at once, per peer
     chunks_in_memory: int = 24  # chunks fetched but not yet stored, in all (~1 MiB each)
     worker_errors: int = 3  # transport errors in a row before a peer's worker gives up
     commit_attempts: int = 3
