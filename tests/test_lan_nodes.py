@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import re
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,3 +257,42 @@ def test_the_advertisement_says_only_version_and_digest_under_random_names(
     again = nodes.start(home)
     name2, info2 = _advertised(again)
     assert (name2, info2.server) != (name, info.server)  # random on every start
+
+
+def test_a_publishers_new_record_spreads_like_a_bundle(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    a = trusting(tmp_path / "a", publisher)
+    b = trusting(tmp_path / "b", publisher)
+    run_meshdrop("publisher", "add-signer", publisher.folder, "--unencrypted", check=True)
+    run_meshdrop("--home", a, "import", publisher.pub, check=True)  # a learns record 2
+    node_a, node_b = nodes.start(a), nodes.start(b)
+    got = node_b.wait_event(lambda e: e["event"] == "publisher", what="the new record")
+    assert got["version"] == 2 and got["peer"] == node_a.address
+    shown = run_meshdrop("--home", b, "trust", "show", got["publisher"], "--json", check=True)
+    assert json.loads(shown.out)["version"] == 2
+
+
+def test_a_second_node_for_the_same_home_is_refused(tmp_path: Path, nodes: Nodes) -> None:
+    first = nodes.start(tmp_path / "a", "--no-discovery")
+    result = run_meshdrop("--home", tmp_path / "a", "node", "--bind", "127.0.0.1", "--port", "0")
+    assert_clean_error(result, "already running")
+    assert result.code == 9
+    assert first.status()["pid"] == first.proc.pid
+
+
+def test_the_node_serves_the_reader_on_the_same_port(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    home = holding(trusting(tmp_path / "a", publisher), *sample_bundles(publisher, tmp_path / "o"))
+    node = nodes.start(home, "--no-discovery")
+    listening = node.events[0]
+    assert listening["reader"] == [f"http://127.0.0.1:{node.port}/"]
+    with urllib.request.urlopen(listening["reader"][0], timeout=10) as page:
+        assert "Server" not in page.headers
+        assert b"news" in page.read()
+    peers_only = nodes.start(tmp_path / "b", "--no-discovery", "--no-reader")
+    assert "reader" not in peers_only.events[0]
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"http://{peers_only.address}/", timeout=10)
+    assert missing.value.code == 404

@@ -1,5 +1,6 @@
 import errno
 import hashlib
+import itertools
 import mimetypes
 import os
 import random
@@ -516,19 +517,37 @@ def test_file_replaced_after_reading_is_refused(
 def test_every_source_byte_is_read_once(
     publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read = 0
+    read: list[tuple[str, int, int]] = []  # appended to from the pool's threads
     real_read = pack._read
 
-    def counting_read(fd: int, size: int, source: pack.SourceFile) -> bytes:
-        nonlocal read
-        data = real_read(fd, size, source)
-        read += len(data)
+    def counting_read(fd: int, size: int, offset: int, source: pack.SourceFile) -> bytes:
+        data = real_read(fd, size, offset, source)
+        read.append((source.path, offset, len(data)))
         return data
 
     monkeypatch.setattr(pack, "_read", counting_read)
     manifest = pack_with(publisher_folder, src, tmp_path / "news.mdrop")
-    assert read == manifest.size
+    assert sum(n for _, _, n in read) == manifest.size
+    places = [(path, offset) for path, offset, n in read if n]
+    assert len(set(places)) == len(places)
     verify_bundle(tmp_path / "news.mdrop", publisher_folder)
+
+
+def test_written_data_is_handed_to_the_disk_as_packing_goes(
+    publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack_with(publisher_folder, src, tmp_path / "plain.mdrop")
+    hints: list[tuple[int, int]] = []
+    monkeypatch.setattr(pack, "WRITEBACK_STEP", CHUNK_SIZE)
+    monkeypatch.setattr(pack, "_start_writeback", lambda fd, at, n: hints.append((at, n)))
+    pack_with(publisher_folder, src, tmp_path / "hinted.mdrop")
+    data = (tmp_path / "hinted.mdrop").read_bytes()
+    assert data == (tmp_path / "plain.mdrop").read_bytes()
+    data_start = HEADER_SIZE + parse_header(data[:HEADER_SIZE], "hinted")
+    assert hints and hints[0][0] == data_start
+    for (at, n), (next_at, _) in itertools.pairwise(hints):
+        assert n >= CHUNK_SIZE and at + n == next_at  # in order, no gap, no overlap
+    assert hints[-1][0] + hints[-1][1] <= len(data)
 
 
 def test_pack_of_empty_files_only(publisher_folder: PublisherFolder, tmp_path: Path) -> None:

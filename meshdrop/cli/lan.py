@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from meshdrop.cli.common import emit_json, home_path, human_size, printable
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def register(cli: click.Group) -> None:
@@ -17,14 +22,20 @@ def register(cli: click.Group) -> None:
     cli.add_command(status)
 
 
-def _say(as_json: bool) -> Any:
+def _say(as_json: bool, urls: list[str], reader: bool) -> Callable[[dict[str, Any]], None]:
     def say(event: dict[str, Any]) -> None:
+        if event.get("event") in ("listening", "addresses"):
+            urls[:] = event["urls"]  # what the reader's share page shows
+            if reader:
+                event = {**event, "reader": [f"{u}/" for u in event["urls"]]}
         if as_json:
             emit_json(event)
             return
         line = describe(event)
         if line:
             click.echo(line)
+        if reader and event.get("event") == "listening":
+            click.echo("readers: open " + ", ".join(event["reader"]) + " in a phone's browser")
 
     return say
 
@@ -66,6 +77,8 @@ def describe(event: dict[str, Any]) -> str | None:
         return "addresses changed; now at " + ", ".join(event["urls"])
     if kind == "error":
         return f"error with {event.get('peer', '?')}: {printable(str(event['reason']))}"
+    if kind == "no-discovery":
+        return f"mDNS is unavailable here ({event['reason']}); only --peer peers are synced"
     if kind == "stopped":
         return "stopped"
     return None
@@ -100,6 +113,11 @@ def describe(event: dict[str, Any]) -> str | None:
     is_flag=True,
     help="Neither advertise this node nor look for others with mDNS (use --peer).",
 )
+@click.option(
+    "--no-reader",
+    is_flag=True,
+    help="Serve peers only, not the reader's pages for phone browsers.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, for scripts.")
 @click.pass_context
 def node(
@@ -108,11 +126,13 @@ def node(
     port: int,
     peers: tuple[str, ...],
     no_discovery: bool,
+    no_reader: bool,
     as_json: bool,
 ) -> None:
     """Run this node on the local network until Ctrl-C (or SIGTERM): find other nodes
-    (mDNS), serve them this node's verified bundles, and fetch the newest version of every
-    bundle of the publishers this node trusts.
+    (mDNS), serve them this node's verified bundles, fetch the newest version of every
+    bundle of the publishers this node trusts, and serve the reader's pages to phone
+    browsers on the same address.
 
     Prints where it listens and a line per sync. Bundles arrive only when every byte
     verified; an interrupted transfer resumes where it stopped, from any peer."""
@@ -126,7 +146,31 @@ def node(
         peers=tuple(parse_peer(p) for p in peers),
         discovery=not no_discovery,
     )
-    asyncio.run(_run(Node(config, _say(as_json))))
+    urls: list[str] = []
+    hook = None if no_reader else _reader_hook(home, urls)
+    node = Node(config, _say(as_json, urls, reader=hook is not None), hook=hook)
+    asyncio.run(_run(node))
+
+
+def _reader_hook(home: Path, urls: list[str]) -> Callable[[web.Application], None]:
+    """The reader's pages on the node's own server (see meshdrop/reader/__init__.py);
+    its share page shows the node's current LAN addresses."""
+    from meshdrop.reader.app import install_reader
+
+    def shared() -> list[str]:
+        return [f"{u}/" for u in urls if not _is_loopback_url(u)]
+
+    def hook(app: web.Application) -> None:
+        install_reader(app, home, share_urls=shared)
+
+    return hook
+
+
+def _is_loopback_url(url: str) -> bool:
+    import ipaddress
+
+    host = url.split("//", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return ipaddress.ip_address(host).is_loopback
 
 
 def _check_bind(bind: str) -> str:

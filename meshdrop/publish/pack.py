@@ -59,6 +59,7 @@ FALLBACK_MEDIA_TYPE = "application/octet-stream"
 MAX_VERSION = 2**63 - 1
 MAX_HASH_WORKERS = 16  # a disk rarely feeds more cores than this; each adds a chunk buffer
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
+WRITEBACK_STEP = 16 * CHUNK_SIZE  # bytes written between hints to start writing to disk
 
 # Types Python's built-in table lacks, or has changed between Python versions (".js",
 # ".wav"): fixed here so every publisher machine writes the same manifest.
@@ -314,7 +315,7 @@ def _check_size(src: Path, files: Sequence[SourceFile]) -> None:
 
 def _check_fits(src: Path, draft: Manifest) -> bytes:
     """Encode the manifest with placeholder hashes, so a folder too big for one manifest
-    is refused before hours of hashing."""
+    is refused before hours of hashing. The bytes are as long as the real manifest's."""
     try:
         return draft.encode()
     except FormatError as exc:
@@ -336,9 +337,13 @@ def _chunk_sizes(size: int) -> Iterator[int]:
         yield rest
 
 
-def _hash_and_write_chunk(data: bytes, dst: int, offset: int) -> bytes:
+def _pack_chunk(
+    fd: int, source: SourceFile, offset: int, size: int, dst: int, dst_offset: int
+) -> bytes:
+    """Read one chunk of ``source``, write it into the bundle, and return its hash."""
+    data = _read_exactly(fd, size, offset, source)
     digest = hashlib.sha256(data).digest()
-    _pwrite_all(dst, data, offset)
+    _pwrite_all(dst, data, dst_offset)
     return digest
 
 
@@ -353,49 +358,86 @@ def _pwrite_all(dst: int, data: bytes, offset: int) -> None:
 def _hash_and_write(
     files: Sequence[SourceFile], dst: int, data_start: int, progress: Progress | None
 ) -> list[tuple[bytes, ...]]:
-    """Chunk hashes of every file, in order, each chunk written into ``dst`` at its place
-    after ``data_start``. The main thread reads; the pool hashes and writes (both release
-    the GIL); at most a few chunks per worker are held in memory. Every pool task has
-    ended by the time this returns or raises, so none writes into ``dst`` later."""
+    """Chunk hashes of every file, in order, each chunk read once and written into
+    ``dst`` at its place after ``data_start``. The main thread opens files and hands out
+    chunks; the pool reads, hashes and writes them (all release the GIL), at most a few
+    chunks per worker at a time. A file is checked unchanged and closed once its last
+    chunk is done. Every pool task has ended by the time this returns or raises, so none
+    touches ``dst`` or a source fd after."""
     workers = _worker_count()
-    in_flight: deque[tuple[Future[bytes], int]] = deque()
+    # Each: a chunk's future, its size, and the file it ends (to check and close), if any.
+    in_flight: deque[tuple[Future[bytes], int, tuple[int, SourceFile] | None]] = deque()
     per_file: list[list[Future[bytes]]] = []
-    offset = data_start
+    open_fds: set[int] = set()
+    dst_offset = data_start
+    written = hinted = data_start  # every byte of the bundle before ``written`` is in
+
+    def finish(fd: int, source: SourceFile) -> None:
+        try:
+            _check_unchanged(fd, source)
+        finally:
+            open_fds.discard(fd)
+            os.close(fd)
 
     def settle_oldest() -> None:
-        future, size = in_flight.popleft()
+        nonlocal written, hinted
+        future, size, ends = in_flight.popleft()
         future.result()
+        written += size
+        if written - hinted >= WRITEBACK_STEP:
+            _start_writeback(dst, hinted, written - hinted)
+            hinted = written
+        if ends is not None:
+            finish(*ends)
         if progress is not None:
             progress(size)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meshdrop-pack") as pool:
-        try:
-            for source in files:
-                futures: list[Future[bytes]] = []
-                with _open_source(source) as fd:
-                    for size in _chunk_sizes(source.size):
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meshdrop-pack") as pool:
+            try:
+                for source in files:
+                    fd = _open_source(source)
+                    open_fds.add(fd)
+                    futures: list[Future[bytes]] = []
+                    last = chunk_count(source.size) - 1
+                    offset = 0
+                    for i, size in enumerate(_chunk_sizes(source.size)):
                         while len(in_flight) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
                             settle_oldest()
-                        data = _read_exactly(fd, size, source)
-                        futures.append(pool.submit(_hash_and_write_chunk, data, dst, offset))
-                        in_flight.append((futures[-1], size))
+                        futures.append(
+                            pool.submit(_pack_chunk, fd, source, offset, size, dst, dst_offset)
+                        )
+                        in_flight.append((futures[-1], size, (fd, source) if i == last else None))
                         offset += size
-                    _check_unchanged(fd, source)
-                per_file.append(futures)
-            while in_flight:
-                settle_oldest()
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
+                        dst_offset += size
+                    if last < 0:  # an empty file
+                        finish(fd, source)
+                    per_file.append(futures)
+                while in_flight:
+                    settle_oldest()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+    finally:
+        for fd in open_fds:
+            os.close(fd)
     return [tuple(f.result() for f in futures) for futures in per_file]
+
+
+def _start_writeback(dst: int, offset: int, length: int) -> None:
+    """Let the disk take written data while hashing goes on, so the final fsync does not
+    wait for all of it at once: on Linux, POSIX_FADV_DONTNEED starts writing back dirty
+    pages (without waiting) and drops only those already on disk. Only a hint."""
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(dst, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _changed(source: SourceFile) -> UsageError:
     return UsageError(f"{_show(source.path)} changed while packing; try again")
 
 
-@contextlib.contextmanager
-def _open_source(source: SourceFile) -> Iterator[int]:
+def _open_source(source: SourceFile) -> int:
     """An fd for ``source``, refused if it is no longer the file the scan saw."""
     try:
         fd = os.open(source.fs_path, _OPEN_FLAGS)
@@ -409,26 +451,27 @@ def _open_source(source: SourceFile) -> Iterator[int]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or _stamp(info) != (source.size, source.mtime_ns):
             raise _changed(source)
-        yield fd
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def _stamp(info: os.stat_result) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
-def _read(fd: int, size: int, source: SourceFile) -> bytes:
+def _read(fd: int, size: int, offset: int, source: SourceFile) -> bytes:
     try:
-        return os.read(fd, size)
+        return os.pread(fd, size, offset)
     except OSError as exc:
         raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
 
 
-def _read_exactly(fd: int, size: int, source: SourceFile) -> bytes:
-    data = _read(fd, size, source)
+def _read_exactly(fd: int, size: int, offset: int, source: SourceFile) -> bytes:
+    data = _read(fd, size, offset, source)
     while len(data) < size:
-        more = _read(fd, size - len(data), source)
+        more = _read(fd, size - len(data), offset + len(data), source)
         if not more:
             raise _changed(source)
         data += more
@@ -437,7 +480,8 @@ def _read_exactly(fd: int, size: int, source: SourceFile) -> bytes:
 
 def _check_unchanged(fd: int, source: SourceFile) -> None:
     """After reading ``source.size`` bytes: the file must end there and be unmodified."""
-    if _read(fd, 1, source) or _stamp(os.fstat(fd)) != (source.size, source.mtime_ns):
+    expected = (source.size, source.mtime_ns)
+    if _read(fd, 1, source.size, source) or _stamp(os.fstat(fd)) != expected:
         raise _changed(source)
 
 

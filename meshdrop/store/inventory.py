@@ -137,4 +137,3 @@ class PeerView:
             "SELECT records FROM publishers WHERE id = ?", (publisher,)
         ).fetchone()
         return None if row is None else bytes(row[0])
-

@@ -182,6 +182,7 @@ class Node:
 
     async def start(self) -> None:
         config = self.config
+        _refuse_second_node(self._node_file)
         quiet_server()
         self.storeio = StoreIO(config.home)
         self.server = PeerServer(self.storeio, self.node_id, config.server, config.record_chunks)
@@ -229,11 +230,17 @@ class Node:
             }
         )
         if config.discovery:
-            self.discovery = Discovery(
+            discovery = Discovery(
                 config.bind, self.port, self._found, self._gone, self._addresses_changed
             )
-            await self.discovery.start(snap.inventory.digest)
-            self._tasks.append(asyncio.ensure_future(self.discovery.watch_addresses()))
+            try:
+                await discovery.start(snap.inventory.digest)
+            except Exception as exc:  # no multicast here (a phone, a locked-down network)
+                await discovery.close()
+                self.emit({"event": "no-discovery", "reason": f"{type(exc).__name__}: {exc}"})
+            else:
+                self.discovery = discovery
+                self._tasks.append(asyncio.ensure_future(discovery.watch_addresses()))
         self._tasks.append(asyncio.ensure_future(self.engine.run()))
         self._tasks.append(asyncio.ensure_future(self._watch_inventory(snap.inventory.digest)))
         for job in config.background:
@@ -309,6 +316,19 @@ class Node:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _refuse_second_node(node_file: Path) -> None:
+    """One node per home: a second would fight the first over node.json and the peers."""
+    try:
+        pid = int(json.loads(node_file.read_text(encoding="utf-8"))["pid"])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none, or a stale file left by a node that was killed
+    if pid != os.getpid() and b"meshdrop" in cmdline:
+        raise NetworkError(
+            f"a node is already running for {node_file.parent} (process {pid}); stop it first"
+        )
 
 
 def parse_peer(text: str) -> Address:

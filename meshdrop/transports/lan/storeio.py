@@ -35,7 +35,7 @@ def _read_or_none(path: Path) -> bytes | None:
         return None
 
 
-DATA_WORKERS = max(4, 2 * (os.cpu_count() or 2))
+DATA_WORKERS = max(8, 2 * (os.cpu_count() or 2))  # chunk writes wait on fsync, not CPU
 
 
 class StoreIO:

@@ -1,0 +1,110 @@
+"""How one bundle's chunks are fetched, with in-process nodes on 127.0.0.1: from several
+peers at once, never twice, and never when the store already holds them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from lankit import read_tree
+from test_lan_hostile import FAST, HostilePeer, listed, offer_of, wait_for
+
+from conftest import Publisher, pack, run_meshdrop, write_tree
+from meshdrop.core.manifest import CHUNK_SIZE
+from meshdrop.transports.lan.node import Node, NodeConfig
+
+
+def holder(tmp: Path, name: str, publisher: Publisher, *bundles: Path) -> Path:
+    home = tmp / name
+    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    if bundles:
+        run_meshdrop("--home", home, "import", "--quiet", *bundles, check=True)
+    return home
+
+
+def node_for(home: Path, events: list[dict[str, Any]], *peers: int) -> Node:
+    config = NodeConfig(
+        home=home,
+        bind="127.0.0.1",
+        port=0,
+        peers=tuple(("127.0.0.1", p) for p in peers),
+        discovery=False,
+        client=FAST,
+        probe_interval=0.5,
+    )
+    return Node(config, events.append)
+
+
+def test_the_chunks_of_one_bundle_come_from_several_peers_at_once_and_never_twice(
+    tmp_path: Path, publisher: Publisher
+) -> None:
+    files = {"big.bin": os.urandom(24 * CHUNK_SIZE)}
+    bundle = pack(publisher, write_tree(tmp_path / "src", files), tmp_path / "b.mdrop", "big")
+    fast_home = holder(tmp_path, "fast", publisher, bundle)
+    slow = HostilePeer(offer_of(fast_home))
+
+    async def slowly(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)  # an honest peer on a poor link
+        return await slow.chunk(request)
+
+    slow.bad["chunk"] = slowly
+
+    async def scenario() -> tuple[int, int]:
+        await slow.start()
+        fast = node_for(fast_home, [])
+        events: list[dict[str, Any]] = []
+        sink = node_for(holder(tmp_path, "sink", publisher), events, slow.port)
+        await fast.start()
+        await sink.start()
+        try:
+            assert sink.engine is not None and fast.server is not None
+            engine = sink.engine
+            await wait_for(lambda: slow.offer.requests.count("chunk") >= 2, "the slow peer")
+            engine.book.add_manual(("127.0.0.1", fast.port))
+            engine.wake()
+            await wait_for(lambda: any(e["event"] == "bundle" for e in events), "the bundle")
+            return slow.offer.requests.count("chunk"), fast.server.stats.chunks
+        finally:
+            await sink.stop()
+            await fast.stop()
+            await slow.stop()
+
+    from_slow, from_fast = asyncio.run(scenario())
+    assert from_slow >= 1 and from_fast >= 1
+    assert from_slow + from_fast == 24  # each chunk fetched once
+    out = tmp_path / "out"
+    run_meshdrop("--home", tmp_path / "sink", "get", "big", "-o", out, check=True)
+    assert read_tree(out) == files
+
+
+def test_chunks_already_held_are_not_fetched_again(tmp_path: Path, publisher: Publisher) -> None:
+    shared = os.urandom(5 * CHUNK_SIZE)
+    v1 = pack(publisher, write_tree(tmp_path / "v1", {"shared.bin": shared, "a": b"one"}),
+              tmp_path / "v1.mdrop", "news", "--version", "1")  # fmt: skip
+    v2 = pack(publisher, write_tree(tmp_path / "v2", {"shared.bin": shared, "a": b"two"}),
+              tmp_path / "v2.mdrop", "news", "--version", "2")  # fmt: skip
+    source_home = holder(tmp_path, "source", publisher, v2)
+    sink_home = holder(tmp_path, "sink", publisher, v1)
+
+    async def scenario() -> int:
+        source = node_for(source_home, [])
+        await source.start()
+        events: list[dict[str, Any]] = []
+        sink = node_for(sink_home, events, source.port)
+        await sink.start()
+        try:
+            await wait_for(lambda: any(e["event"] == "bundle" for e in events), "v2")
+            assert source.server is not None
+            return source.server.stats.chunks
+        finally:
+            await sink.stop()
+            await source.stop()
+
+    assert asyncio.run(scenario()) == 1  # only the changed file; shared.bin was held
+    assert listed(sink_home) == ["news"]
+    out = tmp_path / "a"
+    run_meshdrop("--home", sink_home, "get", "news", "a", "-o", out, check=True)
+    assert out.read_bytes() == b"two"
