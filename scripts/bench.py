@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import json
 import multiprocessing
@@ -31,6 +32,10 @@ REPEATS = 3
 RATIO_TARGET = 0.8  # pack and import should reach this share of openssl's rate
 LS_TARGET_SECONDS = 1.0
 PACK_BATCH = 250  # small bundles per task when packing them in worker processes
+
+# "store" is this file's own table; the others live in scripts/bench_<area>.py, each with
+# run(workdir, quick) -> rows of name, value, unit, baseline, ratio, target.
+AREAS = ("store", "courier", "lan", "reader")
 
 EPILOG = """\
 examples:
@@ -635,7 +640,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--keep", action="store_true", help="keep the temporary folder and its big files"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object, no table")
+    parser.add_argument(
+        "--areas",
+        default=",".join(AREAS),
+        metavar="LIST",
+        help=f"which benchmarks to run, comma-separated (default all: {','.join(AREAS)})",
+    )
     args = parser.parse_args(argv)
+    args.areas = [a.strip() for a in args.areas.split(",") if a.strip()]
+    unknown = sorted(set(args.areas) - set(AREAS))
+    if unknown:
+        parser.error(f"unknown area(s) {', '.join(unknown)}; choose from {', '.join(AREAS)}")
     # --quick changes the defaults; a size given explicitly still wins.
     defaults = (64, 200, 2000) if args.quick else (512, 1000, 10000)
     for name, default in zip(("size_mib", "small", "ls_bundles"), defaults, strict=True):
@@ -700,8 +715,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "quick": args.quick,
         },
     )
+    area_rows: dict[str, list[dict[str, object]]] = {}
     try:
-        run_benchmark(args, Runner(meshdrop, work), report)
+        if "store" in args.areas:
+            run_benchmark(args, Runner(meshdrop, work), report)
+        for area in args.areas:
+            if area != "store":
+                say(f"== {area} benchmark")
+                module = importlib.import_module(f"bench_{area}")
+                area_rows[area] = module.run(work, args.quick)
         report.machine["load_end"] = load_average()
         busy_note(report)
     except BenchError as exc:
@@ -723,14 +745,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "machine": report.machine,
                     "settings": report.settings,
                     "results": [asdict(r) for r in report.rows],
+                    "areas": area_rows,
                     "notes": report.notes,
                 },
                 indent=2,
             )
         )
     else:
-        print(format_table(report))
+        if report.rows:
+            print(format_table(report))
+        for area, rows in area_rows.items():
+            print(f"\n{area}:\n{format_area_table(rows)}")
     return 0
+
+
+def format_area_table(rows: list[dict[str, object]]) -> str:
+    """An area's rows as an aligned table: value, baseline, ratio and target."""
+
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        return str(value)
+
+    header = ["measurement", "result", "baseline", "ratio", "target"]
+    table = [header] + [
+        [
+            cell(r.get("name")),
+            f"{cell(r.get('value'))} {cell(r.get('unit'))}",
+            cell(r.get("baseline")),
+            "-" if r.get("ratio") is None else f"{cell(r.get('ratio'))} x",
+            cell(r.get("target")),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def offer_of(home: Path) -> Offer:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OFFER = web.AppKey("offer", Offer)
 
 
 class HostilePeer:
@@ -84,6 +85,7 @@ class HostilePeer:
 
     async def start(self) -> None:
         app = web.Application()
+        app[OFFER] = self.offer
         for name, method, path in (
             ("hello", "GET", "/peer/v1/hello"),
             ("inventory", "POST", "/peer/v1/inventory"),
@@ -185,12 +187,15 @@ async def huge_length(request: web.Request) -> web.StreamResponse:
 
 
 async def slow_drip(request: web.Request) -> web.StreamResponse:
+    """The right bytes, honestly, one every 0.2 s: nothing to object to but the pace."""
+    offer = request.app[OFFER]
+    data = offer.chunks[bytes.fromhex(request.match_info["digest"])]
     response = web.StreamResponse()
-    response.enable_chunked_encoding()  # no length to object to: just one byte at a time
+    response.enable_chunked_encoding()
     await response.prepare(request)
-    for _ in range(50):
-        await response.write(b"x")
-        await asyncio.sleep(0.1)
+    for i in range(min(len(data), 50)):
+        await response.write(data[i : i + 1])
+        await asyncio.sleep(0.2)
     return response
 
 

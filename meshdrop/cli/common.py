@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
 from meshdrop.errors import PassphraseError, UsageError
 
@@ -89,6 +88,8 @@ def human_size(size: float) -> str:
 @contextmanager
 def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callable[[int], None]]:
     """A byte progress bar on stderr (rate and time left), only when stderr is a terminal."""
+    from tqdm import tqdm  # imported here: most commands never draw a bar
+
     bar = tqdm(
         total=total,
         desc=label,

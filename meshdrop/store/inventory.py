@@ -11,6 +11,7 @@ it computed until the index changes (``PRAGMA data_version``) or a bundle expire
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -54,6 +55,13 @@ class PeerView:
 
     def _take(self, marker: int) -> Snapshot:
         conn = self.store.conn
+        conn.execute("BEGIN")  # one read transaction: every query sees the same commit
+        try:
+            return self._read(conn, marker)
+        finally:
+            conn.execute("COMMIT")
+
+    def _read(self, conn: sqlite3.Connection, marker: int) -> Snapshot:
         states = trustdb.load_states(conn)
         floor = trustdb.clock_floor(conn, states)
         now = max(int(time.time()), floor)

@@ -64,7 +64,7 @@ class PeerClient:
             limit_per_host=self.limits.per_peer,
             local_addr=(self.local_host, 0) if self.local_host else None,
             use_dns_cache=False,
-            keepalive_timeout=30,
+            keepalive_timeout=10,  # under the servers' 15 s, so a reused connection is open
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

@@ -64,7 +64,9 @@ class PeerServer:
         self.record_chunks = record_chunks
         self._total = asyncio.Semaphore(limits.total)
         self._per_remote: dict[str, asyncio.Semaphore] = {}
-        self._scoped: OrderedDict[tuple[int, frozenset[bytes]], Inventory] = OrderedDict()
+        # Keyed by content (digests), not by a store marker: each reader thread has its own
+        # SQLite connection, and their markers are not comparable.
+        self._scoped: OrderedDict[tuple[bytes, bytes, frozenset[bytes]], Inventory] = OrderedDict()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._limit])
@@ -130,7 +132,7 @@ class PeerServer:
             raise web.HTTPBadRequest() from None
         snap = await self.storeio.snapshot()
         scope = frozenset(asked.scope) & frozenset(snap.states)
-        key = (snap.marker, scope)
+        key = (snap.inventory.digest, snap.trust_digest, scope)
         scoped = self._scoped.get(key)
         if scoped is None:
             scoped = await asyncio.to_thread(snap.inventory.restricted, scope)

@@ -25,6 +25,7 @@ from meshdrop.core.keys import Domain, verify
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.sync import (
     MAX_SCOPE,
+    PROTOCOL_VERSION,
     ChunkPlan,
     Entry,
     InventoryRequest,
@@ -43,6 +44,7 @@ from meshdrop.errors import (
     MeshdropError,
     RollbackError,
     SignatureError,
+    StoreError,
     TrustError,
 )
 from meshdrop.store.crashpoints import crash_point
@@ -159,6 +161,10 @@ class Transfer:
                     errors += 1
                     if errors >= engine.limits.worker_errors:
                         return
+                except StoreError as exc:  # this node's disk (full, read-only): stop here
+                    self.plan.failed(ref, peer.key, bad_data=False)
+                    engine.emit({"event": "error", "peer": peer.label, "reason": str(exc)})
+                    return
                 except BaseException:
                     self.plan.failed(ref, peer.key, bad_data=False)
                     raise
@@ -322,6 +328,8 @@ class SyncEngine:
                     hello = await self.client.hello(address)
                 except (PeerUnreachable, PeerMisbehaved, PeerNotFound):
                     continue
+                if hello.protocol != PROTOCOL_VERSION:
+                    continue  # another version of the protocol: not a peer of ours
                 now = time.monotonic()
                 if hello.node in self.book.self_ids:
                     self.book.forget_self(peer)
