@@ -299,20 +299,27 @@ class Store:
         step = BATCH_BYTES // CHUNK_SIZE
         for start in range(0, len(missing), step):
             batch = missing[start : start + step]
-            temps = copy_chunks(source, batch, self._stage_chunk, progress)
-            try:
-                folders |= self.chunks.publish(temps)
-            except OSError as exc:
-                raise StoreError(os_error_message(exc, "storing chunks")) from None
-            crash_point("after-chunk")
+            folders |= self.publish_chunks(copy_chunks(source, batch, self.stage_chunk, progress))
         return folders
 
-    def _stage_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+    def stage_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+        """Like store_chunk, for batches: verify and write the chunk under a temp name,
+        not yet durable. ``publish_chunks`` then makes a whole batch durable and named."""
         verify_chunk(ref, data)
         try:
             return self.chunks.write_temp(ref.digest, data)
         except OSError as exc:
             raise StoreError(os_error_message(exc, "storing a chunk")) from None
+
+    def publish_chunks(self, temps: Iterable[Path]) -> set[Path]:
+        """One file-system sync for a batch of staged chunks, then their names. Returns
+        the folders to pass to commit."""
+        try:
+            folders = self.chunks.publish(temps)
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, "storing chunks")) from None
+        crash_point("after-chunk")
+        return folders
 
     def import_file(self, path: Path, progress: Progress | None = None) -> ImportResult:
         with open_bundle_file(path) as source:
