@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from tqdm import tqdm
 
 from meshdrop.cli.common import emit_json, human_size, open_store, printable
 from meshdrop.errors import MeshdropError, UsageError
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from meshdrop.store.store import Store
     from meshdrop.transports.courier.exporter import ExportOptions
 
@@ -52,6 +53,8 @@ class CourierBar:
 
     def start(self, total_bytes: int, total_items: int) -> None:
         self.items = total_items
+        from tqdm import tqdm  # imported here: most commands never draw a bar
+
         self.bar = tqdm(
             total=total_bytes,
             desc=self._label(),

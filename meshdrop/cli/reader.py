@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from meshdrop.cli.common import home_path
@@ -33,6 +31,8 @@ def read(ctx: click.Context, bind: str, port: int) -> None:
 
     Prints the address to open. Only verified, current bundles are shown; nothing is
     logged about who read what."""
+    import asyncio
+
     from meshdrop.reader.serve import serve
 
     asyncio.run(serve(home_path(ctx), bind, port, announce=click.echo))
