@@ -9,6 +9,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -297,9 +298,31 @@ class Store:
             return copy_chunks(source, missing, self.store_chunk, progress)
         folders: set[Path] = set()
         step = BATCH_BYTES // CHUNK_SIZE
-        for start in range(0, len(missing), step):
-            batch = missing[start : start + step]
-            folders |= self.publish_chunks(copy_chunks(source, batch, self.stage_chunk, progress))
+        # Each batch syncs on a thread of its own while the next one is being copied.
+        written: list[Path] = []  # list.append is atomic: safe from the copy threads
+
+        def stage(ref: ChunkRef, data: bytes) -> Path:
+            temp = self.stage_chunk(ref, data)
+            written.append(temp)
+            return temp
+
+        with ThreadPoolExecutor(1, thread_name_prefix="publish") as syncer:
+            published: list[Future[set[Path]]] = []
+            try:
+                for start in range(0, len(missing), step):
+                    batch = missing[start : start + step]
+                    temps = copy_chunks(source, batch, stage, progress)
+                    published.append(syncer.submit(self.publish_chunks, temps))
+                for done in published:
+                    folders |= done.result()
+            except BaseException:
+                for future in published:
+                    future.cancel()
+                    with contextlib.suppress(BaseException):
+                        future.result()
+                for temp in written:  # a refused batch leaves no temp files behind
+                    temp.unlink(missing_ok=True)
+                raise
         return folders
 
     def stage_chunk(self, ref: ChunkRef, data: bytes) -> Path:

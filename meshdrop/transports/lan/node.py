@@ -59,7 +59,6 @@ class NodeConfig:
     server: ServerLimits = field(default_factory=ServerLimits)
     sync: SyncLimits = field(default_factory=SyncLimits)
     probe_interval: float = 30.0
-    record_chunks: bool = False  # keep the digests of chunks served (tests, benchmarks)
     background: tuple[Callable[[], Awaitable[None]], ...] = field(default=())
 
 
@@ -174,8 +173,6 @@ class Node:
             },
             **self.engine.status(),
         }
-        if self.config.record_chunks:
-            info["served"]["chunk_digests"] = [d.hex() for d in stats.chunk_digests]
         return info
 
     # Life cycle
@@ -185,7 +182,7 @@ class Node:
         _refuse_second_node(self._node_file)
         quiet_server()
         self.storeio = StoreIO(config.home)
-        self.server = PeerServer(self.storeio, self.node_id, config.server, config.record_chunks)
+        self.server = PeerServer(self.storeio, self.node_id, config.server)
         app = make_node_app(self.server.app(), self._status_app(), self.extra_apps, self.hook)
         self.runner = web.AppRunner(
             app, access_log=None, handle_signals=False, keepalive_timeout=15, shutdown_timeout=2
@@ -204,12 +201,9 @@ class Node:
             ) from None
         self.port = int(self.runner.addresses[0][1])
         self.urls = self._advertised_urls()
-        atomic_write(
-            self._node_file,
-            json.dumps(
-                {"pid": os.getpid(), "url": _local_url(config.bind, self.port), "token": self.token}
-            ).encode(),
-            mode=0o600,
+        about = {"pid": os.getpid(), "url": _local_url(config.bind, self.port), "token": self.token}
+        await asyncio.to_thread(
+            atomic_write, self._node_file, json.dumps(about).encode(), mode=0o600
         )
         local = None if is_wildcard(config.bind) else config.bind
         self.client = PeerClient(config.client, local_host=local)

@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -44,7 +44,6 @@ class ServerStats:
     chunks: int = 0
     envelopes: int = 0
     bytes_sent: int = 0
-    chunk_digests: list[bytes] = field(default_factory=list)  # only when recording
 
 
 class PeerServer:
@@ -55,13 +54,11 @@ class PeerServer:
         storeio: StoreIO,
         node_id: bytes,
         limits: ServerLimits = ServerLimits(),
-        record_chunks: bool = False,
     ) -> None:
         self.storeio = storeio
         self.node_id = node_id
         self.limits = limits
         self.stats = ServerStats()
-        self.record_chunks = record_chunks
         self._total = asyncio.Semaphore(limits.total)
         self._per_remote: dict[str, asyncio.Semaphore] = {}
         # Keyed by content (digests), not by a store marker: each reader thread has its own
@@ -162,8 +159,6 @@ class PeerServer:
             raise web.HTTPNotFound()
         self.stats.chunks += 1
         self.stats.bytes_sent += len(data)
-        if self.record_chunks:
-            self.stats.chunk_digests.append(digest)
         return web.Response(body=data, content_type=OCTETS)
 
     async def publisher(self, request: web.Request) -> web.Response:

@@ -406,7 +406,8 @@ class SyncEngine:
         walk = Reconciler(snap.inventory)
         while not walk.done:
             request = InventoryRequest(scope, tuple(walk.next_prefixes()))
-            walk.feed(await self.client.inventory(address, request))
+            answer = await self.client.inventory(address, request)
+            await asyncio.to_thread(walk.feed, answer)  # pure, but O(inventory) at first
         wants = decide_wants(
             walk.offered,
             snap.known_versions,
@@ -520,7 +521,9 @@ class SyncEngine:
         assert peer.address is not None
         data = await self.client.envelope(peer.address, entry.digest)
         try:
-            envelope = parse_envelope(data, f"an envelope from {peer.label}")
+            envelope = await asyncio.to_thread(
+                parse_envelope, data, f"an envelope from {peer.label}"
+            )
         except (FormatError, TypeError, ValueError) as exc:
             raise PeerMisbehaved(str(exc)) from None
         if hashlib.sha256(envelope.manifest_bytes).digest() != entry.digest:
@@ -529,7 +532,9 @@ class SyncEngine:
             accepted = await self.storeio.accept(envelope)
         except (FormatError, SignatureError, TrustError, RollbackError) as exc:
             outcome.refused += 1
-            if not isinstance(exc, RollbackError) and forged(envelope, states):
+            if not isinstance(exc, RollbackError) and await asyncio.to_thread(
+                forged, envelope, states
+            ):
                 # The peer's fault, not the manifest's: an honest peer may offer the same
                 # manifest hash with a good envelope, so nothing is remembered about it.
                 self.penalise(peer, str(exc))
