@@ -10,10 +10,11 @@ import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
-from lankit import Nodes, wait_until
+from lankit import NodeProc, Nodes, wait_until
 
 from conftest import make_publisher, pack, run_meshdrop, write_tree
 from meshdrop.transports.courier.layout import COURIER_FOLDER, publisher_file_name
@@ -48,6 +49,18 @@ def record_version(home: Path, fingerprint: str) -> int:
     return version
 
 
+def meets_others(node: NodeProc) -> bool:
+    return len(node.alive_peers()) >= 2
+
+
+def has_version(home: Path, fingerprint: str, version: int) -> bool:
+    return record_version(home, fingerprint) == version
+
+
+def answers(url: str, status: int) -> bool:
+    return status_of(url) == status
+
+
 def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
     tmp_path: Path, nodes: Nodes
 ) -> None:
@@ -71,7 +84,7 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
         run_meshdrop("--home", home, "import", "--quiet", news, notice, check=True)
     running = [nodes.start(home) for home in homes]
     for node in running:
-        wait_until(lambda node=node: len(node.alive_peers()) >= 2, what="three nodes meeting")
+        wait_until(partial(meets_others, node), what="three nodes meeting")
         assert status_of(f"http://{node.address}/b/{key}/notice/") == 200
         assert status_of(f"http://{node.address}/b/{key}/news/") == 200
 
@@ -90,11 +103,10 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
     # Over Wi-Fi (loopback here) B and C learn it from A, and every reader drops "notice".
     for home, node in zip(homes, running, strict=True):
         wait_until(
-            lambda home=home: record_version(home, fingerprint) == 3,
-            what=f"the revocation reaching {home.name}",
+            partial(has_version, home, fingerprint, 3), what=f"the revocation reaching {home.name}"
         )
         wait_until(
-            lambda node=node: status_of(f"http://{node.address}/b/{key}/notice/") == 404,
+            partial(answers, f"http://{node.address}/b/{key}/notice/", 404),
             what=f"{home.name}'s reader dropping the withdrawn bundle",
         )
         assert status_of(f"http://{node.address}/b/{key}/news/") == 200
