@@ -296,3 +296,22 @@ def test_the_node_serves_the_reader_on_the_same_port(
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"http://{peers_only.address}/", timeout=10)
     assert missing.value.code == 404
+
+
+def test_a_node_without_room_refuses_before_fetching_anything(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    bundle = pack(publisher, write_tree(tmp_path / "s", {"a": b"x" * 5000}), tmp_path / "b.mdrop",
+                  "news")  # fmt: skip
+    source = nodes.start(holding(trusting(tmp_path / "a", publisher), bundle), "--no-discovery")
+    full = nodes.start(
+        trusting(tmp_path / "b", publisher),
+        "--no-discovery",
+        "--peer",
+        source.address,
+        env={"MESHDROP_MIN_FREE": str(10**18)},  # as if the disk were full
+    )
+    refused = full.wait_event(lambda e: e["event"] == "refused", what="the refusal")
+    assert "free disk space" in refused["reason"]
+    assert names(tmp_path / "b") == {}
+    assert source.status()["served"]["chunks"] == 0

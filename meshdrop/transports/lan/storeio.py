@@ -98,6 +98,9 @@ class StoreIO:
     async def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
         return await self._run(self._write, lambda: self._store().missing_chunks(verified))
 
+    async def check_free_space(self, needed: int, name: str) -> None:
+        await self._run(self._data, lambda: self._chunks.check_free_space(needed, name))
+
     async def store_chunk(self, ref: ChunkRef, data: bytes) -> Path:
         return await self._run(self._data, lambda: self._chunks.store_chunk(ref, data))
 

@@ -479,6 +479,14 @@ class SyncEngine:
             if verified is None:
                 return
             missing = await self.storeio.missing_chunks(verified)
+            try:  # refuse before fetching what could never be stored (a full disk)
+                await self.storeio.check_free_space(
+                    sum(r.size for r in missing), verified.manifest.name
+                )
+            except StoreError as exc:
+                outcome.complete = False
+                self.emit({"event": "refused", "peer": peer.label, "reason": str(exc)})
+                return
             transfer = self.transfers.get(entry.digest)  # another peer may have begun it
             if transfer is None:
                 transfer = self.transfers[entry.digest] = Transfer(
