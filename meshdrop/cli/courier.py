@@ -211,7 +211,7 @@ def run_export(
     return not summary.failed
 
 
-def _export_options(
+def export_options(
     publishers: tuple[str, ...],
     names: tuple[str, ...],
     max_bytes: str | None,
@@ -276,7 +276,7 @@ def export(
     cut-short copies are written again. What does not fit goes last: the publisher's
     priority, then the newest, decide; what the want file on the stick says the next node
     lacks goes first. Bundles of 4 GiB and more are split into parts that fit FAT32."""
-    options = _export_options(publishers, names, max_bytes, reserve, part_size, check)
+    options = export_options(publishers, names, max_bytes, reserve, part_size, check)
     folder = _courier_folder(dest)
     with open_store(ctx) as store:
         ok = run_export(store, folder, options, as_json, quiet)
@@ -366,7 +366,7 @@ def watch(
     it is allowed with --allow-drive. Looks every --interval seconds (polling)."""
     from meshdrop.transports.courier.watch import Watcher, default_roots
 
-    options = _export_options((), (), max_bytes, reserve, part_size, False)
+    options = export_options((), (), max_bytes, reserve, part_size, False)
     if interval < 0.1:
         raise UsageError("--interval must be at least 0.1 seconds")
     watcher = Watcher(list(roots) or default_roots(), allowed)
@@ -374,14 +374,14 @@ def watch(
     with open_store(ctx) as store:
         while True:
             for drive in watcher.poll():
-                ok = _handle_drive(store, drive.path, drive.courier, options, as_json, quiet) and ok
+                ok = handle_drive(store, drive.path, drive.courier, options, as_json, quiet) and ok
             if once:
                 break
             time.sleep(interval)
     ctx.exit(0 if ok else 1)
 
 
-def _handle_drive(
+def handle_drive(
     store: Store,
     drive: Path,
     courier: Path | None,

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,8 @@ from meshdrop.cli.common import emit_json, home_path, human_size, printable
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from meshdrop.transports.courier.exporter import ExportOptions
 
 
 def register(cli: click.Group) -> None:
@@ -118,6 +119,25 @@ def describe(event: dict[str, Any]) -> str | None:
     is_flag=True,
     help="Serve peers only, not the reader's pages for phone browsers.",
 )
+@click.option(
+    "--watch-root",
+    "watch_roots",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Where sticks appear, for the stick watcher (repeatable; default /media, "
+    "/run/media, /mnt and, under Termux, /storage).",
+)
+@click.option("--no-watch", is_flag=True, help="Do not watch for sticks and SD cards.")
+@click.option(
+    "--allow-drive",
+    "allowed",
+    multiple=True,
+    help="Also fill this drive (a label or path) although it has no courier folder.",
+)
+@click.option("--stick-max-bytes", help="Most the bundles may take on a stick, e.g. 8G.")
+@click.option(
+    "--stick-reserve", default="16M", show_default=True, help="Free space to leave on a stick."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, for scripts.")
 @click.pass_context
 def node(
@@ -127,6 +147,11 @@ def node(
     peers: tuple[str, ...],
     no_discovery: bool,
     no_reader: bool,
+    watch_roots: tuple[Path, ...],
+    no_watch: bool,
+    allowed: tuple[str, ...],
+    stick_max_bytes: str | None,
+    stick_reserve: str,
     as_json: bool,
 ) -> None:
     """Run this node on the local network until Ctrl-C (or SIGTERM): find other nodes
@@ -135,21 +160,66 @@ def node(
     browsers on the same address.
 
     Prints where it listens and a line per sync. Bundles arrive only when every byte
-    verified; an interrupted transfer resumes where it stopped, from any peer."""
+    verified; an interrupted transfer resumes where it stopped, from any peer. It also
+    runs the stick watcher (see 'meshdrop watch'): a stick with a courier folder that
+    appears under a watched folder is imported from, then topped up."""
+    from meshdrop.cli.courier import export_options
     from meshdrop.transports.lan.node import Node, NodeConfig, parse_peer
 
     home = home_path(ctx)
+    background: tuple[Callable[[], Awaitable[None]], ...] = ()
+    if not no_watch:
+        options = export_options((), (), stick_max_bytes, stick_reserve, None, False)
+        background = (_stick_watcher(home, watch_roots, allowed, options, as_json),)
     config = NodeConfig(
         home=home,
         bind=_check_bind(bind),
         port=port,
         peers=tuple(parse_peer(p) for p in peers),
         discovery=not no_discovery,
+        background=background,
     )
     urls: list[str] = []
     hook = None if no_reader else _reader_hook(home, urls)
     node = Node(config, _say(as_json, urls, reader=hook is not None), hook=hook)
+    import asyncio
+
     asyncio.run(_run(node))
+
+
+STICK_INTERVAL = 5.0  # seconds between looks for sticks
+
+
+def _stick_watcher(
+    home: Path,
+    roots: tuple[Path, ...],
+    allowed: tuple[str, ...],
+    options: ExportOptions,
+    as_json: bool,
+) -> Callable[[], Awaitable[None]]:
+    """The node's stick watcher: the same work as 'meshdrop watch', on a thread of its
+    own (imports and exports block), every STICK_INTERVAL seconds."""
+    from meshdrop.cli.courier import handle_drive
+    from meshdrop.store.store import Store
+    from meshdrop.transports.courier.watch import Watcher, default_roots
+
+    watcher = Watcher(list(roots) or default_roots(), allowed)
+
+    def look() -> None:
+        drives = watcher.poll()
+        if drives:
+            with Store(home) as store:
+                for drive in drives:
+                    handle_drive(store, drive.path, drive.courier, options, as_json, True)
+
+    async def job() -> None:
+        import asyncio
+
+        while True:
+            await asyncio.to_thread(look)
+            await asyncio.sleep(STICK_INTERVAL)
+
+    return job
 
 
 def _reader_hook(home: Path, urls: list[str]) -> Callable[[web.Application], None]:
@@ -186,6 +256,8 @@ def _check_bind(bind: str) -> str:
 
 
 async def _run(node: Any) -> None:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -198,6 +270,8 @@ async def _run(node: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Ask the node running for this home what it is doing: peers, transfers, totals."""
+    import asyncio
+
     from meshdrop.transports.lan.node import ask_status
 
     info = asyncio.run(ask_status(home_path(ctx)))

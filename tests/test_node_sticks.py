@@ -1,0 +1,97 @@
+"""The node runs the stick watcher: a stick with a courier folder that appears while the
+node runs is imported from, then topped up with what the node has and the stick lacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from lankit import Nodes, wait_until
+
+from conftest import Publisher, list_json, pack, run_meshdrop, write_tree
+from meshdrop.transports.courier.layout import COURIER_FOLDER
+
+
+@pytest.fixture
+def nodes() -> Iterator[Nodes]:
+    started = Nodes()
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def listed_names(home: Path) -> set[str]:
+    return {str(b["name"]) for b in list_json(home)}
+
+
+def stick_files(stick: Path) -> set[str]:
+    return {p.name for p in (stick / COURIER_FOLDER).iterdir()} if stick.exists() else set()
+
+
+def has_name(home: Path, name: str) -> bool:
+    return name in listed_names(home)
+
+
+def stick_holds(stick: Path, prefix: str) -> bool:
+    return any(name.startswith(prefix) for name in stick_files(stick))
+
+
+def test_node_imports_from_and_tops_up_a_stick_that_appears(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    news = pack(
+        publisher, write_tree(tmp_path / "n", {"a.txt": b"news"}), tmp_path / "n.mdrop", "news"
+    )
+    guide = pack(
+        publisher, write_tree(tmp_path / "g", {"a.txt": b"guide"}), tmp_path / "g.mdrop", "guide"
+    )
+    # Elsewhere, a node that holds "news" fills a stick.
+    other = tmp_path / "other"
+    run_meshdrop("--home", other, "trust", "add", publisher.pub, check=True)
+    run_meshdrop("--home", other, "import", "--quiet", news, check=True)
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    run_meshdrop("--home", other, "export", carried, "--quiet", check=True)
+    # Here, a running node that holds "guide" watches a folder where sticks appear.
+    home = tmp_path / "node"
+    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    run_meshdrop("--home", home, "import", "--quiet", guide, check=True)
+    media = tmp_path / "media"
+    media.mkdir()
+    nodes.start(home, "--watch-root", str(media), "--no-discovery")
+    stick = media / "stick"
+    carried.rename(stick)  # the stick is plugged in
+    wait_until(partial(has_name, home, "news"), what="the node importing from the stick")
+    wait_until(partial(stick_holds, stick, "guide-"), what="the node topping the stick up")
+    assert listed_names(home) == {"news", "guide"}
+    # The stick, carried on, brings both to a third node.
+    third = tmp_path / "third"
+    run_meshdrop("--home", third, "trust", "add", publisher.pub, check=True)
+    result = run_meshdrop("--home", third, "import", stick, "--json", check=True)
+    outcomes = [json.loads(line) for line in result.out.splitlines()]
+    assert listed_names(third) == {"news", "guide"}, outcomes
+
+
+def test_node_leaves_a_drive_without_a_courier_folder_alone(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    home = tmp_path / "node"
+    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    guide = pack(
+        publisher, write_tree(tmp_path / "g", {"a.txt": b"guide"}), tmp_path / "g.mdrop", "guide"
+    )
+    run_meshdrop("--home", home, "import", "--quiet", guide, check=True)
+    media = tmp_path / "media"
+    (media / "camera-card" / "DCIM").mkdir(parents=True)
+    node = nodes.start(home, "--watch-root", str(media), "--no-discovery")
+    # Wait for a stick watcher pass to have happened: a marker stick with a courier
+    # folder, plugged in after the camera card, gets topped up.
+    marker = media / "marker" / COURIER_FOLDER
+    marker.mkdir(parents=True)
+    wait_until(partial(stick_holds, marker.parent, "guide-"), what="a watcher pass")
+    assert sorted(p.name for p in (media / "camera-card").iterdir()) == ["DCIM"]
+    assert node.proc.poll() is None
