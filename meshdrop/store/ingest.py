@@ -16,7 +16,7 @@ from meshdrop.store.bundlefile import BundleFile
 
 Progress = Callable[[int], None]
 ChunkSink = Callable[[ChunkRef, bytes], Path]
-WORKERS = max(2, os.cpu_count() or 2)
+WORKERS = 2 * max(2, os.cpu_count() or 2)  # twice the cores: writes wait on the disk
 
 
 def verify_only(ref: ChunkRef, data: bytes) -> Path:

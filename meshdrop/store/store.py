@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,7 +17,6 @@ from pathlib import Path
 from meshdrop.core.bundle import Envelope, parse_envelope, parse_publisher_file
 from meshdrop.core.keys import parse_fingerprint
 from meshdrop.core.manifest import (
-    CHUNK_SIZE,
     ChunkRef,
     FileEntry,
     Manifest,
@@ -297,22 +297,32 @@ class Store:
         if sum(ref.size for ref in missing) < BATCH_BYTES:
             return copy_chunks(source, missing, self.store_chunk, progress)
         folders: set[Path] = set()
-        step = BATCH_BYTES // CHUNK_SIZE
-        # Each batch syncs on a thread of its own while the next one is being copied.
-        written: list[Path] = []  # list.append is atomic: safe from the copy threads
-
-        def stage(ref: ChunkRef, data: bytes) -> Path:
-            temp = self.stage_chunk(ref, data)
-            written.append(temp)
-            return temp
+        # One continuous copy; every BATCH_BYTES of staged chunks are synced and named on
+        # a thread of their own while copying goes on.
+        written: list[Path] = []
+        batch: list[Path] = []
+        batch_bytes = 0
+        lock = threading.Lock()
+        published: list[Future[set[Path]]] = []
 
         with ThreadPoolExecutor(1, thread_name_prefix="publish") as syncer:
-            published: list[Future[set[Path]]] = []
+
+            def stage(ref: ChunkRef, data: bytes) -> Path:
+                nonlocal batch, batch_bytes
+                temp = self.stage_chunk(ref, data)
+                with lock:
+                    written.append(temp)
+                    batch.append(temp)
+                    batch_bytes += ref.size
+                    if batch_bytes >= BATCH_BYTES:
+                        published.append(syncer.submit(self.publish_chunks, batch))
+                        batch, batch_bytes = [], 0
+                return temp
+
             try:
-                for start in range(0, len(missing), step):
-                    batch = missing[start : start + step]
-                    temps = copy_chunks(source, batch, stage, progress)
-                    published.append(syncer.submit(self.publish_chunks, temps))
+                copy_chunks(source, missing, stage, progress)
+                if batch:
+                    published.append(syncer.submit(self.publish_chunks, batch))
                 for done in published:
                     folders |= done.result()
             except BaseException:
@@ -320,7 +330,7 @@ class Store:
                     future.cancel()
                     with contextlib.suppress(BaseException):
                         future.result()
-                for temp in written:  # a refused batch leaves no temp files behind
+                for temp in written:  # a refused import leaves no temp files behind
                     temp.unlink(missing_ok=True)
                 raise
         return folders
