@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -492,15 +493,63 @@ def bench_memory(maker: Maker, work: Path, size: int) -> list[dict[str, object]]
     with running(source):
         sink = BenchNode(sink_home, "--no-discovery", "--peer", source.address)
         with running(sink):
-            sink.wait(lambda e: e["event"] == "bundle")
+            # Meanwhile a phone reads the syncing node's home page, again and again.
+            during = HomePageTimer(f"http://{sink.address}/")
+            with during:
+                sink.wait(lambda e: e["event"] == "bundle")
             peak, served_peak = sink.peak_rss_mb(), source.peak_rss_mb()
+            idle = HomePageTimer(f"http://{sink.address}/")
+            with idle:
+                time.sleep(3)
     shutil.rmtree(source_home)
     shutil.rmtree(sink_home)
     label = f"peak memory of a node syncing a {size // MIB} MiB bundle"
+    p99_sync, p99_idle = during.p99(), idle.p99()
     return [
         row(label, peak, "MB", None, None, f"< {MEMORY_TARGET_MB} MB"),
         row(f"{label} (the node serving it)", served_peak, "MB", None, None, ""),
+        row(
+            f"reader home page p99 on the node while it syncs ({len(during.times)} requests)",
+            p99_sync,
+            "ms",
+            p99_idle,
+            p99_sync / p99_idle if p99_idle else None,
+            "< 100 ms (baseline: p99 idle)",
+        ),
     ]
+
+
+class HomePageTimer:
+    """Times GETs of a page, one after another with a short pause, on a thread, for as
+    long as the with-block lasts (bounded: at most MAX_READS requests)."""
+
+    MAX_READS = 20_000
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and len(self.times) < self.MAX_READS:
+            start = time.perf_counter()
+            with urllib.request.urlopen(self.url, timeout=30) as reply:
+                reply.read()
+            self.times.append((time.perf_counter() - start) * 1000)
+            time.sleep(0.005)
+
+    def __enter__(self) -> HomePageTimer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def p99(self) -> float:
+        ordered = sorted(self.times) or [0.0]
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
