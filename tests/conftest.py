@@ -4,6 +4,7 @@ bundles packed from small folders, and node homes."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,3 +144,30 @@ def list_json(home: Path) -> list[dict[str, object]]:
 
     result = run_meshdrop("--home", home, "ls", "--json", check=True)
     return [json.loads(line) for line in result.out.splitlines() if line.strip()]
+
+
+# Looking at a store from outside
+
+CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def chunk_folders(home: Path) -> list[Path]:
+    """The chunks/xx folders that exist (they are made when a first chunk needs one)."""
+    root = home / "chunks"
+    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+
+
+def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
+    """Every complete chunk file in the store: hex digest -> (inode, mtime in ns)."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder in chunk_folders(home):
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if CHUNK_NAME.fullmatch(entry.name):
+                    info = entry.stat(follow_symlinks=False)
+                    found[entry.name] = (info.st_ino, info.st_mtime_ns)
+    return found
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}

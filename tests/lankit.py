@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import signal
 import subprocess
 import threading
@@ -18,27 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from conftest import meshdrop_executable
+from conftest import chunk_files, meshdrop_executable, read_tree
+
+__all__ = ["NodeProc", "Nodes", "chunk_files", "read_tree", "wait_until"]
 
 WAIT = 60.0  # seconds: the bound on every wait for a node to do something
-CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
-
-
-def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
-    """Every complete chunk file in a store: hex digest -> (inode, mtime in ns)."""
-    found: dict[str, tuple[int, int]] = {}
-    root = home / "chunks"
-    for folder in root.iterdir() if root.is_dir() else []:
-        if folder.is_dir():
-            for entry in os.scandir(folder):
-                if CHUNK_NAME.fullmatch(entry.name):
-                    info = entry.stat(follow_symlinks=False)
-                    found[entry.name] = (info.st_ino, info.st_mtime_ns)
-    return found
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def wait_until(check: Callable[[], Any], timeout: float = WAIT, what: str = "") -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -20,10 +19,13 @@ import pytest
 
 from conftest import (
     Publisher,
+    chunk_files,
+    chunk_folders,
     list_json,
     make_publisher,
     meshdrop_executable,
     pack,
+    read_tree,
     run_meshdrop,
     write_tree,
 )
@@ -32,7 +34,6 @@ from meshdrop.store.crashpoints import ENV as CRASH_ENV
 
 MiB = 1024 * 1024
 KILLED = -signal.SIGKILL
-CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
 TEMP_PREFIX = ".tmp-"
 WATCH_TIMEOUT = 60.0  # seconds: a bound on every loop that waits for the importer
 SLICE = 0.002  # seconds the importer runs between two looks at its chunk files
@@ -103,24 +104,6 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 # Looking at the store from outside
 
 
-def chunk_folders(home: Path) -> list[Path]:
-    """The chunks/xx folders that exist (they are made when a first chunk needs one)."""
-    root = home / "chunks"
-    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-
-
-def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
-    """Every complete chunk file in the store: hex digest -> (inode, mtime in ns)."""
-    found: dict[str, tuple[int, int]] = {}
-    for folder in chunk_folders(home):
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if CHUNK_NAME.fullmatch(entry.name):
-                    info = entry.stat(follow_symlinks=False)
-                    found[entry.name] = (info.st_ino, info.st_mtime_ns)
-    return found
-
-
 def temp_files(home: Path) -> list[Path]:
     return [
         folder / name
@@ -128,10 +111,6 @@ def temp_files(home: Path) -> list[Path]:
         for name in os.listdir(folder)
         if name.startswith(TEMP_PREFIX)
     ]
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def fsck_json(home: Path, *extra: str) -> tuple[int, dict[str, object]]:

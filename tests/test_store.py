@@ -8,7 +8,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -22,8 +21,10 @@ from conftest import (
     Publisher,
     Result,
     assert_clean_error,
+    chunk_files,
     list_json,
     meshdrop_executable,
+    read_tree,
     write_tree,
 )
 from meshdrop.core.manifest import CHUNK_SIZE
@@ -33,7 +34,6 @@ from meshdrop.publish.pack import pack_folder
 from meshdrop.store.store import Outcome, Store
 
 MiB = 1024 * 1024
-CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
 
 Run = Callable[..., Result]
 NO_SPACE_CHECK = {"MESHDROP_MIN_FREE": str(-(2**40))}
@@ -48,30 +48,8 @@ def digests(data: bytes) -> list[str]:
     ]
 
 
-def chunk_folders(home: Path) -> list[Path]:
-    """The chunks/xx folders that exist (they are made when a first chunk needs one)."""
-    root = home / "chunks"
-    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-
-
-def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
-    """Every complete chunk file in the store: hex digest -> (inode, mtime in ns)."""
-    found: dict[str, tuple[int, int]] = {}
-    for folder in chunk_folders(home):
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if CHUNK_NAME.fullmatch(entry.name):
-                    info = entry.stat(follow_symlinks=False)
-                    found[entry.name] = (info.st_ino, info.st_mtime_ns)
-    return found
-
-
 def chunk_path(home: Path, digest: str) -> Path:
     return home / "chunks" / digest[:2] / digest
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def got(run: Run, home: Path, name: str, out: Path) -> dict[str, bytes]:
