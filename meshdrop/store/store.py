@@ -72,6 +72,7 @@ class Store:
             raise StoreError(os_error_message(exc, f"creating the store in {home}")) from None
         self.conn = db.connect(home / "index.sqlite")
         self._trusted: dict[bytes, PublisherState] | None = None
+        self._trusted_at = -1  # PRAGMA data_version the cache was loaded at
 
     def close(self) -> None:
         self.conn.close()
@@ -88,7 +89,6 @@ class Store:
         fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._trusted = None  # another process may have changed trust meanwhile
             yield
         finally:
             os.close(fd)
@@ -131,8 +131,12 @@ class Store:
     # Trust
 
     def trusted(self) -> dict[bytes, PublisherState]:
-        if self._trusted is None:
+        # data_version changes when another connection (another process) commits, so
+        # the verified chains are reloaded only when something may have changed them.
+        changed = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._trusted is None or changed != self._trusted_at:
             self._trusted = trustdb.load_states(self.conn)
+            self._trusted_at = changed
         return self._trusted
 
     def now(self) -> int:
@@ -225,7 +229,6 @@ class Store:
         """Step 1: verify an envelope against trust, the clock and the rollback marks.
         Returns the verified manifest to fetch data for, or the result if nothing is to
         be done (already had). Raises a MeshdropError saying why it is refused."""
-        self._trusted = None
         verified = verify_envelope(envelope, self.trusted(), self.now())
         return self._check_version(verified) or verified
 
