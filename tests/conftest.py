@@ -152,7 +152,7 @@ CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 def chunk_folders(home: Path) -> list[Path]:
-    """The chunks/xx folders that exist (they are made when a first chunk needs one)."""
+    """The chunks/xx folders that exist (made with the store, or when a chunk needs one)."""
     root = home / "chunks"
     return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
 

@@ -134,7 +134,7 @@ class Manifest:
         return data
 
 
-def verify_chunk(ref: ChunkRef, data: bytes) -> None:
+def verify_chunk(ref: ChunkRef, data: bytes | memoryview) -> None:
     """Raise IntegrityError unless ``data`` is exactly the chunk ``ref`` describes."""
     if len(data) != ref.size or hashlib.sha256(data).digest() != ref.digest:
         raise IntegrityError(

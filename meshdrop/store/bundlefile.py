@@ -11,6 +11,7 @@ from meshdrop.core.bundle import HEADER_SIZE, Envelope, parse_envelope, parse_he
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import FormatError
 from meshdrop.fs import open_regular_file, read_exactly
+from meshdrop.store.bulkio import read_reusable
 
 __all__ = ["BundleFile", "open_bundle_file", "open_regular_file", "read_exactly"]
 
@@ -48,6 +49,11 @@ class BundleFile:
     def read_chunk(self, offset: int, size: int) -> bytes:
         """``size`` bytes at ``offset`` within the data section (short only if truncated)."""
         return os.pread(self.fd, size, self.data_offset + offset)
+
+    def read_chunk_view(self, offset: int, size: int) -> memoryview:
+        """Like ``read_chunk``, into this thread's reusable buffer (see
+        store/bulkio.py): valid until the thread's next read."""
+        return read_reusable(self.fd, self.data_offset + offset, size)
 
 
 def open_bundle_file(path: Path) -> BundleFile:

@@ -1,21 +1,24 @@
 """Writing a stored bundle back out as bytes: from its verified envelope and its chunk
 files, each chunk re-checked against its hash as it is read, so a damaged store never
-spreads damage. The caller chooses the layout (one .mdrop file, or parts); every file is
-written crash-safely (temp name, fsync, rename, fsync of the folder)."""
+spreads damage. The caller chooses the layout (one .mdrop file, or parts) and makes each
+file crash-safely (fs.DurableBatch: temp name, fsync, rename, fsync of the folder)."""
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import queue
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshdrop.core.bundle import encode_header
 from meshdrop.core.manifest import ChunkRef, Manifest, parse_manifest
-from meshdrop.errors import IntegrityError, UsageError
-from meshdrop.fs import atomic_writer
+from meshdrop.errors import IntegrityError, StoreError, UsageError
+from meshdrop.fs import os_error_message
+from meshdrop.store.bulkio import SequentialWriter, new_buffer
 from meshdrop.store.ingest import WORKERS
 from meshdrop.store.models import StoredBundle
 
@@ -70,50 +73,99 @@ def publisher_file(store: Store, fingerprint: str) -> bytes:
     return data
 
 
-def read_chunks(store: Store, item: ExportableBundle, refs: Sequence[ChunkRef]) -> Iterator[bytes]:
-    """The bytes of ``refs`` in order, each re-hashed (on a few threads, reading ahead)."""
+class ChunkReader:
+    """Reads bundles' chunks back out of the store, in order, for writing elsewhere. Each
+    chunk is re-hashed as it is read, on a few threads reading ahead, into buffers that
+    are reused (no allocation per chunk). One per export: use it as a context manager."""
 
-    def read(ref: ChunkRef) -> bytes:
-        data = store.chunks.read(ref.digest)
-        if data is None or len(data) != ref.size:
+    AHEAD = 2 * WORKERS
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="export")
+        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def chunks(self, item: ExportableBundle, refs: Sequence[ChunkRef]) -> Iterator[memoryview]:
+        """The bytes of ``refs`` in order. Each view is valid until the next is asked for."""
+        if len(refs) == 1:  # a small bundle: handing it to a thread costs more
+            buffer, data = self._read(item, refs[0])
+            try:
+                yield data
+            finally:
+                self._release(buffer)
+            return
+        pending: deque[Future[tuple[mmap.mmap, memoryview]]] = deque()
+        current: mmap.mmap | None = None
+        try:
+            for ref in refs:
+                pending.append(self._pool.submit(self._read, item, ref))
+                if len(pending) > self.AHEAD:
+                    self._release(current)
+                    current = None
+                    current, data = pending.popleft().result()
+                    yield data
+            while pending:
+                self._release(current)
+                current = None
+                current, data = pending.popleft().result()
+                yield data
+        finally:
+            self._release(current)
+            for future in pending:
+                if not future.cancel():
+                    with contextlib.suppress(Exception):
+                        self._free.put(future.result()[0])
+
+    def _read(self, item: ExportableBundle, ref: ChunkRef) -> tuple[mmap.mmap, memoryview]:
+        try:
+            buffer = self._free.get_nowait()
+        except queue.Empty:
+            buffer = new_buffer()
+        try:
+            data = self.store.chunks.read_into(ref.digest, ref.size, buffer)
+        except BaseException:
+            self._free.put(buffer)
+            raise
+        if data is None:
+            self._free.put(buffer)
             raise IntegrityError(
                 f"part of {ref.path!r} in {item.bundle.name!r} is missing or damaged in the "
                 "store; run 'meshdrop fsck --repair' and import the bundle again"
             )
-        return data
+        return buffer, data
 
-    pending: deque[Future[bytes]] = deque()
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix="export") as pool:
-        try:
-            for ref in refs:
-                pending.append(pool.submit(read, ref))
-                if len(pending) > 2 * WORKERS:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    def _release(self, buffer: mmap.mmap | None) -> None:
+        if buffer is not None:
+            self._free.put(buffer)
 
 
-def write_bundle_file(
-    store: Store,
+def write_bundle_data(
+    reader: ChunkReader,
     item: ExportableBundle,
-    target: Path,
+    fd: int,
     *,
     head: bytes,
     refs: Sequence[ChunkRef],
     progress: Progress | None = None,
 ) -> int:
-    """Write ``head`` then the data of ``refs`` to ``target`` crash-safely (the old file,
-    if any, stays until the new one is complete and durable). Returns the bytes written."""
-    written = 0
-    with atomic_writer(target) as handle:
-        handle.write(head)
-        written += len(head)
-        for data in read_chunks(store, item, refs):
-            handle.write(data)
+    """Write ``head`` then the data of ``refs`` to ``fd`` (a new file, from its start).
+    Returns the bytes written. The caller makes the file durable and names it
+    (fs.DurableBatch)."""
+    written = len(head)
+    try:
+        out = SequentialWriter(fd)
+        out.write(head)
+        for data in reader.chunks(item, refs):
+            out.write(data)
             written += len(data)
             if progress:
                 progress(len(data))
+    except OSError as exc:
+        raise StoreError(os_error_message(exc, f"writing {item.bundle.name!r}")) from None
     return written

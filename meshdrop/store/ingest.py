@@ -15,11 +15,11 @@ from meshdrop.fs import os_error_message
 from meshdrop.store.bundlefile import BundleFile
 
 Progress = Callable[[int], None]
-ChunkSink = Callable[[ChunkRef, bytes], Path]
+ChunkSink = Callable[[ChunkRef, memoryview], Path]
 WORKERS = 2 * max(2, os.cpu_count() or 2)  # twice the cores: writes wait on the disk
 
 
-def verify_only(ref: ChunkRef, data: bytes) -> Path:
+def verify_only(ref: ChunkRef, data: bytes | memoryview) -> Path:
     verify_chunk(ref, data)
     return Path()
 
@@ -37,7 +37,9 @@ def copy_chunks(
     pending: deque[Future[tuple[Path, int]]] = deque()
 
     def fetch(ref: ChunkRef) -> tuple[Path, int]:
-        return sink(ref, source.read_chunk(ref.offset, ref.size)), ref.size
+        # The bytes live in this thread's reusable buffer until its next read: the sink
+        # verifies and writes them before returning, and keeps no reference.
+        return sink(ref, source.read_chunk_view(ref.offset, ref.size)), ref.size
 
     def finish_oldest() -> None:
         folder, size = pending.popleft().result()

@@ -242,7 +242,7 @@ class Store:
             seen.add(ref.digest)
         return missing
 
-    def store_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+    def store_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
         """Step 2b: verify one chunk of an accepted bundle and store it durably. Returns the
         folder to pass to commit. Raises IntegrityError if the bytes do not match."""
         verify_chunk(ref, data)
@@ -310,7 +310,7 @@ class Store:
 
         with ThreadPoolExecutor(1, thread_name_prefix="publish") as syncer:
 
-            def stage(ref: ChunkRef, data: bytes) -> Path:
+            def stage(ref: ChunkRef, data: bytes | memoryview) -> Path:
                 nonlocal batch, batch_bytes
                 temp = self.stage_chunk(ref, data)
                 with lock:
@@ -338,7 +338,7 @@ class Store:
                 raise
         return folders
 
-    def stage_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+    def stage_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
         """Like store_chunk, for batches: verify and write the chunk under a temp name,
         not yet durable. ``publish_chunks`` then makes a whole batch durable and named."""
         verify_chunk(ref, data)

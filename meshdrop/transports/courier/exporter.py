@@ -24,12 +24,13 @@ from meshdrop.core.bundle import parse_publisher_file
 from meshdrop.core.manifest import parse_manifest, verify_chunk
 from meshdrop.core.trust import advance_state
 from meshdrop.errors import FormatError, MeshdropError, StoreError
-from meshdrop.fs import atomic_write, open_regular_file, read_exactly
+from meshdrop.fs import DurableBatch, atomic_write, open_regular_file, read_exactly
 from meshdrop.store.export import (
+    ChunkReader,
     ExportableBundle,
     load_exportable,
     publisher_file,
-    write_bundle_file,
+    write_bundle_data,
 )
 from meshdrop.store.models import StoredBundle
 from meshdrop.store.store import Store
@@ -51,6 +52,8 @@ from meshdrop.transports.courier.want import Want, read_want
 
 DEFAULT_RESERVE = 16 * 1024 * 1024
 MAX_PUB_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = 64 * 1024 * 1024  # written before each sync: bounds what a pulled stick loses
+BATCH_FILES = 256
 
 
 class Done(Enum):
@@ -260,11 +263,8 @@ class CourierExport:
         plans = self._plan(folder, stick, bundles, summary)
         todo = [p for p in plans if p.done is not Done.ALREADY_THERE]
         self.progress.start(sum(p.size for p in todo), len(todo))
-        for plan in plans:
-            if plan.done is Done.ALREADY_THERE:
-                continue
-            summary.reports.append(self._write(folder, plan, summary))
-            self.progress.bundle_done()
+        with ChunkReader(self.store) as reader:
+            self._write_all(folder, todo, reader, summary)
         return summary
 
     # Choosing
@@ -405,24 +405,76 @@ class CourierExport:
 
     # Writing
 
-    def _write(self, folder: Path, plan: _Plan, summary: ExportSummary) -> ExportReport:
+    def _write_all(
+        self, folder: Path, plans: list[_Plan], reader: ChunkReader, summary: ExportSummary
+    ) -> None:
+        """Write the plans' files in batches (many small bundles, or one big one, per sync).
+        Only once a batch is durable are the copies it supersedes removed: the stick always
+        holds a complete copy of what it held."""
+        batch = DurableBatch()
+        written: list[tuple[_Plan, ExportReport | None]] = []
+        batch_bytes = 0
+        try:
+            for plan in plans:
+                failure = self._write(folder, plan, reader, batch)
+                written.append((plan, failure))
+                batch_bytes += plan.size
+                self.progress.bundle_done()
+                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+                    self._commit(folder, batch, written, summary)
+                    written, batch_bytes = [], 0
+            self._commit(folder, batch, written, summary)
+        finally:
+            batch.abort()  # what is left after an error: temp files only
+
+    def _write(
+        self, folder: Path, plan: _Plan, reader: ChunkReader, batch: DurableBatch
+    ) -> ExportReport | None:
+        """Write the plan's files into the batch; a report if that failed."""
         item = plan.item
         refs = item.manifest.chunk_refs()
-        names = [f[0] for f in plan.files]
+        started: list[int] = []
         try:
             for name, head, start, end in plan.files:
                 if name in plan.keep:
                     continue
-                write_bundle_file(
-                    self.store,
+                fd = batch.create(folder / name)
+                started.append(fd)
+                write_bundle_data(
+                    reader,
                     item,
-                    folder / name,
+                    fd,
                     head=head,
                     refs=refs_in_range(refs, start, end),
                     progress=self.progress.advance,
                 )
         except MeshdropError as exc:
-            return _report(item, Done.FAILED, str(exc), plan.size, names)
+            for fd in started:
+                batch.discard(fd)
+            return _report(item, Done.FAILED, str(exc), plan.size, [f[0] for f in plan.files])
+        return None
+
+    def _commit(
+        self,
+        folder: Path,
+        batch: DurableBatch,
+        written: list[tuple[_Plan, ExportReport | None]],
+        summary: ExportSummary,
+    ) -> None:
+        try:
+            batch.commit()
+        except MeshdropError as exc:
+            for plan, failure in written:
+                names = [f[0] for f in plan.files]
+                summary.reports.append(
+                    failure or _report(plan.item, Done.FAILED, str(exc), plan.size, names)
+                )
+            return
+        for plan, failure in written:
+            summary.reports.append(failure or self._finish(folder, plan, summary))
+
+    def _finish(self, folder: Path, plan: _Plan, summary: ExportSummary) -> ExportReport:
+        names = [f[0] for f in plan.files]
         for name in plan.superseded:
             try:
                 (folder / name).unlink()
@@ -434,7 +486,7 @@ class CourierExport:
         detail = ", ".join(names)
         if plan.done is Done.REPLACED:
             detail += " (removed " + ", ".join(plan.superseded) + ")" if plan.superseded else ""
-        return _report(item, plan.done, detail, plan.size, names)
+        return _report(plan.item, plan.done, detail, plan.size, names)
 
     def _write_publishers(self, folder: Path, fingerprints: list[str]) -> list[str]:
         """Each trusted publisher's verified chain, unless the stick carries a newer valid
