@@ -3,6 +3,7 @@ choose what fits, honour a want file, carry publisher records, and watch for sti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -84,6 +85,39 @@ def test_export_tops_up_and_replaces_superseded_versions(setup: Setup, tmp_path:
     node = setup.fresh_node(tmp_path / "node")
     run_meshdrop("--home", node, "import", stick, "-q", check=True)
     assert listed(node) == {"news": 2, "big": 1, "video": 1, "radio": 1}
+
+
+def test_a_bundle_damaged_in_the_store_fails_alone_and_its_old_copy_stays(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # Export writes many bundles per sync: one that fails half-way (a chunk damaged on
+    # the node's disk) must not cost the others of its batch, must leave no temp file,
+    # and must leave the stick's older version of it in place.
+    source = shutil.copytree(setup.source, tmp_path / "source")
+    stick = setup.fresh_stick(tmp_path / "stick")
+    old_news = setup.files_of(stick, "news")
+    src = write_tree(tmp_path / "news2", {"index.html": b"<h1>news, second edition</h1>"})
+    v2 = pack(setup.publisher, src, tmp_path / "news2.mdrop", "news", "--version", "2")
+    run_meshdrop("--home", source, "import", v2, "-q", check=True)
+    for name in ("video", "radio"):  # written again, alongside the failing bundle
+        for path in setup.files_of(stick, name):
+            path.unlink()
+    chunk = hashlib.sha256(b"<h1>news, second edition</h1>").hexdigest()
+    (source / "chunks" / chunk[:2] / chunk).write_bytes(b"<h1>news, forged  edition</h1>")
+    code, lines, _ = export_json(source, stick, "--part-size", PART_SIZE)
+    assert code != 0
+    assert by_name(lines) == {
+        "news": "failed",
+        "big": "already there",
+        "video": "written",
+        "radio": "written",
+    }
+    assert "damaged in the store" in next(str(x["detail"]) for x in lines if x["name"] == "news")
+    assert all(p.exists() for p in old_news)
+    assert not [p for p in (stick / "meshdrop").iterdir() if p.name.startswith(".tmp-")]
+    node = setup.fresh_node(tmp_path / "node")
+    run_meshdrop("--home", node, "import", stick, "-q", check=True)
+    assert listed(node) == {"news": 1, "big": 1, "video": 1, "radio": 1}
 
 
 def test_max_bytes_and_reserve_choose_by_priority_and_say_what_was_left_out(
