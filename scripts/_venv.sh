@@ -20,5 +20,9 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/setup.cfg" -nt "$STAMP" ] || [ "$ROOT/pyproject
     fi
     touch "$STAMP"
 fi
+# Compiled modules, as an installed package has them: where PYTHONDONTWRITEBYTECODE is set
+# (it is on the CI machines) every meshdrop command would otherwise compile the package
+# again, about 30 ms each. Only changed files are compiled.
+"$VENV/bin/python" -m compileall -q "$ROOT/meshdrop" >/dev/null
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"
