@@ -3,7 +3,9 @@ and storing them in parallel (hashlib and file writes release the GIL)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,3 +63,57 @@ def copy_chunks(
             for future in pending:
                 future.cancel()
     return folders
+
+
+class BatchPublisher:
+    """Makes staged chunks durable a batch at a time, on a thread of its own, while the
+    copying goes on: every ``batch_bytes`` of staged chunks get one file-system sync and
+    their names (``publish``), so a crash loses at most the batches not yet published
+    (temp files, never visible). ``add`` may be called from any thread."""
+
+    def __init__(self, publish: Callable[[list[Path]], set[Path]], batch_bytes: int) -> None:
+        self._publish = publish
+        self._batch_bytes = batch_bytes
+        self._lock = threading.Lock()
+        self._batch: list[Path] = []
+        self._size = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="publish")
+        self._futures: list[Future[set[Path]]] = []
+        self.staged: list[Path] = []  # every temp name handed over
+
+    def add(self, temp: Path, size: int) -> None:
+        with self._lock:
+            self.staged.append(temp)
+            self._batch.append(temp)
+            self._size += size
+            if self._size >= self._batch_bytes:
+                self._submit()
+
+    def finish(self) -> set[Path]:
+        """Publish what is left and wait for every batch; the chunk folders to sync
+        before commit."""
+        with self._lock:
+            batch, self._batch, self._size = self._batch, [], 0
+        try:
+            folders: set[Path] = set()
+            for future in self._futures:
+                folders |= future.result()
+            if batch:  # here: a small bundle's only batch needs no thread
+                folders |= self._publish(batch)
+            return folders
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def abandon(self) -> None:
+        """After a failure: stop publishing, wait for a batch already being published."""
+        for future in self._futures:
+            future.cancel()
+        for future in self._futures:
+            with contextlib.suppress(BaseException):
+                future.result()
+        self._pool.shutdown(wait=True)
+
+    def _submit(self) -> None:
+        if self._batch:
+            self._futures.append(self._pool.submit(self._publish, self._batch))
+            self._batch, self._size = [], 0

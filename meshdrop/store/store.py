@@ -7,10 +7,8 @@ import fcntl
 import hashlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from meshdrop.store import db, search, trustdb
 from meshdrop.store.bundlefile import BundleFile, open_bundle_file
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
-from meshdrop.store.ingest import Progress, copy_chunks
+from meshdrop.store.ingest import BatchPublisher, Progress, copy_chunks
 from meshdrop.store.models import (
     FsckReport,
     ImportResult,
@@ -299,44 +297,23 @@ class Store:
         one batch of copying."""
         if sum(ref.size for ref in missing) < BATCH_BYTES:
             return copy_chunks(source, missing, self.store_chunk, progress)
-        folders: set[Path] = set()
         # One continuous copy; every BATCH_BYTES of staged chunks are synced and named on
         # a thread of their own while copying goes on.
-        written: list[Path] = []
-        batch: list[Path] = []
-        batch_bytes = 0
-        lock = threading.Lock()
-        published: list[Future[set[Path]]] = []
+        batches = BatchPublisher(self.publish_chunks, BATCH_BYTES)
 
-        with ThreadPoolExecutor(1, thread_name_prefix="publish") as syncer:
+        def stage(ref: ChunkRef, data: bytes | memoryview) -> Path:
+            temp = self.stage_chunk(ref, data)
+            batches.add(temp, ref.size)
+            return temp
 
-            def stage(ref: ChunkRef, data: bytes | memoryview) -> Path:
-                nonlocal batch, batch_bytes
-                temp = self.stage_chunk(ref, data)
-                with lock:
-                    written.append(temp)
-                    batch.append(temp)
-                    batch_bytes += ref.size
-                    if batch_bytes >= BATCH_BYTES:
-                        published.append(syncer.submit(self.publish_chunks, batch))
-                        batch, batch_bytes = [], 0
-                return temp
-
-            try:
-                copy_chunks(source, missing, stage, progress)
-                if batch:
-                    published.append(syncer.submit(self.publish_chunks, batch))
-                for done in published:
-                    folders |= done.result()
-            except BaseException:
-                for future in published:
-                    future.cancel()
-                    with contextlib.suppress(BaseException):
-                        future.result()
-                for temp in written:  # a refused import leaves no temp files behind
-                    temp.unlink(missing_ok=True)
-                raise
-        return folders
+        try:
+            copy_chunks(source, missing, stage, progress)
+            return batches.finish()
+        except BaseException:
+            batches.abandon()
+            for temp in batches.staged:  # a refused import leaves no temp files behind
+                temp.unlink(missing_ok=True)
+            raise
 
     def stage_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
         """Like store_chunk, for batches: verify and write the chunk under a temp name,

@@ -30,6 +30,7 @@ from meshdrop.errors import (
 )
 from meshdrop.fs import read_small_file
 from meshdrop.store import staging
+from meshdrop.store.ingest import BatchPublisher
 from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import BATCH_BYTES, MissingChunksError, Store
 from meshdrop.transports.courier.parts import refs_in_range
@@ -293,7 +294,7 @@ class CourierImport:
 
         def work(ref: ChunkRef) -> tuple[Path | None, str]:
             try:
-                data = source.read_chunk(ref, start)
+                data = source.read_chunk_view(ref, start)  # this thread's buffer
             except OSError:
                 return None, "unreadable"
             try:
@@ -302,26 +303,13 @@ class CourierImport:
                 return None, "damaged"
 
         pending: deque[tuple[Future[tuple[Path | None, str]], int]] = deque()
-        # Verified chunks are written unsynced and made durable a batch at a time with one
-        # file-system sync (far cheaper than a sync per 1 MiB chunk).
-        staged: list[Path] = []
-        staged_bytes = 0
-
-        def publish() -> None:
-            nonlocal staged_bytes
-            copied.folders |= self.store.publish_chunks(staged)
-            staged.clear()
-            staged_bytes = 0
+        batches = BatchPublisher(self.store.publish_chunks, BATCH_BYTES)
 
         def finish_oldest() -> None:
-            nonlocal staged_bytes
             future, size = pending.popleft()
             temp, problem = future.result()
             if temp is not None:
-                staged.append(temp)
-                staged_bytes += size
-                if staged_bytes >= BATCH_BYTES:
-                    publish()
+                batches.add(temp, size)
             elif problem == "damaged":
                 copied.damaged += 1
             else:
@@ -336,11 +324,11 @@ class CourierImport:
                     finish_oldest()
             while pending:
                 finish_oldest()
-            if staged:
-                publish()
+            copied.folders |= batches.finish()
         except StoreError:
             for future, _ in pending:
                 future.cancel()
+            batches.abandon()
             raise
         return copied
 

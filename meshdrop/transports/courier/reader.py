@@ -11,6 +11,7 @@ from meshdrop.core.bundle import HEADER_SIZE, MAGIC, Envelope, parse_envelope, p
 from meshdrop.core.manifest import ChunkRef, Manifest
 from meshdrop.errors import FormatError
 from meshdrop.fs import open_regular_file, read_exactly
+from meshdrop.store.bulkio import read_reusable
 from meshdrop.transports.courier.parts import (
     PART_HEADER_SIZE,
     PART_MAGIC,
@@ -62,6 +63,11 @@ class CourierFile:
 
     def read_chunk(self, ref: ChunkRef, start: int) -> bytes:
         return os.pread(self.fd, ref.size, self.head_size + ref.offset - start)
+
+    def read_chunk_view(self, ref: ChunkRef, start: int) -> memoryview:
+        """Like ``read_chunk``, into this thread's reusable buffer (store/bulkio.py):
+        valid until the thread's next read."""
+        return read_reusable(self.fd, self.head_size + ref.offset - start, ref.size)
 
 
 def open_courier_file(path: Path) -> CourierFile:
