@@ -63,13 +63,22 @@ def test_export_writes_a_fat_safe_courier_folder_that_a_fresh_node_imports_byte_
         assert_bundle_bytes(node, name, tmp_path / name)
 
 
-def test_export_tops_up_and_replaces_superseded_versions(setup: Setup, tmp_path: Path) -> None:
+NEWS_V2 = b"<h1>news, second edition</h1>"
+
+
+def with_news_v2(setup: Setup, tmp_path: Path) -> tuple[Path, Path, list[Path]]:
+    """A copy of the source node that also holds news v2, a copy of the stick (news v1),
+    and the stick's news v1 files."""
     source = shutil.copytree(setup.source, tmp_path / "source")
     stick = setup.fresh_stick(tmp_path / "stick")
-    old_news = setup.files_of(stick, "news")
-    src = write_tree(tmp_path / "news2", {"index.html": b"<h1>news, second edition</h1>"})
+    src = write_tree(tmp_path / "news2", {"index.html": NEWS_V2})
     v2 = pack(setup.publisher, src, tmp_path / "news2.mdrop", "news", "--version", "2")
     run_meshdrop("--home", source, "import", v2, "-q", check=True)
+    return source, stick, setup.files_of(stick, "news")
+
+
+def test_export_tops_up_and_replaces_superseded_versions(setup: Setup, tmp_path: Path) -> None:
+    source, stick, old_news = with_news_v2(setup, tmp_path)
     code, lines, summary = export_json(source, stick, "--part-size", PART_SIZE)
     assert code == 0
     assert by_name(lines) == {
@@ -93,16 +102,11 @@ def test_a_bundle_damaged_in_the_store_fails_alone_and_its_old_copy_stays(
     # Export writes many bundles per sync: one that fails half-way (a chunk damaged on
     # the node's disk) must not cost the others of its batch, must leave no temp file,
     # and must leave the stick's older version of it in place.
-    source = shutil.copytree(setup.source, tmp_path / "source")
-    stick = setup.fresh_stick(tmp_path / "stick")
-    old_news = setup.files_of(stick, "news")
-    src = write_tree(tmp_path / "news2", {"index.html": b"<h1>news, second edition</h1>"})
-    v2 = pack(setup.publisher, src, tmp_path / "news2.mdrop", "news", "--version", "2")
-    run_meshdrop("--home", source, "import", v2, "-q", check=True)
+    source, stick, old_news = with_news_v2(setup, tmp_path)
     for name in ("video", "radio"):  # written again, alongside the failing bundle
         for path in setup.files_of(stick, name):
             path.unlink()
-    chunk = hashlib.sha256(b"<h1>news, second edition</h1>").hexdigest()
+    chunk = hashlib.sha256(NEWS_V2).hexdigest()
     (source / "chunks" / chunk[:2] / chunk).write_bytes(b"<h1>news, forged  edition</h1>")
     code, lines, _ = export_json(source, stick, "--part-size", PART_SIZE)
     assert code != 0
