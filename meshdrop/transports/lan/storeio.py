@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from meshdrop.core.bundle import Envelope
 from meshdrop.core.manifest import ChunkRef
@@ -30,9 +30,9 @@ from meshdrop.store.store import Store
 T = TypeVar("T")
 
 
-def _read_or_none(path: Path) -> bytes | None:
+def _open_or_none(path: Path) -> BinaryIO | None:
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except FileNotFoundError:
         return None
 
@@ -80,16 +80,17 @@ class StoreIO:
     async def publisher_file(self, publisher: bytes) -> bytes | None:
         return await self._run(self._read, lambda: self._view().publisher_file(publisher))
 
-    async def visible_chunk(self, digest: bytes) -> bytes | None:
-        """A chunk of a visible bundle, as stored. Not hashed again here: it was verified
-        before it was stored, every recipient verifies it again before using it, and
-        damage on this disk is what ``meshdrop fsck`` finds (a peer that receives a
-        damaged chunk penalises this node and fetches it elsewhere)."""
+    async def open_visible_chunk(self, digest: bytes) -> BinaryIO | None:
+        """A chunk of a visible bundle, its file opened for reading (the caller closes
+        it), to send as stored. Not hashed again here: it was verified before it was
+        stored, every recipient verifies it again before using it, and damage on this
+        disk is what ``meshdrop fsck`` finds (a peer that receives a damaged chunk
+        penalises this node and fetches it elsewhere)."""
 
-        def visible() -> bytes | None:
+        def visible() -> BinaryIO | None:
             if not self._view().chunk_visible(digest):
                 return None
-            return _read_or_none(self._chunks.chunks.path(digest))
+            return _open_or_none(self._chunks.chunks.path(digest))
 
         return await self._run(self._read, visible)
 
