@@ -118,6 +118,9 @@ class StoreIO:
         are published one at a time, in the order they were handed over."""
         return await self._run(self._publish, lambda: self._chunks.publish_chunks(temps))
 
+    async def remove_leftover_temp_files(self) -> int:
+        return await self._run(self._data, self._chunks.remove_leftover_temp_files)
+
     async def commit(self, verified: VerifiedManifest, folders: set[Path]) -> ImportResult:
         return await self._run(self._write, lambda: self._store().commit(verified, folders))
 

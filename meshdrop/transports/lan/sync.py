@@ -94,8 +94,8 @@ class Transfer:
     made durable with one file-system sync and named (``publish_chunks``) while fetching
     goes on; the rest before commit. A sync per 1 MiB chunk costs more than fetching and
     hashing it. A node killed meanwhile loses at most the batches not yet published (temp
-    files, never visible, removed by ``fsck --repair``); it resumes from the chunks
-    published before, as from those stored one by one in a small bundle."""
+    files, never visible, removed when the node starts again or by ``fsck --repair``); it
+    resumes from the chunks published before, as from those stored one by one."""
 
     def __init__(
         self, engine: SyncEngine, verified: VerifiedManifest, digest: bytes, missing: list[ChunkRef]
