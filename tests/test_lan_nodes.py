@@ -32,6 +32,7 @@ from conftest import (
 )
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
+from meshdrop.store.store import BATCH_BYTES, Store
 
 SAMPLES = Path(__file__).parent.parent / "bundles"
 SERVICE = "_meshdrop._tcp.local."
@@ -187,6 +188,65 @@ def test_a_node_killed_mid_transfer_resumes_from_another_peer_without_refetching
     run_meshdrop("--home", b, "get", "big", "-o", out, check=True)
     assert read_tree(out) == files
     assert resumed.stop() == 0
+
+
+def test_a_node_killed_mid_transfer_of_a_big_bundle_resumes_from_the_batches_it_published(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    # Big enough to be stored a batch at a time (staged under temp names, then one sync
+    # and the names for each BATCH_BYTES). "lan-after-chunk-8" kills the node as soon as
+    # 8 chunks are durable under their names: right after its first batch is published.
+    total = BATCH_BYTES // CHUNK_SIZE + 8
+    files = {"big.bin": os.urandom(total * CHUNK_SIZE - 100)}
+    big = pack(publisher, write_tree(tmp_path / "src", files), tmp_path / "big.mdrop", "big")
+    a = holding(trusting(tmp_path / "a", publisher), big)
+    c = holding(trusting(tmp_path / "c", publisher), big)
+    b = trusting(tmp_path / "b", publisher)
+    node_a = nodes.start(a, "--no-discovery")
+    node_c = nodes.start(c, "--no-discovery")
+
+    crashing = nodes.start(
+        b, "--no-discovery", "--peer", node_a.address, env={CRASH_ENV: "lan-after-chunk-8"}
+    )
+    assert crashing.proc.wait(60) == -9
+    kept = chunk_files(b)
+    assert 8 <= len(kept) < total
+    assert names(b) == {}  # nothing visible; chunks staged but not published are temp files
+    node_a.stop()
+
+    resumed = nodes.start(b, "--no-discovery", "--peer", node_c.address)
+    wait_until(lambda: "big" in names(b), what="the resumed transfer")
+    assert node_c.status()["served"]["chunks"] == total - len(kept)  # none of them again
+    after = chunk_files(b)
+    assert all(after[name] == kept[name] for name in kept)  # the same files, not re-written
+    assert not temp_files(b)  # what the kill left staged was removed at the restart
+    assert resumed.stop() == 0
+    out = tmp_path / "out"
+    run_meshdrop("--home", b, "get", "big", "-o", out, check=True)
+    assert read_tree(out) == files
+    report = json.loads(run_meshdrop("--home", b, "fsck", "--repair", "--json", check=True).out)
+    assert report["damaged_chunks"] == report["orphans_removed"] == 0, report
+
+
+def temp_files(home: Path) -> list[Path]:
+    return list((home / "chunks").rglob(".tmp-*"))
+
+
+def test_a_node_removes_leftover_temp_files_at_start_but_never_while_an_import_writes(
+    tmp_path: Path, nodes: Nodes
+) -> None:
+    home = tmp_path / "node"
+    with Store(home) as store:
+        folder = home / "chunks" / "ab"
+        folder.mkdir()
+        leftover = folder / f".tmp-0123456789ab-ab{'0' * 62}"
+        leftover.write_bytes(b"half a chunk")  # what a killed writer left
+        with store.ingesting() as held:  # an import writing chunks meanwhile
+            assert held
+            nodes.start(home, "--no-discovery").stop()
+            assert leftover.exists()  # maybe that import's own work in progress: kept
+    nodes.start(home, "--no-discovery").stop()
+    assert not leftover.exists() and folder.is_dir()
 
 
 def test_status_without_a_running_node_is_a_clean_error(tmp_path: Path) -> None:

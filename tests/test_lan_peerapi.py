@@ -4,6 +4,7 @@ never serves (partial, expired, untrusted), the limits on what it is sent, no ba
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -137,6 +138,32 @@ def test_it_serves_a_visible_bundle_and_nothing_of_a_partial_one(
     assert len(served) == 2  # a.txt and b.bin of the visible bundle
     assert len(refused) == len(chunks) - 2 > 0  # the partial bundle's chunks: never
     assert served | refused == {d.hex() for d in chunks}
+
+
+def test_a_chunk_is_sent_as_stored_and_says_nothing_of_its_file(holder: Path) -> None:
+    _, chunks = digests_of(holder)
+
+    async def scenario() -> list[tuple[bytes, int, dict[str, str], bytes]]:
+        async with running(holder) as (_, base):
+            answers = []
+            for digest in chunks:
+                url = f"{base}/peer/v1/chunk/{digest.hex()}"
+                status, headers, body = await get(url)
+                answers.append((digest, status, headers, body))
+                status, headers, body = await get(url, headers={"Range": "bytes=0-9"})
+                answers.append((digest, status, headers, body))
+            return answers
+
+    answers = asyncio.run(scenario())
+    assert len(answers) == 2 * len(chunks) == 4
+    for digest, status, headers, body in answers:
+        assert status == 200  # whole chunks only: no ranges
+        assert hashlib.sha256(body).digest() == digest
+        assert headers["Content-Length"] == str(len(body))
+        assert headers["Content-Type"] == "application/octet-stream"
+        # When this node stored the chunk is nobody's business: no file dates or tags.
+        names = {name.lower() for name in headers}
+        assert not {"last-modified", "etag", "accept-ranges"} & names, headers
 
 
 def test_an_untrusted_or_expired_bundle_is_not_served(tmp_path: Path, publisher: Publisher) -> None:

@@ -12,8 +12,9 @@ from aiohttp import web
 from lankit import read_tree
 from test_lan_hostile import FAST, HostilePeer, listed, offer_of, wait_for
 
-from conftest import Publisher, pack, run_meshdrop, write_tree
+from conftest import Publisher, chunk_files, pack, run_meshdrop, write_tree
 from meshdrop.core.manifest import CHUNK_SIZE
+from meshdrop.store.store import BATCH_BYTES
 from meshdrop.transports.lan.node import Node, NodeConfig
 
 
@@ -108,3 +109,65 @@ def test_chunks_already_held_are_not_fetched_again(tmp_path: Path, publisher: Pu
     out = tmp_path / "a"
     run_meshdrop("--home", sink_home, "get", "news", "a", "-o", out, check=True)
     assert out.read_bytes() == b"two"
+
+
+def test_a_node_stopped_mid_transfer_of_a_big_bundle_keeps_what_it_staged(
+    tmp_path: Path, publisher: Publisher
+) -> None:
+    # A big bundle's chunks are staged under temp names and named a batch at a time;
+    # stopping the node publishes what it staged, so nothing is fetched twice.
+    total = BATCH_BYTES // CHUNK_SIZE + 8
+    files = {"big.bin": os.urandom(total * CHUNK_SIZE)}
+    bundle = pack(publisher, write_tree(tmp_path / "src", files), tmp_path / "b.mdrop", "big")
+    fast_home = holder(tmp_path, "fast", publisher, bundle)
+    sink_home = holder(tmp_path, "sink", publisher)
+    served_first = 5
+    stalling = HostilePeer(offer_of(fast_home))
+    stalled = asyncio.Event()
+
+    async def then_stall(request: web.Request) -> web.Response:
+        if stalling.offer.requests.count("chunk") > served_first:
+            await stalled.wait()  # never set: a peer that stops sending
+        return await stalling.chunk(request)
+
+    stalling.bad["chunk"] = then_stall
+
+    async def first_part() -> tuple[int, list[Path]]:
+        await stalling.start()
+        sink = node_for(sink_home, [], stalling.port)
+        await sink.start()
+        try:
+            assert sink.engine is not None
+            engine = sink.engine
+            await wait_for(lambda: engine.totals.chunks == served_first, "the first chunks")
+            staged = list((sink_home / "chunks").rglob(".tmp-*"))
+            named = len(chunk_files(sink_home))
+        finally:
+            await sink.stop()
+            await stalling.stop()
+        return named, staged
+
+    named_before_stop, staged = asyncio.run(first_part())
+    assert named_before_stop == 0 and len(staged) == served_first  # staged, not yet named
+    assert len(chunk_files(sink_home)) == served_first  # named when the node stopped
+    assert not list((sink_home / "chunks").rglob(".tmp-*"))
+    assert listed(sink_home) == []
+
+    async def rest() -> int:
+        fast = node_for(fast_home, [])
+        await fast.start()
+        events: list[dict[str, Any]] = []
+        sink = node_for(sink_home, events, fast.port)
+        await sink.start()
+        try:
+            await wait_for(lambda: any(e["event"] == "bundle" for e in events), "the bundle")
+            assert fast.server is not None
+            return fast.server.stats.chunks
+        finally:
+            await sink.stop()
+            await fast.stop()
+
+    assert asyncio.run(rest()) == total - served_first
+    out = tmp_path / "out"
+    run_meshdrop("--home", sink_home, "get", "big", "-o", out, check=True)
+    assert read_tree(out) == files

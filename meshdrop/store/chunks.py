@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from meshdrop.fs import TEMP_PREFIX, fsync_dir, temp_path_for
-from meshdrop.store.bulkio import read_file_into, start_writeback, write_all
+from meshdrop.store.bulkio import drop_cached, read_file_into, start_writeback, write_all
 
 FOLDER_SYNCS_BEFORE_SYNCFS = 8
 
@@ -103,6 +103,7 @@ class ChunkStore:
         syncfs(self.root)
         folders = set()
         for temp in temps:
+            drop_cached(temp)  # a batch is streamed through, not kept in memory
             temp.replace(temp.with_name(temp.name.rsplit("-", 1)[1]))
             folders.add(temp.parent)
         return folders

@@ -92,16 +92,32 @@ class Store:
             os.close(fd)
 
     @contextlib.contextmanager
-    def ingesting(self, exclusive: bool = False) -> Iterator[None]:
+    def ingesting(self, exclusive: bool = False, wait: bool = True) -> Iterator[bool]:
         """Held shared by everyone writing chunks (imports, syncs); exclusive by repair, so
         that the temp files and unreferenced chunks it removes are never someone's work
-        in progress."""
+        in progress. With ``wait=False`` it yields False at once instead of waiting."""
         fd = os.open(self.home / "ingest.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
+            try:
+                fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                held = False
+            yield held
         finally:
             os.close(fd)
+
+    def remove_leftover_temp_files(self) -> int:
+        """Remove the temp files a killed writer left behind (they are never chunks), if
+        no one is writing chunks right now; for a node's start. Returns how many."""
+        with self.ingesting(exclusive=True, wait=False) as alone:
+            if not alone:
+                return 0
+            try:
+                return self.chunks.remove_temp_files()
+            except OSError as exc:
+                raise StoreError(os_error_message(exc, "removing leftover temp files")) from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web, web_response
 
 from meshdrop.core.sync import Address, PeerBook, format_address
+from meshdrop.errors import StoreError
 from meshdrop.fs import atomic_write
 from meshdrop.transports.lan.client import ClientLimits, PeerClient
 from meshdrop.transports.lan.discovery import Discovery, is_loopback, is_wildcard
@@ -212,6 +213,12 @@ class Node:
         for address in config.peers:
             book.add_manual(address)
         self.engine = SyncEngine(self.storeio, self.client, book, self.emit, config.sync)
+        # What a killed node (or import) was still staging is of no use: its transfers
+        # resume from the chunks it had named. Before this node stages anything itself.
+        try:
+            await self.storeio.remove_leftover_temp_files()
+        except StoreError as exc:
+            self.emit({"event": "error", "reason": str(exc)})
         snap = await self.storeio.snapshot()
         self.emit(
             {

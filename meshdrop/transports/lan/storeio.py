@@ -4,7 +4,9 @@ SQLite connections belong to one thread each, so there are two kinds of store th
 readers (the peer server's questions: inventory, envelopes, which chunks are visible)
 and one writer (accept, commit, publisher updates: it may wait on the store's write lock
 while another process imports). Verifying, writing and reading chunk files touches no
-SQLite and runs on a separate pool, so big transfers hash on every core.
+SQLite and runs on a separate pool, so big transfers hash on every core; a big bundle's
+staged chunks are made durable and named a batch at a time on a thread of their own
+(``publish_chunks``), in the order the batches were handed over, while fetching goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from meshdrop.core.bundle import Envelope
 from meshdrop.core.manifest import ChunkRef
@@ -28,9 +30,9 @@ from meshdrop.store.store import Store
 T = TypeVar("T")
 
 
-def _read_or_none(path: Path) -> bytes | None:
+def _open_or_none(path: Path) -> BinaryIO | None:
     try:
-        return path.read_bytes()
+        return path.open("rb")
     except FileNotFoundError:
         return None
 
@@ -46,6 +48,7 @@ class StoreIO:
         self._write = ThreadPoolExecutor(1, "store-write", initializer=self._open)
         self._readers = readers
         self._data = ThreadPoolExecutor(data_workers, "store-data")
+        self._publish = ThreadPoolExecutor(1, "store-publish")
         # The data pool uses this store's chunk files only, never its SQLite connection
         # (which belongs to the thread that made the StoreIO).
         self._chunks = Store(home)
@@ -77,16 +80,17 @@ class StoreIO:
     async def publisher_file(self, publisher: bytes) -> bytes | None:
         return await self._run(self._read, lambda: self._view().publisher_file(publisher))
 
-    async def visible_chunk(self, digest: bytes) -> bytes | None:
-        """A chunk of a visible bundle, as stored. Not hashed again here: it was verified
-        before it was stored, every recipient verifies it again before using it, and
-        damage on this disk is what ``meshdrop fsck`` finds (a peer that receives a
-        damaged chunk penalises this node and fetches it elsewhere)."""
+    async def open_visible_chunk(self, digest: bytes) -> BinaryIO | None:
+        """A chunk of a visible bundle, its file opened for reading (the caller closes
+        it), to send as stored. Not hashed again here: it was verified before it was
+        stored, every recipient verifies it again before using it, and damage on this
+        disk is what ``meshdrop fsck`` finds (a peer that receives a damaged chunk
+        penalises this node and fetches it elsewhere)."""
 
-        def visible() -> bytes | None:
+        def visible() -> BinaryIO | None:
             if not self._view().chunk_visible(digest):
                 return None
-            return _read_or_none(self._chunks.chunks.path(digest))
+            return _open_or_none(self._chunks.chunks.path(digest))
 
         return await self._run(self._read, visible)
 
@@ -104,6 +108,19 @@ class StoreIO:
     async def store_chunk(self, ref: ChunkRef, data: bytes) -> Path:
         return await self._run(self._data, lambda: self._chunks.store_chunk(ref, data))
 
+    async def stage_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+        """Verify a chunk and write it under a temp name, not yet durable (a big bundle's
+        chunks); ``publish_chunks`` makes a batch of them durable and names them."""
+        return await self._run(self._data, lambda: self._chunks.stage_chunk(ref, data))
+
+    async def publish_chunks(self, temps: list[Path]) -> set[Path]:
+        """One file-system sync for a batch of staged chunks, then their names; batches
+        are published one at a time, in the order they were handed over."""
+        return await self._run(self._publish, lambda: self._chunks.publish_chunks(temps))
+
+    async def remove_leftover_temp_files(self) -> int:
+        return await self._run(self._data, self._chunks.remove_leftover_temp_files)
+
     async def commit(self, verified: VerifiedManifest, folders: set[Path]) -> ImportResult:
         return await self._run(self._write, lambda: self._store().commit(verified, folders))
 
@@ -118,6 +135,7 @@ class StoreIO:
 
     def _shutdown(self) -> None:
         self._data.shutdown(wait=True, cancel_futures=True)
+        self._publish.shutdown(wait=True)  # a batch handed over is published, not dropped
         for pool, threads in ((self._write, 1), (self._read, self._readers)):
             barrier = threading.Barrier(threads, timeout=30)
             closers = [pool.submit(self._close_local, barrier) for _ in range(threads)]

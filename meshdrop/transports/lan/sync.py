@@ -2,8 +2,9 @@
 
 The decisions are core/sync.py's (sans-IO); this module does the I/O around them. Every
 bundle goes through the store's one ingest path: its envelope is verified (``accept``)
-before a byte of data is asked for; each chunk is verified as it arrives
-(``store_chunk``); the bundle becomes visible only at ``commit``. One ``Transfer`` per
+before a byte of data is asked for; each chunk is verified as it arrives and stored
+(``store_chunk``, or for a big bundle ``stage_chunk`` then ``publish_chunks`` a batch at
+a time, like a big import); the bundle becomes visible only at ``commit``. One ``Transfer`` per
 bundle is shared by every peer that offers it, so its chunks come from several peers at
 once; a chunk a peer got wrong goes to another peer, and the peer is penalised.
 """
@@ -15,7 +16,7 @@ import contextlib
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from meshdrop.errors import (
 )
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.models import ImportResult, Outcome
-from meshdrop.store.store import MissingChunksError
+from meshdrop.store.store import BATCH_BYTES, MissingChunksError
 from meshdrop.transports.lan.client import PeerClient
 from meshdrop.transports.lan.errors import (
     PeerMisbehaved,
@@ -70,6 +71,7 @@ class SyncLimits:
     chunks_in_memory: int = 24  # chunks fetched but not yet stored, in all (~1 MiB each)
     worker_errors: int = 3  # transport errors in a row before a peer's worker gives up
     commit_attempts: int = 3
+    batches_publishing: int = 2  # staged batches handed over but not yet durable, at most
     tick: float = 1.0
 
 
@@ -78,13 +80,22 @@ class Totals:
     bundles: int = 0
     bytes: int = 0
     chunks: int = 0
+    stored: int = 0  # chunks durably stored under their names (the crash points count these)
     publishers: int = 0
     refused: int = 0
     syncs: int = 0
 
 
 class Transfer:
-    """One bundle being fetched: its plan, its sources, and the commit at the end."""
+    """One bundle being fetched: its plan, its sources, and the commit at the end.
+
+    A bundle of BATCH_BYTES or more is stored like a big import: each chunk is verified
+    and written under a temp name (``stage_chunk``), and every BATCH_BYTES of them are
+    made durable with one file-system sync and named (``publish_chunks``) while fetching
+    goes on; the rest before commit. A sync per 1 MiB chunk costs more than fetching and
+    hashing it. A node killed meanwhile loses at most the batches not yet published (temp
+    files, never visible, removed when the node starts again or by ``fsck --repair``); it
+    resumes from the chunks published before, as from those stored one by one."""
 
     def __init__(
         self, engine: SyncEngine, verified: VerifiedManifest, digest: bytes, missing: list[ChunkRef]
@@ -98,6 +109,11 @@ class Transfer:
         self.workers: dict[str, int] = Counter()
         self.folders: set[Path] = set()
         self.bytes_from: Counter[str] = Counter()
+        self.batched = sum(ref.size for ref in missing) >= BATCH_BYTES
+        self.batch: list[tuple[ChunkRef, Path]] = []  # staged, not yet handed to publish
+        self.batch_bytes = 0
+        self.publishing: list[asyncio.Task[None]] = []  # in the order handed over
+        self.store_error: StoreError | None = None
         self.result: asyncio.Future[ImportResult | None] = (
             asyncio.get_running_loop().create_future()
         )
@@ -135,6 +151,8 @@ class Transfer:
             while not self.result.done():
                 if peer.banned(time.monotonic()) or peer.address is None:
                     return
+                if self.store_error is not None:
+                    return  # this node's disk failed a batch: stop here
                 ref = self.plan.take(peer.key)
                 if ref is None:
                     if self.plan.complete:
@@ -147,7 +165,12 @@ class Transfer:
                 try:
                     async with engine.memory:
                         data = await engine.client.chunk(peer.address, ref)
-                        folder = await engine.storeio.store_chunk(ref, data)
+                        if self.batched:
+                            # Shielded: a chunk written under a temp name is also handed
+                            # to publish when this worker is cancelled meanwhile (a stop).
+                            await asyncio.shield(self._keep(self._stage(ref, data)))
+                        else:
+                            folder = await engine.storeio.store_chunk(ref, data)
                 except IntegrityError:
                     self.plan.failed(ref, peer.key, bad_data=True)
                     engine.penalise(peer, f"sent wrong bytes for a chunk of {self.name}")
@@ -171,22 +194,78 @@ class Transfer:
                 else:
                     errors = 0
                     self.plan.finished(ref)
-                    self.folders.add(folder)
                     self.bytes_from[peer.key] += len(data)
                     engine.totals.chunks += 1
                     engine.totals.bytes += len(data)
                     peer.fetched_bytes += len(data)
-                    crash_point(f"lan-after-chunk-{engine.totals.chunks}")
+                    if not self.batched:
+                        self.folders.add(folder)
+                        self._stored(1)
                 finally:
                     self._notify()
+                if len(self.publishing) >= engine.limits.batches_publishing:
+                    await asyncio.shield(self.publishing[0])  # the disk is behind: wait
         finally:
             self.workers[peer.key] -= 1
             if self.workers[peer.key] <= 0:
                 self.sources.pop(peer.key, None)
             if not self.result.done() and not self.sources and not self._committing:
                 self.result.set_result(None)  # nobody can supply the rest now
+                self.publish_staged()  # what verified is kept for the next try
                 engine.transfer_ended(self)
             self._notify()
+
+    def _stored(self, count: int) -> None:
+        """``count`` more chunks are durable under their names: a crash point for each."""
+        totals = self.engine.totals
+        for _ in range(count):
+            totals.stored += 1
+            crash_point(f"lan-after-chunk-{totals.stored}")
+
+    def _keep(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that stopping the node waits for instead of cancelling."""
+        task = asyncio.ensure_future(coro)
+        self.engine.keep.add(task)
+        task.add_done_callback(self.engine.keep.discard)
+        return task
+
+    async def _stage(self, ref: ChunkRef, data: bytes) -> None:
+        temp = await self.engine.storeio.stage_chunk(ref, data)
+        self.batch.append((ref, temp))
+        self.batch_bytes += ref.size
+        if self.batch_bytes >= BATCH_BYTES:
+            self.publish_staged()
+
+    def publish_staged(self) -> None:
+        """Hand the staged chunks to the store's publishing thread."""
+        if self.batch:
+            batch, self.batch, self.batch_bytes = self.batch, [], 0
+            self.publishing.append(self._keep(self._publish(batch)))
+
+    async def _publish(self, batch: list[tuple[ChunkRef, Path]]) -> None:
+        try:
+            if self.store_error is not None:
+                raise self.store_error  # after a failed batch, no later one is named
+            self.folders |= await self.engine.storeio.publish_chunks([t for _, t in batch])
+        except StoreError as exc:
+            if self.store_error is None:
+                self.store_error = exc
+                self.engine.emit({"event": "error", "reason": f"{self.name}: {exc}"})
+            await asyncio.to_thread(_remove, [temp for _, temp in batch])
+            for ref, _ in batch:  # not stored after all: fetch again another time
+                self.plan.failed(ref, "", bad_data=False)
+        else:
+            self._stored(len(batch))
+        finally:
+            me = asyncio.current_task()
+            self.publishing = [task for task in self.publishing if task is not me]
+            self._notify()
+
+    async def flush(self) -> None:
+        """Publish what is staged and wait until every batch handed over is durable."""
+        self.publish_staged()
+        while self.publishing:
+            await asyncio.shield(self.publishing[0])
 
     async def _finish(self) -> None:
         if self._committing or self.result.done():
@@ -194,6 +273,10 @@ class Transfer:
         self._committing = True
         engine = self.engine
         try:
+            await self.flush()
+            if self.store_error is not None:
+                self.result.set_result(None)  # the chunks of a failed batch are missing
+                return
             for _ in range(engine.limits.commit_attempts):
                 try:
                     result = await engine.storeio.commit(self.verified, self.folders)
@@ -228,6 +311,12 @@ class Transfer:
             "chunks_left": self.plan.remaining,
             "sources": sorted(p.label for p in self.sources.values()),
         }
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def forged(envelope: Envelope, states: Mapping[bytes, PublisherState]) -> bool:
@@ -280,6 +369,7 @@ class SyncEngine:
         self.trust_digest = b""
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.keep: set[asyncio.Task[None]] = set()  # staging and publishing: never cancelled
         self._syncing = 0
         self._reported: set[bytes] = set()
 
@@ -313,13 +403,19 @@ class SyncEngine:
                     await self._wake.wait()
 
     async def close(self) -> None:
-        """Stop all work. Chunks already stored stay for the next run to resume from."""
+        """Stop all work. Chunks already stored stay for the next run to resume from, and
+        so do those staged: they are published before the node stops."""
         tasks = list(self._tasks)
-        for transfer in list(self.transfers.values()):
+        transfers = list(self.transfers.values())
+        for transfer in transfers:
             tasks.extend(transfer.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self.keep, return_exceptions=True)  # chunks being staged
+        for transfer in transfers:
+            transfer.publish_staged()
+        await asyncio.gather(*self.keep, return_exceptions=True)
 
     async def _probe(self, peer: Peer) -> None:
         try:
