@@ -238,7 +238,7 @@ def test_a_node_removes_leftover_temp_files_at_start_but_never_while_an_import_w
     home = tmp_path / "node"
     with Store(home) as store:
         folder = home / "chunks" / "ab"
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)  # a new store makes all 256 folders
         leftover = folder / f".tmp-0123456789ab-ab{'0' * 62}"
         leftover.write_bytes(b"half a chunk")  # what a killed writer left
         with store.ingesting() as held:  # an import writing chunks meanwhile
