@@ -156,21 +156,30 @@ def test_an_untrusted_publishers_bundle_does_not_spread(
     assert status_a["served"]["envelopes"] == 1
 
 
-def test_a_node_killed_mid_transfer_resumes_from_another_peer_without_refetching(
-    tmp_path: Path, publisher: Publisher, nodes: Nodes
-) -> None:
-    files = {"big.bin": os.urandom(24 * CHUNK_SIZE - 100), "index.html": b"<p>big</p>"}
+def killed_after_8_chunks(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes, files: dict[str, bytes]
+) -> tuple[Path, NodeProc, NodeProc]:
+    """Nodes a and c hold a bundle "big" of ``files``; node b fetches it from a and is
+    killed (SIGKILL, by itself) as soon as 8 chunks are durably stored. Returns b's home
+    and the running nodes a and c."""
     big = pack(publisher, write_tree(tmp_path / "src", files), tmp_path / "big.mdrop", "big")
     a = holding(trusting(tmp_path / "a", publisher), big)
     c = holding(trusting(tmp_path / "c", publisher), big)
     b = trusting(tmp_path / "b", publisher)
     node_a = nodes.start(a, "--no-discovery")
     node_c = nodes.start(c, "--no-discovery")
-
     crashing = nodes.start(
         b, "--no-discovery", "--peer", node_a.address, env={CRASH_ENV: "lan-after-chunk-8"}
     )
-    assert crashing.proc.wait(60) == -9  # SIGKILL, by itself, right after its 8th chunk
+    assert crashing.proc.wait(60) == -9
+    return b, node_a, node_c
+
+
+def test_a_node_killed_mid_transfer_resumes_from_another_peer_without_refetching(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    files = {"big.bin": os.urandom(24 * CHUNK_SIZE - 100), "index.html": b"<p>big</p>"}
+    b, node_a, node_c = killed_after_8_chunks(tmp_path, publisher, nodes, files)
     kept = chunk_files(b)
     assert 8 <= len(kept) < 25
     assert names(b) == {}  # nothing visible: the bundle is not complete
@@ -198,17 +207,7 @@ def test_a_node_killed_mid_transfer_of_a_big_bundle_resumes_from_the_batches_it_
     # 8 chunks are durable under their names: right after its first batch is published.
     total = BATCH_BYTES // CHUNK_SIZE + 8
     files = {"big.bin": os.urandom(total * CHUNK_SIZE - 100)}
-    big = pack(publisher, write_tree(tmp_path / "src", files), tmp_path / "big.mdrop", "big")
-    a = holding(trusting(tmp_path / "a", publisher), big)
-    c = holding(trusting(tmp_path / "c", publisher), big)
-    b = trusting(tmp_path / "b", publisher)
-    node_a = nodes.start(a, "--no-discovery")
-    node_c = nodes.start(c, "--no-discovery")
-
-    crashing = nodes.start(
-        b, "--no-discovery", "--peer", node_a.address, env={CRASH_ENV: "lan-after-chunk-8"}
-    )
-    assert crashing.proc.wait(60) == -9
+    b, node_a, node_c = killed_after_8_chunks(tmp_path, publisher, nodes, files)
     kept = chunk_files(b)
     assert 8 <= len(kept) < total
     assert names(b) == {}  # nothing visible; chunks staged but not published are temp files

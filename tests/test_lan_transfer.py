@@ -39,6 +39,23 @@ def node_for(home: Path, events: list[dict[str, Any]], *peers: int) -> Node:
     return Node(config, events.append)
 
 
+async def served_until_stored(source_home: Path, sink_home: Path) -> int:
+    """Run a node on ``source_home`` and one on ``sink_home`` that pulls from it until
+    the sink stores a bundle; the number of chunks the source served."""
+    source = node_for(source_home, [])
+    await source.start()
+    events: list[dict[str, Any]] = []
+    sink = node_for(sink_home, events, source.port)
+    await sink.start()
+    try:
+        await wait_for(lambda: any(e["event"] == "bundle" for e in events), "a bundle")
+        assert source.server is not None
+        return source.server.stats.chunks
+    finally:
+        await sink.stop()
+        await source.stop()
+
+
 def test_the_chunks_of_one_bundle_come_from_several_peers_at_once_and_never_twice(
     tmp_path: Path, publisher: Publisher
 ) -> None:
@@ -90,21 +107,8 @@ def test_chunks_already_held_are_not_fetched_again(tmp_path: Path, publisher: Pu
     source_home = holder(tmp_path, "source", publisher, v2)
     sink_home = holder(tmp_path, "sink", publisher, v1)
 
-    async def scenario() -> int:
-        source = node_for(source_home, [])
-        await source.start()
-        events: list[dict[str, Any]] = []
-        sink = node_for(sink_home, events, source.port)
-        await sink.start()
-        try:
-            await wait_for(lambda: any(e["event"] == "bundle" for e in events), "v2")
-            assert source.server is not None
-            return source.server.stats.chunks
-        finally:
-            await sink.stop()
-            await source.stop()
-
-    assert asyncio.run(scenario()) == 1  # only the changed file; shared.bin was held
+    # Only the changed file: shared.bin was held already.
+    assert asyncio.run(served_until_stored(source_home, sink_home)) == 1
     assert listed(sink_home) == ["news"]
     out = tmp_path / "a"
     run_meshdrop("--home", sink_home, "get", "news", "a", "-o", out, check=True)
@@ -153,21 +157,7 @@ def test_a_node_stopped_mid_transfer_of_a_big_bundle_keeps_what_it_staged(
     assert not list((sink_home / "chunks").rglob(".tmp-*"))
     assert listed(sink_home) == []
 
-    async def rest() -> int:
-        fast = node_for(fast_home, [])
-        await fast.start()
-        events: list[dict[str, Any]] = []
-        sink = node_for(sink_home, events, fast.port)
-        await sink.start()
-        try:
-            await wait_for(lambda: any(e["event"] == "bundle" for e in events), "the bundle")
-            assert fast.server is not None
-            return fast.server.stats.chunks
-        finally:
-            await sink.stop()
-            await fast.stop()
-
-    assert asyncio.run(rest()) == total - served_first
+    assert asyncio.run(served_until_stored(fast_home, sink_home)) == total - served_first
     out = tmp_path / "out"
     run_meshdrop("--home", sink_home, "get", "big", "-o", out, check=True)
     assert read_tree(out) == files
