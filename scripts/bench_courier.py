@@ -97,13 +97,17 @@ def fresh_node(work: Path, name: str, publisher: Path) -> Path:
 
 
 def peak_rss_mb(argv: Sequence[str | Path]) -> float:
-    proc = subprocess.Popen(
-        list(map(str, argv)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    proc = subprocess.run(
+        [sys.executable, "-S", str(Path(__file__).with_name("peak_memory.py")), *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        check=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"{argv} failed with status {status}")
-    return usage.ru_maxrss * 1024 / MB  # ru_maxrss is in KiB on Linux
+    code, kib = proc.stdout.split()[-2:]
+    if code != "0":
+        raise RuntimeError(f"{argv} failed with status {code}")
+    return int(kib) * 1024 / MB  # ru_maxrss is in KiB on Linux
 
 
 def row(

@@ -26,6 +26,24 @@ def meshdrop_executable() -> str:
     return found
 
 
+PEAK_MEMORY_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "peak_memory.py"
+
+
+def peak_memory_kib(argv: list[str]) -> tuple[int, int]:
+    """Run ``argv`` (output discarded); its exit code and peak resident memory in KiB
+    (scripts/peak_memory.py says why a plain subprocess cannot tell)."""
+    proc = subprocess.run(
+        [sys.executable, "-S", str(PEAK_MEMORY_SCRIPT), *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        check=True,
+    )
+    code, kib = proc.stdout.split()[-2:]
+    return int(code), int(kib)
+
+
 @dataclass
 class Result:
     code: int

@@ -24,7 +24,7 @@ from courierkit import (
     snapshot,
 )
 
-from conftest import meshdrop_executable, run_meshdrop
+from conftest import meshdrop_executable, peak_memory_kib, run_meshdrop
 from meshdrop.errors import FormatError
 from meshdrop.store.store import Store
 from meshdrop.transports.courier.exporter import CourierExport, Done, ExportOptions
@@ -243,13 +243,9 @@ def test_junk_import_peak_memory_is_bounded(setup: Setup, tmp_path: Path) -> Non
     for i in range(20_000):
         os.close(os.open(courier / f"x{i:05d}.mdrop", os.O_CREAT | os.O_WRONLY, 0o644))
     node = setup.fresh_node(tmp_path / "node")
-    proc = subprocess.Popen(
-        [meshdrop_executable(), "--home", str(node), "import", str(stick), "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _, _, usage = os.wait4(proc.pid, 0)
-    assert usage.ru_maxrss < 200 * 1024, f"peak memory {usage.ru_maxrss} KiB"
+    argv = [meshdrop_executable(), "--home", str(node), "import", str(stick), "-q"]
+    _, peak = peak_memory_kib(argv)
+    assert peak < 200 * 1024, f"peak memory {peak} KiB"
     assert set(listed(node)) == ALL
 
 
