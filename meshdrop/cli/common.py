@@ -85,9 +85,18 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def bar_wanted(quiet: bool) -> bool:
+    """Whether to draw a progress bar: not asked to be quiet, and stderr is a terminal.
+    Checked before importing tqdm, whose import alone costs about 50 ms."""
+    return not quiet and sys.stderr.isatty()
+
+
 @contextmanager
 def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callable[[int], None]]:
     """A byte progress bar on stderr (rate and time left), only when stderr is a terminal."""
+    if not bar_wanted(quiet):
+        yield lambda _nbytes: None
+        return
     from tqdm import tqdm  # imported here: most commands never draw a bar
 
     bar = tqdm(
@@ -96,7 +105,6 @@ def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callab
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        disable=True if quiet else None,
         file=sys.stderr,
         leave=False,
         dynamic_ncols=True,

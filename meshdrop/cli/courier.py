@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshdrop.cli.common import emit_json, human_size, open_store, printable
+from meshdrop.cli.common import bar_wanted, emit_json, human_size, open_store, printable
 from meshdrop.errors import MeshdropError, UsageError
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ class CourierBar:
 
     def start(self, total_bytes: int, total_items: int) -> None:
         self.items = total_items
+        if not bar_wanted(self.quiet):
+            return
         from tqdm import tqdm  # imported here: most commands never draw a bar
 
         self.bar = tqdm(
@@ -61,7 +63,6 @@ class CourierBar:
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
-            disable=True if self.quiet else None,
             file=sys.stderr,
             leave=False,
             dynamic_ncols=True,
