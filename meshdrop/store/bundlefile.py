@@ -46,13 +46,9 @@ class BundleFile:
                 f"{self.path.name} has {self.file_size - expected} unexpected bytes after its data"
             )
 
-    def read_chunk(self, offset: int, size: int) -> bytes:
-        """``size`` bytes at ``offset`` within the data section (short only if truncated)."""
-        return os.pread(self.fd, size, self.data_offset + offset)
-
-    def read_chunk_view(self, offset: int, size: int) -> memoryview:
-        """Like ``read_chunk``, into this thread's reusable buffer (see
-        store/bulkio.py): valid until the thread's next read."""
+    def read_chunk(self, offset: int, size: int) -> memoryview:
+        """``size`` bytes at ``offset`` within the data section (short only if truncated),
+        in this thread's reusable buffer (store/bulkio.py): valid until its next read."""
         return read_reusable(self.fd, self.data_offset + offset, size)
 
 

@@ -41,7 +41,7 @@ def copy_chunks(
     def fetch(ref: ChunkRef) -> tuple[Path, int]:
         # The bytes live in this thread's reusable buffer until its next read: the sink
         # verifies and writes them before returning, and keeps no reference.
-        return sink(ref, source.read_chunk_view(ref.offset, ref.size)), ref.size
+        return sink(ref, source.read_chunk(ref.offset, ref.size)), ref.size
 
     def finish_oldest() -> None:
         folder, size = pending.popleft().result()

@@ -294,7 +294,7 @@ class CourierImport:
 
         def work(ref: ChunkRef) -> tuple[Path | None, str]:
             try:
-                data = source.read_chunk_view(ref, start)  # this thread's buffer
+                data = source.read_chunk(ref, start)  # this thread's buffer
             except OSError:
                 return None, "unreadable"
             try:

@@ -61,12 +61,9 @@ class CourierFile:
             )
         return expected - self.file_size
 
-    def read_chunk(self, ref: ChunkRef, start: int) -> bytes:
-        return os.pread(self.fd, ref.size, self.head_size + ref.offset - start)
-
-    def read_chunk_view(self, ref: ChunkRef, start: int) -> memoryview:
-        """Like ``read_chunk``, into this thread's reusable buffer (store/bulkio.py):
-        valid until the thread's next read."""
+    def read_chunk(self, ref: ChunkRef, start: int) -> memoryview:
+        """The chunk's bytes (short only if the file is cut), in this thread's reusable
+        buffer (store/bulkio.py): valid until the thread's next read."""
         return read_reusable(self.fd, self.head_size + ref.offset - start, ref.size)
 
 
