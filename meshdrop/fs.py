@@ -41,21 +41,19 @@ def os_error_message(exc: OSError, doing: str) -> str:
 @contextlib.contextmanager
 def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a file to write; on clean exit it replaces ``target`` atomically and
-    durably. On any error the temp file is removed and ``target`` is untouched."""
-    temp = temp_path_for(target)
+    durably (a DurableBatch of one). On any error the temp file is removed and ``target``
+    is untouched."""
+    batch = DurableBatch()
+    fd = batch.create(target, mode)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(fd, "wb", closefd=False) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.replace(target)
-        fsync_dir(target.parent)
+        batch.commit()
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        batch.abort()
         raise StoreError(os_error_message(exc, f"writing {target}")) from None
     except BaseException:
-        temp.unlink(missing_ok=True)
+        batch.abort()
         raise
 
 
