@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from benchkit import set_aside
+
 MIB = 1024 * 1024
 MB = 1_000_000  # rates are in MB/s: 10^6 bytes per second
 PIECE = 16 * MIB  # the big source file is written (and warmed) in pieces this size
@@ -398,7 +400,7 @@ def run_benchmark(args: argparse.Namespace, runner: Runner, report: Report) -> N
     big_home = work / "node-big"
 
     def fresh_big_home() -> None:
-        shutil.rmtree(big_home, ignore_errors=True)
+        set_aside(big_home)
         runner.run(md("--home", big_home, "trust", "add", pub_file))
 
     imp = rate_row(
@@ -419,7 +421,7 @@ def run_benchmark(args: argparse.Namespace, runner: Runner, report: Report) -> N
     imp.met = imp.vs_openssl >= RATIO_TARGET
     report.rows.append(imp)
     if not args.keep:
-        shutil.rmtree(big_home)
+        set_aside(big_home)
 
     say("[5/8] meshdrop verify of that bundle")
     ver = rate_row(
@@ -445,7 +447,7 @@ def run_benchmark(args: argparse.Namespace, runner: Runner, report: Report) -> N
     small_home = work / "node-small"
 
     def fresh_small_home() -> None:
-        shutil.rmtree(small_home, ignore_errors=True)
+        set_aside(small_home)
         runner.run(md("--home", small_home, "trust", "add", pub_file))
 
     say(f"  meshdrop import of a folder of {small} small bundles")
@@ -514,6 +516,9 @@ def run_benchmark(args: argparse.Namespace, runner: Runner, report: Report) -> N
         "in-process, in worker processes); each timed import runs into a fresh node home "
         "with the publisher trusted beforehand. The ls store is the last small-import node "
         "topped up by an untimed import.",
+        "Finished runs are emptied and set aside, not deleted, until the bench ends: ext4 "
+        "without a journal skips inodes freed in the last 60-300 s, which would bill one "
+        "run's clean-up to the next run's file creations (scripts/benchkit.py).",
     ]
 
 

@@ -24,6 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchkit import set_aside
+
 MIB = 1024 * 1024
 MB = 1_000_000
 PIECE = 16 * MIB
@@ -91,7 +93,7 @@ def pack_small(publisher: Path, out: Path, scratch: Path, count: int) -> None:
 
 def fresh_node(work: Path, name: str, publisher: Path) -> Path:
     home = work / name
-    shutil.rmtree(home, ignore_errors=True)
+    set_aside(home)
     md("--home", home, "trust", "add", publisher / "publisher.pub")
     return home
 
@@ -151,8 +153,8 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
     pack_small(publisher, bundles, work, small_count)
     source = fresh_node(work, "source", publisher)
     md("--home", source, "import", bundles, "-q")
-    shutil.rmtree(big_src)
-    shutil.rmtree(bundles)
+    set_aside(big_src)
+    set_aside(bundles)
     courier_root = work / "stick"
     courier_root.mkdir()
     md("--home", source, "export", courier_root, "-q")
@@ -168,7 +170,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
         base_times.append(
             timed([f"cp -r {courier} {copy} && openssl dgst -sha256 {' '.join(files)}"], shell=True)
         )
-        shutil.rmtree(copy)
+        set_aside(copy)
         node = fresh_node(work, "dest", publisher)
         import_times.append(timed([meshdrop(), "--home", node, "import", courier_root, "-q"]))
     base, took = min(base_times), min(import_times)
@@ -188,11 +190,11 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
     for i in range(REPEATS):
         copy = work / f"copy-{i}"
         base_times.append(timed([f"cp -r {courier} {copy} && sync"], shell=True))
-        shutil.rmtree(copy)
+        set_aside(copy)
         dest = work / f"export-{i}"
         dest.mkdir()
         export_times.append(timed([meshdrop(), "--home", source, "export", dest, "-q"]))
-        shutil.rmtree(dest)
+        set_aside(dest)
     base, took = min(base_times), min(export_times)
     rows.append(
         row(
@@ -212,15 +214,15 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
         label = f"peak memory importing a {big_size // MIB} MiB bundle"
     else:
         say("making a bundle just over 4 GiB (not timed)")
-        shutil.rmtree(work / "dest", ignore_errors=True)
+        set_aside(work / "dest")
         huge_src = work / "huge-src"
         huge_src.mkdir()
         write_random(huge_src / "huge.bin", 4 * 1024 * MIB + 16 * MIB)
         huge = work / "huge.mdrop"
         md("pack", huge_src, "--publisher", publisher, "--name", "huge", "-o", huge, "-q")
-        shutil.rmtree(huge_src)
+        set_aside(huge_src)
         md("--home", source, "import", huge, "-q")
-        huge.unlink()
+        set_aside(huge)
         big_stick = work / "big-stick"
         big_stick.mkdir()
         md("--home", source, "export", big_stick, "--name", "huge", "-q")
@@ -230,7 +232,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
     node = fresh_node(work, "memory", publisher)
     peak = peak_rss_mb([meshdrop(), "--home", node, "import", big_stick, "-q"])
     rows.append(row(label, peak, "MB", None, None, f"< {MEMORY_TARGET_MB} MB"))
-    shutil.rmtree(work, ignore_errors=True)
+    set_aside(work)
     return rows
 
 

@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchkit import set_aside
+
 MIB = 1024 * 1024
 MB = 1_000_000
 SMALL_BYTES = 8 * 1024
@@ -248,10 +250,9 @@ class Maker:
         key, _ = folder.load_signer(lambda _what: b"", now)
         out.mkdir(parents=True, exist_ok=True)
         src = self.work / "small-src"
+        src.mkdir(exist_ok=True)
         for i in range(count):
-            shutil.rmtree(src, ignore_errors=True)
-            src.mkdir()
-            (src / "index.html").write_bytes(os.urandom(size))
+            (src / "index.html").write_bytes(os.urandom(size))  # same file: no inode freed
             pack_folder(
                 src,
                 out / f"small-{self.made}.mdrop",
@@ -267,7 +268,7 @@ class Maker:
                 priority=0,
             )
             self.made += 1
-        shutil.rmtree(src, ignore_errors=True)
+        set_aside(src)
         return out
 
 
@@ -287,8 +288,8 @@ def bench_big(maker: Maker, work: Path, size: int) -> list[dict[str, object]]:
     for i in range(2):
         home = maker.home(work / f"big-import-{i}")
         imports.append(_timed([meshdrop(), "--home", str(home), "import", str(bundle), "-q"]))
-        shutil.rmtree(home)
-    bundle.unlink()
+        set_aside(home)
+    set_aside(bundle)
 
     say("baselines: curl and a bare aiohttp download + sha256 from python -m http.server")
     port = free_port()
@@ -310,7 +311,7 @@ def bench_big(maker: Maker, work: Path, size: int) -> list[dict[str, object]]:
     finally:
         server.terminate()
         server.wait()
-    shutil.rmtree(src)
+    set_aside(src)
 
     say("node to node")
     took = []
@@ -322,7 +323,7 @@ def bench_big(maker: Maker, work: Path, size: int) -> list[dict[str, object]]:
             with running(sink):
                 done, _ = sink.wait(lambda e: e["event"] == "bundle")
                 took.append(done - sink.started)
-            shutil.rmtree(sink_home)
+            set_aside(sink_home)
     best = min(took)
     rate, curl_rate, bare_rate = size / best / MB, size / curl / MB, size / bare / MB
     label = f"one {size // MIB} MiB bundle node to node"
@@ -370,7 +371,7 @@ def bench_small(maker: Maker, work: Path, count: int) -> list[dict[str, object]]
     bundles = maker.pack_many(work / "small-bundles", count, SMALL_BYTES)
     source_home = maker.home(work / "small-source")
     md("--home", source_home, "import", bundles, "-q")
-    shutil.rmtree(bundles)
+    set_aside(bundles)
     sink_home = maker.home(work / "small-sink")
     say("node to node")
     with Netns() as ns:
@@ -412,7 +413,7 @@ def bench_idle(maker: Maker, work: Path, count: int, seconds: float) -> list[dic
         bundles = maker.pack_many(scratch / "bundles", count, 64)
         first = maker.home(scratch / "idle-a")
         md("--home", first, "import", bundles, "-q")
-        shutil.rmtree(bundles)
+        set_aside(bundles)
         second = scratch / "idle-b"
         shutil.copytree(first, second)
         with Netns() as ns:
@@ -431,7 +432,7 @@ def bench_idle(maker: Maker, work: Path, count: int, seconds: float) -> list[dic
                     b.matching(lambda e: e["event"] == "sync")
                 )
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        set_aside(scratch)
     per_minute = 60.0 / seconds
     pairs = list(zip(start, end, strict=True))
     requests = sum(e["served"]["requests"] - s["served"]["requests"] for s, e in pairs)
@@ -484,10 +485,10 @@ def bench_memory(maker: Maker, work: Path, size: int) -> list[dict[str, object]]
     src.mkdir()
     write_random(src / "huge.bin", size)
     bundle = maker.pack(src, work / "huge.mdrop", "huge")
-    shutil.rmtree(src)
+    set_aside(src)
     source_home = maker.home(work / "mem-source")
     md("--home", source_home, "import", bundle, "-q")
-    bundle.unlink()
+    set_aside(bundle)
     sink_home = maker.home(work / "mem-sink")
     source = BenchNode(source_home, "--no-discovery")
     with running(source):
@@ -501,8 +502,8 @@ def bench_memory(maker: Maker, work: Path, size: int) -> list[dict[str, object]]
             idle = HomePageTimer(f"http://{sink.address}/")
             with idle:
                 time.sleep(3)
-    shutil.rmtree(source_home)
-    shutil.rmtree(sink_home)
+    set_aside(source_home)
+    set_aside(sink_home)
     label = f"peak memory of a node syncing a {size // MIB} MiB bundle"
     p99_sync, p99_idle = during.p99(), idle.p99()
     return [
@@ -563,7 +564,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
     rows += bench_idle(maker, work, 1000 if quick else 10_000, 20.0 if quick else 60.0)
     rows += bench_spread(maker, work, 10)
     rows += bench_memory(maker, work, (256 if quick else 2048) * MIB)
-    shutil.rmtree(work, ignore_errors=True)
+    set_aside(work)
     return rows
 
 
