@@ -1,4 +1,4 @@
-"""The big-transfer helpers of store/bulkio.py: reads into reused buffers and the
+"""The big-transfer helpers of meshdrop/bulkio.py: reads into reused buffers and the
 sequential writer (O_DIRECT where the file system takes it) must move bytes exactly,
 whatever their sizes and alignment."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from meshdrop.store.bulkio import (
+from meshdrop.bulkio import (
     BUFFER_SIZE,
     WRITEBACK_STEP,
     SequentialWriter,

@@ -518,14 +518,20 @@ def test_every_source_byte_is_read_once(
     publisher_folder: PublisherFolder, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read: list[tuple[str, int, int]] = []  # appended to from the pool's threads
-    real_read = pack._read
+    real_read, real_read_chunk = pack._read, pack._read_chunk
 
     def counting_read(fd: int, size: int, offset: int, source: pack.SourceFile) -> bytes:
         data = real_read(fd, size, offset, source)
         read.append((source.path, offset, len(data)))
         return data
 
+    def counting_read_chunk(fd: int, size: int, offset: int, source: pack.SourceFile) -> memoryview:
+        data = real_read_chunk(fd, size, offset, source)
+        read.append((source.path, offset, len(data)))
+        return data
+
     monkeypatch.setattr(pack, "_read", counting_read)
+    monkeypatch.setattr(pack, "_read_chunk", counting_read_chunk)
     manifest = pack_with(publisher_folder, src, tmp_path / "news.mdrop")
     assert sum(n for _, _, n in read) == manifest.size
     places = [(path, offset) for path, offset, n in read if n]
@@ -539,7 +545,7 @@ def test_written_data_is_handed_to_the_disk_as_packing_goes(
     pack_with(publisher_folder, src, tmp_path / "plain.mdrop")
     hints: list[tuple[int, int]] = []
     monkeypatch.setattr(pack, "WRITEBACK_STEP", CHUNK_SIZE)
-    monkeypatch.setattr(pack, "_start_writeback", lambda fd, at, n: hints.append((at, n)))
+    monkeypatch.setattr(pack, "start_writeback", lambda fd, at, n: hints.append((at, n)))
     pack_with(publisher_folder, src, tmp_path / "hinted.mdrop")
     data = (tmp_path / "hinted.mdrop").read_bytes()
     assert data == (tmp_path / "plain.mdrop").read_bytes()

@@ -11,7 +11,6 @@ and options always give the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import hashlib
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from meshdrop.bulkio import pwrite_all, read_reusable, start_writeback
 from meshdrop.core.bundle import HEADER_SIZE, Envelope, encode_header, parse_envelope
 from meshdrop.core.keys import SIGNATURE_BYTES, Domain, public_bytes, sign
 from meshdrop.core.manifest import (
@@ -245,7 +245,7 @@ def pack_folder(
                 f"not the {data_start - HEADER_SIZE} bytes reserved for it"
             )
         _check_verifies(envelope_bytes, state, out, created)
-        _pwrite_all(dst, head, 0)
+        pwrite_all(dst, head, 0)
         if os.fstat(dst).st_size != data_start + manifest.size:
             raise StoreError(f"writing {out} went wrong (it came out the wrong size)")
         for source in files:  # edited after it was read: the bundle would be out of date
@@ -341,18 +341,10 @@ def _pack_chunk(
     fd: int, source: SourceFile, offset: int, size: int, dst: int, dst_offset: int
 ) -> bytes:
     """Read one chunk of ``source``, write it into the bundle, and return its hash."""
-    data = _read_exactly(fd, size, offset, source)
+    data = _read_chunk(fd, size, offset, source)
     digest = hashlib.sha256(data).digest()
-    _pwrite_all(dst, data, dst_offset)
+    pwrite_all(dst, data, dst_offset)
     return digest
-
-
-def _pwrite_all(dst: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(dst, view, offset)
-        view = view[written:]
-        offset += written
 
 
 def _hash_and_write(
@@ -385,7 +377,7 @@ def _hash_and_write(
         future.result()
         written += size
         if written - hinted >= WRITEBACK_STEP:
-            _start_writeback(dst, hinted, written - hinted)
+            start_writeback(dst, hinted, written - hinted)
             hinted = written
         if ends is not None:
             finish(*ends)
@@ -424,15 +416,6 @@ def _hash_and_write(
     return [tuple(f.result() for f in futures) for futures in per_file]
 
 
-def _start_writeback(dst: int, offset: int, length: int) -> None:
-    """Let the disk take written data while hashing goes on, so the final fsync does not
-    wait for all of it at once: on Linux, POSIX_FADV_DONTNEED starts writing back dirty
-    pages (without waiting) and drops only those already on disk. Only a hint."""
-    if hasattr(os, "posix_fadvise"):
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(dst, offset, length, os.POSIX_FADV_DONTNEED)
-
-
 def _changed(source: SourceFile) -> UsageError:
     return UsageError(f"{_show(source.path)} changed while packing; try again")
 
@@ -468,13 +451,15 @@ def _read(fd: int, size: int, offset: int, source: SourceFile) -> bytes:
         raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
 
 
-def _read_exactly(fd: int, size: int, offset: int, source: SourceFile) -> bytes:
-    data = _read(fd, size, offset, source)
-    while len(data) < size:
-        more = _read(fd, size - len(data), offset + len(data), source)
-        if not more:
-            raise _changed(source)
-        data += more
+def _read_chunk(fd: int, size: int, offset: int, source: SourceFile) -> memoryview:
+    """``size`` bytes of ``source`` at ``offset``, in this thread's reused buffer (a new
+    1 MiB object per chunk costs an allocation and fresh memory to touch)."""
+    try:
+        data = read_reusable(fd, offset, size)
+    except OSError as exc:
+        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+    if len(data) < size:
+        raise _changed(source)
     return data
 
 

@@ -7,11 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshdrop.bulkio import read_reusable
 from meshdrop.core.bundle import HEADER_SIZE, Envelope, parse_envelope, parse_header
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import FormatError
 from meshdrop.fs import open_regular_file, read_exactly
-from meshdrop.store.bulkio import read_reusable
 
 __all__ = ["BundleFile", "open_bundle_file", "open_regular_file", "read_exactly"]
 
@@ -48,7 +48,7 @@ class BundleFile:
 
     def read_chunk(self, offset: int, size: int) -> memoryview:
         """``size`` bytes at ``offset`` within the data section (short only if truncated),
-        in this thread's reusable buffer (store/bulkio.py): valid until its next read."""
+        in this thread's reusable buffer (meshdrop/bulkio.py): valid until its next read."""
         return read_reusable(self.fd, self.data_offset + offset, size)
 
 

@@ -15,8 +15,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from meshdrop.bulkio import drop_cached, read_file_into, start_writeback, write_all
 from meshdrop.fs import TEMP_PREFIX, fsync_dir, temp_path_for
-from meshdrop.store.bulkio import drop_cached, read_file_into, start_writeback, write_all
 
 FOLDER_SYNCS_BEFORE_SYNCFS = 8
 

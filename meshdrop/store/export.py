@@ -14,11 +14,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from meshdrop.bulkio import SequentialWriter, new_buffer
 from meshdrop.core.bundle import encode_header
 from meshdrop.core.manifest import ChunkRef, Manifest, parse_manifest
 from meshdrop.errors import IntegrityError, StoreError, UsageError
 from meshdrop.fs import os_error_message
-from meshdrop.store.bulkio import SequentialWriter, new_buffer
 from meshdrop.store.ingest import WORKERS
 from meshdrop.store.models import StoredBundle
 

@@ -7,11 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshdrop.bulkio import read_reusable
 from meshdrop.core.bundle import HEADER_SIZE, MAGIC, Envelope, parse_envelope, parse_header
 from meshdrop.core.manifest import ChunkRef, Manifest
 from meshdrop.errors import FormatError
 from meshdrop.fs import open_regular_file, read_exactly
-from meshdrop.store.bulkio import read_reusable
 from meshdrop.transports.courier.parts import (
     PART_HEADER_SIZE,
     PART_MAGIC,
@@ -63,7 +63,7 @@ class CourierFile:
 
     def read_chunk(self, ref: ChunkRef, start: int) -> memoryview:
         """The chunk's bytes (short only if the file is cut), in this thread's reusable
-        buffer (store/bulkio.py): valid until the thread's next read."""
+        buffer (meshdrop/bulkio.py): valid until the thread's next read."""
         return read_reusable(self.fd, self.head_size + ref.offset - start, ref.size)
 
 

@@ -35,7 +35,12 @@ def read_reusable(fd: int, offset: int, size: int) -> memoryview:
     if buffer is None:
         buffer = _local.buffer = new_buffer()
     view = memoryview(buffer)[:size]
-    got = os.preadv(fd, [view], offset)
+    got = 0
+    while got < size:
+        more = os.preadv(fd, [view[got:]], offset + got)
+        if not more:
+            break
+        got += more
     return view[:got]
 
 
@@ -61,6 +66,14 @@ def read_file_into(path: str | os.PathLike[str], buffer: mmap.mmap, size: int) -
 def write_all(fd: int, data: memoryview) -> None:
     while data:
         data = data[os.write(fd, data) :]
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
 
 
 def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
