@@ -26,8 +26,12 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def temp_name_for(name: str) -> str:
+    return f"{TEMP_PREFIX}{secrets.token_hex(6)}-{name}"
+
+
 def temp_path_for(target: Path) -> Path:
-    return target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}-{target.name}")
+    return target.with_name(temp_name_for(target.name))
 
 
 def os_error_message(exc: OSError, doing: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from meshdrop.bulkio import drop_cached, read_file_into, start_writeback, write_all
-from meshdrop.fs import TEMP_PREFIX, fsync_dir, temp_path_for
+from meshdrop.fs import TEMP_PREFIX, fsync_dir, temp_name_for
 
 FOLDER_SYNCS_BEFORE_SYNCFS = 8
 
@@ -41,6 +41,9 @@ def syncfs(path: Path) -> None:
 class ChunkStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Chunk paths are built as strings: per chunk, pathlib costs more than the
+        # system calls it wraps.
+        self._root = os.fspath(root)
 
     def create_root(self) -> None:
         """Make the chunk folders when the store is made: every store ends up with all
@@ -57,11 +60,14 @@ class ChunkStore:
         fsync_dir(self.root.parent)
 
     def path(self, digest: bytes) -> Path:
+        return Path(self._path(digest))
+
+    def _path(self, digest: bytes) -> str:
         hexdigest = digest.hex()
-        return self.root / hexdigest[:2] / hexdigest
+        return f"{self._root}/{hexdigest[:2]}/{hexdigest}"
 
     def has(self, digest: bytes) -> bool:
-        return self.path(digest).is_file()
+        return os.path.isfile(self._path(digest))  # noqa: PTH113 (once per chunk: no Path)
 
     def write(self, digest: bytes, data: bytes | memoryview) -> Path:
         """Durably store verified ``data``; the caller fsyncs the folder before relying on
@@ -75,13 +81,16 @@ class ChunkStore:
         """Write ``data`` under a temp name beside its final one; ``publish`` names it.
         Not ``durable``: its writeback starts at once, so that the batch's sync finds
         little left to do."""
-        target = self.path(digest)
-        if not target.parent.is_dir():
-            target.parent.mkdir(exist_ok=True)
+        hexdigest = digest.hex()
+        folder = f"{self._root}/{hexdigest[:2]}"
+        temp = f"{folder}/{temp_name_for(hexdigest)}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # a store made before create_root made all 256 folders
+            Path(folder).mkdir(exist_ok=True)
             if durable:
                 fsync_dir(self.root)
-        temp = temp_path_for(target)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             write_all(fd, memoryview(data))
             if durable:
@@ -90,10 +99,10 @@ class ChunkStore:
                 start_writeback(fd)
         except BaseException:
             os.close(fd)
-            temp.unlink(missing_ok=True)
+            Path(temp).unlink(missing_ok=True)
             raise
         os.close(fd)
-        return temp
+        return Path(temp)
 
     def publish(self, temps: Iterable[Path]) -> set[Path]:
         """Make a batch of temp chunk files durable with one file-system sync, then give
@@ -103,10 +112,12 @@ class ChunkStore:
         syncfs(self.root)
         folders = set()
         for temp in temps:
-            drop_cached(temp)  # a batch is streamed through, not kept in memory
-            temp.replace(temp.with_name(temp.name.rsplit("-", 1)[1]))
-            folders.add(temp.parent)
-        return folders
+            path = os.fspath(temp)
+            drop_cached(path)  # a batch is streamed through, not kept in memory
+            folder, _, name = path.rpartition("/")
+            os.replace(path, f"{folder}/{name.rsplit('-', 1)[1]}")  # noqa: PTH105 (per chunk)
+            folders.add(folder)
+        return {Path(folder) for folder in folders}
 
     def sync_folders(self, folders: Iterable[Path]) -> None:
         folders = set(folders)
