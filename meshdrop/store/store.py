@@ -8,7 +8,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +24,14 @@ from meshdrop.core.manifest import (
 from meshdrop.core.records import peek_record
 from meshdrop.core.trust import PublisherState, advance_state, start_state
 from meshdrop.core.verify import VerifiedManifest, verify_envelope
-from meshdrop.errors import IntegrityError, RollbackError, StoreError, TrustError, UsageError
+from meshdrop.errors import (
+    IntegrityError,
+    MeshdropError,
+    RollbackError,
+    StoreError,
+    TrustError,
+    UsageError,
+)
 from meshdrop.fs import os_error_message
 from meshdrop.store import db, search, trustdb
 from meshdrop.store.bundlefile import BundleFile, open_bundle_file
@@ -270,23 +277,62 @@ class Store:
     def commit(self, verified: VerifiedManifest, folders: Iterable[Path] = ()) -> ImportResult:
         """Step 3: make the bundle visible, in one transaction, if it is still acceptable
         (trust may have changed meanwhile) and every chunk is present."""
-        m = verified.manifest
+        (result,) = self.commit_many([(verified, folders)])
+        if isinstance(result, MeshdropError):
+            raise result
+        return result
+
+    def commit_many(
+        self, items: Sequence[tuple[VerifiedManifest, Iterable[Path]]]
+    ) -> list[ImportResult | MeshdropError]:
+        """Step 3 for several bundles at once (a stick of many small ones): one sync of
+        their chunk folders, one write lock and one index transaction for all, instead of
+        a sync and a transaction (with its own sync) each. Each bundle is still checked
+        and committed on its own, inside a savepoint: one that fails gets its error in
+        the list, in order, and the others go in."""
+        folders: set[Path] = set()
+        for _, some in items:
+            folders.update(some)
         try:
             self.chunks.sync_folders(folders)
         except OSError as exc:
-            raise StoreError(os_error_message(exc, f"importing {m.name}")) from None
+            raise StoreError(os_error_message(exc, "importing bundles")) from None
         with self.write_lock():
             self._delete_pending()  # what a writer killed after its commit left behind
+            try:
+                with self.transaction() as conn:
+                    results = [self._commit_one(conn, verified) for verified, _ in items]
+            finally:
+                self._trusted = None  # a record saved or rolled back: read it again
+            crash_point("after-commit")
+            self._delete_pending()
+        return results
+
+    def _commit_one(
+        self, conn: sqlite3.Connection, verified: VerifiedManifest
+    ) -> ImportResult | MeshdropError:
+        conn.execute("SAVEPOINT bundle")
+        try:
             again = self.accept(verified.envelope)
             if isinstance(again, ImportResult):
-                return again
-            absent = self.missing_chunks(again)
-            if absent:
-                raise MissingChunksError(
-                    f"{len(absent)} chunks of {m.name!r} are not in the store yet; "
-                    "the bundle stays invisible until they are"
-                )
-            return self._commit(again)
+                result: ImportResult | MeshdropError = again
+            else:
+                absent = self.missing_chunks(again)
+                if absent:
+                    raise MissingChunksError(
+                        f"{len(absent)} chunks of {again.manifest.name!r} are not in the store "
+                        "yet; the bundle stays invisible until they are"
+                    )
+                result = self._insert(conn, again)
+        except MeshdropError as exc:
+            conn.execute("ROLLBACK TO bundle")
+            result = exc
+        except BaseException:
+            conn.execute("ROLLBACK TO bundle")
+            raise
+        finally:
+            conn.execute("RELEASE bundle")
+        return result
 
     def check_free_space(self, needed: int, name: str) -> None:
         """Refuse, before writing anything, what would leave less than FREE_SPACE_RESERVE
@@ -402,23 +448,22 @@ class Store:
                 )
         return None
 
-    def _commit(self, verified: VerifiedManifest) -> ImportResult:
+    def _insert(self, conn: sqlite3.Connection, verified: VerifiedManifest) -> ImportResult:
+        """The index rows that make an accepted, complete bundle visible (inside the
+        caller's transaction), replacing an older version of it."""
         m = verified.manifest
-        with self.transaction() as conn:
-            old = conn.execute(
-                "SELECT id, version, withdrawn FROM bundles WHERE publisher = ? AND name = ?",
-                (m.publisher, m.name),
-            ).fetchone()
-            if old is not None:
-                _drop_bundle(conn, old[0])
-            self._insert_bundle(conn, verified)
-            search.index_bundle(conn, self.chunks, m)  # searchable exactly when visible
-            known = self.trusted()[verified.state.publisher]
-            if verified.state.version > known.version:
-                trustdb.save_state(conn, verified.state, new=False)
-                self._trusted = None
-        crash_point("after-commit")
-        self._delete_pending()
+        old = conn.execute(
+            "SELECT id, version, withdrawn FROM bundles WHERE publisher = ? AND name = ?",
+            (m.publisher, m.name),
+        ).fetchone()
+        if old is not None:
+            _drop_bundle(conn, old[0])
+        self._insert_bundle(conn, verified)
+        search.index_bundle(conn, self.chunks, m)  # searchable exactly when visible
+        known = self.trusted()[verified.state.publisher]
+        if verified.state.version > known.version:
+            trustdb.save_state(conn, verified.state, new=False)
+            self._trusted = None
         fingerprint = verified.state.fingerprint
         if old is None or old[2]:
             return ImportResult(Outcome.IMPORTED, m.name, m.version, fingerprint)

@@ -41,6 +41,10 @@ from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
 # and the disk busy (hashlib and file I/O release the GIL).
 WORKERS = min(16, max(8, 2 * (os.cpu_count() or 2)))
 MAX_JUNK_REPORTS = 20  # files that are not bundles at all: reported one by one up to this
+# Complete bundles wait to be committed together (Store.commit_many) until this many, or
+# BATCH_BYTES of them, are ready: a stick of small bundles then costs one sync and one
+# index transaction per batch instead of several syncs per bundle.
+COMMIT_BATCH = 256
 MIB = 1024 * 1024
 
 
@@ -124,15 +128,15 @@ class _Group:
     part_count: int = 0
     parts_seen: set[int] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    ready: bool = False  # complete, waiting in the next commit batch
 
     @property
     def committed(self) -> bool:
-        return self.result is not None
+        return self.result is not None or self.ready
 
 
 @dataclass
 class _Copied:
-    folders: set[Path] = field(default_factory=set)
     damaged: int = 0
     unreadable: int = 0
     truncated: int = 0
@@ -146,6 +150,9 @@ class CourierImport:
         self.reports: list[Report] = []
         self.junk = 0
         self._advanced = 0
+        self._batches: BatchPublisher | None = None  # staged chunks not yet named
+        self._ready: list[tuple[_Group, VerifiedManifest]] = []
+        self._ready_bytes = 0
 
     def run(self, folder: Path) -> list[Report]:
         return self._run(scan_folder(folder))
@@ -163,11 +170,17 @@ class CourierImport:
             self.progress.advance(sizes[path])
             self.progress.file_done()
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="courier") as pool:
-            for path in scan.bundles:
-                self._advanced = 0
-                self._bundle_file(pool, path)
-                self.progress.advance(max(0, sizes[path] - self._advanced))
-                self.progress.file_done()
+            try:
+                for path in scan.bundles:
+                    self._advanced = 0
+                    self._bundle_file(pool, path)
+                    self.progress.advance(max(0, sizes[path] - self._advanced))
+                    self.progress.file_done()
+                self._flush()
+            except BaseException:
+                if self._batches is not None:
+                    self._batches.abandon()
+                raise
         for path, kind in scan.not_regular:
             self.reports.append(
                 Report([path.name], Status.REFUSED, f"is {kind}, not a bundle file; not opened")
@@ -245,6 +258,8 @@ class CourierImport:
         group.verified = verified
         group.name, group.version = m.name, m.version
         group.publisher = verified.state.fingerprint
+        if len(group.files) > 1:
+            self._flush()  # name the chunks earlier parts staged: they count as present
         try:
             start, end = source.data_range(m)
             short = source.missing_bytes(m)
@@ -276,15 +291,35 @@ class CourierImport:
             group.parts_seen.add(part)
         if missing or copied.damaged or copied.unreadable or copied.truncated:
             return  # chunks are still to come (from another part, or another stick)
+        group.ready = True
+        self._ready.append((group, verified))
+        self._ready_bytes += m.size
+        if len(self._ready) >= COMMIT_BATCH or self._ready_bytes >= BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Name every staged chunk (one file-system sync for the lot), then commit the
+        complete bundles together."""
+        folders = self._batches.finish() if self._batches is not None else set()
+        self._batches = None
+        ready, self._ready, self._ready_bytes = self._ready, [], 0
+        if not ready:
+            return
+        items = [(verified, folders if i == 0 else set()) for i, (_, verified) in enumerate(ready)]
         try:
-            group.result = self.store.commit(verified, copied.folders)
-        except MissingChunksError:
-            return
+            results: list[ImportResult | MeshdropError] = self.store.commit_many(items)
         except MeshdropError as exc:
-            group.refusal = (Status.REFUSED, str(exc))
-            return
-        staging.unstage(self.store, staging.manifest_hash(verified))
-        group.verified = None
+            results = [exc] * len(ready)
+        for (group, verified), result in zip(ready, results, strict=True):
+            group.ready = False
+            if isinstance(result, MissingChunksError):
+                continue  # reported incomplete, what verified kept in staging
+            if isinstance(result, MeshdropError):
+                group.refusal = (Status.REFUSED, str(result))
+                continue
+            group.result = result
+            staging.unstage(self.store, staging.manifest_hash(verified))
+            group.verified = None
 
     def _copy(
         self, pool: ThreadPoolExecutor, source: CourierFile, refs: list[ChunkRef], start: int
@@ -303,7 +338,9 @@ class CourierImport:
                 return None, "damaged"
 
         pending: deque[tuple[Future[tuple[Path | None, str]], int]] = deque()
-        batches = BatchPublisher(self.store.publish_chunks, BATCH_BYTES)
+        if self._batches is None:
+            self._batches = BatchPublisher(self.store.publish_chunks, BATCH_BYTES)
+        batches = self._batches
 
         def finish_oldest() -> None:
             future, size = pending.popleft()
@@ -324,11 +361,9 @@ class CourierImport:
                     finish_oldest()
             while pending:
                 finish_oldest()
-            copied.folders |= batches.finish()
         except StoreError:
             for future, _ in pending:
                 future.cancel()
-            batches.abandon()
             raise
         return copied
 
