@@ -19,7 +19,7 @@ from meshdrop.cli.common import (
 )
 from meshdrop.core.keys import key_id
 from meshdrop.errors import MeshdropError, UsageError
-from meshdrop.store.models import Outcome
+from meshdrop.store.models import ImportResult, Outcome
 
 
 def read_small_file(path: Path, limit: int = 16 * 1024 * 1024) -> bytes:
@@ -175,33 +175,50 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
     already had, or refused with the reason. A bad file never stops the others; the exit
     status is non-zero if anything was refused."""
     from meshdrop.cli.courier import import_couriers
+    from meshdrop.store.batchimport import BatchImport, FileResult
+
+    def report_all(results: list[FileResult]) -> int:
+        for result in results:
+            assert result.outcome is not None
+            _report_outcome(as_json, result.path, result.outcome)
+        return sum(isinstance(r.outcome, MeshdropError) for r in results)
 
     with open_store(ctx) as store:
         seen, refused, paths = import_couriers(store, paths, as_json, quiet)  # sticks
-        for path in find_bundle_files(paths):
-            seen += 1
-            try:
+        with BatchImport(store) as batch:
+            for path in find_bundle_files(paths):
+                seen += 1
+                if path.suffix == ".pub":  # may change what the bundles after it need
+                    refused += report_all(batch.finish())
+                    try:
+                        outcome: ImportResult | MeshdropError = store.update_publisher(
+                            read_small_file(path), str(path)
+                        )
+                    except MeshdropError as exc:
+                        outcome = exc
+                    refused += report_all([FileResult(path, outcome)])
+                    continue
                 size = path.lstat().st_size if path.exists() else 0
-                if path.suffix == ".pub":
-                    result = store.update_publisher(read_small_file(path), str(path))
-                else:
-                    with progress_bar(size, path.name, quiet) as advance:
-                        result = store.import_file(path, advance)
-            except MeshdropError as exc:
-                refused += 1
-                _report(as_json, path, "refused", str(exc))
-                continue
-            detail = f"{result.name} v{result.version}"
-            if result.outcome is Outcome.PUBLISHER_UPDATED:
-                detail = f"{result.name} record v{result.version} (was v{result.replaced_version})"
-            elif result.outcome is Outcome.ALREADY_HAD and path.suffix == ".pub":
-                detail = f"{result.name} record v{result.version}"
-            elif result.replaced_version is not None:
-                detail += f" (replaces v{result.replaced_version})"
-            _report(as_json, path, result.outcome.value, detail)
+                with progress_bar(size, path.name, quiet) as advance:
+                    refused += report_all(batch.add(path, advance))
+            refused += report_all(batch.finish())
     if seen == 0:
         raise UsageError("no .mdrop files found in " + ", ".join(str(p) for p in paths))
     ctx.exit(1 if refused else 0)
+
+
+def _report_outcome(as_json: bool, path: Path, outcome: ImportResult | MeshdropError) -> None:
+    if isinstance(outcome, MeshdropError):
+        _report(as_json, path, "refused", str(outcome))
+        return
+    detail = f"{outcome.name} v{outcome.version}"
+    if outcome.outcome is Outcome.PUBLISHER_UPDATED:
+        detail = f"{outcome.name} record v{outcome.version} (was v{outcome.replaced_version})"
+    elif outcome.outcome is Outcome.ALREADY_HAD and path.suffix == ".pub":
+        detail = f"{outcome.name} record v{outcome.version}"
+    elif outcome.replaced_version is not None:
+        detail += f" (replaces v{outcome.replaced_version})"
+    _report(as_json, path, outcome.outcome.value, detail)
 
 
 def _report(as_json: bool, path: Path, outcome: str, detail: str) -> None:

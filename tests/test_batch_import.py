@@ -1,0 +1,131 @@
+"""`meshdrop import FOLDER` commits small bundles in batches (store/batchimport.py): one
+sync and one index transaction per batch, results in the order the files came, each
+bundle still checked and committed on its own."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import Publisher, make_publisher, pack, run_meshdrop, write_tree
+from meshdrop.core.verify import VerifiedManifest
+from meshdrop.errors import IntegrityError, MeshdropError
+from meshdrop.store import batchimport
+from meshdrop.store.batchimport import BatchImport
+from meshdrop.store.crashpoints import ENV as CRASH_ENV
+from meshdrop.store.models import ImportResult, Outcome
+from meshdrop.store.store import Store
+
+
+@dataclass
+class Bundles:
+    publisher: Publisher
+    folder: Path  # a-1 .. a-5, b-v1, b-v2 (file names sort in that order)
+
+    def fresh_node(self, home: Path) -> Path:
+        run_meshdrop("--home", home, "trust", "add", self.publisher.pub, check=True)
+        return home
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
+    root = tmp_path_factory.mktemp("batch-import")
+    publisher = make_publisher(root / "publisher")
+    folder = root / "bundles"
+    folder.mkdir()
+    for i in range(1, 6):
+        src = write_tree(root / f"src-a{i}", {"index.md": f"# a {i}\n".encode() * 40})
+        pack(publisher, src, folder / f"a-{i}.mdrop", f"a-{i}", "--version", "1")
+    for version in (1, 2):
+        src = write_tree(root / f"src-b{version}", {"index.md": f"# b {version}\n".encode()})
+        pack(publisher, src, folder / f"b-v{version}.mdrop", "b", "--version", str(version))
+    return Bundles(publisher, folder)
+
+
+def files(bundles: Bundles) -> list[Path]:
+    return sorted(bundles.folder.glob("*.mdrop"))
+
+
+def stored(home: Path) -> dict[str, int]:
+    with Store(home) as store:
+        return {b.name: b.version for b in store.list_bundles()}
+
+
+def test_results_come_in_file_order_from_batches_of_the_configured_size(
+    bundles: Bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batchimport, "COMMIT_BATCH", 3)
+    sizes: list[int] = []
+    real = Store.commit_many
+
+    def counting(
+        self: Store, items: list[tuple[VerifiedManifest, set[Path]]]
+    ) -> list[ImportResult | MeshdropError]:
+        sizes.append(len(items))
+        return real(self, items)
+
+    monkeypatch.setattr(Store, "commit_many", counting)
+    home = bundles.fresh_node(tmp_path / "node")
+    results = []
+    with Store(home) as store, BatchImport(store) as batch:
+        for path in files(bundles):
+            results += batch.add(path)
+        results += batch.finish()
+    assert sizes == [3, 3, 1]
+    assert [r.path for r in results] == files(bundles)
+    outcomes = [r.outcome for r in results]
+    assert all(isinstance(o, ImportResult) for o in outcomes), outcomes
+    kinds = [o.outcome for o in outcomes if isinstance(o, ImportResult)]
+    # b v2 is committed right after b v1, in the same batch: it replaces it.
+    assert kinds == [Outcome.IMPORTED] * 6 + [Outcome.REPLACED]
+    assert stored(home) == {**{f"a-{i}": 1 for i in range(1, 6)}, "b": 2}
+
+
+def test_a_damaged_file_in_a_batch_is_refused_alone(bundles: Bundles, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in files(bundles):
+        (folder / path.name).write_bytes(path.read_bytes())
+    damaged = folder / "a-3.mdrop"
+    data = bytearray(damaged.read_bytes())
+    data[-10] ^= 0xFF  # in its data: the envelope verifies, a chunk does not
+    damaged.write_bytes(bytes(data))
+    home = bundles.fresh_node(tmp_path / "node")
+    with Store(home) as store, BatchImport(store) as batch:
+        results = [*[r for p in sorted(folder.iterdir()) for r in batch.add(p)], *batch.finish()]
+    outcome = {r.path.name: r.outcome for r in results}
+    assert isinstance(outcome.pop("a-3.mdrop"), IntegrityError)
+    assert all(isinstance(o, ImportResult) for o in outcome.values())
+    assert "a-3" not in stored(home) and len(stored(home)) == 5
+
+
+def test_the_command_reports_every_file_in_order(bundles: Bundles, tmp_path: Path) -> None:
+    home = bundles.fresh_node(tmp_path / "node")
+    result = run_meshdrop("--home", home, "import", "--json", "-q", bundles.folder)
+    assert result.code == 0, result.err
+    lines = [json.loads(x) for x in result.out.splitlines()]
+    assert [Path(x["file"]).name for x in lines] == [p.name for p in files(bundles)]
+    assert [x["outcome"] for x in lines][-1] == "imported, replacing an older version"
+
+
+ALREADY_THERE = ["already had"] * 5 + ["refused", "already had"]  # b v1 is older now
+FRESH = ["imported"] * 6 + ["imported, replacing an older version"]
+
+
+@pytest.mark.parametrize(
+    ("point", "visible", "rerun"),
+    [("after-chunk", 0, FRESH), ("after-commit", 6, ALREADY_THERE)],
+)
+def test_a_run_killed_in_a_batch_shows_all_or_none_of_it_and_a_rerun_completes(
+    bundles: Bundles, tmp_path: Path, point: str, visible: int, rerun: list[str]
+) -> None:
+    home = bundles.fresh_node(tmp_path / "node")
+    crashed = run_meshdrop("--home", home, "import", "-q", bundles.folder, env={CRASH_ENV: point})
+    assert crashed.code == -9, crashed  # SIGKILL: no clean-up ran
+    assert len(stored(home)) == visible  # the seven files are one batch
+    again = run_meshdrop("--home", home, "import", "--json", "-q", bundles.folder)
+    assert [json.loads(x)["outcome"] for x in again.out.splitlines()] == rerun, again.out
+    assert stored(home) == {**{f"a-{i}": 1 for i in range(1, 6)}, "b": 2}
