@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +190,19 @@ def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
 
 def read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def count_commit_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the size of every Store.commit_many batch from now on (the list fills as
+    the test goes)."""
+    from meshdrop.store.store import Store
+
+    sizes: list[int] = []
+    real = Store.commit_many
+
+    def counting(self: Store, items: Any) -> Any:
+        sizes.append(len(items))
+        return real(self, items)
+
+    monkeypatch.setattr(Store, "commit_many", counting)
+    return sizes

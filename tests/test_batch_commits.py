@@ -1,6 +1,7 @@
-"""`meshdrop import FOLDER` commits small bundles in batches (store/batchimport.py): one
-sync and one index transaction per batch, results in the order the files came, each
-bundle still checked and committed on its own."""
+"""Small bundles are committed in batches (Store.commit_many): by `meshdrop import FOLDER`
+(store/batchimport.py) and by a courier folder's import. One sync and one index
+transaction per batch, results in the order the files came, each bundle still checked
+and committed on its own."""
 
 from __future__ import annotations
 
@@ -10,20 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Publisher, make_publisher, pack, run_meshdrop, write_tree
+from conftest import Publisher, count_commit_batches, make_publisher, pack, run_meshdrop, write_tree
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import IntegrityError, MeshdropError
+from meshdrop.errors import IntegrityError, StoreError
 from meshdrop.store import batchimport
 from meshdrop.store.batchimport import BatchImport
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
 from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import Store
+from meshdrop.transports.courier import importer
+from meshdrop.transports.courier.importer import CourierImport, Status
 
 
 @dataclass
 class Bundles:
     publisher: Publisher
-    folder: Path  # a-1 .. a-5, b-v1, b-v2 (file names sort in that order)
+    folder: Path  # bundle files, or a courier folder
 
     def fresh_node(self, home: Path) -> Path:
         run_meshdrop("--home", home, "trust", "add", self.publisher.pub, check=True)
@@ -42,7 +45,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     for version in (1, 2):
         src = write_tree(root / f"src-b{version}", {"index.md": f"# b {version}\n".encode()})
         pack(publisher, src, folder / f"b-v{version}.mdrop", "b", "--version", str(version))
-    return Bundles(publisher, folder)
+    return Bundles(publisher, folder)  # a-1 .. a-5, b-v1, b-v2 (in that order)
 
 
 def files(bundles: Bundles) -> list[Path]:
@@ -58,16 +61,7 @@ def test_results_come_in_file_order_from_batches_of_the_configured_size(
     bundles: Bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(batchimport, "COMMIT_BATCH", 3)
-    sizes: list[int] = []
-    real = Store.commit_many
-
-    def counting(
-        self: Store, items: list[tuple[VerifiedManifest, set[Path]]]
-    ) -> list[ImportResult | MeshdropError]:
-        sizes.append(len(items))
-        return real(self, items)
-
-    monkeypatch.setattr(Store, "commit_many", counting)
+    sizes = count_commit_batches(monkeypatch)
     home = bundles.fresh_node(tmp_path / "node")
     results = []
     with Store(home) as store, BatchImport(store) as batch:
@@ -129,3 +123,80 @@ def test_a_run_killed_in_a_batch_shows_all_or_none_of_it_and_a_rerun_completes(
     again = run_meshdrop("--home", home, "import", "--json", "-q", bundles.folder)
     assert [json.loads(x)["outcome"] for x in again.out.splitlines()] == rerun, again.out
     assert stored(home) == {**{f"a-{i}": 1 for i in range(1, 6)}, "b": 2}
+
+
+# A courier folder
+
+NAMES = [f"small-{i}" for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def stick(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
+    root = tmp_path_factory.mktemp("batches")
+    publisher = make_publisher(root / "publisher")
+    source = root / "source"
+    run_meshdrop("--home", source, "trust", "add", publisher.pub, check=True)
+    for name in NAMES:
+        src = write_tree(root / "src" / name, {"index.md": f"# {name}\n".encode() * 50})
+        bundle = pack(publisher, src, root / f"{name}.mdrop", name)
+        run_meshdrop("--home", source, "import", "-q", bundle, check=True)
+    (root / "stick").mkdir()
+    run_meshdrop("--home", source, "export", root / "stick", "-q", check=True)
+    return Bundles(publisher, root / "stick" / "meshdrop")
+
+
+def test_small_bundles_are_committed_in_batches_and_all_go_in(
+    stick: Bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "COMMIT_BATCH", 3)
+    batches = count_commit_batches(monkeypatch)
+    home = stick.fresh_node(tmp_path / "node")
+    with Store(home) as store:
+        reports = CourierImport(store).run(stick.folder)
+    assert batches == [3, 3, 1]
+    assert {r.name: r.status for r in reports if r.name in NAMES} == dict.fromkeys(
+        NAMES, Status.IMPORTED
+    )
+    assert set(stored(home)) == set(NAMES)
+
+
+def test_a_bundle_that_fails_at_commit_fails_alone_and_leaves_no_rows(
+    stick: Bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Store._insert
+
+    def failing(self: Store, conn: object, verified: VerifiedManifest) -> ImportResult:
+        result = real(self, conn, verified)  # type: ignore[arg-type]
+        if verified.manifest.name == "small-3":  # after its rows went in: they must go
+            raise StoreError("the index refused small-3")
+        return result
+
+    monkeypatch.setattr(Store, "_insert", failing)
+    home = stick.fresh_node(tmp_path / "node")
+    with Store(home) as store:
+        reports = CourierImport(store).run(stick.folder)
+        rows = store.conn.execute("SELECT count(*) FROM bundles WHERE name = 'small-3'").fetchone()
+    statuses = {r.name: r.status for r in reports if r.name in NAMES}
+    assert statuses.pop("small-3") is not Status.IMPORTED
+    assert set(statuses.values()) == {Status.IMPORTED}
+    assert rows == (0,)
+    assert set(stored(home)) == set(NAMES) - {"small-3"}
+
+
+@pytest.mark.parametrize(
+    ("point", "visible", "rerun"),
+    [("after-chunk", set(), "imported"), ("after-commit", set(NAMES), "already had")],
+)
+def test_a_node_killed_in_a_batch_shows_all_or_none_of_it_and_a_rerun_completes(
+    stick: Bundles, tmp_path: Path, point: str, visible: set[str], rerun: str
+) -> None:
+    home = stick.fresh_node(tmp_path / "node")
+    crashed = run_meshdrop(
+        "--home", home, "import", "-q", stick.folder.parent, env={CRASH_ENV: point}
+    )
+    assert crashed.code == -9, crashed  # SIGKILL: no clean-up ran
+    assert set(stored(home)) == visible  # the seven bundles are one batch
+    again = run_meshdrop("--home", home, "import", "--json", "-q", stick.folder.parent)
+    assert again.code == 0, again.err
+    assert again.out.count(f'"outcome": "{rerun}"') == len(NAMES), again.out
+    assert set(stored(home)) == set(NAMES)
