@@ -25,7 +25,9 @@ from courierkit import (
 )
 
 from conftest import meshdrop_executable, peak_memory_kib, run_meshdrop
+from meshdrop.core.manifest import Manifest
 from meshdrop.errors import FormatError
+from meshdrop.store import export
 from meshdrop.store.store import Store
 from meshdrop.transports.courier.exporter import CourierExport, Done, ExportOptions
 from meshdrop.transports.courier.importer import CourierImport, Status
@@ -371,3 +373,22 @@ def test_huge_or_malformed_want_file_only_gets_ignored(setup: Setup, tmp_path: P
         assert "ignored the want file" in result.out
         assert "4 bundles written" in result.out
         assert time.monotonic() - started < 30
+
+
+def test_a_top_up_parses_no_manifest_of_a_bundle_already_on_the_stick(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stick = setup.fresh_stick(tmp_path / "stick")
+    parsed: list[bytes] = []
+    real = export.parse_manifest
+
+    def counting(data: bytes) -> Manifest:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(export, "parse_manifest", counting)
+    with Store(setup.source) as store:
+        export_run = CourierExport(store, ExportOptions(part_size=PART_BYTES))
+        summary = export_run.run(setup.courier(stick))
+    assert {r.done for r in summary.reports} == {Done.ALREADY_THERE}
+    assert parsed == []

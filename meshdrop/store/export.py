@@ -6,6 +6,7 @@ file crash-safely (fs.DurableBatch: temp name, fsync, rename, fsync of the folde
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import queue
 from collections import deque
@@ -31,17 +32,28 @@ Progress = Callable[[int], None]
 @dataclass(frozen=True)
 class ExportableBundle:
     """A committed bundle ready to be written out: its stored (relay) envelope bytes, the
-    manifest parsed from them, and the SHA-256 of the manifest bytes (its identity)."""
+    SHA-256 of its manifest bytes (its identity) and its publisher's id. The manifest is
+    parsed from the envelope (strictly, as on import) only when asked for: a top-up that
+    finds most bundles already on the stick never needs theirs."""
 
     bundle: StoredBundle
     envelope: bytes
-    manifest: Manifest
     manifest_hash: bytes
+    publisher_id: bytes
+
+    @functools.cached_property
+    def manifest(self) -> Manifest:
+        from meshdrop.core.bundle import parse_envelope
+
+        manifest = parse_manifest(parse_envelope(self.envelope, self.bundle.name).manifest_bytes)
+        if manifest.size != self.bundle.size or manifest.publisher != self.publisher_id:
+            raise StoreError(f"the store's index disagrees with the envelope of {manifest.name}")
+        return manifest
 
     @property
     def file_size(self) -> int:
         """The size of the whole bundle as one .mdrop file."""
-        return len(self.head()) + self.manifest.size
+        return len(self.head()) + self.bundle.size
 
     def head(self) -> bytes:
         """The .mdrop header and envelope: everything before the data."""
@@ -49,16 +61,13 @@ class ExportableBundle:
 
 
 def load_exportable(store: Store, bundle: StoredBundle) -> ExportableBundle:
-    from meshdrop.core.bundle import parse_envelope
-
     row = store.conn.execute(
-        "SELECT envelope, manifest_hash FROM bundles WHERE id = ?", (bundle.id,)
+        "SELECT envelope, manifest_hash, publisher FROM bundles WHERE id = ?", (bundle.id,)
     ).fetchone()
     if row is None:
         raise UsageError(f"bundle {bundle.name!r} is no longer stored")
-    envelope, digest = row
-    manifest = parse_manifest(parse_envelope(envelope, bundle.name).manifest_bytes)
-    return ExportableBundle(bundle, envelope, manifest, digest)
+    envelope, digest, publisher = row
+    return ExportableBundle(bundle, envelope, digest, publisher)
 
 
 def publisher_file(store: Store, fingerprint: str) -> bytes:

@@ -314,8 +314,7 @@ class CourierExport:
         used = 0
         for bundle in bundles:
             item = load_exportable(self.store, bundle)
-            m = item.manifest
-            present = stick.complete_copy(item.manifest_hash, m.size)
+            present = stick.complete_copy(item.manifest_hash, bundle.size)
             if present is not None:
                 size = sum(stick.files[n].size for n in present)
                 used += size
@@ -324,8 +323,8 @@ class CourierExport:
                     _report(item, Done.ALREADY_THERE, ", ".join(present), size, present)
                 )
                 continue
-            newer = stick.newest_complete(m.publisher, m.name)
-            if newer > m.version:
+            newer = stick.newest_complete(item.publisher_id, bundle.name)
+            if newer > bundle.version:
                 summary.reports.append(
                     _report(item, Done.STICK_NEWER, f"the stick has v{newer}", 0, [])
                 )
