@@ -200,9 +200,9 @@ def count_commit_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     real = Store.commit_many
 
-    def counting(self: Store, items: Any) -> Any:
-        sizes.append(len(items))
-        return real(self, items)
+    def counting(self: Store, bundles: Any, folders: Any = ()) -> Any:
+        sizes.append(len(bundles))
+        return real(self, bundles, folders)
 
     monkeypatch.setattr(Store, "commit_many", counting)
     return sizes

@@ -3,7 +3,7 @@
 A small bundle's own commit costs more than copying it: a sync for its chunks, one for
 their folder and one for the index transaction. So small bundles are verified and their
 chunks staged as each file is read, and the complete ones are committed together
-(``Store.commit_many``) every COMMIT_BATCH bundles or BATCH_BYTES of them: one sync and
+(``Store.commit_staged``) every COMMIT_BATCH bundles or BATCH_BYTES of them: one sync and
 one transaction per batch, each bundle still checked and committed on its own. A bundle
 of BATCH_BYTES or more goes through ``Store.import_file`` as before, after the pending
 ones. Results come out in the order the files went in. A crash loses at most the
@@ -21,12 +21,9 @@ from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import MeshdropError
 from meshdrop.store.bundlefile import open_bundle_file
-from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.ingest import BatchPublisher, Progress, copy_chunks
 from meshdrop.store.models import ImportResult
-from meshdrop.store.store import BATCH_BYTES, MissingChunksError, Store
-
-COMMIT_BATCH = 256
+from meshdrop.store.store import BATCH_BYTES, COMMIT_BATCH, MissingChunksError, Store
 
 
 @dataclass
@@ -98,16 +95,10 @@ class BatchImport:
     def finish(self) -> list[FileResult]:
         """Name the staged chunks, commit the waiting bundles; every result so far."""
         waiting, self._waiting, self._waiting_bytes = self._waiting, [], 0
-        outcomes: list[ImportResult | MeshdropError] = []
+        staged, self._batches = self._batches, None
         try:
-            folders = self._batches.finish() if self._batches is not None else set()
-            self._batches = None
-            if waiting:
-                crash_point("before-commit")
-                items = [(v, folders if i == 0 else set()) for i, (_, v) in enumerate(waiting)]
-                outcomes = self.store.commit_many(items)
-        except MeshdropError as exc:  # the disk failed the batch: none of it went in
-            self._batches = None
+            outcomes = self.store.commit_staged(staged, [verified for _, verified in waiting])
+        except MeshdropError as exc:  # naming the staged chunks failed: none went in
             outcomes = [exc] * len(waiting)
         for (result, _), outcome in zip(waiting, outcomes, strict=True):
             if isinstance(outcome, MissingChunksError):  # another writer's clean-up

@@ -49,6 +49,10 @@ from meshdrop.store.staging import is_staged, staged_digests
 
 COMMIT_ATTEMPTS = 3
 BATCH_BYTES = 32 * 1024 * 1024
+# Complete small bundles wait to be committed together (commit_staged) until this many,
+# or BATCH_BYTES of them, are ready: a batch costs one sync and one index transaction
+# instead of several syncs per bundle.
+COMMIT_BATCH = 256
 FREE_SPACE_RESERVE = 4 * 1024 * 1024  # MESHDROP_MIN_FREE (bytes) overrides it
 CLOCK_SKEW = 86_400  # how far ahead of the node's time a signed time may be and still count
 
@@ -277,36 +281,49 @@ class Store:
     def commit(self, verified: VerifiedManifest, folders: Iterable[Path] = ()) -> ImportResult:
         """Step 3: make the bundle visible, in one transaction, if it is still acceptable
         (trust may have changed meanwhile) and every chunk is present."""
-        (result,) = self.commit_many([(verified, folders)])
+        (result,) = self.commit_many([verified], folders)
         if isinstance(result, MeshdropError):
             raise result
         return result
 
     def commit_many(
-        self, items: Sequence[tuple[VerifiedManifest, Iterable[Path]]]
+        self, bundles: Sequence[VerifiedManifest], folders: Iterable[Path] = ()
     ) -> list[ImportResult | MeshdropError]:
         """Step 3 for several bundles at once (a stick of many small ones): one sync of
-        their chunk folders, one write lock and one index transaction for all, instead of
-        a sync and a transaction (with its own sync) each. Each bundle is still checked
+        their chunk ``folders``, one write lock and one index transaction for all, instead
+        of a sync and a transaction (with its own sync) each. Each bundle is still checked
         and committed on its own, inside a savepoint: one that fails gets its error in
         the list, in order, and the others go in."""
-        folders: set[Path] = set()
-        for _, some in items:
-            folders.update(some)
+        what = bundles[0].manifest.name if len(bundles) == 1 else f"{len(bundles)} bundles"
         try:
             self.chunks.sync_folders(folders)
         except OSError as exc:
-            raise StoreError(os_error_message(exc, "importing bundles")) from None
+            raise StoreError(os_error_message(exc, f"importing {what}")) from None
         with self.write_lock():
             self._delete_pending()  # what a writer killed after its commit left behind
             try:
                 with self.transaction() as conn:
-                    results = [self._commit_one(conn, verified) for verified, _ in items]
+                    results = [self._commit_one(conn, verified) for verified in bundles]
             finally:
                 self._trusted = None  # a record saved or rolled back: read it again
             crash_point("after-commit")
             self._delete_pending()
         return results
+
+    def commit_staged(
+        self, staged: BatchPublisher | None, bundles: Sequence[VerifiedManifest]
+    ) -> list[ImportResult | MeshdropError]:
+        """Name every chunk ``staged`` holds (one file-system sync for the lot; a failure
+        there raises), then commit ``bundles`` together; a failure of the commit as a
+        whole becomes every bundle's error."""
+        folders = staged.finish() if staged is not None else set()
+        if not bundles:
+            return []
+        crash_point("before-commit")
+        try:
+            return self.commit_many(bundles, folders)
+        except MeshdropError as exc:
+            return [exc] * len(bundles)
 
     def _commit_one(
         self, conn: sqlite3.Connection, verified: VerifiedManifest

@@ -32,7 +32,7 @@ from meshdrop.fs import read_small_file
 from meshdrop.store import staging
 from meshdrop.store.ingest import BatchPublisher
 from meshdrop.store.models import ImportResult, Outcome
-from meshdrop.store.store import BATCH_BYTES, MissingChunksError, Store
+from meshdrop.store.store import BATCH_BYTES, COMMIT_BATCH, MissingChunksError, Store
 from meshdrop.transports.courier.parts import refs_in_range
 from meshdrop.transports.courier.reader import CourierFile, open_courier_file
 from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
@@ -41,10 +41,6 @@ from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
 # and the disk busy (hashlib and file I/O release the GIL).
 WORKERS = min(16, max(8, 2 * (os.cpu_count() or 2)))
 MAX_JUNK_REPORTS = 20  # files that are not bundles at all: reported one by one up to this
-# Complete bundles wait to be committed together (Store.commit_many) until this many, or
-# BATCH_BYTES of them, are ready: a stick of small bundles then costs one sync and one
-# index transaction per batch instead of several syncs per bundle.
-COMMIT_BATCH = 256
 MIB = 1024 * 1024
 
 
@@ -300,16 +296,9 @@ class CourierImport:
     def _flush(self) -> None:
         """Name every staged chunk (one file-system sync for the lot), then commit the
         complete bundles together."""
-        folders = self._batches.finish() if self._batches is not None else set()
-        self._batches = None
+        staged, self._batches = self._batches, None
         ready, self._ready, self._ready_bytes = self._ready, [], 0
-        if not ready:
-            return
-        items = [(verified, folders if i == 0 else set()) for i, (_, verified) in enumerate(ready)]
-        try:
-            results: list[ImportResult | MeshdropError] = self.store.commit_many(items)
-        except MeshdropError as exc:
-            results = [exc] * len(ready)
+        results = self.store.commit_staged(staged, [verified for _, verified in ready])
         for (group, verified), result in zip(ready, results, strict=True):
             group.ready = False
             if isinstance(result, MissingChunksError):
