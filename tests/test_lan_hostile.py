@@ -191,7 +191,7 @@ async def slow_drip(request: web.Request) -> web.StreamResponse:
     offer = request.app[OFFER]
     data = offer.chunks[bytes.fromhex(request.match_info["digest"])]
     response = web.StreamResponse()
-    response.enable_chunked_encoding()
+    response.content_length = len(data)
     await response.prepare(request)
     for i in range(min(len(data), 50)):
         await response.write(data[i : i + 1])

@@ -105,10 +105,10 @@ class StoreIO:
     async def check_free_space(self, needed: int, name: str) -> None:
         await self._run(self._data, lambda: self._chunks.check_free_space(needed, name))
 
-    async def store_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+    async def store_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
         return await self._run(self._data, lambda: self._chunks.store_chunk(ref, data))
 
-    async def stage_chunk(self, ref: ChunkRef, data: bytes) -> Path:
+    async def stage_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
         """Verify a chunk and write it under a temp name, not yet durable (a big bundle's
         chunks); ``publish_chunks`` makes a batch of them durable and names them."""
         return await self._run(self._data, lambda: self._chunks.stage_chunk(ref, data))

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from meshdrop.core.bundle import Envelope, parse_envelope
 from meshdrop.core.keys import Domain, verify
@@ -51,6 +51,7 @@ from meshdrop.errors import (
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import BATCH_BYTES, MissingChunksError
+from meshdrop.transports.lan.buffers import ChunkBuffers
 from meshdrop.transports.lan.client import PeerClient
 from meshdrop.transports.lan.errors import (
     PeerMisbehaved,
@@ -59,6 +60,7 @@ from meshdrop.transports.lan.errors import (
 )
 from meshdrop.transports.lan.storeio import StoreIO
 
+T = TypeVar("T")
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
 
@@ -162,15 +164,15 @@ class Transfer:
                         return  # everything left is what this peer got wrong
                     await self._changed.wait()
                     continue
+                buffer = await engine.buffers.acquire()
+                stored: asyncio.Task[Path | None] | None = None
                 try:
-                    async with engine.memory:
-                        data = await engine.client.chunk(peer.address, ref)
-                        if self.batched:
-                            # Shielded: a chunk written under a temp name is also handed
-                            # to publish when this worker is cancelled meanwhile (a stop).
-                            await asyncio.shield(self._keep(self._stage(ref, data)))
-                        else:
-                            folder = await engine.storeio.store_chunk(ref, data)
+                    data = await engine.client.chunk_into(peer.address, ref, memoryview(buffer))
+                    # The store works on the buffer in a thread, which a cancelled worker
+                    # (a stop) cannot interrupt: the buffer is released when that ends,
+                    # and a chunk written under a temp name is still handed to publish.
+                    stored = self._keep(self._store(ref, data))
+                    folder = await asyncio.shield(stored)
                 except IntegrityError:
                     self.plan.failed(ref, peer.key, bad_data=True)
                     engine.penalise(peer, f"sent wrong bytes for a chunk of {self.name}")
@@ -198,10 +200,11 @@ class Transfer:
                     engine.totals.chunks += 1
                     engine.totals.bytes += len(data)
                     peer.fetched_bytes += len(data)
-                    if not self.batched:
+                    if folder is not None:
                         self.folders.add(folder)
                         self._stored(1)
                 finally:
+                    engine.buffers.release_after(buffer, stored)
                     self._notify()
                 if len(self.publishing) >= engine.limits.batches_publishing:
                     await asyncio.shield(self.publishing[0])  # the disk is behind: wait
@@ -222,19 +225,24 @@ class Transfer:
             totals.stored += 1
             crash_point(f"lan-after-chunk-{totals.stored}")
 
-    def _keep(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _keep(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task that stopping the node waits for instead of cancelling."""
         task = asyncio.ensure_future(coro)
         self.engine.keep.add(task)
         task.add_done_callback(self.engine.keep.discard)
         return task
 
-    async def _stage(self, ref: ChunkRef, data: bytes) -> None:
+    async def _store(self, ref: ChunkRef, data: memoryview) -> Path | None:
+        """Verify a fetched chunk and store it: durably (the folder to sync at commit is
+        returned), or for a big bundle staged under a temp name (None)."""
+        if not self.batched:
+            return await self.engine.storeio.store_chunk(ref, data)
         temp = await self.engine.storeio.stage_chunk(ref, data)
         self.batch.append((ref, temp))
         self.batch_bytes += ref.size
         if self.batch_bytes >= BATCH_BYTES:
             self.publish_staged()
+        return None
 
     def publish_staged(self) -> None:
         """Hand the staged chunks to the store's publishing thread."""
@@ -361,7 +369,7 @@ class SyncEngine:
         self.book = book
         self.emit = emit
         self.limits = limits
-        self.memory = asyncio.Semaphore(limits.chunks_in_memory)
+        self.buffers = ChunkBuffers(limits.chunks_in_memory)
         self.transfers: dict[bytes, Transfer] = {}
         self.refusals = Refusals()
         self.totals = Totals()
@@ -369,7 +377,7 @@ class SyncEngine:
         self.trust_digest = b""
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.keep: set[asyncio.Task[None]] = set()  # staging and publishing: never cancelled
+        self.keep: set[asyncio.Task[Any]] = set()  # storing and publishing: never cancelled
         self._syncing = 0
         self._reported: set[bytes] = set()
 
