@@ -764,6 +764,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _fmt_area_ratio(ratio: object) -> str:
+    """Three decimals always (".3g" printed 1.0 as "1")."""
+    return "-" if not isinstance(ratio, (int, float)) else f"{ratio:.3f} x"
+
+
 def format_area_table(rows: list[dict[str, object]]) -> str:
     """An area's rows as an aligned table: value, baseline, ratio and target."""
 
@@ -780,7 +785,7 @@ def format_area_table(rows: list[dict[str, object]]) -> str:
             cell(r.get("name")),
             f"{cell(r.get('value'))} {cell(r.get('unit'))}",
             cell(r.get("baseline")),
-            "-" if r.get("ratio") is None else f"{cell(r.get('ratio'))} x",
+            _fmt_area_ratio(r.get("ratio")),
             cell(r.get("target")),
         ]
         for r in rows

@@ -249,6 +249,17 @@ def test_bytes_beyond_the_declared_body_close_the_connection() -> None:
     run(go())
 
 
+def test_bytes_beyond_a_small_body_in_the_same_packet_close_the_connection() -> None:
+    async def go() -> None:
+        async with serving(lambda n: send(ok(b"tiny") + b"surplus")) as (scripted, client):
+            address = client.address  # type: ignore[attr-defined]
+            for _ in range(2):
+                assert bytes(await client._fetch(address, "hello", 100)) == b"tiny"
+            assert scripted.connections == 2
+
+    run(go())
+
+
 def test_a_cancelled_request_stops_writing_into_the_buffer() -> None:
     """A stopped node releases a chunk buffer for reuse: the socket must not go on
     filling it."""

@@ -145,7 +145,7 @@ class PeerClient:
         except BaseException:
             connection.abort()  # mid-answer: never reused, and stops writing into ``into``
             raise
-        if head.keep_alive:
+        if head.keep_alive and not connection.closed:
             self._pool.give_back(address, connection)
         else:
             connection.abort()

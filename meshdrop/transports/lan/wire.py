@@ -177,12 +177,15 @@ class Connection(asyncio.BufferedProtocol):
         """Fill ``body`` (exactly the declared length) with the rest of the answer."""
         assert self._state == "paused" and self.transport is not None
         early = self._head_view[self._head_end + 4 : self._head_len]
-        if len(early) > len(body):
-            raise PeerMisbehaved(f"peer {self.who} sent more than it declared")
+        surplus = len(early) > len(body)  # bytes beyond the body: never reused
+        early = early[: len(body)]
         body[: len(early)] = early
         self._body, self._got = body, len(early)
         if self._got == len(body):
             self._state = "idle"
+            if surplus:
+                self.abort()
+                return
         else:
             self._state = "body"
             self.transport.resume_reading()
