@@ -1,10 +1,11 @@
 """Small bundles are committed in batches (Store.commit_many): by `meshdrop import FOLDER`
-(store/batchimport.py) and by a courier folder's import. One sync and one index
-transaction per batch, results in the order the files came, each bundle still checked
-and committed on its own."""
+(store/batchimport.py), by a courier folder's import, and by the LAN sync's group commit.
+One sync and one index transaction per batch, results in the order the files came, each
+bundle still checked and committed on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,14 @@ from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import IntegrityError, StoreError
 from meshdrop.store import batchimport
 from meshdrop.store.batchimport import BatchImport
+from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
 from meshdrop.store.models import ImportResult, Outcome
-from meshdrop.store.store import Store
+from meshdrop.store.store import MissingChunksError, Store
 from meshdrop.transports.courier import importer
 from meshdrop.transports.courier.importer import CourierImport, Status
+from meshdrop.transports.lan.groupcommit import GroupCommit
+from meshdrop.transports.lan.storeio import StoreIO
 
 
 @dataclass
@@ -200,3 +204,66 @@ def test_a_node_killed_in_a_batch_shows_all_or_none_of_it_and_a_rerun_completes(
     assert again.code == 0, again.err
     assert again.out.count(f'"outcome": "{rerun}"') == len(NAMES), again.out
     assert set(stored(home)) == set(NAMES)
+
+
+# The LAN sync's group commit (transports/lan/groupcommit.py): bundles whose chunks are
+# stored, committed together through the node's real StoreIO (its writer thread).
+
+
+def accepted(home: Path, paths: list[Path]) -> list[VerifiedManifest]:
+    """Each bundle accepted and its chunks stored, as the sync leaves it before commit."""
+    out = []
+    with Store(home) as store:
+        for path in paths:
+            with open_bundle_file(path) as bundle:
+                verified = store.accept(bundle.envelope)
+                assert isinstance(verified, VerifiedManifest)
+                for ref in store.missing_chunks(verified):
+                    store.store_chunk(ref, bundle.read_chunk(ref.offset, ref.size))
+            out.append(verified)
+    return out
+
+
+def test_the_sync_commits_bundles_that_finish_together_in_one_group(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    home = bundles.fresh_node(tmp_path / "node")
+    paths = [p for p in files(bundles) if p.name.startswith("a-")]
+    verified = accepted(home, paths)
+
+    async def go() -> tuple[list[ImportResult], int]:
+        storeio = StoreIO(home)
+        committer = GroupCommit(storeio, asyncio.ensure_future)
+        try:
+            results = await asyncio.gather(*(committer.commit(v, set()) for v in verified))
+            return list(results), committer.groups
+        finally:
+            await storeio.aclose()
+
+    results, groups = asyncio.run(go())
+    assert [r.outcome for r in results] == [Outcome.IMPORTED] * len(paths)
+    assert groups == 1
+    assert set(stored(home)) == {f"a-{i}" for i in range(1, 6)}
+
+
+def test_a_bundle_refused_in_a_group_commit_fails_alone(bundles: Bundles, tmp_path: Path) -> None:
+    home = bundles.fresh_node(tmp_path / "node")
+    paths = [p for p in files(bundles) if p.name.startswith("a-")]
+    verified = accepted(home, paths)
+    with Store(home) as store:  # another writer removed a chunk of a-2 meanwhile
+        ref = verified[1].manifest.chunk_refs()[0]
+        store.chunks.delete([ref.digest])
+
+    async def go() -> list[ImportResult | BaseException]:
+        storeio = StoreIO(home)
+        committer = GroupCommit(storeio, asyncio.ensure_future)
+        try:
+            commits = (committer.commit(v, set()) for v in verified)
+            return list(await asyncio.gather(*commits, return_exceptions=True))
+        finally:
+            await storeio.aclose()
+
+    results = asyncio.run(go())
+    assert isinstance(results[1], MissingChunksError)
+    assert all(isinstance(r, ImportResult) for i, r in enumerate(results) if i != 1)
+    assert set(stored(home)) == {f"a-{i}" for i in (1, 3, 4, 5)}

@@ -23,6 +23,7 @@ from typing import BinaryIO, TypeVar
 from meshdrop.core.bundle import Envelope
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
+from meshdrop.errors import MeshdropError
 from meshdrop.store.inventory import PeerView, Snapshot
 from meshdrop.store.models import ImportResult
 from meshdrop.store.store import Store
@@ -97,10 +98,12 @@ class StoreIO:
     # The client's side (the writer thread, and the data pool for chunks)
 
     async def accept(self, envelope: Envelope) -> VerifiedManifest | ImportResult:
-        return await self._run(self._write, lambda: self._store().accept(envelope))
+        """Read-only (commit checks it all again in its transaction), so on a reader
+        thread: the writer thread is left to commits, which many small bundles queue on."""
+        return await self._run(self._read, lambda: self._store().accept(envelope))
 
     async def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
-        return await self._run(self._write, lambda: self._store().missing_chunks(verified))
+        return await self._run(self._read, lambda: self._store().missing_chunks(verified))
 
     async def check_free_space(self, needed: int, name: str) -> None:
         await self._run(self._data, lambda: self._chunks.check_free_space(needed, name))
@@ -121,8 +124,10 @@ class StoreIO:
     async def remove_leftover_temp_files(self) -> int:
         return await self._run(self._data, self._chunks.remove_leftover_temp_files)
 
-    async def commit(self, verified: VerifiedManifest, folders: set[Path]) -> ImportResult:
-        return await self._run(self._write, lambda: self._store().commit(verified, folders))
+    async def commit_many(
+        self, bundles: list[VerifiedManifest], folders: set[Path]
+    ) -> list[ImportResult | MeshdropError]:
+        return await self._run(self._write, lambda: self._store().commit_many(bundles, folders))
 
     async def update_publisher(self, data: bytes, what: str) -> ImportResult:
         return await self._run(self._write, lambda: self._store().update_publisher(data, what))

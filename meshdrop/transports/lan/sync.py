@@ -58,6 +58,7 @@ from meshdrop.transports.lan.errors import (
     PeerNotFound,
     PeerUnreachable,
 )
+from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.storeio import StoreIO
 
 T = TypeVar("T")
@@ -68,7 +69,8 @@ Emit = Callable[[Event], None]
 @dataclass(frozen=True)
 class SyncLimits:
     peers: int = 4  # peers synced with at once
-    bundles_per_peer: int = 8  # envelopes fetched and accepted at once from one peer
+    bundles_per_peer: int = 32  # bundles fetched (chunks, then commit) at once from one peer
+    envelopes_per_peer: int = 8  # envelopes fetched and accepted at once from one peer
     chunk_workers_per_peer: int = 8  # chunks of one bundle fetched or stored at once, per peer
     chunks_in_memory: int = 24  # chunks fetched but not yet stored, in all (~1 MiB each)
     worker_errors: int = 3  # transport errors in a row before a peer's worker gives up
@@ -171,7 +173,7 @@ class Transfer:
                     # The store works on the buffer in a thread, which a cancelled worker
                     # (a stop) cannot interrupt: the buffer is released when that ends,
                     # and a chunk written under a temp name is still handed to publish.
-                    stored = self._keep(self._store(ref, data))
+                    stored = self.engine.keep_task(self._store(ref, data))
                     folder = await asyncio.shield(stored)
                 except IntegrityError:
                     self.plan.failed(ref, peer.key, bad_data=True)
@@ -225,13 +227,6 @@ class Transfer:
             totals.stored += 1
             crash_point(f"lan-after-chunk-{totals.stored}")
 
-    def _keep(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """A task that stopping the node waits for instead of cancelling."""
-        task = asyncio.ensure_future(coro)
-        self.engine.keep.add(task)
-        task.add_done_callback(self.engine.keep.discard)
-        return task
-
     async def _store(self, ref: ChunkRef, data: memoryview) -> Path | None:
         """Verify a fetched chunk and store it: durably (the folder to sync at commit is
         returned), or for a big bundle staged under a temp name (None)."""
@@ -248,7 +243,7 @@ class Transfer:
         """Hand the staged chunks to the store's publishing thread."""
         if self.batch:
             batch, self.batch, self.batch_bytes = self.batch, [], 0
-            self.publishing.append(self._keep(self._publish(batch)))
+            self.publishing.append(self.engine.keep_task(self._publish(batch)))
 
     async def _publish(self, batch: list[tuple[ChunkRef, Path]]) -> None:
         try:
@@ -287,7 +282,7 @@ class Transfer:
                 return
             for _ in range(engine.limits.commit_attempts):
                 try:
-                    result = await engine.storeio.commit(self.verified, self.folders)
+                    result = await engine.committer.commit(self.verified, self.folders)
                 except MissingChunksError:
                     # Another writer removed a shared chunk we counted on: fetch it again.
                     missing = await engine.storeio.missing_chunks(self.verified)
@@ -370,6 +365,7 @@ class SyncEngine:
         self.emit = emit
         self.limits = limits
         self.buffers = ChunkBuffers(limits.chunks_in_memory)
+        self.committer = GroupCommit(storeio, self.keep_task)
         self.transfers: dict[bytes, Transfer] = {}
         self.refusals = Refusals()
         self.totals = Totals()
@@ -377,12 +373,21 @@ class SyncEngine:
         self.trust_digest = b""
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.keep: set[asyncio.Task[Any]] = set()  # storing and publishing: never cancelled
+        self.keep: set[asyncio.Task[Any]] = (
+            set()
+        )  # storing, publishing, committing: never cancelled
         self._syncing = 0
         self._reported: set[bytes] = set()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def keep_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task that stopping the node waits for instead of cancelling."""
+        task = asyncio.ensure_future(coro)
+        self.keep.add(task)
+        task.add_done_callback(self.keep.discard)
+        return task
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -521,10 +526,13 @@ class SyncEngine:
         for publisher, entry in wants.publishers:
             await self._fetch_publisher(peer, address, publisher, entry, outcome)
         slots = asyncio.Semaphore(self.limits.bundles_per_peer)
+        # Fewer envelopes at once than bundles: an envelope may be 24 MiB of whatever the
+        # peer sends until it is checked; an accepted one is a trusted publisher's.
+        envelopes = asyncio.Semaphore(self.limits.envelopes_per_peer)
 
         async def one(entry: Entry) -> None:
             async with slots:
-                await self._fetch_bundle(peer, entry, snap.states, outcome)
+                await self._fetch_bundle(peer, entry, snap.states, outcome, envelopes)
 
         results = await asyncio.gather(*(one(e) for e in wants.bundles), return_exceptions=True)
         for result in results:
@@ -576,10 +584,12 @@ class SyncEngine:
         entry: Entry,
         states: Mapping[bytes, PublisherState],
         outcome: SyncOutcome,
+        envelopes: asyncio.Semaphore,
     ) -> None:
         transfer = self.transfers.get(entry.digest)
         if transfer is None:
-            verified = await self._accept_envelope(peer, entry, states, outcome)
+            async with envelopes:
+                verified = await self._accept_envelope(peer, entry, states, outcome)
             if verified is None:
                 return
             missing = await self.storeio.missing_chunks(verified)

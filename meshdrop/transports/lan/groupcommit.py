@@ -1,0 +1,63 @@
+"""Group commit for the sync: bundles whose chunks are all stored are committed together.
+While one group commits on the store's writer thread, the next gathers, so a node
+fetching many small bundles pays one folder sync and one index transaction per group
+instead of per bundle (``Store.commit_many``: each bundle is still checked in its own
+savepoint and fails alone). A lone bundle commits at once: nothing waits for company."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from meshdrop.core.verify import VerifiedManifest
+from meshdrop.errors import MeshdropError
+from meshdrop.store.models import ImportResult
+from meshdrop.store.store import COMMIT_BATCH
+from meshdrop.transports.lan.storeio import StoreIO
+
+Waiting = tuple[VerifiedManifest, set[Path], "asyncio.Future[ImportResult]"]
+
+
+class GroupCommit:
+    def __init__(self, storeio: StoreIO, keep: Callable[[Any], asyncio.Task[Any]]) -> None:
+        self.storeio = storeio
+        self._keep = keep  # the committing task runs to its end even when the node stops
+        self._waiting: list[Waiting] = []
+        self._committing: asyncio.Task[None] | None = None
+        self.groups = 0
+
+    async def commit(self, verified: VerifiedManifest, folders: set[Path]) -> ImportResult:
+        """Make ``verified`` visible once its group commits; raises its own error (a
+        MissingChunksError, a refusal) as ``Store.commit`` would."""
+        done: asyncio.Future[ImportResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append((verified, set(folders), done))
+        if self._committing is None:
+            self._committing = self._keep(self._commit_all())
+        return await done
+
+    async def _commit_all(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:COMMIT_BATCH], self._waiting[COMMIT_BATCH:]
+                folders = set().union(*(f for _, f, _ in group))
+                try:
+                    results = await self.storeio.commit_many([v for v, _, _ in group], folders)
+                except MeshdropError as exc:  # the group as a whole (a folder sync failed)
+                    results = [exc] * len(group)
+                except BaseException as exc:  # a bug: every transfer of the group hears it
+                    for _, _, done in group:
+                        if not done.done():
+                            done.set_exception(exc)
+                    raise
+                self.groups += 1
+                for (_, _, done), result in zip(group, results, strict=True):
+                    if done.done():
+                        continue  # its transfer stopped waiting (the node stops)
+                    if isinstance(result, MeshdropError):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
+        finally:
+            self._committing = None
