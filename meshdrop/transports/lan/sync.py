@@ -4,9 +4,11 @@ The decisions are core/sync.py's (sans-IO); this module does the I/O around them
 bundle goes through the store's one ingest path: its envelope is verified (``accept``)
 before a byte of data is asked for; each chunk is verified as it arrives and stored
 (``store_chunk``, or for a big bundle ``stage_chunk`` then ``publish_chunks`` a batch at
-a time, like a big import); the bundle becomes visible only at ``commit``. One ``Transfer`` per
-bundle is shared by every peer that offers it, so its chunks come from several peers at
-once; a chunk a peer got wrong goes to another peer, and the peer is penalised.
+a time, like a big import); the bundle becomes visible only at its commit, together with
+the others that finished meanwhile (groupcommit.py). One ``Transfer`` per bundle is
+shared by every peer that offers it, so its chunks come from several peers at once; a
+chunk a peer got wrong goes to another peer, and the peer is penalised. Chunks are
+received into reused buffers (buffers.py) by the client's own HTTP (wire.py).
 """
 
 from __future__ import annotations
@@ -373,9 +375,8 @@ class SyncEngine:
         self.trust_digest = b""
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.keep: set[asyncio.Task[Any]] = (
-            set()
-        )  # storing, publishing, committing: never cancelled
+        # Storing, publishing and committing: never cancelled, waited for at a stop.
+        self.keep: set[asyncio.Task[Any]] = set()
         self._syncing = 0
         self._reported: set[bytes] = set()
 

@@ -5,15 +5,16 @@ Why not aiohttp's client (the node's server stays aiohttp): a chunk is 1 MiB, an
 aiohttp's client copies each one once more than the socket did (into its stream buffer,
 then joined into one bytes) and spends a fraction of a millisecond of event-loop time
 per request. Reading into the caller's buffer with ``asyncio.BufferedProtocol`` halved
-the event loop's CPU over a 512 MiB transfer (docs/PROTOCOL.md section 2, CHANGELOG).
-Being narrow is also a defence: what a hostile peer can send is checked here in a few
-lines, not by a general parser.
+the event loop's CPU over a 512 MiB transfer (figures in CHANGELOG.md). Being narrow is
+also a defence: what a hostile peer can send is checked here in a few lines, not by a
+general parser (the rules: docs/PROTOCOL.md section 2).
 
 Accepted responses: a status line ``HTTP/1.x NNN reason``, at most MAX_HEAD bytes of
 head, header lines ``name: value``; a body only as one ``Content-Length`` of digits. A
-``Transfer-Encoding`` (chunked or other), a duplicated length, a folded or nameless
-header line, or bytes beyond the declared body are protocol errors (``PeerMisbehaved``).
-A connection is reused only after a complete 200 response that did not ask to close.
+``Transfer-Encoding`` (chunked or other), a duplicated length, or a folded or nameless
+header line is a protocol error (``PeerMisbehaved``). The socket receives exactly the
+declared body; a byte beyond it closes the connection. A connection is reused only after
+a complete 200 response that did not ask to close.
 """
 
 from __future__ import annotations
