@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from meshdrop.core.manifest import ChunkRef
+from meshdrop.transports.lan.buffers import ByteBudget
 from meshdrop.transports.lan.client import ClientLimits, PeerClient
 from meshdrop.transports.lan.errors import (
     PeerBusy,
@@ -329,5 +330,44 @@ def test_connections_of_peers_that_went_away_are_forgotten() -> None:
             assert client._pool.idle_connections() < 70
         finally:
             await client.close()
+
+    run(go())
+
+
+def test_unchecked_envelopes_wait_for_room_in_their_byte_budget() -> None:
+    """Envelopes are fetched from many peers at once and may be 24 MiB each until they
+    are checked: their declared sizes are taken from one budget before their bodies are
+    read, and a fetch that does not fit waits until a hold ends."""
+    envelope = os.urandom(100_000)
+
+    async def go() -> None:
+        async with serving(lambda n: send(ok(envelope))) as (_, client):
+            address = client.address  # type: ignore[attr-defined]
+            budget = ByteBudget(150_000)
+            digest = hashlib.sha256(envelope).digest()
+            async with budget.hold() as first:
+                assert await client.envelope(address, digest, first) == envelope
+                assert budget.free == 50_000
+
+                async def second() -> bytes:
+                    async with budget.hold() as hold:
+                        return await client.envelope(address, digest, hold)
+
+                waiting = asyncio.ensure_future(second())
+                await asyncio.sleep(0.3)
+                assert not waiting.done()  # its head arrived; its body is not read yet
+            assert await waiting == envelope
+            assert budget.free == 150_000
+
+    run(go())
+
+
+def test_a_hold_larger_than_the_whole_budget_takes_all_of_it() -> None:
+    async def go() -> None:
+        budget = ByteBudget(1000)
+        async with budget.hold() as hold:
+            await hold.take(5000)
+            assert budget.free == 0
+        assert budget.free == 1000
 
     run(go())

@@ -24,6 +24,7 @@ from meshdrop.core.bundle import MAX_ENVELOPE_BYTES
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.sync import Address, Hello, InventoryRequest, InventoryResponse
 from meshdrop.errors import FormatError
+from meshdrop.transports.lan.buffers import Hold
 from meshdrop.transports.lan.errors import (
     PeerBusy,
     PeerMisbehaved,
@@ -92,9 +93,11 @@ class PeerClient:
         *,
         into: memoryview | None = None,
         body: bytes | None = None,
+        hold: Hold | None = None,
     ) -> memoryview:
         """The body of the answer to ``path``: at most ``max_bytes``, or exactly
-        ``len(into)`` bytes received into ``into``."""
+        ``len(into)`` bytes received into ``into``. With ``hold``, the declared size is
+        taken from its budget before the body is read (waiting while it does not fit)."""
         assert self._pool is not None, "start() the client first"
         # A hard deadline for the worst case; the minimum rate is also checked as the
         # bytes arrive (wire.Connection), so a slow drip is cut off after min_time.
@@ -103,7 +106,7 @@ class PeerClient:
             self.requests += 1
             try:
                 async with asyncio.timeout(deadline):
-                    return await self._exchange(address, path, max_bytes, into, body)
+                    return await self._exchange(address, path, max_bytes, into, body, hold)
             except TimeoutError:
                 raise PeerUnreachable(
                     f"peer {sync.format_address(address)} is too slow ({path})"
@@ -120,6 +123,7 @@ class PeerClient:
         max_bytes: int,
         into: memoryview | None,
         body: bytes | None,
+        hold: Hold | None,
     ) -> memoryview:
         assert self._pool is not None
         who = sync.format_address(address)
@@ -140,6 +144,8 @@ class PeerClient:
                 raise PeerMisbehaved(f"peer {who} sent an answer of no declared length")
             if declared > max_bytes or (into is not None and declared != len(into)):
                 raise PeerMisbehaved(f"peer {who} declares {declared} bytes for {path}")
+            if hold is not None:
+                await hold.take(declared)
             target = memoryview(bytearray(declared)) if into is None else into
             await connection.receive_into(target)
         except BaseException:
@@ -169,9 +175,10 @@ class PeerClient:
         except (FormatError, TypeError, ValueError) as exc:
             raise PeerMisbehaved(str(exc)) from None
 
-    async def envelope(self, address: Address, manifest_hash: bytes) -> bytes:
+    async def envelope(self, address: Address, manifest_hash: bytes, hold: Hold) -> bytes:
+        """The envelope as sent (not yet checked); its size is taken from ``hold``."""
         path = f"envelope/{manifest_hash.hex()}"
-        return bytes(await self._fetch(address, path, MAX_ENVELOPE_BYTES))
+        return bytes(await self._fetch(address, path, MAX_ENVELOPE_BYTES, hold=hold))
 
     async def chunk_into(self, address: Address, ref: ChunkRef, buffer: memoryview) -> memoryview:
         """The chunk's bytes as sent (not yet verified), received into ``buffer``; the

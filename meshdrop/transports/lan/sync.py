@@ -53,7 +53,7 @@ from meshdrop.errors import (
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import BATCH_BYTES, MissingChunksError
-from meshdrop.transports.lan.buffers import ChunkBuffers
+from meshdrop.transports.lan.buffers import ByteBudget, ChunkBuffers, Hold
 from meshdrop.transports.lan.client import PeerClient
 from meshdrop.transports.lan.errors import (
     PeerMisbehaved,
@@ -75,6 +75,7 @@ class SyncLimits:
     envelopes_per_peer: int = 8  # envelopes fetched and accepted at once from one peer
     chunk_workers_per_peer: int = 8  # chunks of one bundle fetched or stored at once, per peer
     chunks_in_memory: int = 24  # chunks fetched but not yet stored, in all (~1 MiB each)
+    envelope_bytes: int = 48 * 1024 * 1024  # envelopes fetched but not yet checked, in all
     worker_errors: int = 3  # transport errors in a row before a peer's worker gives up
     commit_attempts: int = 3
     batches_publishing: int = 2  # staged batches handed over but not yet durable, at most
@@ -367,6 +368,7 @@ class SyncEngine:
         self.emit = emit
         self.limits = limits
         self.buffers = ChunkBuffers(limits.chunks_in_memory)
+        self.envelope_budget = ByteBudget(limits.envelope_bytes)
         self.committer = GroupCommit(storeio, self.keep_task)
         self.transfers: dict[bytes, Transfer] = {}
         self.refusals = Refusals()
@@ -589,8 +591,8 @@ class SyncEngine:
     ) -> None:
         transfer = self.transfers.get(entry.digest)
         if transfer is None:
-            async with envelopes:
-                verified = await self._accept_envelope(peer, entry, states, outcome)
+            async with envelopes, self.envelope_budget.hold() as hold:
+                verified = await self._accept_envelope(peer, entry, states, outcome, hold)
             if verified is None:
                 return
             missing = await self.storeio.missing_chunks(verified)
@@ -640,9 +642,10 @@ class SyncEngine:
         entry: Entry,
         states: Mapping[bytes, PublisherState],
         outcome: SyncOutcome,
+        hold: Hold,
     ) -> VerifiedManifest | None:
         assert peer.address is not None
-        data = await self.client.envelope(peer.address, entry.digest)
+        data = await self.client.envelope(peer.address, entry.digest, hold)
         try:
             envelope = await asyncio.to_thread(
                 parse_envelope, data, f"an envelope from {peer.label}"
