@@ -10,6 +10,8 @@ measured in the same run on the same bytes.
 - 1,000 small bundles of 8 KiB (200 with quick) node to node: bundles/s, bytes on the wire;
 - idle cost of two nodes holding the same 10,000 bundles (1,000 with quick): requests and
   bytes per minute, mDNS included;
+- then 10 new bundles on one of those two nodes: the bytes each way until the other holds
+  them (two namespaces joined by a veth link, so each direction is counted; as root);
 - spread: time until all of 10 nodes hold a bundle added to one of them;
 - peak memory of a node syncing a 2 GiB bundle (256 MiB with quick), target < 200 MB.
 
@@ -139,16 +141,81 @@ class Netns:
         return int(out)
 
 
+class LinkedPair:
+    """Two network namespaces joined by one veth link, an address each: the link's
+    counters on one side give the bytes each way (frames, so headers included)."""
+
+    ADDRESSES = ("10.77.0.1", "10.77.0.2")
+
+    def __init__(self) -> None:
+        tag = secrets.token_hex(3)
+        self.names = (f"mdbench{tag}a", f"mdbench{tag}b")
+        self.prefixes: tuple[list[str], list[str]] | None = None
+
+    def __enter__(self) -> LinkedPair:
+        if os.geteuid() != 0 or not shutil.which("ip"):
+            return self
+        made = []
+        try:
+            for name in self.names:
+                subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+                made.append(name)
+            a, b = self.names
+            veth = ["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b]
+            subprocess.run(["ip", "-n", a, *veth], check=True, capture_output=True)
+            for name, address in zip(self.names, self.ADDRESSES, strict=True):
+                for args in (
+                    ["addr", "add", f"{address}/24", "dev", "eth0"],
+                    ["link", "set", "eth0", "up"],
+                    ["link", "set", "lo", "up"],
+                ):
+                    subprocess.run(["ip", "-n", name, *args], check=True, capture_output=True)
+        except subprocess.CalledProcessError:
+            for name in made:
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            say("no linked network namespaces: the per-direction figures are skipped")
+            return self
+        self.prefixes = (["ip", "netns", "exec", a], ["ip", "netns", "exec", b])
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.prefixes:
+            for name in self.names:
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+    def sent_by_each(self) -> tuple[int, int]:
+        """Bytes sent so far by the first namespace and by the second, over the link."""
+        assert self.prefixes is not None
+        counters = []
+        for which in ("tx_bytes", "rx_bytes"):
+            out = subprocess.run(
+                [*self.prefixes[0], "cat", f"/sys/class/net/eth0/statistics/{which}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            counters.append(int(out))
+        return counters[0], counters[1]
+
+
 class BenchNode:
     """A `meshdrop node --json` process; its events, with the time each arrived."""
 
-    def __init__(self, home: Path, *extra: str, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *extra: str,
+        prefix: Sequence[str] = (),
+        bind: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.home = home
         self.prefix = list(prefix)
+        self.bind = bind
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
-        argv = [*self.prefix, meshdrop(), "--home", str(home), "node", "--bind", "127.0.0.1"]
+        argv = [*self.prefix, meshdrop(), "--home", str(home), "node", "--bind", bind]
         self.proc = subprocess.Popen(
-            [*argv, "--port", "0", "--json", *extra],
+            [*argv, "--port", str(port), "--json", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -170,7 +237,7 @@ class BenchNode:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.bind}:{self.port}"
 
     def matching(
         self, match: Callable[[dict[str, Any]], bool]
@@ -432,6 +499,7 @@ def bench_idle(maker: Maker, work: Path, count: int, seconds: float) -> list[dic
                 syncs = len(a.matching(lambda e: e["event"] == "sync")) + len(
                     b.matching(lambda e: e["event"] == "sync")
                 )
+        differ = bench_differ(maker, scratch, first, second)
     finally:
         set_aside(scratch)
     per_minute = 60.0 / seconds
@@ -449,6 +517,69 @@ def bench_idle(maker: Maker, work: Path, count: int, seconds: float) -> list[dic
         ),
         row(
             f"{label}: bytes ({how})", on_wire * per_minute / 1000, "KB per minute", None, None, ""
+        ),
+        *differ,
+    ]
+
+
+DIFFER = 10
+
+
+def bench_differ(maker: Maker, scratch: Path, first: Path, second: Path) -> list[dict[str, object]]:
+    """Two nodes holding the same bundles, in two namespaces joined by a veth link; ten
+    new small bundles are imported into the first: the bytes each way until the second
+    holds them, HTTP and TCP/IP/Ethernet headers included (manual peers: no mDNS)."""
+    say(f"{DIFFER} new bundles between two nodes of the same bundles, bytes each way")
+    new = maker.pack_many(scratch / "differ", DIFFER, 64)
+    with LinkedPair() as link:
+        if link.prefixes is None:
+            return []
+        (address_a, address_b), (prefix_a, prefix_b) = link.ADDRESSES, link.prefixes
+        port_a, port_b = 47110, 47111  # fixed: each namespace is empty but for its node
+        a = BenchNode(
+            first, "--no-discovery", "--peer", f"{address_b}:{port_b}",
+            prefix=prefix_a, bind=address_a, port=port_a,
+        )  # fmt: skip
+        b = BenchNode(
+            second, "--no-discovery", "--peer", f"{address_a}:{port_a}",
+            prefix=prefix_b, bind=address_b, port=port_b,
+        )  # fmt: skip
+        with running(a, b):
+            for node in (a, b):
+                node.wait(lambda e: e["event"] == "peer" and e["state"] == "alive")
+            time.sleep(2)
+            sent_a, sent_b = link.sent_by_each()
+            md("--home", first, "import", new, "-q")
+            b.wait(lambda e: e["event"] == "bundle", count=DIFFER)
+            time.sleep(2)  # and whatever follows: the first node checking back
+            end_a, end_b = link.sent_by_each()
+    bundle_bytes = sum(f.stat().st_size for f in new.glob("*.mdrop"))
+    down = end_a - sent_a
+    label = f"{DIFFER} new bundles (64 B each) between two nodes of the same bundles"
+    return [
+        row(
+            f"{label}: bytes the syncing node sent (requests, acks; headers included)",
+            (end_b - sent_b) / 1000,
+            "KB",
+            None,
+            None,
+            "< 20 KB each way",
+        ),
+        row(
+            f"{label}: bytes the other node sent, the bundles' own bytes not counted",
+            (down - bundle_bytes) / 1000,
+            "KB",
+            None,
+            None,
+            "< 20 KB each way",
+        ),
+        row(
+            f"{label}: bytes the other node sent, all (baseline: the {DIFFER} bundle files)",
+            down / 1000,
+            "KB",
+            bundle_bytes / 1000,
+            down / bundle_bytes,
+            "",
         ),
     ]
 
