@@ -499,7 +499,7 @@ def bench_idle(maker: Maker, work: Path, count: int, seconds: float) -> list[dic
                 syncs = len(a.matching(lambda e: e["event"] == "sync")) + len(
                     b.matching(lambda e: e["event"] == "sync")
                 )
-        differ = bench_differ(maker, scratch, first, second)
+        differ = bench_differ(maker, scratch, first, second, count)
     finally:
         set_aside(scratch)
     per_minute = 60.0 / seconds
@@ -525,7 +525,9 @@ def bench_idle(maker: Maker, work: Path, count: int, seconds: float) -> list[dic
 DIFFER = 10
 
 
-def bench_differ(maker: Maker, scratch: Path, first: Path, second: Path) -> list[dict[str, object]]:
+def bench_differ(
+    maker: Maker, scratch: Path, first: Path, second: Path, count: int
+) -> list[dict[str, object]]:
     """Two nodes holding the same bundles, in two namespaces joined by a veth link; ten
     new small bundles are imported into the first: the bytes each way until the second
     holds them, HTTP and TCP/IP/Ethernet headers included (manual peers: no mDNS)."""
@@ -555,10 +557,10 @@ def bench_differ(maker: Maker, scratch: Path, first: Path, second: Path) -> list
             end_a, end_b = link.sent_by_each()
     bundle_bytes = sum(f.stat().st_size for f in new.glob("*.mdrop"))
     down = end_a - sent_a
-    label = f"{DIFFER} new bundles (64 B each) between two nodes of the same bundles"
+    label = f"{DIFFER} new bundles between two nodes of the same {count}: bytes"
     return [
         row(
-            f"{label}: bytes the syncing node sent (requests, acks; headers included)",
+            f"{label} up (requests, acks, all headers)",
             (end_b - sent_b) / 1000,
             "KB",
             None,
@@ -566,7 +568,7 @@ def bench_differ(maker: Maker, scratch: Path, first: Path, second: Path) -> list
             "< 20 KB each way",
         ),
         row(
-            f"{label}: bytes the other node sent, the bundles' own bytes not counted",
+            f"{label} down, the bundles' own bytes not counted",
             (down - bundle_bytes) / 1000,
             "KB",
             None,
@@ -574,7 +576,7 @@ def bench_differ(maker: Maker, scratch: Path, first: Path, second: Path) -> list
             "< 20 KB each way",
         ),
         row(
-            f"{label}: bytes the other node sent, all (baseline: the {DIFFER} bundle files)",
+            f"{label} down, all (baseline: the bundle files)",
             down / 1000,
             "KB",
             bundle_bytes / 1000,
