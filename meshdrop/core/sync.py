@@ -23,6 +23,8 @@ from meshdrop.core.manifest import ChunkRef
 from meshdrop.errors import FormatError
 
 PROTOCOL_VERSION = 1
+PEER_API_PREFIX = "/peer/v1/"  # every peer API path starts with this
+MSGPACK_TYPE = "application/x-msgpack"  # the Content-Type of hello and inventory
 SLOT_BYTES = 32
 DIGEST_BYTES = 32
 MARK_BYTES = 8

@@ -17,7 +17,6 @@ a buffer of the caller's (``chunk_into``).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from meshdrop.core import sync
 from meshdrop.core.bundle import MAX_ENVELOPE_BYTES
@@ -31,22 +30,9 @@ from meshdrop.transports.lan.errors import (
     PeerNotFound,
     PeerUnreachable,
 )
-from meshdrop.transports.lan.wire import Pool, WireLimits, request_bytes
+from meshdrop.transports.lan.wire import ClientLimits, Pool, request_bytes
 
-PREFIX = "/peer/v1/"
 MAX_PUBLISHER_FILE_BYTES = 16 * 1024 * 1024
-MSGPACK = "application/x-msgpack"
-
-
-@dataclass(frozen=True)
-class ClientLimits:
-    connect_timeout: float = 5.0
-    read_timeout: float = 15.0  # no byte for this long: give up
-    min_rate: float = 16 * 1024.0  # bytes per second a response must average
-    min_time: float = 10.0  # every request may take this long whatever its size
-    per_peer: int = 6
-    total: int = 24
-    keepalive: float = 10.0  # under the servers' 15 s, so a reused connection is open
 
 
 class PeerClient:
@@ -60,17 +46,7 @@ class PeerClient:
         self.bytes_received = 0
 
     async def start(self) -> None:
-        limits = self.limits
-        self._pool = Pool(
-            WireLimits(
-                limits.connect_timeout,
-                limits.read_timeout,
-                limits.min_rate,
-                limits.min_time,
-                limits.keepalive,
-            ),
-            self.local_host,
-        )
+        self._pool = Pool(self.limits, self.local_host)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -128,7 +104,9 @@ class PeerClient:
         assert self._pool is not None
         who = sync.format_address(address)
         method = "GET" if body is None else "POST"
-        request = request_bytes(method, address, PREFIX + path, body, MSGPACK)
+        request = request_bytes(
+            method, address, sync.PEER_API_PREFIX + path, body, sync.MSGPACK_TYPE
+        )
         connection, head = await self._pool.request(address, request)
         try:
             if head.status == 404:

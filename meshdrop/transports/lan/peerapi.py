@@ -25,10 +25,10 @@ from meshdrop.core.sync import Hello, Inventory, InventoryResponse
 from meshdrop.errors import FormatError
 from meshdrop.transports.lan.storeio import StoreIO
 
-PREFIX = "/peer/v1/"
+PREFIX = sync.PEER_API_PREFIX
 HEX64 = re.compile(r"[0-9a-f]{64}")
 OCTETS = "application/octet-stream"
-MSGPACK = "application/x-msgpack"
+MSGPACK = sync.MSGPACK_TYPE
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,16 @@ _SINGLE = frozenset({"content-length", "transfer-encoding", "content-encoding", 
 
 
 @dataclass(frozen=True)
-class WireLimits:
-    connect_timeout: float
-    read_timeout: float  # no byte for this long: give up
-    min_rate: float  # bytes per second a response must average ...
-    min_time: float  # ... once this long has passed
-    keepalive: float  # an idle connection older than this is not reused
+class ClientLimits:
+    """The peer client's bounds: time is enforced here, concurrency by client.py."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0  # no byte for this long: give up
+    min_rate: float = 16 * 1024.0  # bytes per second a response must average ...
+    min_time: float = 10.0  # ... once this long has passed (any request may take it)
+    per_peer: int = 6
+    total: int = 24
+    keepalive: float = 10.0  # under the servers' 15 s, so a reused connection is open
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class Connection(asyncio.BufferedProtocol):
     await its head, then ``receive_into`` a buffer of exactly the body's length. Whatever
     arrives is received into that buffer by the socket itself (no copy in between)."""
 
-    def __init__(self, limits: WireLimits, who: str) -> None:
+    def __init__(self, limits: ClientLimits, who: str) -> None:
         self.limits = limits
         self.who = who
         self.loop = asyncio.get_running_loop()
@@ -256,7 +260,7 @@ class Connection(asyncio.BufferedProtocol):
 class Pool:
     """Idle keep-alive connections per peer; new ones from ``local_host`` when given."""
 
-    def __init__(self, limits: WireLimits, local_host: str | None) -> None:
+    def __init__(self, limits: ClientLimits, local_host: str | None) -> None:
         self.limits = limits
         self.local_host = local_host
         self._idle: dict[Address, list[Connection]] = {}
