@@ -267,8 +267,9 @@ class Pool:
 
     async def request(self, address: Address, request: bytes) -> tuple[Connection, Head]:
         """A connection with ``request`` sent on it, and the head of its answer. A reused
-        connection that the peer closed meanwhile (it keeps them open for less long than
-        it says) is replaced by a new one, once."""
+        connection that the peer closed before answering (it keeps them open for less
+        long than it says) is dropped and the request sent on the next one; a new
+        connection is not retried."""
         while True:
             connection = self._take(address) or await self._connect(address)
             try:
@@ -293,7 +294,7 @@ class Pool:
         now = asyncio.get_running_loop().time()
         for address, idle in list(self._idle.items()):
             for connection in idle:
-                if connection.closed or now - connection.idle_since >= self.limits.keepalive:
+                if self._stale(connection, now):
                     connection.abort()
             idle[:] = [c for c in idle if not c.closed]
             if not idle:
@@ -302,12 +303,15 @@ class Pool:
     def idle_connections(self) -> int:
         return sum(len(idle) for idle in self._idle.values())
 
+    def _stale(self, connection: Connection, now: float) -> bool:
+        return connection.closed or now - connection.idle_since >= self.limits.keepalive
+
     def _take(self, address: Address) -> Connection | None:
         idle = self._idle.get(address)
         now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self.limits.keepalive:
+            if not self._stale(connection, now):
                 return connection
             connection.abort()
         self._idle.pop(address, None)
