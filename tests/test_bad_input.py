@@ -198,7 +198,6 @@ class Layout:
     signer: int
     signature: int
     record_name: int
-    record_publisher: int
     record_signature: int
     data: int
 
@@ -226,7 +225,6 @@ def layout(bundle: bytes) -> Layout:
         signer=find(b"\xa6signer\xc4\x20" + envelope.signer) + 9,
         signature=find(b"\xa9signature\xc4\x40" + envelope.signature) + 12,
         record_name=find(b"Bad Input Tests", record, record_end),
-        record_publisher=find(b"\xa9publisher\xc4\x20", record, record_end) + 12,
         record_signature=find(first.signatures[0][1]),
         data=end,
     )
@@ -603,7 +601,6 @@ BAD_FILES = [
     bad("envelope-map-header", flip(lambda r: r.envelope), "unexpected bytes after its end"),
     bad("envelope-field-name", flip(lambda r: r.signer, -3, 0x20), "lacks the field 'signer'"),
     bad("envelope-signer-key", flip(lambda r: r.signer, 5), "has not delegated"),
-    bad("envelope-record-publisher-id", flip(lambda r: r.record_publisher, 3), "does not trust"),
     # the manifest, the signature, the data
     bad("manifest-byte", flip(lambda r: r.manifest, 100), "signature does not verify"),
     bad("manifest-first-byte", flip(lambda r: r.manifest), "signature does not verify"),

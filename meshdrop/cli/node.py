@@ -50,11 +50,13 @@ def trust_add(ctx: click.Context, pub: Path) -> None:
     one you got from the publisher in person or over a channel you trust."""
     data = read_small_file(pub)
     with open_store(ctx) as store:
-        state, added = store.trust_add(data, str(pub))
-    record = state.current
-    verb = "now trusting" if added else "already trusted"
-    click.echo(f"{verb} {printable(record.name)!s}")
+        result = store.trust_add(data, str(pub))
+    record = result.state.current
+    verb = "now trusting" if result.added else "already trusted"
+    click.echo(f"{verb} {printable(record.name)!s} (publisher record version {record.version})")
     click.echo(f"fingerprint: {record.fingerprint}")
+    if result.ignored is not None:
+        click.echo(f"note: later records in {pub} were left out: {printable(result.ignored)}")
 
 
 @trust.command("ls", epilog="Example: meshdrop --home ~/node trust ls --json")

@@ -572,9 +572,9 @@ def _creation_time(created: str | None) -> int:
 
 
 def load_trust_files(paths: tuple[Path, ...]) -> dict[bytes, PublisherState]:
-    from meshdrop.publish.keystore import read_publisher_file
+    from meshdrop.publish.keystore import read_trust_file
 
-    states = (read_publisher_file(path) for path in paths)
+    states = (read_trust_file(path) for path in paths)
     return {state.publisher: state for state in states}
 
 

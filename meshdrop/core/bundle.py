@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from meshdrop.core import codec
 from meshdrop.core.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from meshdrop.core.manifest import MAX_MANIFEST_BYTES
-from meshdrop.core.records import MAX_CHAIN, SignedRecord, parse_signed_record
+from meshdrop.core.records import MAX_CHAIN, SignedRecord, parse_signed_records
 from meshdrop.core.schema import Fields
 from meshdrop.errors import FormatError
 
@@ -82,10 +82,7 @@ def parse_envelope(data: bytes, what: str) -> Envelope:
         manifest_bytes=fields.binary("manifest", None, max_len=MAX_MANIFEST_BYTES),
         signer=fields.binary("signer", PUBLIC_KEY_BYTES),
         signature=fields.binary("signature", SIGNATURE_BYTES),
-        records=tuple(
-            parse_signed_record(r, f"publisher record {i + 1} in {what}")
-            for i, r in enumerate(records)
-        ),
+        records=parse_signed_records(records, what),
     )
     fields.done()
     return envelope
@@ -108,4 +105,4 @@ def parse_publisher_file(data: bytes, what: str) -> tuple[SignedRecord, ...]:
     items = codec.unpack(data[len(PUB_MAGIC) :], _PUB_LIMITS, what)
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_CHAIN:
         raise FormatError(f"{what} does not hold 1 to {MAX_CHAIN} publisher records")
-    return tuple(parse_signed_record(v, f"record {i + 1} of {what}") for i, v in enumerate(items))
+    return parse_signed_records(items, what)

@@ -29,7 +29,7 @@ from meshdrop.core.keys import (
     verify,
 )
 from meshdrop.core.schema import Fields
-from meshdrop.errors import FormatError, SignatureError, TrustError
+from meshdrop.errors import FormatError, MeshdropError, SignatureError, TrustError
 
 RECORD_TYPE = "meshdrop-publisher"
 RECORD_FORMAT = 1
@@ -259,11 +259,25 @@ def verify_next_record(current: PublisherRecord, signed: SignedRecord) -> Publis
 
 
 def peek_record(signed: SignedRecord) -> PublisherRecord | None:
-    """Parse without verifying (to sort candidates); None if malformed."""
+    """Parse without verifying (to sort candidates); None if it fails to parse or to check,
+    whatever the reason (a bad key is as much junk as a bad byte)."""
     try:
         return parse_record(signed.record_bytes)
-    except FormatError:
+    except MeshdropError:
         return None
+
+
+def parse_signed_records(items: Sequence[object], what: str) -> tuple[SignedRecord, ...]:
+    """The signed records of a list that parse; the rest are skipped. Records travel
+    unsigned by the manifest beside it, so anyone on the way can add junk: junk must not
+    stop what the good records prove."""
+    records = []
+    for i, item in enumerate(items):
+        try:
+            records.append(parse_signed_record(item, f"publisher record {i + 1} in {what}"))
+        except MeshdropError:
+            continue
+    return tuple(records)
 
 
 def sign_record(record: PublisherRecord, root_keys: Sequence[Ed25519PrivateKey]) -> SignedRecord:

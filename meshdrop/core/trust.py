@@ -21,6 +21,7 @@ from meshdrop.core.records import (
     Revocation,
     SignedRecord,
     Signer,
+    parse_record,
     peek_record,
     verify_first_record,
     verify_next_record,
@@ -133,30 +134,55 @@ def _stronger(new: Revocation, old: Revocation) -> bool:
 
 
 def start_state(chain: Iterable[SignedRecord]) -> PublisherState:
-    """Verify a chain from record 1 (a publisher file being pinned). Raises if record 1 is
-    missing or bad, or if any later record cannot be reached."""
+    """Verify a chain from record 1, strictly (a publisher's own folder, a stored chain).
+    Raises if record 1 is missing or bad, or if any later record cannot be reached."""
+    state, problem = pin_chain(chain)
+    if problem is not None:
+        raise TrustError(problem)
+    return state
+
+
+def pin_chain(chain: Iterable[SignedRecord]) -> tuple[PublisherState, str | None]:
+    """The chain a publisher file proves, from its record 1 (a file being pinned). Records
+    that fail to parse or to check are skipped; later records that cannot be reached are
+    reported as the problem, not fatal, so junk beside a good chain cannot stop it. Raises
+    only if no single verified record 1 is found."""
     chain = tuple(chain)
-    firsts = [s for s in chain if (r := peek_record(s)) is not None and r.version == 1]
+    firsts = []
+    unreadable: MeshdropError | None = None
+    for signed in chain:
+        try:
+            record = parse_record(signed.record_bytes)
+        except MeshdropError as exc:
+            unreadable = unreadable or exc
+            continue
+        if record.version == 1:
+            firsts.append(signed)
     if not firsts:
+        if unreadable is not None:
+            raise type(unreadable)(
+                f"the publisher file holds no readable first record ({unreadable})"
+            )
         raise TrustError("the publisher file does not hold the publisher's first record")
     verified: dict[bytes, tuple[PublisherRecord, SignedRecord]] = {}
-    reason = ""
+    failure: MeshdropError | None = None
     for signed in sorted(firsts, key=lambda s: s.record_bytes):
         try:
             record = verify_first_record(signed)
         except MeshdropError as exc:
-            reason = str(exc)
+            failure = failure or exc
             continue
         verified.setdefault(record.publisher, (record, signed))
     if not verified:
-        raise TrustError(reason)
+        assert failure is not None
+        raise failure
     if len(verified) > 1:
-        raise TrustError("the publisher file holds the first records of several publishers")
+        names = ", ".join(sorted(r.fingerprint for r, _ in verified.values()))
+        raise TrustError(
+            f"the publisher file holds the first records of several publishers: {names}"
+        )
     [(first, first_signed)] = verified.values()
-    state, problem = advance_state(PublisherState((first,), (first_signed,)), chain)
-    if problem is not None:
-        raise TrustError(problem)
-    return state
+    return advance_state(PublisherState((first,), (first_signed,)), chain)
 
 
 def advance_state(

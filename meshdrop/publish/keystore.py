@@ -32,7 +32,7 @@ from meshdrop.core.records import (
     sign_record,
     verify_first_record,
 )
-from meshdrop.core.trust import PublisherState, describe_time, start_state
+from meshdrop.core.trust import PublisherState, describe_time, pin_chain, start_state
 from meshdrop.errors import FormatError, StoreError, TrustError, UsageError
 from meshdrop.fs import atomic_write, fsync_dir, os_error_message, read_small_file
 from meshdrop.publish.keyfile import (
@@ -348,6 +348,15 @@ def load_publisher(folder: Path) -> PublisherFolder:
 
 
 def read_publisher_file(path: Path) -> PublisherState:
-    """Read and verify a publisher.pub file from record 1 on."""
+    """Read and verify a publisher folder's own publisher.pub from record 1 on: every
+    record in it must verify."""
     data = read_small_file(path, MAX_PUBLISHER_FILE_BYTES, "publisher file")
     return start_state(parse_publisher_file(data, str(path)))
+
+
+def read_trust_file(path: Path) -> PublisherState:
+    """Read a publisher.pub to trust (``verify --trust``): the chain its records prove,
+    as far as they verify; records beside it that do not are left out, as a node does."""
+    data = read_small_file(path, MAX_PUBLISHER_FILE_BYTES, "publisher file")
+    state, _ignored = pin_chain(parse_publisher_file(data, str(path)))
+    return state

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from meshdrop.core.trust import PublisherState
+
 
 class Outcome(Enum):
     IMPORTED = "imported"
@@ -20,6 +22,16 @@ class ImportResult:
     version: int
     publisher: str
     replaced_version: int | None = None
+
+
+@dataclass(frozen=True)
+class TrustAdded:
+    """What ``trust add`` did: the chain pinned, whether the publisher is new here, and
+    why later records of the file were left out (they do not verify), if any were."""
+
+    state: PublisherState
+    added: bool
+    ignored: str | None = None
 
 
 @dataclass(frozen=True)

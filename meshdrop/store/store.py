@@ -22,7 +22,7 @@ from meshdrop.core.manifest import (
     verify_chunk,
 )
 from meshdrop.core.records import peek_record
-from meshdrop.core.trust import PublisherState, advance_state, start_state
+from meshdrop.core.trust import PublisherState, advance_state, pin_chain
 from meshdrop.core.verify import VerifiedManifest, verify_envelope
 from meshdrop.errors import (
     IntegrityError,
@@ -43,6 +43,7 @@ from meshdrop.store.models import (
     ImportResult,
     Outcome,
     StoredBundle,
+    TrustAdded,
     TrustedPublisher,
 )
 from meshdrop.store.staging import is_staged, staged_digests
@@ -169,41 +170,49 @@ class Store:
         it has seen (a clock set back must not revive expired content)."""
         return max(int(time.time()), trustdb.clock_floor(self.conn, self.trusted()))
 
-    def trust_add(self, publisher_file: bytes, what: str) -> tuple[PublisherState, bool]:
-        """Pin the publisher in a publisher.pub; returns (its state, newly added)."""
-        state = start_state(parse_publisher_file(publisher_file, what))
+    def trust_add(self, publisher_file: bytes, what: str) -> TrustAdded:
+        """Pin the publisher in a publisher.pub, for as much of its chain as verifies."""
+        state, ignored = pin_chain(parse_publisher_file(publisher_file, what))
         with self.write_lock(), self.transaction() as conn:
             known = self.trusted().get(state.publisher)
             if known is not None:
                 state, _problem = advance_state(known, state.signed)
             trustdb.save_state(conn, state, new=known is None)
         self._trusted = None
-        return state, known is None
+        return TrustAdded(state, known is None, ignored)
 
     def update_publisher(self, publisher_file: bytes, what: str) -> ImportResult:
-        """Take newer records of an already trusted publisher (never trusts a new one)."""
+        """Take newer records of an already trusted publisher (never trusts a new one).
+        Every trusted publisher the file's readable records claim is advanced, so records
+        of another publisher placed in front change nothing."""
         chain = parse_publisher_file(publisher_file, what)
-        claimed = {r.publisher for s in chain if (r := peek_record(s)) is not None}
+        claimed = sorted({r.publisher for s in chain if (r := peek_record(s)) is not None})
         with self.write_lock():
-            known = next((self.trusted()[p] for p in claimed if p in self.trusted()), None)
-            if known is None:
+            trusted = self.trusted()
+            known = [trusted[p] for p in claimed if p in trusted]
+            if not known:
                 raise TrustError(f"{what} is of a publisher this node does not trust")
-            state, problem = advance_state(known, chain)
-            if state.version == known.version:
+            reached = [(old, *advance_state(old, chain)) for old in known]
+            advanced = [(old, new) for old, new, _ in reached if new.version > old.version]
+            if not advanced:
+                problem = next((p for _, _, p in reached if p is not None), None)
                 if problem is not None:
                     raise TrustError(problem)
+                state = known[0]
                 return ImportResult(
                     Outcome.ALREADY_HAD, state.current.name, state.version, state.fingerprint
                 )
             with self.transaction() as conn:
-                trustdb.save_state(conn, state, new=False)
+                for _, state in advanced:
+                    trustdb.save_state(conn, state, new=False)
         self._trusted = None
+        old, state = advanced[0]
         return ImportResult(
             Outcome.PUBLISHER_UPDATED,
             state.current.name,
             state.version,
             state.fingerprint,
-            known.version,
+            old.version,
         )
 
     def trust_list(self) -> list[TrustedPublisher]:

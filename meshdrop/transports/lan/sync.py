@@ -39,8 +39,8 @@ from meshdrop.core.sync import (
     bundle_slot,
     decide_wants,
 )
-from meshdrop.core.trust import PublisherState, advance_state
-from meshdrop.core.verify import VerifiedManifest, claimed_publisher
+from meshdrop.core.trust import PublisherState
+from meshdrop.core.verify import VerifiedManifest, signing_publishers
 from meshdrop.errors import (
     FormatError,
     IntegrityError,
@@ -330,11 +330,7 @@ def forged(envelope: Envelope, states: Mapping[bytes, PublisherState]) -> bool:
     asked about, with a bad signature, or signed by a key its own chain does not
     delegate. (An expired bundle, or one a newer record revoked, is no one's fault.)"""
     try:
-        state = states.get(claimed_publisher(envelope))
-        if state is None:
-            return True
-        reached, _problem = advance_state(state, envelope.records)
-        if reached.signer(envelope.signer) is None:
+        if not signing_publishers(envelope, states):
             return True
         return not verify(
             envelope.signer, envelope.signature, Domain.MANIFEST, envelope.manifest_bytes
