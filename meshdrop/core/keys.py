@@ -31,6 +31,11 @@ _KEY_ID_PREFIX = b"meshdrop/v1/key-id\0"
 _P = 2**255 - 19
 _D = (-121665 * pow(121666, -1, _P)) % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+_D2 = 2 * _D % _P
+# The prime order of the base point B; the whole group has order 8 L.
+_L = 2**252 + 27742317777372353535851937790883648493
+
+_Point = tuple[int, int, int, int]  # extended coordinates: x = X/Z, y = Y/Z, x y = T/Z
 
 
 def _decode_point(encoded: bytes) -> tuple[int, int] | None:
@@ -55,14 +60,42 @@ def _decode_point(encoded: bytes) -> tuple[int, int] | None:
     return x, y
 
 
-def _double(x: int, y: int) -> tuple[int, int]:
-    xx, yy = x * x % _P, y * y % _P
-    dxy = _D * xx * yy % _P
-    return (2 * x * y * pow(1 + dxy, -1, _P)) % _P, ((yy + xx) * pow(1 - dxy, -1, _P)) % _P
+def _add(p: _Point, q: _Point) -> _Point:
+    """p + q, RFC 8032 section 5.1.4 (complete: any two points, no inversion)."""
+    a = (p[1] - p[0]) * (q[1] - q[0]) % _P
+    b = (p[1] + p[0]) * (q[1] + q[0]) % _P
+    c = p[3] * _D2 * q[3] % _P
+    d = 2 * p[2] * q[2] % _P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return e * f % _P, g * h % _P, f * g % _P, e * h % _P
+
+
+def _double(p: _Point) -> _Point:
+    a, b = p[0] * p[0] % _P, p[1] * p[1] % _P
+    c = 2 * p[2] * p[2] % _P
+    h = a + b
+    e, g = h - (p[0] + p[1]) ** 2, a - b
+    f = c + g
+    return e * f % _P, g * h % _P, f * g % _P, e * h % _P
+
+
+def _multiply(scalar: int, p: _Point) -> _Point:
+    """[scalar]p for scalar >= 1, doubling and adding from the top bit."""
+    result = p
+    for bit in bin(scalar)[3:]:
+        result = _double(result)
+        if bit == "1":
+            result = _add(result, p)
+    return result
+
+
+def _is_identity(p: _Point) -> bool:
+    return p[0] % _P == 0 and (p[1] - p[2]) % _P == 0
 
 
 def check_public_key(key: bytes, what: str = "a public key") -> bytes:
-    """Refuse anything but a canonical encoding of a point of large order."""
+    """Refuse anything but a canonical encoding of a point of the prime-order subgroup
+    other than the identity (docs/FORMAT.md section 8.3)."""
     if not isinstance(key, bytes) or len(key) != PUBLIC_KEY_BYTES:
         raise SignatureError(f"{what} is not a {PUBLIC_KEY_BYTES}-byte Ed25519 key")
     problem = _key_problem(key)
@@ -78,10 +111,18 @@ def _key_problem(key: bytes) -> str:
     if point is None:
         return "is not a canonical Ed25519 point"
     x, y = point
-    for _ in range(3):
-        x, y = _double(x, y)
-    if x == 0:  # [8]P is the identity (0, 1) or, impossible for a valid point, (0, -1)
+    extended = (x, y, 1, x * y % _P)
+    if _is_identity(_double(_double(_double(extended)))):
         return "is a small-order Ed25519 key, which anyone can forge for"
+    # With [L]P = O as well, P = [a]B. Then for any R in the prime-order subgroup (every
+    # honest R = [r]B) the point [S]B - R - [k]A is in it too, where multiplying by 8 is a
+    # bijection, so the cofactored and cofactorless equations agree. A signer who adds a
+    # small-order part to R can still split them: FORMAT 8.4 pins the cofactorless one.
+    if not _is_identity(_multiply(_L, extended)):
+        return (
+            "is not in the prime-order subgroup (it has a small-order component), "
+            "so two verifiers could judge its signatures differently"
+        )
     return ""
 
 
