@@ -751,6 +751,14 @@ BAD_FILES = [
     ),
     bad("path-file-and-folder", hand_made([("a", b"x"), ("a/b", b"y")]), "needs a folder"),
     bad("path-not-nfc", hand_made([(NFD_E, b"x")]), "NFC"),
+    bad("path-invisible-twins", hand_made([("ab.txt", b"x"), ("a\u200cb.txt", b"y")]), "same file"),
+    bad("path-bom-twins", hand_made([("ab.txt", b"x"), ("a\ufeffb.txt", b"y")]), "same file"),
+    bad("path-invisible-name", hand_made([("\u200b", b"x")]), "some systems ignore"),
+    bad(
+        "path-fat-short-name",
+        hand_made([("longfilename.txt", b"x"), ("longfi~1.txt", b"y")]),
+        "could be the FAT short name of 'longfilename.txt'",
+    ),
     # declared sizes against the data
     bad(
         "size-10-hash-of-9-data-10",
@@ -1075,6 +1083,11 @@ def test_verify_refuses_bad_trust_file(case: Bad, kit: Kit, tmp_path: Path) -> N
         pytest.param(Bad(directory, "folder"), 2, id="folder"),
         pytest.param(Bad(fifo, "FIFO"), 2, id="fifo"),
         pytest.param(Bad(hand_made([("../x", b"x")]), "the one above it"), 3, id="path"),
+        pytest.param(
+            Bad(hand_made([("ab.txt", b"x"), ("a\u200cb.txt", b"y")]), "same file"),
+            3,
+            id="path-invisible-twins",
+        ),
         pytest.param(Bad(hand_encoded(unsorted), "canonical"), 3, id="non-canonical"),
     ],
 )

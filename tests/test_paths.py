@@ -1,5 +1,6 @@
 import ntpath
 import posixpath
+import re
 import unicodedata
 from typing import cast
 
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshdrop.core.paths import (
+    IGNORABLE_RANGES,
     MAX_COMPONENT_BYTES,
     MAX_COMPONENT_CHARS,
     MAX_DEPTH,
@@ -86,6 +88,13 @@ REFUSED = [
     pytest.param("\U0001f600" * 128, "characters long", id="name_too_long_utf16"),
     # 86 Korean syllables are 258 UTF-8 bytes: fine on FAT, too long for ext4.
     pytest.param("\uac00" * 86, "bytes long in UTF-8", id="name_too_long_utf8"),
+    # Names that vanish where default-ignorable characters are skipped.
+    pytest.param("\u200b", "ignore", id="zero_width_space_alone"),
+    pytest.param("a/\ufeff\u00ad/b", "ignore", id="invisible_folder"),
+    pytest.param("\u3164", "ignore", id="hangul_filler_alone"),
+    pytest.param("\U000e0041\U000e007f", "ignore", id="tags_alone"),
+    pytest.param("..\u200b", "one above", id="dotdot_invisible"),
+    pytest.param("a/.\u200c/b", "one above", id="dot_invisible"),
 ]
 
 ACCEPTED = [
@@ -115,6 +124,10 @@ ACCEPTED = [
     pytest.param("a-b_c~d(e)[f]{g}!@#$%^&+=,;'`.txt", id="punctuation"),
     pytest.param("\u00a0nbsp", id="leading_nbsp"),
     pytest.param("persian \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", id="zwnj"),
+    pytest.param("a\u200bb", id="zero_width_space_inside"),
+    pytest.param("\u2764\ufe0f.txt", id="variation_selector"),
+    pytest.param("\u00ad.hidden", id="soft_hyphen_dot"),
+    pytest.param("longfi~1.txt", id="fat_alias_shape"),
 ]
 
 
@@ -205,6 +218,15 @@ def test_message_for_huge_path_is_short() -> None:
         pytest.param("\u0131.txt", "I.txt", id="dotless_i"),
         pytest.param("\u212a", "k", id="kelvin_sign"),
         pytest.param("\u03c3", "\u03c2", id="final_sigma"),
+        pytest.param("ab.txt", "a\u200cb.txt", id="zero_width_non_joiner"),
+        pytest.param("ab.txt", "a\ufeffb.txt", id="byte_order_mark"),
+        pytest.param("ab.txt", "\u00ada\u200bb\u2060.txt", id="soft_hyphen_and_more"),
+        pytest.param("\u2764.txt", "\u2764\ufe0f.txt", id="variation_selector"),
+        pytest.param("a.txt", "a\U000e0041.txt", id="tag_letter"),
+        pytest.param("\u00e9", "e\u034f\u0301", id="grapheme_joiner_blocks_nfc"),
+        pytest.param("\uac00", "\u1100\u200b\u1161", id="invisible_between_jamo"),
+        pytest.param("ab", "a\u3164b", id="hangul_filler"),
+        pytest.param("ab", "a\uffa0b", id="halfwidth_hangul_filler"),
     ],
 )
 def test_path_key_twins(first: str, second: str) -> None:
@@ -237,6 +259,10 @@ def test_check_bundle_paths_accepts_distinct() -> None:
         pytest.param(["A", "a/b"], ["'A'", "'a/b'"], id="file_folder_case"),
         pytest.param(["x/y/z", "X/Y"], ["'X/Y'", "'x/y/z'"], id="deep_folder_case"),
         pytest.param(["x/Y", "x/y/z/w"], ["'x/Y'", "'x/y/z/w'"], id="deep_file_folder"),
+        pytest.param(["ab.txt", "a\u200cb.txt"], ["'ab.txt'", "\\u200c"], id="zwnj_twins"),
+        pytest.param(["ab.txt", "a\ufeffb.txt"], ["'ab.txt'", "\\ufeff"], id="bom_twins"),
+        pytest.param(["a\u200b/x", "a/x"], ["'a/x'", "\\u200b/x"], id="invisible_in_folder"),
+        pytest.param(["a/x", "a\u200b"], ["'a/x'", "'a\\u200b'"], id="invisible_file_folder"),
     ],
 )
 def test_check_bundle_paths_refuses(paths: list[str], named: list[str]) -> None:
@@ -256,6 +282,111 @@ def test_check_bundle_paths_checks_each_path() -> None:
 def test_lookalike_slash_is_not_a_folder() -> None:
     # U+FF0F folds to "/" in the key, but "a／b" is one file name, not "b" inside "a".
     check_bundle_paths(["a", "a\uff0fb"])
+
+
+def test_ignorable_ranges_are_unicodes() -> None:
+    ranges = sorted(IGNORABLE_RANGES)
+    assert all(low <= high < ranges[i + 1][0] for i, (low, high) in enumerate(ranges[:-1]))
+    assert sum(high - low + 1 for low, high in ranges) == 4174  # as in Unicode 14.0 to 16.0
+    for char in "\u00ad\u180f\u200b\u2065\ufeff\U000e0001\U000e0fff":
+        assert any(low <= ord(char) <= high for low, high in ranges), ascii(char)
+
+
+# --- FAT short names (8.3 aliases) ---
+
+LONG_NAME_ALIAS = "The bundle path 'longfi~1.txt' could be the FAT short name of 'longfilename.txt'"
+
+
+@pytest.mark.parametrize(
+    ("paths", "named"),
+    [
+        pytest.param(["longfilename.txt", "longfi~1.txt"], ["longfi~1.txt"], id="long_first"),
+        pytest.param(["longfi~1.txt", "longfilename.txt"], ["longfi~1.txt"], id="alias_first"),
+        pytest.param(["LONGFI~1.TXT", "longfilename.txt"], ["LONGFI~1.TXT"], id="upper_case"),
+        pytest.param(["d/Long Name.txt", "D/LONGNA~2.TXT"], ["D/LONGNA~2.TXT"], id="folder_case"),
+        pytest.param(["lo1a2b~1.txt", "longfilename.txt"], ["lo1a2b~1.txt"], id="hashed_alias"),
+        pytest.param(["x y", "A~12.B"], ["A~12.B", "x y"], id="short_base_long_digits"),
+        pytest.param(["~1", "a b"], ["'~1'"], id="tilde_digit_alone"),
+        pytest.param(["longfo~1/a", "longfoldername/b"], ["folder 'longfo~1'"], id="folders"),
+        pytest.param(["longfo~1", "longfoldername/b"], ["folder 'longfoldername'"], id="file_dir"),
+        pytest.param(["longfo~1/a", "longfoldername"], ["folder 'longfo~1'"], id="dir_file"),
+        pytest.param(["\uac00\uac01\uac02~1.txt", "\uac00" * 9], ["~1.txt"], id="code_page"),
+        pytest.param(["\uff4c\uff4f~\uff11", "long name"], ["long name"], id="fullwidth"),
+        pytest.param(["abcdef\u200b~1", "long name"], ["long name"], id="invisible_ninth"),
+        pytest.param(["a b~1.txt", "c d~1.txt"], ["'a b~1.txt'", "'c d~1.txt'"], id="both"),
+        # Two spellings of one folder key, one alias-shaped, one long: still seen.
+        pytest.param(["ab~1/x", "cd~1", "\uff21\uff22~1/y"], ["'cd~1'"], id="two_spellings"),
+    ],
+)
+def test_fat_alias_beside_long_name_refused(paths: list[str], named: list[str]) -> None:
+    with pytest.raises(UnsafePathError) as caught:
+        check_bundle_paths(paths)
+    message = str(caught.value)
+    assert "could be the FAT short name of" in message
+    assert "in the same folder" in message
+    for fragment in named:
+        assert fragment in message
+    assert "\n" not in message
+
+
+def test_fat_alias_message() -> None:
+    for paths in (["longfilename.txt", "longfi~1.txt"], ["longfi~1.txt", "longfilename.txt"]):
+        with pytest.raises(UnsafePathError) as caught:
+            check_bundle_paths(paths)
+        assert str(caught.value).startswith(LONG_NAME_ALIAS + " in the same folder")
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        pytest.param(["longfi~1.txt"], id="alone"),
+        pytest.param(["longfi~1.txt", "docs/longfilename.txt"], id="long_name_deeper"),
+        pytest.param(["a/longfilename.txt", "b/longfi~1.txt"], id="other_folders"),
+        pytest.param(["longfoldername/x", "a/longfo~1"], id="folder_name_elsewhere"),
+        pytest.param(["longfi~1.txt", "longfi~2.txt", "longfi~3.txt"], id="aliases_only"),
+        pytest.param(["longfilename.txt", "longfi~1x.txt"], id="not_a_tail"),
+        pytest.param(["longfilename.txt", "longfile~1.txt"], id="base_of_10"),
+        pytest.param(["longfilename.txt", "a~1.html"], id="extension_of_4"),
+        pytest.param(["longfilename.txt", "a~1.b.c"], id="two_dots"),
+        pytest.param(["longfilename.txt", "a~.txt", "a~b.txt"], id="no_digits"),
+    ],
+)
+def test_fat_alias_accepted(paths: list[str]) -> None:
+    check_bundle_paths(paths)
+
+
+# What a valid 8.3 name is: it gets no generated "~" alias, so an alias-shaped name beside it
+# is fine; any other name gets one, so the alias-shaped name beside it is refused.
+VALID_8_3 = ["A.TXT", "readme.txt", "ReadMe.Txt", "12345678.123", "a", "$%'()@^_.`{}", "~-!#&.x"]
+NOT_8_3 = [
+    "readme.html",
+    "123456789.txt",
+    "a b.txt",
+    "a+b.txt",
+    "a,b",
+    "a;b",
+    "a=b",
+    "a[b]",
+    ".hidden",
+    "a.b.c",
+    "caf\u00e9.txt",
+    "\uae30\uc0ac",
+    "\uff21.txt",
+    "a\u200bb",
+]
+
+
+@pytest.mark.parametrize("name", VALID_8_3)
+def test_alias_beside_valid_8_3_name_accepted(name: str) -> None:
+    check_bundle_paths([name, "zz~1.txt"])
+    check_bundle_paths(["zz~1.txt", f"d/{name}", "D/ZZ~2.TXT", f"{name}/x"])
+
+
+@pytest.mark.parametrize("name", NOT_8_3)
+def test_alias_beside_name_that_gets_one_refused(name: str) -> None:
+    for paths in ([name, "zz~1.txt"], ["d/ZZ~9.TXT", f"D/{name}"], [f"{name}/x", "zz~1"]):
+        with pytest.raises(UnsafePathError, match="FAT short name"):
+            check_bundle_paths(paths)
 
 
 # --- properties ---
@@ -344,3 +475,65 @@ def test_check_bundle_paths_accepts_only_distinct_keys(candidates: list[str]) ->
         for depth in range(1, path.count("/") + 1)
     }
     assert not folders & set(keys)
+
+
+ignorables = st.one_of([st.integers(low, high) for low, high in IGNORABLE_RANGES]).map(chr)
+
+
+@given(paths, ignorables, st.integers(min_value=0))
+def test_inserted_ignorable_clashes(path: str, char: str, where: int) -> None:
+    if not _accepted(path):
+        return
+    at = where % (len(path) + 1)
+    twin = path[:at] + char + path[at:]
+    assert path_key(twin) == path_key(path)
+    with pytest.raises(UnsafePathError):
+        check_bundle_paths([path, twin])
+
+
+@given(paths)
+def test_path_key_has_no_ignorable(path: str) -> None:
+    assert not any(
+        low <= ord(char) <= high for char in path_key(path) for low, high in IGNORABLE_RANGES
+    )
+
+
+# A second, slow statement of the FAT short-name rule, to check the one-pass code against.
+SHAPED = re.compile(r"(?=[^.]{1,8}(?:\.|\Z))[^.]*~[0-9]+(?:\.[^.]{0,3})?")
+SHORT = re.compile(r"[A-Za-z0-9!#$%&'()@^_`{}~-]{1,8}(?:\.[A-Za-z0-9!#$%&'()@^_`{}~-]{1,3})?")
+fat_names = st.sampled_from(
+    [
+        *("longfilename.txt", "LONGFI~1.TXT", "a~1", "A~12.B", "readme.txt", "Read Me", "ab~1"),
+        *("\uff21\uff22~1", "x", "long folder", "\uae30\uc0ac", "lo\u200b~2"),
+    ]
+)
+fat_paths = st.lists(fat_names, min_size=1, max_size=3).map("/".join)
+
+
+def _has_fat_pair(candidates: list[str]) -> bool:
+    entries = set()  # (key of the parent folder, key, name)
+    for path in candidates:
+        names = path.split("/")
+        for depth in range(1, len(names) + 1):
+            parent = path_key("/".join(names[: depth - 1]))
+            entries.add((parent, path_key("/".join(names[:depth])), names[depth - 1]))
+    return any(
+        parent == other_parent
+        and key != other_key
+        and (SHAPED.fullmatch(name) or SHAPED.fullmatch(key.rsplit("/", 1)[-1]))
+        and not SHORT.fullmatch(other_name)
+        for parent, key, name in entries
+        for other_parent, other_key, other_name in entries
+    )
+
+
+@settings(max_examples=300)
+@given(st.lists(fat_paths, max_size=6))
+def test_fat_rule_matches_its_statement(candidates: list[str]) -> None:
+    try:
+        check_bundle_paths(candidates)
+    except UnsafePathError as exc:
+        if "FAT short name" in str(exc):
+            assert _has_fat_pair(candidates)
+        return
+    assert not _has_fat_pair(candidates)

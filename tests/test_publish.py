@@ -18,6 +18,7 @@ from meshdrop.core.verify import VerifiedManifest, verify_envelope
 from meshdrop.errors import (
     FormatError,
     PassphraseError,
+    SignatureError,
     StoreError,
     TrustError,
     UnsafePathError,
@@ -217,7 +218,7 @@ def test_load_refuses_damaged_publisher_file(publisher_folder: PublisherFolder) 
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(TrustError, match="root signature"):
+    with pytest.raises(SignatureError, match="root signature"):
         load_publisher(publisher_folder.folder)
 
 
