@@ -17,6 +17,7 @@ from typing import BinaryIO
 from meshdrop.errors import FormatError, StoreError, UsageError
 
 TEMP_PREFIX = ".tmp-"
+NAME_MAX = 255  # bytes in a file name on ext4, btrfs and XFS (docs/FORMAT.md section 9.1)
 FSYNC_THREADS = 8
 
 
@@ -29,7 +30,16 @@ def fsync_dir(folder: Path) -> None:
 
 
 def temp_name_for(name: str) -> str:
-    return f"{TEMP_PREFIX}{secrets.token_hex(6)}-{name}"
+    """A fresh temp name for a file called ``name``: the prefix, a random part, then as
+    much of ``name`` as keeps the whole within NAME_MAX bytes (cut between characters)."""
+    prefix = f"{TEMP_PREFIX}{secrets.token_hex(6)}-"
+    raw = os.fsencode(name)
+    cut = NAME_MAX - len(prefix)
+    if len(raw) > cut:
+        while cut > 0 and raw[cut] & 0xC0 == 0x80:  # the first byte cut off continues a char
+            cut -= 1
+        raw = raw[:cut]
+    return prefix + os.fsdecode(raw)
 
 
 def temp_path_for(target: Path) -> Path:
@@ -98,7 +108,7 @@ class DurableBatch:
         files = list(self._files.items())
         doing = ""
         try:
-            errors = _fsync_all([fd for fd, _ in files])
+            errors = fsync_all([fd for fd, _ in files])
             for error, (_, (_, target)) in zip(errors, files, strict=True):
                 if error is not None:
                     doing = f"writing {target}"
@@ -121,7 +131,7 @@ class DurableBatch:
                 self.discard(fd)
 
 
-def _fsync_all(fds: list[int]) -> list[OSError | None]:
+def fsync_all(fds: list[int]) -> list[OSError | None]:
     """fsync each descriptor; several at once when there are several, so the device
     takes their flushes together (500 small files on a stick: about a tenth faster here).
     The error of each, in order."""

@@ -37,7 +37,7 @@ PACK_BATCH = 250  # small bundles per task when packing them in worker processes
 
 # "store" is this file's own table; the others live in scripts/bench_<area>.py, each with
 # run(workdir, quick) -> rows of name, value, unit, baseline, ratio, target.
-AREAS = ("store", "courier", "lan", "reader")
+AREAS = ("store", "get", "courier", "lan", "reader")
 
 EPILOG = """\
 examples:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -267,44 +266,34 @@ def list_bundles(ctx: click.Context, as_json: bool, show_all: bool) -> None:
     help="Where to write: a file for one PATH, a new folder for a whole bundle.",
 )
 @click.option("--publisher", help="Fingerprint (or its start) when several publishers use NAME.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def get(
-    ctx: click.Context, name: str, path: str | None, output: Path, publisher: str | None
+    ctx: click.Context,
+    name: str,
+    path: str | None,
+    output: Path,
+    publisher: str | None,
+    quiet: bool,
 ) -> None:
-    """Write verified content out: one file of bundle NAME, or the whole bundle as a folder."""
-    from meshdrop.fs import atomic_writer, fsync_dir, temp_path_for
+    """Write verified content out: one file of bundle NAME, or the whole bundle as a folder.
+
+    A whole bundle appears under OUTPUT only once all of it is written and synced. If get
+    is interrupted (killed, power cut), a folder named .tmp-...-OUTPUT may be left beside
+    OUTPUT: it is an incomplete copy, safe to delete."""
+    from meshdrop.store.extract import find_file, write_bundle, write_file
 
     with open_store(ctx) as store:
         bundle = store.find_bundle(name, publisher)
-        manifest = store.manifest(bundle)
         if path is not None:
-            entry = next((f for f in manifest.files if f.path == path), None)
-            if entry is None:
-                raise UsageError(f"bundle {name!r} has no file {path!r}")
-            target = output / path.rsplit("/", 1)[-1] if output.is_dir() else output
-            with atomic_writer(target) as handle:
-                for data in store.read_file(entry, name):
-                    handle.write(data)
+            entry = find_file(store, bundle, path)
+            with progress_bar(entry.size, path.rsplit("/", 1)[-1], quiet) as advance:
+                target = write_file(store, bundle, entry, output, advance)
             click.echo(f"wrote {target} ({human_size(entry.size)})")
             return
-        if output.exists() and (not output.is_dir() or any(output.iterdir())):
-            raise UsageError(f"{output} already exists; give a new folder")
-        temp = temp_path_for(output.resolve())
-        try:
-            for entry in manifest.files:
-                target = temp.joinpath(*entry.path.split("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_writer(target) as handle:
-                    for data in store.read_file(entry, name):
-                        handle.write(data)
-            if output.exists():
-                output.rmdir()
-            temp.rename(output)
-            fsync_dir(output.resolve().parent)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-    click.echo(f"wrote {len(manifest.files)} files of {name} v{bundle.version} to {output}")
+        with progress_bar(bundle.size, name, quiet) as advance:
+            count = write_bundle(store, bundle, output, advance)
+    click.echo(f"wrote {count} files of {name} v{bundle.version} to {output}")
 
 
 @click.command(epilog="Example: meshdrop --home ~/node fsck --repair")
