@@ -39,6 +39,10 @@ class TrustError(MeshdropError):
     exit_code = 4
 
 
+class UntrustedPublisherError(TrustError):
+    """Of a publisher this node has not pinned: left alone, not a fault of the bytes."""
+
+
 class IntegrityError(MeshdropError):
     """Data that does not match the hashes its signed manifest commits to."""
 
@@ -51,10 +55,30 @@ class RollbackError(MeshdropError):
     exit_code = 6
 
 
+class OlderVersionError(RollbackError):
+    """A version older than one already seen: an old copy, normal on a stick."""
+
+
+class EquivocationError(RollbackError):
+    """A second, different bundle signed as a version already seen: only someone holding
+    the publisher's signing key can make one (a likely stolen key)."""
+
+
 class StoreError(MeshdropError):
     """The node's store cannot do what was asked: disk full, permissions, damage."""
 
     exit_code = 7
+
+
+class MissingChunksError(StoreError):
+    """Commit found chunks missing (removed by another writer meanwhile): fetch again."""
+
+
+class NetworkError(MeshdropError):
+    """The node cannot do what was asked on the network: the port is taken, no node is
+    running, the address does not exist."""
+
+    exit_code = 9
 
 
 class PassphraseError(MeshdropError):

@@ -15,7 +15,7 @@ from meshdrop.core.keys import Domain, format_fingerprint, key_id, verify
 from meshdrop.core.manifest import Manifest, parse_manifest
 from meshdrop.core.records import PublisherRecord, Signer, parse_record, peek_record
 from meshdrop.core.trust import PublisherState, advance_state, describe_time
-from meshdrop.errors import MeshdropError, SignatureError, TrustError
+from meshdrop.errors import MeshdropError, SignatureError, TrustError, UntrustedPublisherError
 
 _TOKEN = object()
 
@@ -106,11 +106,11 @@ def _not_delegated(
     if not reached:
         claimed = _claimed_publishers(envelope)
         if claimed:
-            return TrustError(
+            return UntrustedPublisherError(
                 f"signed by publisher {format_fingerprint(claimed[0])}, "
                 "which this node does not trust"
             )
-        return TrustError(
+        return UntrustedPublisherError(
             f"signed with key {key_id(envelope.signer)}, which no publisher this node trusts "
             "has delegated (and the bundle carries no readable publisher record)"
         )

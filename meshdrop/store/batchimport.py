@@ -19,11 +19,11 @@ from types import TracebackType
 
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import MeshdropError
+from meshdrop.errors import MeshdropError, MissingChunksError
 from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.ingest import BatchPublisher, Progress, copy_chunks
 from meshdrop.store.models import ImportResult
-from meshdrop.store.store import BATCH_BYTES, COMMIT_BATCH, MissingChunksError, Store
+from meshdrop.store.store import BATCH_BYTES, COMMIT_BATCH, Store
 
 
 @dataclass

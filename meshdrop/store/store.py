@@ -25,11 +25,14 @@ from meshdrop.core.records import peek_record
 from meshdrop.core.trust import PublisherState, advance_state, pin_chain
 from meshdrop.core.verify import VerifiedManifest, verify_envelope
 from meshdrop.errors import (
+    EquivocationError,
     IntegrityError,
     MeshdropError,
-    RollbackError,
+    MissingChunksError,
+    OlderVersionError,
     StoreError,
     TrustError,
+    UntrustedPublisherError,
     UsageError,
 )
 from meshdrop.fs import os_error_message
@@ -65,10 +68,6 @@ _LIST_BUNDLES = (
     "b.withdrawn FROM bundles b JOIN publishers p ON p.id = b.publisher "
     "ORDER BY b.created DESC, b.name"
 )
-
-
-class MissingChunksError(StoreError):
-    """Commit found chunks missing (removed by another writer meanwhile): fetch again."""
 
 
 class Store:
@@ -191,7 +190,7 @@ class Store:
             trusted = self.trusted()
             known = [trusted[p] for p in claimed if p in trusted]
             if not known:
-                raise TrustError(f"{what} is of a publisher this node does not trust")
+                raise UntrustedPublisherError(f"{what} is of a publisher this node does not trust")
             reached = [(old, *advance_state(old, chain)) for old in known]
             advanced = [(old, new) for old, new, _ in reached if new.version > old.version]
             if not advanced:
@@ -453,13 +452,13 @@ class Store:
             return None
         seen_version, seen_hash = seen
         if m.version < seen_version:
-            raise RollbackError(
+            raise OlderVersionError(
                 f"version {m.version} of {m.name!r} is older than version {seen_version} "
                 "already seen; refusing to go back"
             )
         if m.version == seen_version:
             if seen_hash != _manifest_hash(verified):
-                raise RollbackError(
+                raise EquivocationError(
                     f"version {m.version} of {m.name!r} differs from the copy of that version "
                     "already seen (the publisher signed two different bundles as one version)"
                 )

@@ -24,15 +24,16 @@ from meshdrop.errors import (
     FormatError,
     IntegrityError,
     MeshdropError,
-    RollbackError,
+    MissingChunksError,
+    OlderVersionError,
     StoreError,
-    TrustError,
+    UntrustedPublisherError,
 )
 from meshdrop.fs import read_small_file
 from meshdrop.store import staging
 from meshdrop.store.ingest import BatchPublisher
 from meshdrop.store.models import ImportResult, Outcome
-from meshdrop.store.store import BATCH_BYTES, COMMIT_BATCH, MissingChunksError, Store
+from meshdrop.store.store import BATCH_BYTES, COMMIT_BATCH, Store
 from meshdrop.transports.courier.parts import refs_in_range
 from meshdrop.transports.courier.reader import CourierFile, open_courier_file
 from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
@@ -197,10 +198,8 @@ class CourierImport:
         try:
             data = read_small_file(path, 16 * MIB, "publisher file")
             result = self.store.update_publisher(data, path.name)
-        except TrustError as exc:
-            if "does not trust" in str(exc):
-                return Report([path.name], Status.NOT_TRUSTED, "left alone")
-            return Report([path.name], Status.REFUSED, str(exc))
+        except UntrustedPublisherError:
+            return Report([path.name], Status.NOT_TRUSTED, "left alone")
         except MeshdropError as exc:
             return Report([path.name], Status.REFUSED, str(exc))
         if result.outcome is Outcome.PUBLISHER_UPDATED:
@@ -229,9 +228,8 @@ class CourierImport:
                 return  # a duplicate or an extra part of a bundle already imported
             try:
                 accepted = self.store.accept(source.envelope)
-            except RollbackError as exc:
-                status = Status.OLDER if " is older than " in str(exc) else Status.REFUSED
-                group.refusal = (status, str(exc))
+            except OlderVersionError as exc:
+                group.refusal = (Status.OLDER, str(exc))
                 return
             except MeshdropError as exc:
                 group.refusal = (Status.REFUSED, str(exc))

@@ -3,16 +3,17 @@ too slow) is not the same as a peer that sent something it must not have."""
 
 from __future__ import annotations
 
-from meshdrop.errors import MeshdropError
+from meshdrop.errors import NetworkError
 
-EXIT_NETWORK = 9
-
-
-class NetworkError(MeshdropError):
-    """The node cannot do what was asked on the network: the port is taken, no node is
-    running, the address does not exist."""
-
-    exit_code = EXIT_NETWORK
+EXIT_NETWORK = NetworkError.exit_code
+__all__ = [
+    "EXIT_NETWORK",
+    "NetworkError",
+    "PeerBusy",
+    "PeerMisbehaved",
+    "PeerNotFound",
+    "PeerUnreachable",
+]
 
 
 class PeerUnreachable(NetworkError):

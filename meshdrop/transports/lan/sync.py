@@ -45,6 +45,7 @@ from meshdrop.errors import (
     FormatError,
     IntegrityError,
     MeshdropError,
+    MissingChunksError,
     RollbackError,
     SignatureError,
     StoreError,
@@ -52,7 +53,7 @@ from meshdrop.errors import (
 )
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.models import ImportResult, Outcome
-from meshdrop.store.store import BATCH_BYTES, MissingChunksError
+from meshdrop.store.store import BATCH_BYTES
 from meshdrop.transports.lan.buffers import ByteBudget, ChunkBuffers, Hold
 from meshdrop.transports.lan.client import PeerClient
 from meshdrop.transports.lan.errors import (
