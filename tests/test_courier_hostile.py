@@ -29,7 +29,8 @@ from meshdrop.core.manifest import Manifest
 from meshdrop.errors import FormatError
 from meshdrop.store import export
 from meshdrop.store.store import Store
-from meshdrop.transports.courier.exporter import CourierExport, Done, ExportOptions
+from meshdrop.transports.courier.exporter import CourierExport, ExportOptions
+from meshdrop.transports.courier.exportplan import Done
 from meshdrop.transports.courier.importer import CourierImport, Status
 from meshdrop.transports.courier.want import MAX_HAVE, WANT_MAGIC, parse_want
 

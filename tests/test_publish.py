@@ -24,7 +24,7 @@ from meshdrop.errors import (
     UnsafePathError,
     UsageError,
 )
-from meshdrop.publish import keyfile, pack
+from meshdrop.publish import keyfile, pack, scan
 from meshdrop.publish.keyfile import KEY_MAGIC
 from meshdrop.publish.keystore import (
     DAY,
@@ -33,7 +33,8 @@ from meshdrop.publish.keystore import (
     create_publisher,
     load_publisher,
 )
-from meshdrop.publish.pack import media_type_for, pack_folder, scan_folder
+from meshdrop.publish.pack import pack_folder
+from meshdrop.publish.scan import media_type_for, scan_folder
 
 NOW = 1_750_000_000
 PASSPHRASE = "고양이 on the roof".encode()
@@ -521,12 +522,12 @@ def test_every_source_byte_is_read_once(
     read: list[tuple[str, int, int]] = []  # appended to from the pool's threads
     real_read, real_read_chunk = pack._read, pack._read_chunk
 
-    def counting_read(fd: int, size: int, offset: int, source: pack.SourceFile) -> bytes:
+    def counting_read(fd: int, size: int, offset: int, source: scan.SourceFile) -> bytes:
         data = real_read(fd, size, offset, source)
         read.append((source.path, offset, len(data)))
         return data
 
-    def counting_read_chunk(fd: int, size: int, offset: int, source: pack.SourceFile) -> memoryview:
+    def counting_read_chunk(fd: int, size: int, offset: int, source: scan.SourceFile) -> memoryview:
         data = real_read_chunk(fd, size, offset, source)
         read.append((source.path, offset, len(data)))
         return data
@@ -639,7 +640,7 @@ def test_media_type_for(path: str, expected: str) -> None:
 def test_media_types_ignore_the_machines_mime_files(tmp_path: Path) -> None:
     extra = tmp_path / "mime.types"
     extra.write_text("application/x-meshdrop-test mdtest\ntext/x-not-json json\n")
-    pack._builtin_media_types.cache_clear()
+    scan._builtin_media_types.cache_clear()
     try:
         mimetypes.init([str(extra)])
         assert mimetypes.guess_type("a.mdtest")[0] == "application/x-meshdrop-test"
@@ -647,4 +648,4 @@ def test_media_types_ignore_the_machines_mime_files(tmp_path: Path) -> None:
         assert media_type_for("a.json") == "application/json"
     finally:
         mimetypes.init()
-        pack._builtin_media_types.cache_clear()
+        scan._builtin_media_types.cache_clear()

@@ -161,7 +161,8 @@ def run_export(
     quiet: bool,
 ) -> bool:
     """Export into ``folder`` and print what happened; returns True if all went well."""
-    from meshdrop.transports.courier.exporter import CourierExport, Done
+    from meshdrop.transports.courier.exporter import CourierExport
+    from meshdrop.transports.courier.exportplan import Done
 
     bar = CourierBar("exporting", quiet)
     try:

@@ -527,7 +527,8 @@ def pack(
     byte-identical output."""
     from meshdrop.core.manifest import check_bundle_name
     from meshdrop.publish.keystore import load_publisher
-    from meshdrop.publish.pack import pack_folder, scan_folder
+    from meshdrop.publish.pack import pack_folder
+    from meshdrop.publish.scan import scan_folder
 
     try:
         check_bundle_name(name)

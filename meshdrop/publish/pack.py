@@ -1,4 +1,4 @@
-"""Pack a folder into one signed .mdrop bundle.
+"""Pack a folder (as listed by ``scan.py``) into one signed .mdrop bundle.
 
 Every source byte is read once: each chunk is hashed (on all cores) and written at its
 final place in a temp file beside the bundle, after room left for the header and the
@@ -12,16 +12,12 @@ and options always give the same bytes.
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
-import mimetypes
 import os
 import stat
-import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -37,143 +33,29 @@ from meshdrop.core.manifest import (
     MAX_DESCRIPTION,
     MAX_FILE_SIZE,
     MAX_FILES,
-    MAX_MEDIA_TYPE,
     MAX_PRIORITY,
     MAX_TIME,
     MAX_TITLE,
-    MEDIA_TYPE,
     FileEntry,
     Manifest,
     check_bundle_name,
     chunk_count,
 )
-from meshdrop.core.paths import check_bundle_paths
 from meshdrop.core.trust import PublisherState, start_state
 from meshdrop.core.verify import describe_time, verify_envelope
 from meshdrop.errors import FormatError, StoreError, UsageError
 from meshdrop.fs import atomic_writer
+from meshdrop.publish.scan import SourceFile, media_type_for, scan_folder, show_name
 
 Progress = Callable[[int], None]
 
-FALLBACK_MEDIA_TYPE = "application/octet-stream"
 MAX_VERSION = 2**63 - 1
 MAX_HASH_WORKERS = 16  # a disk rarely feeds more cores than this; each adds a chunk buffer
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
 WRITEBACK_STEP = 16 * CHUNK_SIZE  # bytes written between hints to start writing to disk
 
-# Types Python's built-in table lacks, or has changed between Python versions (".js",
-# ".wav"): fixed here so every publisher machine writes the same manifest.
-_MEDIA_TYPE_OVERRIDES: Mapping[str, str] = {
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".txt": "text/plain",
-    ".html": "text/html",
-    ".htm": "text/html",
-    ".css": "text/css",
-    ".js": "text/javascript",
-    ".mjs": "text/javascript",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".webp": "image/webp",
-    ".opus": "audio/opus",
-    ".ogg": "audio/ogg",
-    ".oga": "audio/ogg",
-    ".m4a": "audio/mp4",
-    ".wav": "audio/wav",
-    ".flac": "audio/flac",
-    ".webm": "video/webm",
-    ".mp4": "video/mp4",
-    ".epub": "application/epub+zip",
-    ".gz": "application/gzip",
-    ".woff": "font/woff",
-    ".woff2": "font/woff2",
-    ".ttf": "font/ttf",
-    ".otf": "font/otf",
-}
-
 # O_NONBLOCK: a FIFO swapped in after the scan must not hang the open.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    path: str  # inside the bundle, "/" between names
-    fs_path: Path
-    size: int
-    mtime_ns: int
-
-
-@functools.cache
-def _builtin_media_types() -> Mapping[str, str]:
-    # A MimeTypes instance fills its tables from Python's built-in defaults only; the
-    # module-level guess_type also reads /etc/mime.types, which differs between machines.
-    return dict(mimetypes.MimeTypes().types_map[True])
-
-
-def media_type_for(path: str) -> str:
-    """The media type recorded for a bundle path, from its extension alone."""
-    stem, dot, extension = path.rpartition("/")[2].rpartition(".")
-    if not dot or not stem:  # no extension, or a dot file such as ".profile"
-        return FALLBACK_MEDIA_TYPE
-    suffix = "." + extension.lower()
-    found = _MEDIA_TYPE_OVERRIDES.get(suffix) or _builtin_media_types().get(suffix, "")
-    media_type = found.partition(";")[0].strip().lower()
-    if len(media_type) > MAX_MEDIA_TYPE or not MEDIA_TYPE.fullmatch(media_type):
-        return FALLBACK_MEDIA_TYPE
-    return media_type
-
-
-def _show(text: str) -> str:
-    return text if text.isprintable() else repr(text)
-
-
-def scan_folder(src: Path) -> list[SourceFile]:
-    """Every regular file under ``src``, sorted by bundle path. Symlinks and special
-    files are refused, not followed or skipped: the publisher should see what is packed."""
-    if not src.exists():
-        raise UsageError(f"{src} does not exist")
-    if not src.is_dir():
-        raise UsageError(f"{src} is not a folder")
-    files: list[SourceFile] = []
-    pending = [(src, "")]
-    while pending:
-        folder, prefix = pending.pop()
-        for entry in _list_folder(folder, prefix or "."):
-            # Names from a Mac arrive decomposed (NFD, Korean split into jamo); the bundle
-            # path is the standard NFC spelling of the same name.
-            rel = prefix + unicodedata.normalize("NFC", entry.name)
-            if entry.is_symlink():
-                raise UsageError(f"refusing to pack a symlink: {_show(rel)}")
-            if entry.is_dir(follow_symlinks=False):
-                pending.append((Path(entry.path), rel + "/"))
-                continue
-            info = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(info.st_mode):
-                raise UsageError(f"refusing to pack {_kind(info.st_mode)}: {_show(rel)}")
-            files.append(SourceFile(rel, Path(entry.path), info.st_size, info.st_mtime_ns))
-    if not files:
-        raise UsageError(f"nothing to pack: {src} has no files")
-    files.sort(key=lambda f: f.path)
-    check_bundle_paths(f.path for f in files)
-    return files
-
-
-def _list_folder(folder: Path, rel: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as entries:
-            return list(entries)
-    except OSError as exc:
-        raise UsageError(f"cannot read the folder {_show(rel)} ({exc.strerror})") from None
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device file"
-    return "a special file"
 
 
 def pack_folder(
@@ -308,7 +190,7 @@ def _check_size(src: Path, files: Sequence[SourceFile]) -> None:
         raise UsageError(f"{src} holds {len(files)} files; a bundle can hold {MAX_FILES}")
     for source in files:
         if source.size > MAX_FILE_SIZE:
-            raise UsageError(f"{_show(source.path)} is larger than a bundle allows (1 TiB)")
+            raise UsageError(f"{show_name(source.path)} is larger than a bundle allows (1 TiB)")
     if sum(chunk_count(f.size) for f in files) > MAX_CHUNKS:
         raise UsageError(f"{src} holds more data than one bundle can (about 1 TiB)")
 
@@ -417,7 +299,7 @@ def _hash_and_write(
 
 
 def _changed(source: SourceFile) -> UsageError:
-    return UsageError(f"{_show(source.path)} changed while packing; try again")
+    return UsageError(f"{show_name(source.path)} changed while packing; try again")
 
 
 def _open_source(source: SourceFile) -> int:
@@ -429,7 +311,7 @@ def _open_source(source: SourceFile) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # it became a symlink
             raise _changed(source) from None
-        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or _stamp(info) != (source.size, source.mtime_ns):
@@ -448,7 +330,7 @@ def _read(fd: int, size: int, offset: int, source: SourceFile) -> bytes:
     try:
         return os.pread(fd, size, offset)
     except OSError as exc:
-        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
 
 
 def _read_chunk(fd: int, size: int, offset: int, source: SourceFile) -> memoryview:
@@ -457,7 +339,7 @@ def _read_chunk(fd: int, size: int, offset: int, source: SourceFile) -> memoryvi
     try:
         data = read_reusable(fd, offset, size)
     except OSError as exc:
-        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
     if len(data) < size:
         raise _changed(source)
     return data
@@ -477,7 +359,7 @@ def _check_still(source: SourceFile) -> None:
     except FileNotFoundError:
         raise _changed(source) from None
     except OSError as exc:
-        raise UsageError(f"cannot read {_show(source.path)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
     if not stat.S_ISREG(info.st_mode) or _stamp(info) != (source.size, source.mtime_ns):
         raise _changed(source)
 

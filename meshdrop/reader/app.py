@@ -1,4 +1,5 @@
-"""The reader's aiohttp application: routes, handlers, limits and headers."""
+"""The reader's aiohttp application: routes, handlers, limits and headers (what the
+pages show is shaped in ``views.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,8 +17,9 @@ import jinja2
 from aiohttp import web
 
 from meshdrop.core.manifest import FileEntry, Manifest
-from meshdrop.reader import headers, i18n
-from meshdrop.reader.library import Found, Library, Shelf, compact, find_file
+from meshdrop.reader import headers, i18n, views
+from meshdrop.reader.assets import Asset, load_assets
+from meshdrop.reader.library import Library, find_file
 from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
 from meshdrop.reader.render import (
     MAX_RENDERED_BYTES,
@@ -26,8 +27,6 @@ from meshdrop.reader.render import (
     kind_of,
     qr_svg,
     render_markdown,
-    shorten,
-    snippet_parts,
 )
 from meshdrop.store.models import StoredBundle
 
@@ -44,11 +43,7 @@ STREAM_SLOTS = 24  # publisher files being sent at once (media players keep thes
 QUEUE_SECONDS = 10.0
 PAGE_SIZE = 50  # bundles per home page: keeps it small on slow links
 FILES_PER_PAGE = 200  # files listed per bundle page
-STALE_DAYS = 30  # freshness warning after this long without new signed content
-TITLE_CHARS = 120
-DESCRIPTION_CHARS = 140
 MAX_QUERY_CHARS = 200
-DAY = 86_400
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?")
 _LOOPBACK = re.compile(r"^(localhost|127\.[\d.]+|\[::1\])(:\d+)?$")
@@ -56,30 +51,6 @@ _LOOPBACK = re.compile(r"^(localhost|127\.[\d.]+|\[::1\])(:\d+)?$")
 
 class NotFound(Exception):
     """Answer the one 404 page: the same for never-existed, withdrawn and expired."""
-
-
-@dataclass(frozen=True)
-class Asset:
-    name: str
-    data: bytes
-    media_type: str
-
-    @property
-    def url(self) -> str:
-        return f"/static/{self.name}"
-
-
-def _load_assets() -> dict[str, Asset]:
-    found = {}
-    for source, media_type in (
-        ("reader.css", "text/css; charset=utf-8"),
-        ("icon.svg", "image/svg+xml"),
-    ):
-        data = resources.files("meshdrop.reader").joinpath("static", source).read_bytes()
-        stem, _, suffix = source.rpartition(".")
-        digest = hashlib.sha256(data).hexdigest()[:12]
-        found[source] = Asset(f"{stem}.{digest}.{suffix}", data, media_type)
-    return found
 
 
 @dataclass
@@ -98,7 +69,7 @@ class Reader:
         self.library = Library(self.home)
         self.pages = asyncio.Semaphore(PAGE_SLOTS)
         self.streams = asyncio.Semaphore(STREAM_SLOTS)
-        self.assets = _load_assets()
+        self.assets = load_assets()
         self.static = {a.name: a for a in self.assets.values()}
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("meshdrop.reader", "templates"),
@@ -212,7 +183,7 @@ class Reader:
         return self.render(
             request,
             "home.html",
-            groups=group_for_home(shown, shelf, lang),
+            groups=views.group_for_home(shown, shelf, lang),
             newer=f"/?page={page - 1}" if page > 1 else "",
             older=f"/?page={page + 1}" if start + PAGE_SIZE < len(shelf.bundles) else "",
         )
@@ -221,7 +192,7 @@ class Reader:
         query = " ".join(request.query.get("q", "").split())[:MAX_QUERY_CHARS]
         found = await self.library.search(query) if query else []
         lang = language(request)
-        results = [_result(f, lang) for f in found[:50]]
+        results = [views.search_result(f, lang) for f in found[:50]]
         return self.render(request, "search.html", query=query, results=results)
 
     async def share_page(self, request: web.Request) -> web.StreamResponse:
@@ -296,17 +267,17 @@ class Reader:
         files = manifest.files[start : start + FILES_PER_PAGE]
         if page > 1 and not files:
             raise NotFound
-        base = bundle_url(bundle)
+        base = views.bundle_url(bundle)
         publisher = shelf.publishers.get(bundle.publisher)
         return self.render(
             request,
             "bundle.html",
             bundle=bundle,
-            info=_bundle_info(bundle, lang),
-            fresh=_freshness(publisher.newest_signed if publisher else None, shelf.now, lang),
-            start=_start_file(manifest, lang),
+            info=views.bundle_info(bundle, lang),
+            fresh=views.freshness(publisher.newest_signed if publisher else None, shelf.now, lang),
+            start=views.start_file(manifest, lang),
             base=base,
-            files=[_file_row(base, f, lang) for f in files],
+            files=[views.file_row(base, f, lang) for f in files],
             newer=f"{base}?page={page - 1}" if page > 1 else "",
             older=f"{base}?page={page + 1}" if start + FILES_PER_PAGE < len(manifest.files) else "",
         )
@@ -314,9 +285,9 @@ class Reader:
     async def view_page(self, request: web.Request) -> web.StreamResponse:
         bundle, _manifest, entry = await self._file(request)
         lang = language(request)
-        base = bundle_url(bundle)
+        base = views.bundle_url(bundle)
         kind = kind_of(entry.media_type)
-        row = _file_row(base, entry, lang)
+        row = views.file_row(base, entry, lang)
         content: object = ""
         too_big = False
         if kind in ("markdown", "text"):
@@ -422,118 +393,11 @@ def language(request: web.Request) -> str:
     return i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("Accept-Language"))
 
 
-def bundle_url(bundle: StoredBundle) -> str:
-    return f"/b/{compact(bundle.publisher)}/{bundle.name}/"
-
-
-def short_fingerprint(fingerprint: str) -> str:
-    return "-".join(fingerprint.split("-")[:2])
-
-
 def _page_number(request: web.Request) -> int:
     text = request.query.get("page", "1")
     if not text.isdigit() or not 1 <= int(text) <= 100_000:
         raise NotFound
     return int(text)
-
-
-def _freshness(newest: int | None, now: int, lang: str) -> dict[str, object]:
-    t = i18n.STRINGS[lang]
-    if newest is None:
-        return {"text": t["nothing_signed"], "stale": ""}
-    days = (now - newest) // DAY
-    stale = t["stale"].format(days=days) if days >= STALE_DAYS else ""
-    return {"text": t["newest_signed"].format(date=i18n.format_date(newest, lang)), "stale": stale}
-
-
-def group_for_home(bundles: Sequence[StoredBundle], shelf: Shelf, lang: str) -> list[object]:
-    """Bundles (newest first) grouped by publisher, then by language, keeping the order
-    in which each group's newest bundle comes."""
-    groups: dict[str, dict[str, list[dict[str, str]]]] = {}
-    for bundle in bundles:
-        sections = groups.setdefault(bundle.publisher, {})
-        sections.setdefault(bundle.language, []).append(
-            {
-                "url": bundle_url(bundle),
-                "title": shorten(bundle.title or bundle.name, TITLE_CHARS),
-                "description": shorten(bundle.description, DESCRIPTION_CHARS),
-                "date": i18n.format_date(bundle.created, lang),
-            }
-        )
-    names = {b.publisher: b.publisher_name for b in bundles}
-    result: list[object] = []
-    for fingerprint, sections in groups.items():
-        publisher = shelf.publishers.get(fingerprint)
-        result.append(
-            {
-                "name": names[fingerprint],
-                "short_fp": short_fingerprint(fingerprint),
-                "fresh": _freshness(
-                    publisher.newest_signed if publisher else None, shelf.now, lang
-                ),
-                "sections": [
-                    {"label": i18n.language_label(code, lang), "code": code, "entries": items}
-                    for code, items in sections.items()
-                ],
-            }
-        )
-    return result
-
-
-def _bundle_info(bundle: StoredBundle, lang: str) -> dict[str, str]:
-    t = i18n.STRINGS[lang]
-    return {
-        "signed": t["signed_on"].format(date=i18n.format_date(bundle.created, lang)),
-        "expires": (
-            t["expires_on"].format(date=i18n.format_date(bundle.expires, lang))
-            if bundle.expires
-            else ""
-        ),
-        "size": i18n.human_size(bundle.size),
-        "language": i18n.language_label(bundle.language, lang),
-        "short_fp": short_fingerprint(bundle.publisher),
-    }
-
-
-def _file_row(base: str, entry: FileEntry, lang: str) -> dict[str, str]:
-    kind = kind_of(entry.media_type)
-    quoted = quote(entry.path)
-    return {
-        "path": entry.path,
-        "kind": kind,
-        "kind_label": i18n.STRINGS[lang][f"kinds_{kind}"],
-        "size": i18n.human_size(entry.size),
-        "view": f"{base}v/{quoted}",
-        "raw": f"{base}f/{quoted}",
-        "download": f"{base}f/{quoted}?download",
-        "media_type": entry.media_type,
-    }
-
-
-def _start_file(manifest: Manifest, lang: str) -> str:
-    """The file to start reading with: index.<lang>.html, index.html, index.md, ...,
-    else the first article."""
-    paths = {f.path: f for f in manifest.files}
-    for name in (f"index.{lang}.html", "index.html", f"index.{lang}.md", "index.md", "README.md"):
-        if name in paths:
-            return name
-    article = next((f.path for f in manifest.files if kind_of(f.media_type) == "html"), None)
-    return article or next(
-        (f.path for f in manifest.files if kind_of(f.media_type) == "markdown"), ""
-    )
-
-
-def _result(found: Found, lang: str) -> dict[str, object]:
-    bundle, hit = found.bundle, found.hit
-    return {
-        "url": bundle_url(bundle),
-        "title": shorten(bundle.title or bundle.name, TITLE_CHARS),
-        "description": shorten(bundle.description, DESCRIPTION_CHARS),
-        "publisher": bundle.publisher_name,
-        "short_fp": short_fingerprint(bundle.publisher),
-        "date": i18n.format_date(bundle.created, lang),
-        "snippet": snippet_parts(hit.snippet, hit.match_at, hit.match_len) if hit.snippet else None,
-    }
 
 
 def install_reader(app: web.Application, home: Path, share_urls: ShareUrls | None = None) -> Reader:

@@ -1,0 +1,32 @@
+"""The reader's own files (its stylesheet and icon), served under names that carry a hash
+of their bytes, so browsers may cache them for good and still see a new version at once."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    data: bytes
+    media_type: str
+
+    @property
+    def url(self) -> str:
+        return f"/static/{self.name}"
+
+
+def load_assets() -> dict[str, Asset]:
+    found = {}
+    for source, media_type in (
+        ("reader.css", "text/css; charset=utf-8"),
+        ("icon.svg", "image/svg+xml"),
+    ):
+        data = resources.files("meshdrop.reader").joinpath("static", source).read_bytes()
+        stem, _, suffix = source.rpartition(".")
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        found[source] = Asset(f"{stem}.{digest}.{suffix}", data, media_type)
+    return found
