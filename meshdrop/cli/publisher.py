@@ -643,28 +643,25 @@ def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> Veri
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 def inspect(file: Path, trust_files: tuple[Path, ...], as_json: bool) -> None:
     """Show a bundle's manifest and publisher. Marked UNVERIFIED unless --trust is given
-    and the whole bundle verifies; unverified, every field is only what the file claims."""
-    from meshdrop.core.manifest import parse_manifest
-    from meshdrop.core.records import peek_record
-    from meshdrop.store.bundlefile import open_bundle_file
+    and the whole bundle verifies. Without --trust only the signature's self-consistency
+    (under the key the file itself names) and the file's size are checked: every field is
+    only what the file claims."""
+    from meshdrop.core.keys import key_id
+    from meshdrop.store.bundlefile import read_self_signed
 
     if trust_files:
         verified = verify_bundle_file(file, load_trust_files(trust_files))
-        manifest, status = verified.manifest, "verified"
+        manifest, status, signer = verified.manifest, "verified", verified.signer.id
         fingerprint, publisher_name = verified.state.fingerprint, verified.state.current.name
     else:
-        with open_bundle_file(file) as source:
-            manifest = parse_manifest(source.envelope.manifest_bytes)
-            claims = [
-                r
-                for r in map(peek_record, source.envelope.records)
-                if r is not None and r.publisher == manifest.publisher
-            ]
-        status = "UNVERIFIED"
+        checked = read_self_signed(file)
+        manifest, status, signer = checked.manifest, "UNVERIFIED", key_id(checked.signer)
         fingerprint = format_fingerprint(manifest.publisher)
-        publisher_name = max(claims, key=lambda r: r.version).name if claims else "(unknown)"
+        publisher_name = checked.claimed_publisher_name or "(unknown)"
     info = {
         "status": status,
+        "signature": "verified" if status == "verified" else "self-consistent",
+        "signer": signer,
         "publisher": fingerprint,
         "publisher_name": publisher_name,
         "name": manifest.name,
@@ -681,10 +678,11 @@ def inspect(file: Path, trust_files: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    mark = (
-        "verified" if status == "verified" else "UNVERIFIED: nothing below is checked; use --trust"
-    )
-    click.echo(f"status      {mark}")
+    if status == "verified":
+        click.echo("status      verified")
+    else:
+        click.echo("status      UNVERIFIED: the publisher is not checked; use --trust")
+        click.echo(f"signature   self-consistent: by key {signer}, unchecked against any publisher")
     click.echo(f"publisher   {printable(publisher_name)} ({fingerprint})")
     click.echo(f"bundle      {manifest.name} v{manifest.version}: {printable(manifest.title)}")
     if manifest.description:

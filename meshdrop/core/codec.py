@@ -25,8 +25,14 @@ class Limits:
     max_bytes: int
     max_depth: int = 8
     max_items: int = 1_000_000  # total array elements + map entries in the whole document
+    # Arrays and maps in the whole document, the outermost included. An empty one takes
+    # one byte on the wire but some 70 bytes decoded, which max_items does not see.
+    max_containers: int = 65_536
     max_str: int = 64 * 1024
     max_bin: int = 64 * 1024
+    # The field names a map may use (None: any text). A hostile map of a million distinct
+    # keys costs a million key objects; field names are decoded once and shared.
+    keys: frozenset[str] | None = None
 
 
 _FIXED_SIZES = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
@@ -57,17 +63,25 @@ def _prescan(data: bytes, limits: Limits, what: str) -> None:
     n = len(data)
     pos = 0
     items = 0
-    # Each stack entry is the number of values still owed by an open array or map.
+    containers = 0
+    keys = None if limits.keys is None else {k.encode() for k in limits.keys}
+    # Each stack entry is the number of values still owed by an open array or map; in a
+    # map (whose entry in ``in_map`` is True) an even number owed means a key comes next.
     pending = [1]
+    in_map = [False]
     while pending:
         if pending[-1] == 0:
             pending.pop()
+            in_map.pop()
             continue
+        is_key = in_map[-1] and pending[-1] % 2 == 0
         pending[-1] -= 1
         if pos >= n:
             raise FormatError(f"{what} is truncated")
         b = data[pos]
         pos += 1
+        if is_key and not (0xA0 <= b <= 0xBF or b in _STR_WIDTH):
+            raise FormatError(f"{what} has a map key that is not text")
         if b <= 0x7F or b >= 0xE0 or b in _FIXED_SIZES:
             pos += _FIXED_SIZES.get(b, 0)
             if pos > n:
@@ -85,27 +99,41 @@ def _prescan(data: bytes, limits: Limits, what: str) -> None:
                 raise FormatError(f"{what} holds a string of {length} bytes (limit {cap})")
             if length > n - pos:
                 raise FormatError(f"{what} is truncated")
+            if is_key and keys is not None and data[pos : pos + length] not in keys:
+                name = ascii(data[pos : pos + length].decode("utf-8", "replace"))[1:-1]
+                raise FormatError(f"{what} has unknown field(s): {name}")
             pos += length
             continue
         if 0x90 <= b <= 0x9F or b in _ARRAY_WIDTH:
             entries = b & 0x0F if b <= 0x9F else _read_uint(data, pos, _ARRAY_WIDTH[b], what)
             pos += _ARRAY_WIDTH.get(b, 0)
-            values = entries
+            values, is_map = entries, False
         elif 0x80 <= b <= 0x8F or b in _MAP_WIDTH:
             entries = b & 0x0F if b <= 0x8F else _read_uint(data, pos, _MAP_WIDTH[b], what)
             pos += _MAP_WIDTH.get(b, 0)
-            values = entries * 2
+            values, is_map = entries * 2, True
         else:
             raise FormatError(f"{what} contains {_FORBIDDEN.get(b, 'an unknown type')}")
         items += entries
         if items > limits.max_items:
             raise FormatError(f"{what} claims more than {limits.max_items} items")
+        containers += 1
+        if containers > limits.max_containers:
+            raise FormatError(
+                f"{what} has more arrays and maps than the limit of {limits.max_containers}"
+            )
         # Every value takes at least one byte: a count beyond what is left is a lie.
         if values > n - pos:
             raise FormatError(f"{what} claims {entries} items but is too short to hold them")
         if len(pending) > limits.max_depth:
             raise FormatError(f"{what} is nested deeper than {limits.max_depth} levels")
+        # More entries than field names means a key repeats: refused before decoding.
+        if is_map and keys is not None and entries > len(keys):
+            raise FormatError(
+                f"{what} has a map of {entries} entries, more than there are field names"
+            )
         pending.append(values)
+        in_map.append(is_map)
     if pos != n:
         raise FormatError(f"{what} has {n - pos} unexpected bytes after its end")
 
@@ -118,12 +146,20 @@ def _read_uint(data: bytes, pos: int, width: int, what: str) -> int:
     return value
 
 
-def _no_duplicates(pairs: Sequence[tuple[Any, Any]]) -> dict[Any, Any]:
+def _checked_map(pairs: Sequence[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A decoded map, refused unless its keys are text, distinct and sorted. Checking the
+    order here lets unpack re-pack the value as decoded, with no sorted copy of it."""
     if not all(isinstance(key, str) for key, _ in pairs):
         raise FormatError("a map has a key that is not text")
     result = dict(pairs)
     if len(result) != len(pairs):
         raise FormatError("a map has the same key twice")
+    previous = b""
+    for key in result:
+        encoded = _key_order(key)
+        if encoded <= previous:
+            raise FormatError("a map's keys are not in canonical order")
+        previous = encoded
     return result
 
 
@@ -171,7 +207,7 @@ def unpack(data: bytes, limits: Limits, what: str) -> Value:
             raw=False,
             strict_map_key=True,
             use_list=True,
-            object_pairs_hook=_no_duplicates,
+            object_pairs_hook=_checked_map,
         )
     except FormatError as exc:
         raise FormatError(f"{what} is malformed: {exc}") from None
@@ -181,6 +217,8 @@ def unpack(data: bytes, limits: Limits, what: str) -> Value:
         raise FormatError(
             f"{what} is not valid msgpack (or has a map key that is not text)"
         ) from None
-    if msgpack.packb(_canonical(value), use_bin_type=True) != data:
+    # Map keys were checked in order as decoded, so packing the value as it stands gives
+    # the input back only if every integer, length and str/bin choice was canonical too.
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise FormatError(f"{what} is not in canonical form")
     return value

@@ -34,10 +34,32 @@ BUNDLE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}|mul|und")
 MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 
+# Every field name, and what the largest valid manifest holds: the top map and its files
+# list; per file, one map and its chunks list.
+_TOP_FIELDS = frozenset(
+    [
+        "type",
+        "format",
+        "chunk_size",
+        "publisher",
+        "name",
+        "version",
+        "created",
+        "expires",
+        "title",
+        "description",
+        "language",
+        "priority",
+        "files",
+    ]
+)
+_FILE_FIELDS = frozenset({"path", "size", "type", "chunks"})
 _LIMITS = codec.Limits(
     max_bytes=MAX_MANIFEST_BYTES,
     max_depth=5,
-    max_items=MAX_CHUNKS + 12 * MAX_FILES + 64,
+    max_items=len(_TOP_FIELDS) + (1 + len(_FILE_FIELDS)) * MAX_FILES + MAX_CHUNKS,
+    max_containers=2 + 2 * MAX_FILES,
+    keys=_TOP_FIELDS | _FILE_FIELDS,
     max_str=4 * MAX_DESCRIPTION,  # 4 bytes per character at most in UTF-8
     max_bin=HASH_BYTES,
 )

@@ -1,5 +1,6 @@
 """Reading a .mdrop file from disk: refuse what is not a plain file, parse the header and
-envelope within their caps, and stream the data section chunk by chunk."""
+envelope within their caps, and stream the data section chunk by chunk. Also the check
+`inspect` makes when no publisher is pinned (``read_self_signed``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,21 @@ from pathlib import Path
 
 from meshdrop.bulkio import read_reusable
 from meshdrop.core.bundle import HEADER_SIZE, Envelope, parse_envelope, parse_header
+from meshdrop.core.keys import Domain, verify
+from meshdrop.core.manifest import Manifest, parse_manifest
+from meshdrop.core.records import peek_record
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import FormatError
+from meshdrop.errors import FormatError, SignatureError
 from meshdrop.fs import open_regular_file, read_exactly
 
-__all__ = ["BundleFile", "open_bundle_file", "open_regular_file", "read_exactly"]
+__all__ = [
+    "BundleFile",
+    "SelfSigned",
+    "open_bundle_file",
+    "open_regular_file",
+    "read_exactly",
+    "read_self_signed",
+]
 
 
 @dataclass
@@ -36,7 +47,11 @@ class BundleFile:
         self.close()
 
     def check_size(self, verified: VerifiedManifest) -> None:
-        expected = self.data_offset + verified.manifest.size
+        self.check_data_size(verified.manifest)
+
+    def check_data_size(self, manifest: Manifest) -> None:
+        """Refuse a file that is not exactly 16 + L bytes plus the sizes ``manifest`` gives."""
+        expected = self.data_offset + manifest.size
         if self.file_size < expected:
             raise FormatError(
                 f"{self.path.name} is truncated: {expected - self.file_size} bytes of data missing"
@@ -65,3 +80,35 @@ def open_bundle_file(path: Path) -> BundleFile:
         os.close(fd)
         raise
     return BundleFile(path, fd, envelope, HEADER_SIZE + length, file_size)
+
+
+@dataclass(frozen=True)
+class SelfSigned:
+    """A bundle file checked without any pinned publisher: its manifest verifies under the
+    signing key its own envelope names, and the file is exactly as long as the manifest
+    says. Anyone can make such a file with a key of their own, so nothing here says who
+    published it, and the data is not read."""
+
+    manifest: Manifest
+    signer: bytes
+    claimed_publisher_name: str | None  # from the bundle's own (unverified) records
+
+
+def read_self_signed(path: Path) -> SelfSigned:
+    with open_bundle_file(path) as source:
+        envelope = source.envelope
+        # Before parsing: a file whose signature does not verify costs no more than a
+        # signature check, whatever its manifest holds.
+        if not verify(
+            envelope.signer, envelope.signature, Domain.MANIFEST, envelope.manifest_bytes
+        ):
+            raise SignatureError("the manifest signature does not verify: the file was altered")
+        manifest = parse_manifest(envelope.manifest_bytes)
+        source.check_data_size(manifest)
+    claims = [
+        record
+        for record in map(peek_record, envelope.records)
+        if record is not None and record.publisher == manifest.publisher
+    ]
+    name = max(claims, key=lambda r: r.version).name if claims else None
+    return SelfSigned(manifest, envelope.signer, name)
