@@ -44,6 +44,7 @@ from meshdrop.core.trust import pin_chain, start_state
 from meshdrop.core.verify import verify_envelope
 from meshdrop.errors import FormatError, SignatureError, TrustError
 from meshdrop.store.store import Store
+from meshdrop.transports.lan.events import Event
 from meshdrop.transports.lan.node import Node, NodeConfig
 
 IDENTITY_POINT = bytes([1]) + bytes(31)  # y = 1: the neutral element, order 1
@@ -377,7 +378,7 @@ async def lan_scenario(world: dict[str, Path], tmp: Path) -> None:
     await peer.start()
     home = tmp / "node"
     run_meshdrop("--home", home, "trust", "add", pub, check=True)
-    events: list[dict[str, object]] = []
+    events: list[Event] = []
     node = Node(
         NodeConfig(
             home=home,

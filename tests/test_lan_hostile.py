@@ -22,15 +22,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lankit import read_tree
 
 from conftest import Publisher, make_publisher, pack, run_meshdrop, write_tree
-from meshdrop.core import sync
 from meshdrop.core.bundle import Envelope, parse_envelope
+from meshdrop.core.inventory import Entry, Inventory
 from meshdrop.core.keys import Domain, public_bytes, sign
 from meshdrop.core.manifest import CHUNK_SIZE
-from meshdrop.core.sync import Entry, Hello, Inventory, InventoryResponse
 from meshdrop.store.inventory import PeerView
 from meshdrop.store.store import Store
+from meshdrop.transports.lan import protocol
 from meshdrop.transports.lan.client import ClientLimits
+from meshdrop.transports.lan.events import Event
 from meshdrop.transports.lan.node import Node, NodeConfig
+from meshdrop.transports.lan.protocol import Hello, InventoryResponse
 
 WAIT = 30.0
 FAST = ClientLimits(connect_timeout=1.0, read_timeout=1.0, min_rate=256 * 1024, min_time=1.0)
@@ -112,15 +114,15 @@ class HostilePeer:
             await self.runner.cleanup()
 
     async def hello(self, request: web.Request) -> web.Response:
-        hello = Hello(sync.PROTOCOL_VERSION, os.urandom(8), b"hostile!")
-        return web.Response(body=sync.encode_hello(hello))
+        hello = Hello(protocol.PROTOCOL_VERSION, os.urandom(8), b"hostile!")
+        return web.Response(body=protocol.encode_hello(hello))
 
     async def inventory(self, request: web.Request) -> web.Response:
-        asked = sync.parse_inventory_request(await request.read())
+        asked = protocol.parse_inventory_request(await request.read())
         tree = Inventory(self.offer.entries)
         nodes = tuple(tree.answer(p) for p in asked.prefixes)
         return web.Response(
-            body=sync.encode_inventory_response(InventoryResponse(asked.scope, nodes))
+            body=protocol.encode_inventory_response(InventoryResponse(asked.scope, nodes))
         )
 
     async def envelope(self, request: web.Request) -> web.Response:
@@ -211,11 +213,11 @@ class Case:
     name: str
     bad: dict[str, Handler] = field(default_factory=dict)
     offer: str = "honest"  # "resigned": signed by another key; "stranger": another publisher
-    expect: Callable[[dict[str, Any]], bool] = lambda e: False
+    expect: Callable[[Event], bool] = lambda e: False
     penalised: bool = True
 
 
-def bad_peer(event: dict[str, Any]) -> bool:
+def bad_peer(event: Event) -> bool:
     return event["event"] == "bad-peer"
 
 
@@ -288,7 +290,7 @@ async def scenario(case: Case, tmp: Path, publisher: Publisher) -> None:
     hostile: HostilePeer | SilentPeer
     hostile = SilentPeer() if "never answers" in case.name else HostilePeer(offer, **case.bad)
     await hostile.start()
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     home = tmp / "node"
     run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
     node = Node(

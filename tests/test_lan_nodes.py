@@ -32,7 +32,8 @@ from conftest import (
 )
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
-from meshdrop.store.store import BATCH_BYTES, Store
+from meshdrop.store.ingest import BATCH_BYTES
+from meshdrop.store.store import Store
 
 SAMPLES = Path(__file__).parent.parent / "bundles"
 SERVICE = "_meshdrop._tcp.local."

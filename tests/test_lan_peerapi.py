@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from conftest import FIXED_CREATED, Publisher, pack, run_meshdrop, write_tree
-from meshdrop.core import sync
+from meshdrop.core.inventory import publisher_slot
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
 from meshdrop.store.inventory import PeerView
@@ -31,7 +31,7 @@ def digests_of(home: Path) -> tuple[list[bytes], set[bytes]]:
     """(manifest hashes of visible bundles, chunk hashes in the chunk folder)."""
     with Store(home) as store:
         entries = PeerView(store).snapshot().inventory.entries
-        manifests = [e.digest for e in entries if e.slot != sync.publisher_slot(e.publisher)]
+        manifests = [e.digest for e in entries if e.slot != publisher_slot(e.publisher)]
         chunks = set(store.chunks.all_digests())
     return manifests, chunks
 

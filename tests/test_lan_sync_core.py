@@ -1,5 +1,6 @@
-"""The sans-IO decisions of LAN sync (core/sync.py): inventory walks and what they cost on
-the wire, the peer API's message parsers, peers' liveness and penalties, chunk plans."""
+"""The sans-IO decisions of LAN sync: inventory walks and what they cost on the wire
+(core/inventory.py), the peer API's message parsers (transports/lan/protocol.py), peers'
+liveness and penalties (peers.py), chunk plans (plan.py)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshdrop.core import codec, sync
-from meshdrop.core.manifest import ChunkRef
-from meshdrop.core.sync import (
-    ChunkPlan,
+from meshdrop.core import codec
+from meshdrop.core.inventory import (
+    MAX_DEPTH,
     Entry,
     Inventory,
-    InventoryRequest,
-    InventoryResponse,
-    PeerBook,
+    Node,
     Reconciler,
     bundle_slot,
     decide_wants,
     publisher_slot,
 )
+from meshdrop.core.manifest import ChunkRef
 from meshdrop.errors import FormatError
+from meshdrop.transports.lan import peers, protocol
+from meshdrop.transports.lan.peers import PeerBook
+from meshdrop.transports.lan.plan import ChunkPlan
+from meshdrop.transports.lan.protocol import InventoryRequest, InventoryResponse
 
 HTTP_OVERHEAD = 400  # bytes of request line and headers (either way) counted per request
 PUBLISHERS = [hashlib.sha256(b"publisher %d" % i).digest() for i in range(3)]
@@ -58,11 +61,12 @@ def walk(mine: list[Entry], theirs: list[Entry], scope: list[bytes] = PUBLISHERS
     requests = up = down = 0
     while not reconciler.done:
         request = InventoryRequest(tuple(scope), tuple(reconciler.next_prefixes()))
-        body = sync.encode_inventory_request(sync.parse_inventory_request(
-            sync.encode_inventory_request(request)))  # fmt: skip
+        body = protocol.encode_inventory_request(protocol.parse_inventory_request(
+            protocol.encode_inventory_request(request)))  # fmt: skip
         answer = InventoryResponse(held, tuple(server.answer(p) for p in request.prefixes))
-        data = sync.encode_inventory_response(answer)
-        reconciler.feed(sync.parse_inventory_response(data, request))
+        data = protocol.encode_inventory_response(answer)
+        parsed = protocol.parse_inventory_response(data, request)
+        reconciler.feed(parsed.scope, parsed.nodes)
         requests += 1
         up += len(body) + HTTP_OVERHEAD
         down += len(data) + HTTP_OVERHEAD
@@ -178,19 +182,19 @@ BAD_RESPONSES = {
     "entry of two": response({"prefix": "a", "entries": [[SLOT_A, 1]]}),
     "both kinds": response({"prefix": "a", "entries": [], "children": bytes(128)}),
     "too many nodes": response(*({"prefix": p, "entries": []} for p in ("", "a", "a"))),
-    "over the size cap": b"\x00" * (sync.MAX_INVENTORY_RESPONSE_BYTES + 1),
+    "over the size cap": b"\x00" * (protocol.MAX_INVENTORY_RESPONSE_BYTES + 1),
 }
 
 
 @pytest.mark.parametrize("name", BAD_RESPONSES)
 def test_a_malformed_inventory_response_is_refused(name: str) -> None:
     with pytest.raises(FormatError):
-        sync.parse_inventory_response(BAD_RESPONSES[name], REQUEST)
+        protocol.parse_inventory_response(BAD_RESPONSES[name], REQUEST)
 
 
 def test_a_well_formed_response_parses() -> None:
     data = response({"prefix": "a", "entries": [[SLOT_A, 7, bytes(32)]]})
-    parsed = sync.parse_inventory_response(data, REQUEST)
+    parsed = protocol.parse_inventory_response(data, REQUEST)
     assert parsed.nodes[0].entries == (Entry(SLOT_A, 7, bytes(32)),)
 
 
@@ -202,14 +206,14 @@ BAD_REQUESTS = {
     "prefix too deep": codec.pack({"scope": [bytes(32)], "prefixes": ["0" * 17]}),
     "short publisher": codec.pack({"scope": [bytes(31)], "prefixes": [""]}),
     "too many prefixes": codec.pack({"scope": [bytes(32)], "prefixes": ["a"] * 1025}),
-    "over the size cap": bytes(sync.MAX_REQUEST_BYTES + 1),
+    "over the size cap": bytes(protocol.MAX_REQUEST_BYTES + 1),
 }
 
 
 @pytest.mark.parametrize("name", BAD_REQUESTS)
 def test_a_malformed_inventory_request_is_refused(name: str) -> None:
     with pytest.raises(FormatError):
-        sync.parse_inventory_request(BAD_REQUESTS[name])
+        protocol.parse_inventory_request(BAD_REQUESTS[name])
 
 
 @pytest.mark.parametrize(
@@ -219,7 +223,7 @@ def test_a_malformed_inventory_request_is_refused(name: str) -> None:
 )
 def test_a_malformed_hello_is_refused(data: bytes) -> None:
     with pytest.raises(FormatError):
-        sync.parse_hello(data)
+        protocol.parse_hello(data)
 
 
 def test_a_walk_against_a_server_that_never_reaches_leaves_ends() -> None:
@@ -227,10 +231,8 @@ def test_a_walk_against_a_server_that_never_reaches_leaves_ends() -> None:
     with pytest.raises(FormatError, match="does not end"):
         while True:
             prefixes = reconciler.next_prefixes()
-            nodes = tuple(
-                sync.Node(p, children=b"\x01" * 128) for p in prefixes if len(p) < sync.MAX_DEPTH
-            )
-            reconciler.feed(InventoryResponse((), nodes))
+            nodes = [Node(p, children=b"\x01" * 128) for p in prefixes if len(p) < MAX_DEPTH]
+            reconciler.feed((), nodes)
 
 
 # Peers
@@ -243,7 +245,7 @@ def test_a_dead_discovered_peer_is_backed_off_then_forgotten_a_manual_one_never(
     assert found is not None
     waits = []
     now = 0.0
-    for _ in range(sync.FORGET_AFTER):
+    for _ in range(peers.FORGET_AFTER):
         assert found in book.due_probes(now) and manual in book.due_probes(now)
         forgotten = book.probe_failed(found, now)
         book.probe_failed(manual, now)
@@ -251,7 +253,7 @@ def test_a_dead_discovered_peer_is_backed_off_then_forgotten_a_manual_one_never(
         now = found.next_probe
     assert forgotten and found.key not in book.peers
     assert waits == sorted(waits) and waits[0] < waits[-1]  # backing off
-    assert manual.key in book.peers and manual.probe_failures == sync.FORGET_AFTER
+    assert manual.key in book.peers and manual.probe_failures == peers.FORGET_AFTER
 
 
 def test_a_goodbye_forgets_at_once_and_a_manual_address_is_not_doubled() -> None:
@@ -277,7 +279,7 @@ def test_sync_is_skipped_when_nothing_changed_and_redone_when_anything_did() -> 
     assert book.due_syncs(1.0, b"M" * 8, b"t") == [peer]  # they got something new
     book.sync_done(peer, b"U" * 8, b"t", complete=False, now=1.0)
     assert book.due_syncs(1.0, b"M" * 8, b"t") == []  # failed: retry later
-    assert book.due_syncs(1.0 + sync.SYNC_RETRY_FIRST, b"M" * 8, b"t") == [peer]
+    assert book.due_syncs(1.0 + peers.SYNC_RETRY_FIRST, b"M" * 8, b"t") == [peer]
 
 
 def test_a_peer_that_keeps_sending_bad_data_is_shut_out_for_longer_each_time() -> None:
@@ -286,7 +288,7 @@ def test_a_peer_that_keeps_sending_bad_data_is_shut_out_for_longer_each_time() -
     bans = []
     for round_ in range(3):
         now = 100_000.0 * round_
-        results = [book.penalise(peer, now) for _ in range(sync.PENALTY_BAN)]
+        results = [book.penalise(peer, now) for _ in range(peers.PENALTY_BAN)]
         assert results[-1] and not any(results[:-1])
         bans.append(peer.banned_until - now)
         book.probe_ok(peer, ("10.0.0.3", 2), b"x" * 8, now)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from lankit import read_tree
@@ -14,7 +13,8 @@ from test_lan_hostile import FAST, HostilePeer, listed, offer_of, wait_for
 
 from conftest import Publisher, chunk_files, pack, run_meshdrop, write_tree
 from meshdrop.core.manifest import CHUNK_SIZE
-from meshdrop.store.store import BATCH_BYTES
+from meshdrop.store.ingest import BATCH_BYTES
+from meshdrop.transports.lan.events import Event
 from meshdrop.transports.lan.node import Node, NodeConfig
 
 
@@ -26,7 +26,7 @@ def holder(tmp: Path, name: str, publisher: Publisher, *bundles: Path) -> Path:
     return home
 
 
-def node_for(home: Path, events: list[dict[str, Any]], *peers: int) -> Node:
+def node_for(home: Path, events: list[Event], *peers: int) -> Node:
     config = NodeConfig(
         home=home,
         bind="127.0.0.1",
@@ -44,7 +44,7 @@ async def served_until_stored(source_home: Path, sink_home: Path) -> int:
     the sink stores a bundle; the number of chunks the source served."""
     source = node_for(source_home, [])
     await source.start()
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     sink = node_for(sink_home, events, source.port)
     await sink.start()
     try:
@@ -73,7 +73,7 @@ def test_the_chunks_of_one_bundle_come_from_several_peers_at_once_and_never_twic
     async def scenario() -> tuple[int, int]:
         await slow.start()
         fast = node_for(fast_home, [])
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         sink = node_for(holder(tmp_path, "sink", publisher), events, slow.port)
         await fast.start()
         await sink.start()

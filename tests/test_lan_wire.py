@@ -137,6 +137,28 @@ def test_connection_close_is_honoured() -> None:
     run(go())
 
 
+CONNECTION_HEADERS = {  # the header a peer sends -> connections two requests take
+    "keep-alive, close": ("Connection: keep-alive, close", 2),
+    "close, keep-alive": ("Connection: close, keep-alive", 2),
+    "CLOSE in capitals": ("Connection: CLOSE", 2),
+    "close among others, tab-spaced": ("Connection: upgrade,\tClose ", 2),
+    "keep-alive alone": ("Connection: Keep-Alive", 1),
+}
+
+
+@pytest.mark.parametrize("name", CONNECTION_HEADERS)
+def test_connection_close_is_honoured_among_other_tokens(name: str) -> None:
+    header, connections = CONNECTION_HEADERS[name]
+
+    async def go() -> None:
+        async with serving(lambda n: send(ok(DATA, header))) as (scripted, client):
+            assert await fetch_chunk(client) == DATA
+            assert await fetch_chunk(client) == DATA
+            assert scripted.connections == connections
+
+    run(go())
+
+
 @pytest.mark.parametrize(
     ("name", "answer", "error", "message"),
     [

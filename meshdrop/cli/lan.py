@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from meshdrop.transports.courier.exporter import ExportOptions
+    from meshdrop.transports.lan.events import Emit, Event
 
 
 def register(cli: click.Group) -> None:
@@ -23,36 +24,38 @@ def register(cli: click.Group) -> None:
     cli.add_command(status)
 
 
-def _say(as_json: bool, urls: list[str], reader: bool) -> Callable[[dict[str, Any]], None]:
-    def say(event: dict[str, Any]) -> None:
-        if event.get("event") in ("listening", "addresses"):
+def _say(as_json: bool, urls: list[str], reader: bool) -> Emit:
+    def say(event: Event) -> None:
+        shown: Mapping[str, object] = event
+        readers: list[str] = []
+        if event["event"] == "listening" or event["event"] == "addresses":
             urls[:] = event["urls"]  # what the reader's share page shows
             if reader:
-                event = {**event, "reader": [f"{u}/" for u in event["urls"]]}
+                readers = [f"{u}/" for u in event["urls"]]
+                shown = {**event, "reader": readers}
         if as_json:
-            emit_json(event)
+            emit_json(shown)
             return
         line = describe(event)
         if line:
             click.echo(line)
-        if reader and event.get("event") == "listening":
-            click.echo("readers: open " + ", ".join(event["reader"]) + " in a phone's browser")
+        if reader and event["event"] == "listening":
+            click.echo("readers: open " + ", ".join(readers) + " in a phone's browser")
 
     return say
 
 
-def describe(event: dict[str, Any]) -> str | None:
+def describe(event: Event) -> str | None:
     """One line for a person, or None for events only scripts care about."""
-    kind = event.get("event")
-    if kind == "listening":
+    if event["event"] == "listening":
         urls = ", ".join(event["urls"])
         return (
             f"listening on {urls} (peer API at {event['peer_api']}); "
             f"{event['bundles']} bundles of {event['publishers']} trusted publishers"
         )
-    if kind == "peer":
+    if event["event"] == "peer":
         return f"peer {event['peer']}: {event['state']}"
-    if kind == "sync":
+    if event["event"] == "sync":
         if not event["bundles"] and not event["publishers"] and event["complete"]:
             return None
         done = "" if event["complete"] else " (incomplete; will retry)"
@@ -60,27 +63,27 @@ def describe(event: dict[str, Any]) -> str | None:
             f"synced with {event['peer']}: {event['bundles']} bundles, "
             f"{event['publishers']} publisher updates, {human_size(event['bytes'])}{done}"
         )
-    if kind == "bundle":
-        replaced = f" (replaces v{event['replaced']})" if event.get("replaced") else ""
+    if event["event"] == "bundle":
+        replaced = f" (replaces v{event['replaced']})" if event["replaced"] else ""
         return (
             f"got {event['name']} v{event['version']}{replaced}, {human_size(event['size'])}, "
             f"from {event['peer']}"
         )
-    if kind == "publisher":
+    if event["event"] == "publisher":
         return f"publisher {event['publisher']} updated to record v{event['version']}"
-    if kind == "refused":
+    if event["event"] == "refused":
         where = f" from {event['peer']}" if "peer" in event else ""
-        return f"refused{where}: {printable(str(event['reason']))}"
-    if kind == "bad-peer":
+        return f"refused{where}: {printable(event['reason'])}"
+    if event["event"] == "bad-peer":
         banned = "; ignoring it for a while" if event["banned"] else ""
-        return f"peer {event['peer']} misbehaved: {printable(str(event['reason']))}{banned}"
-    if kind == "addresses":
+        return f"peer {event['peer']} misbehaved: {printable(event['reason'])}{banned}"
+    if event["event"] == "addresses":
         return "addresses changed; now at " + ", ".join(event["urls"])
-    if kind == "error":
-        return f"error with {event.get('peer', '?')}: {printable(str(event['reason']))}"
-    if kind == "no-discovery":
+    if event["event"] == "error":
+        return f"error with {event.get('peer', '?')}: {printable(event['reason'])}"
+    if event["event"] == "no-discovery":
         return f"mDNS is unavailable here ({event['reason']}); only --peer peers are synced"
-    if kind == "stopped":
+    if event["event"] == "stopped":
         return "stopped"
     return None
 
@@ -250,8 +253,8 @@ def _check_bind(bind: str) -> str:
 
     try:
         ipaddress.ip_address(bind)
-    except ValueError:
-        raise UsageError(f"--bind {bind!r} is not an IP address (like 127.0.0.1)") from None
+    except ValueError as exc:
+        raise UsageError(f"--bind {bind!r} is not an IP address (like 127.0.0.1)") from exc
     return bind
 
 

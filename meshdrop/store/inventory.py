@@ -15,7 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from meshdrop.core.sync import Entry, Inventory, bundle_slot, publisher_slot, trust_digest
+from meshdrop.core.inventory import Entry, Inventory, bundle_slot, publisher_slot, trust_digest
 from meshdrop.core.trust import PublisherState
 from meshdrop.store import trustdb
 from meshdrop.store.store import Store

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import asyncio
 
-from meshdrop.core import sync
 from meshdrop.core.bundle import MAX_ENVELOPE_BYTES
 from meshdrop.core.manifest import ChunkRef
-from meshdrop.core.sync import Address, Hello, InventoryRequest, InventoryResponse
 from meshdrop.errors import FormatError
+from meshdrop.transports.lan import protocol
 from meshdrop.transports.lan.buffers import Hold
 from meshdrop.transports.lan.errors import (
     PeerBusy,
@@ -30,6 +29,7 @@ from meshdrop.transports.lan.errors import (
     PeerNotFound,
     PeerUnreachable,
 )
+from meshdrop.transports.lan.protocol import Address, Hello, InventoryRequest, InventoryResponse
 from meshdrop.transports.lan.wire import ClientLimits, Pool, request_bytes
 
 MAX_PUBLISHER_FILE_BYTES = 16 * 1024 * 1024
@@ -83,14 +83,14 @@ class PeerClient:
             try:
                 async with asyncio.timeout(deadline):
                     return await self._exchange(address, path, max_bytes, into, body, hold)
-            except TimeoutError:
+            except TimeoutError as exc:
                 raise PeerUnreachable(
-                    f"peer {sync.format_address(address)} is too slow ({path})"
-                ) from None
+                    f"peer {protocol.format_address(address)} is too slow ({path})"
+                ) from exc
             except OSError as exc:
                 raise PeerUnreachable(
-                    f"peer {sync.format_address(address)}: {type(exc).__name__} ({path})"
-                ) from None
+                    f"peer {protocol.format_address(address)}: {type(exc).__name__} ({path})"
+                ) from exc
 
     async def _exchange(
         self,
@@ -102,10 +102,10 @@ class PeerClient:
         hold: Hold | None,
     ) -> memoryview:
         assert self._pool is not None
-        who = sync.format_address(address)
+        who = protocol.format_address(address)
         method = "GET" if body is None else "POST"
         request = request_bytes(
-            method, address, sync.PEER_API_PREFIX + path, body, sync.MSGPACK_TYPE
+            method, address, protocol.PEER_API_PREFIX + path, body, protocol.MSGPACK_TYPE
         )
         connection, head = await self._pool.request(address, request)
         try:
@@ -137,21 +137,23 @@ class PeerClient:
         return target
 
     async def hello(self, address: Address) -> Hello:
-        data = bytes(await self._fetch(address, "hello", sync.MAX_HELLO_BYTES))
+        data = bytes(await self._fetch(address, "hello", protocol.MAX_HELLO_BYTES))
         try:
-            return sync.parse_hello(data)
+            return protocol.parse_hello(data)
         except (FormatError, TypeError, ValueError) as exc:
-            raise PeerMisbehaved(str(exc)) from None
+            raise PeerMisbehaved(str(exc)) from exc
 
     async def inventory(self, address: Address, request: InventoryRequest) -> InventoryResponse:
-        body = sync.encode_inventory_request(request)
+        body = protocol.encode_inventory_request(request)
         data = bytes(
-            await self._fetch(address, "inventory", sync.MAX_INVENTORY_RESPONSE_BYTES, body=body)
+            await self._fetch(
+                address, "inventory", protocol.MAX_INVENTORY_RESPONSE_BYTES, body=body
+            )
         )
         try:  # up to 4 MiB of msgpack: parsed off the event loop
-            return await asyncio.to_thread(sync.parse_inventory_response, data, request)
+            return await asyncio.to_thread(protocol.parse_inventory_response, data, request)
         except (FormatError, TypeError, ValueError) as exc:
-            raise PeerMisbehaved(str(exc)) from None
+            raise PeerMisbehaved(str(exc)) from exc
 
     async def envelope(self, address: Address, manifest_hash: bytes, hold: Hold) -> bytes:
         """The envelope as sent (not yet checked); its size is taken from ``hold``."""

@@ -23,7 +23,8 @@ import ifaddr
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from meshdrop.core.sync import MARK_BYTES, PROTOCOL_VERSION, Address
+from meshdrop.core.inventory import MARK_BYTES
+from meshdrop.transports.lan.protocol import PROTOCOL_VERSION, Address
 
 SERVICE_TYPE = "_meshdrop._tcp.local."
 RESOLVE_TIMEOUT_MS = 3000

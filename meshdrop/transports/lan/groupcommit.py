@@ -1,7 +1,7 @@
 """Group commit for the sync: bundles whose chunks are all stored are committed together.
 While one group commits on the store's writer thread, the next gathers, so a node
 fetching many small bundles pays one folder sync and one index transaction per group
-instead of per bundle (``Store.commit_many``: each bundle is still checked in its own
+instead of per bundle (``IngestSession.commit_group``: each bundle is still checked in its own
 savepoint and fails alone). A lone bundle commits at once: nothing waits for company."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import MeshdropError
+from meshdrop.store.ingest import COMMIT_BATCH
 from meshdrop.store.models import ImportResult
-from meshdrop.store.store import COMMIT_BATCH
 from meshdrop.transports.lan.storeio import StoreIO
 
 Waiting = tuple[VerifiedManifest, set[Path], "asyncio.Future[ImportResult]"]

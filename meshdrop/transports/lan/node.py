@@ -29,15 +29,26 @@ from typing import Any
 
 from aiohttp import web, web_response
 
-from meshdrop.core.sync import Address, PeerBook, format_address
 from meshdrop.errors import StoreError
 from meshdrop.fs import atomic_write
 from meshdrop.transports.lan.client import ClientLimits, PeerClient
 from meshdrop.transports.lan.discovery import Discovery, is_loopback, is_wildcard
+from meshdrop.transports.lan.engine import SyncEngine
 from meshdrop.transports.lan.errors import NetworkError
+from meshdrop.transports.lan.events import (
+    AddressesEvent,
+    Emit,
+    ErrorEvent,
+    ListeningEvent,
+    NoDiscoveryEvent,
+    PeerEvent,
+    StoppedEvent,
+)
 from meshdrop.transports.lan.peerapi import PREFIX, PeerServer, ServerLimits
+from meshdrop.transports.lan.peers import PeerBook
+from meshdrop.transports.lan.protocol import Address, format_address
 from meshdrop.transports.lan.storeio import StoreIO
-from meshdrop.transports.lan.sync import Emit, SyncEngine, SyncLimits
+from meshdrop.transports.lan.transfer import SyncLimits
 
 NODE_FILE = "node.json"
 STATUS_PREFIX = "/node/"
@@ -199,7 +210,7 @@ class Node:
             raise NetworkError(
                 f"cannot listen on {format_address((config.bind, config.port))}: "
                 f"{exc.strerror or exc}"
-            ) from None
+            ) from exc
         self.port = int(self.runner.addresses[0][1])
         self.urls = self._advertised_urls()
         about = {"pid": os.getpid(), "url": _local_url(config.bind, self.port), "token": self.token}
@@ -218,17 +229,17 @@ class Node:
         try:
             await self.storeio.remove_leftover_temp_files()
         except StoreError as exc:
-            self.emit({"event": "error", "reason": str(exc)})
+            self.emit(ErrorEvent(event="error", reason=str(exc)))
         snap = await self.storeio.snapshot()
         self.emit(
-            {
-                "event": "listening",
-                "urls": self.urls,
-                "port": self.port,
-                "peer_api": PREFIX,
-                "bundles": len(snap.inventory) - len(snap.states),
-                "publishers": len(snap.states),
-            }
+            ListeningEvent(
+                event="listening",
+                urls=self.urls,
+                port=self.port,
+                peer_api=PREFIX,
+                bundles=len(snap.inventory) - len(snap.states),
+                publishers=len(snap.states),
+            )
         )
         if config.discovery:
             discovery = Discovery(
@@ -238,7 +249,9 @@ class Node:
                 await discovery.start(snap.inventory.digest)
             except Exception as exc:  # no multicast here (a phone, a locked-down network)
                 await discovery.close()
-                self.emit({"event": "no-discovery", "reason": f"{type(exc).__name__}: {exc}"})
+                self.emit(
+                    NoDiscoveryEvent(event="no-discovery", reason=f"{type(exc).__name__}: {exc}")
+                )
             else:
                 self.discovery = discovery
                 self._tasks.append(asyncio.ensure_future(discovery.watch_addresses()))
@@ -263,18 +276,18 @@ class Node:
         peer = self.engine.book.discovered(name, addresses, digest, time.monotonic())
         if peer is not None:
             if not known:
-                self.emit({"event": "peer", "peer": peer.label, "state": "discovered"})
+                self.emit(PeerEvent(event="peer", peer=peer.label, state="discovered"))
             self.engine.wake()
 
     def _gone(self, name: str) -> None:
         assert self.engine is not None
         peer = self.engine.book.removed(name)
         if peer is not None:
-            self.emit({"event": "peer", "peer": peer.label, "state": "left"})
+            self.emit(PeerEvent(event="peer", peer=peer.label, state="left"))
 
     def _addresses_changed(self, addresses: list[str]) -> None:
         self.urls = self._advertised_urls()
-        self.emit({"event": "addresses", "urls": self.urls})
+        self.emit(AddressesEvent(event="addresses", urls=self.urls))
 
     async def _watch_inventory(self, digest: bytes) -> None:
         """Tell peers (TXT) and the sync loop when what this node holds changed."""
@@ -309,7 +322,7 @@ class Node:
             current = json.loads(self._node_file.read_text(encoding="utf-8"))
             if current.get("token") == self.token:
                 self._node_file.unlink()
-        self.emit({"event": "stopped"})
+        self.emit(StoppedEvent(event="stopped"))
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
@@ -341,10 +354,10 @@ def parse_peer(text: str) -> Address:
     try:
         ipaddress.ip_address(host)
         number = int(port)
-    except ValueError:
+    except ValueError as exc:
         raise UsageError(
             f"--peer {text!r} is not an IP address and port (like 192.168.1.20:8470)"
-        ) from None
+        ) from exc
     if not sep or not 0 < number < 65536:
         raise UsageError(f"--peer {text!r} has no valid port")
     return host, number
@@ -354,12 +367,12 @@ def read_node_file(home: Path) -> dict[str, Any]:
     path = home / NODE_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         raise NetworkError(
             f"no node is running for {home} (start one with 'meshdrop node')"
-        ) from None
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise NetworkError(f"cannot read {path}: {exc}") from None
+        raise NetworkError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, dict) or not {"pid", "url", "token"} <= set(data):
         raise NetworkError(f"{path} is damaged; restart the node")
     return data
@@ -381,11 +394,11 @@ async def ask_status(home: Path, timeout: float = 5.0) -> dict[str, Any]:
             if resp.status != 200:
                 raise NetworkError(f"the node at {info['url']} refused the status request")
             data = await resp.json()
-    except (aiohttp.ClientError, TimeoutError, OSError):
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise NetworkError(
             f"no node answers at {info['url']} (it stopped without cleaning up?); "
             "start one with 'meshdrop node'"
-        ) from None
+        ) from exc
     if not isinstance(data, dict):
         raise NetworkError("the node sent a malformed status")
     return data

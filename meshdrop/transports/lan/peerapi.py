@@ -20,15 +20,16 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 
-from meshdrop.core import sync
-from meshdrop.core.sync import Hello, Inventory, InventoryResponse
+from meshdrop.core.inventory import Inventory
 from meshdrop.errors import FormatError
+from meshdrop.transports.lan import protocol
+from meshdrop.transports.lan.protocol import Hello, InventoryResponse
 from meshdrop.transports.lan.storeio import StoreIO
 
-PREFIX = sync.PEER_API_PREFIX
+PREFIX = protocol.PEER_API_PREFIX
 HEX64 = re.compile(r"[0-9a-f]{64}")
 OCTETS = "application/octet-stream"
-MSGPACK = sync.MSGPACK_TYPE
+MSGPACK = protocol.MSGPACK_TYPE
 
 
 @dataclass(frozen=True)
@@ -91,16 +92,16 @@ class PeerServer:
         try:
             async with asyncio.timeout(self.limits.queue_wait):
                 await per_remote.acquire()
-        except TimeoutError:
+        except TimeoutError as exc:
             self.stats.refused_busy += 1
-            raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}) from None
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}) from exc
         try:
             try:
                 async with asyncio.timeout(self.limits.queue_wait):
                     await self._total.acquire()
-            except TimeoutError:
+            except TimeoutError as exc:
                 self.stats.refused_busy += 1
-                raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}) from None
+                raise web.HTTPServiceUnavailable(headers={"Retry-After": "5"}) from exc
             try:
                 self.stats.requests += 1
                 response = await handler(request)
@@ -122,15 +123,17 @@ class PeerServer:
 
     async def hello(self, request: web.Request) -> web.Response:
         snap = await self.storeio.snapshot()
-        body = sync.encode_hello(Hello(sync.PROTOCOL_VERSION, snap.inventory.digest, self.node_id))
+        body = protocol.encode_hello(
+            Hello(protocol.PROTOCOL_VERSION, snap.inventory.digest, self.node_id)
+        )
         return web.Response(body=body, content_type=MSGPACK)
 
     async def inventory(self, request: web.Request) -> web.Response:
-        body = await self._body(request, sync.MAX_REQUEST_BYTES)
+        body = await self._body(request, protocol.MAX_REQUEST_BYTES)
         try:
-            asked = sync.parse_inventory_request(body)
-        except (FormatError, TypeError, ValueError):
-            raise web.HTTPBadRequest() from None
+            asked = protocol.parse_inventory_request(body)
+        except (FormatError, TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest() from exc
         snap = await self.storeio.snapshot()
         scope = frozenset(asked.scope) & frozenset(snap.states)
         key = (snap.inventory.digest, snap.trust_digest, scope)
@@ -144,7 +147,7 @@ class PeerServer:
         def answer() -> bytes:
             nodes = tuple(scoped.answer(p) for p in asked.prefixes)
             held = tuple(p for p in asked.scope if p in scope)
-            return sync.encode_inventory_response(InventoryResponse(held, nodes))
+            return protocol.encode_inventory_response(InventoryResponse(held, nodes))
 
         return web.Response(body=await asyncio.to_thread(answer), content_type=MSGPACK)
 
@@ -186,8 +189,8 @@ class PeerServer:
                     data += piece
                     if len(data) > limit:
                         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-        except TimeoutError:
-            raise web.HTTPRequestTimeout() from None
+        except TimeoutError as exc:
+            raise web.HTTPRequestTimeout() from exc
         return bytes(data)
 
 

@@ -23,10 +23,11 @@ from typing import BinaryIO, TypeVar
 from meshdrop.core.bundle import Envelope
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import MeshdropError
+from meshdrop.errors import EquivocationError, MeshdropError
+from meshdrop.store.ingest import IngestSession
 from meshdrop.store.inventory import PeerView, Snapshot
 from meshdrop.store.models import ImportResult
-from meshdrop.store.store import Store
+from meshdrop.store.store import IngestHold, Store
 
 T = TypeVar("T")
 
@@ -100,10 +101,20 @@ class StoreIO:
     async def accept(self, envelope: Envelope) -> VerifiedManifest | ImportResult:
         """Read-only (commit checks it all again in its transaction), so on a reader
         thread: the writer thread is left to commits, which many small bundles queue on."""
-        return await self._run(self._read, lambda: self._store().accept(envelope))
+        try:
+            return await self._run(self._read, lambda: self._store().accept(envelope))
+        except EquivocationError as exc:  # kept for `trust show`, as every source does
+            twin = exc.twin
+            await self._run(self._write, lambda: self._store().record_equivocation(twin))
+            raise
 
     async def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
         return await self._run(self._read, lambda: self._store().missing_chunks(verified))
+
+    async def hold_ingest(self) -> IngestHold:
+        """The ingest lock, shared, for one transfer (on a thread: it waits while
+        ``fsck --repair`` runs). The caller releases it when the transfer ends."""
+        return await asyncio.to_thread(self._chunks.hold_ingest)
 
     async def check_free_space(self, needed: int, name: str) -> None:
         await self._run(self._data, lambda: self._chunks.check_free_space(needed, name))
@@ -127,7 +138,9 @@ class StoreIO:
     async def commit_many(
         self, bundles: list[VerifiedManifest], folders: set[Path]
     ) -> list[ImportResult | MeshdropError]:
-        return await self._run(self._write, lambda: self._store().commit_many(bundles, folders))
+        return await self._run(
+            self._write, lambda: IngestSession(self._store()).commit_group(bundles, folders)
+        )
 
     async def update_publisher(self, data: bytes, what: str) -> ImportResult:
         return await self._run(self._write, lambda: self._store().update_publisher(data, what))

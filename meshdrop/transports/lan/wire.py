@@ -14,7 +14,7 @@ head, header lines ``name: value``; a body only as one ``Content-Length`` of dig
 ``Transfer-Encoding`` (chunked or other), a duplicated length, or a folded or nameless
 header line is a protocol error (``PeerMisbehaved``). The socket receives exactly the
 declared body; a byte beyond it closes the connection. A connection is reused only after
-a complete 200 response that did not ask to close.
+a complete 200 response that did not ask to close (no ``close`` token in ``Connection``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from meshdrop.core.sync import Address, format_address
 from meshdrop.transports.lan.errors import PeerMisbehaved
+from meshdrop.transports.lan.protocol import Address, format_address
 
 MAX_HEAD = 8 * 1024
 MAX_HEADERS = 64
@@ -85,8 +85,9 @@ def parse_head(raw: bytes, who: str) -> Head:
     length = headers.get("content-length")
     if length is not None and not _DIGITS.fullmatch(length):
         raise PeerMisbehaved(f"peer {who} sent a malformed Content-Length")
-    connection = headers.get("connection", "").lower()
-    keep_alive = status.group(1) == b"1" and connection != "close"
+    # A list of tokens, in any case (RFC 9110 section 7.6.1): "keep-alive, close" closes.
+    connection = {token.strip(" \t").lower() for token in headers.get("connection", "").split(",")}
+    keep_alive = status.group(1) == b"1" and "close" not in connection
     return Head(int(status.group(2)), headers, keep_alive)
 
 

@@ -1,0 +1,113 @@
+"""What a running node reports, one typed dict per kind of event. They stay plain dicts
+at the boundary: ``meshdrop node --json`` prints each as one JSON object, and scripts
+and tests read ``event["event"]``; mypy tells the kinds apart by that key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, NotRequired, TypedDict
+
+
+class ListeningEvent(TypedDict):
+    event: Literal["listening"]
+    urls: list[str]
+    port: int
+    peer_api: str
+    bundles: int
+    publishers: int
+
+
+class AddressesEvent(TypedDict):
+    event: Literal["addresses"]
+    urls: list[str]
+
+
+class NoDiscoveryEvent(TypedDict):
+    event: Literal["no-discovery"]
+    reason: str
+
+
+class PeerEvent(TypedDict):
+    event: Literal["peer"]
+    peer: str
+    state: Literal["discovered", "alive", "unreachable", "forgotten", "left"]
+
+
+class SyncEvent(TypedDict):
+    """One sync with a peer ended."""
+
+    event: Literal["sync"]
+    peer: str
+    bundles: int
+    publishers: int
+    refused: int
+    bytes: int
+    complete: bool
+    seconds: float
+
+
+class BundleEvent(TypedDict):
+    """A bundle arrived, verified and committed."""
+
+    event: Literal["bundle"]
+    peer: str
+    name: str
+    version: int
+    publisher: str
+    size: int
+    replaced: int | None
+
+
+class PublisherEvent(TypedDict):
+    """A newer publisher chain arrived and was accepted."""
+
+    event: Literal["publisher"]
+    peer: str
+    publisher: str
+    version: int
+
+
+class RefusedEvent(TypedDict):
+    """Something a peer offered that this node will not take (no fault of the peer's)."""
+
+    event: Literal["refused"]
+    reason: str
+    peer: NotRequired[str]
+
+
+class BadPeerEvent(TypedDict):
+    """A peer answered what no honest peer would: a penalty, and ``banned`` once too many."""
+
+    event: Literal["bad-peer"]
+    peer: str
+    reason: str
+    banned: bool
+
+
+class ErrorEvent(TypedDict):
+    """This node's own trouble (a full disk), or a sync that failed unexpectedly."""
+
+    event: Literal["error"]
+    reason: str
+    peer: NotRequired[str]
+
+
+class StoppedEvent(TypedDict):
+    event: Literal["stopped"]
+
+
+Event = (
+    ListeningEvent
+    | AddressesEvent
+    | NoDiscoveryEvent
+    | PeerEvent
+    | SyncEvent
+    | BundleEvent
+    | PublisherEvent
+    | RefusedEvent
+    | BadPeerEvent
+    | ErrorEvent
+    | StoppedEvent
+)
+Emit = Callable[[Event], None]

@@ -1,0 +1,332 @@
+"""One bundle being fetched from every peer that offers it (docs/PROTOCOL.md section 6).
+
+Its envelope was verified (``accept``, in engine.py) before a byte of data is asked for.
+Each chunk is verified as it arrives and stored (``store_chunk``, or for a big bundle
+``stage_chunk`` then ``publish_chunks`` a batch at a time, like a big import); the bundle
+becomes visible only at its commit, together with the others that finished meanwhile
+(groupcommit.py). Its chunks come from several peers at once (plan.py decides which from
+whom); a chunk a peer got wrong goes to another peer, and the peer is penalised. Chunks
+are received into reused buffers (buffers.py) by the client's own HTTP (wire.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from meshdrop.core.manifest import ChunkRef
+from meshdrop.core.verify import VerifiedManifest
+from meshdrop.errors import (
+    FormatError,
+    IntegrityError,
+    MeshdropError,
+    MissingChunksError,
+    StoreError,
+)
+from meshdrop.store.crashpoints import crash_point
+from meshdrop.store.ingest import BATCH_BYTES
+from meshdrop.store.models import ImportResult
+from meshdrop.transports.lan.buffers import ChunkBuffers
+from meshdrop.transports.lan.client import PeerClient
+from meshdrop.transports.lan.errors import (
+    PeerMisbehaved,
+    PeerNotFound,
+    PeerUnreachable,
+)
+from meshdrop.transports.lan.events import Emit, ErrorEvent
+from meshdrop.transports.lan.groupcommit import GroupCommit
+from meshdrop.transports.lan.peers import Peer
+from meshdrop.transports.lan.plan import ChunkPlan
+from meshdrop.transports.lan.storeio import StoreIO
+
+T = TypeVar("T")
+
+# The limits and totals are the whole sync's; they live here, below engine.py, so that the
+# engine imports the transfer and never the other way round.
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    peers: int = 4  # peers synced with at once
+    bundles_per_peer: int = 32  # bundles fetched (chunks, then commit) at once from one peer
+    envelopes_per_peer: int = 8  # envelopes fetched and accepted at once from one peer
+    chunk_workers_per_peer: int = 8  # chunks of one bundle fetched or stored at once, per peer
+    chunks_in_memory: int = 24  # chunks fetched but not yet stored, in all (~1 MiB each)
+    envelope_bytes: int = 48 * 1024 * 1024  # envelopes fetched but not yet checked, in all
+    worker_errors: int = 3  # transport errors in a row before a peer's worker gives up
+    commit_attempts: int = 3
+    batches_publishing: int = 2  # staged batches handed over but not yet durable, at most
+    tick: float = 1.0
+
+
+@dataclass
+class Totals:
+    bundles: int = 0
+    bytes: int = 0
+    chunks: int = 0
+    stored: int = 0  # chunks durably stored under their names (the crash points count these)
+    publishers: int = 0
+    refused: int = 0
+    syncs: int = 0
+
+
+class TransferHost(Protocol):
+    """What a transfer uses of the sync engine that runs it (engine.py's SyncEngine)."""
+
+    limits: SyncLimits
+    totals: Totals
+    storeio: StoreIO
+    client: PeerClient
+    buffers: ChunkBuffers
+    committer: GroupCommit
+    emit: Emit
+
+    def keep_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]: ...
+
+    def penalise(self, peer: Peer, reason: str) -> None: ...
+
+    def refused(self, digest: bytes, peer: Peer | None, reason: str) -> None: ...
+
+    def transfer_ended(self, transfer: Transfer) -> None: ...
+
+
+class Transfer:
+    """One bundle being fetched: its plan, its sources, and the commit at the end.
+
+    A bundle of BATCH_BYTES or more is stored like a big import: each chunk is verified
+    and written under a temp name (``stage_chunk``), and every BATCH_BYTES of them are
+    made durable with one file-system sync and named (``publish_chunks``) while fetching
+    goes on; the rest before commit. A sync per 1 MiB chunk costs more than fetching and
+    hashing it. A node killed meanwhile loses at most the batches not yet published (temp
+    files, never visible, removed when the node starts again or by ``fsck --repair``); it
+    resumes from the chunks published before, as from those stored one by one."""
+
+    def __init__(
+        self,
+        engine: TransferHost,
+        verified: VerifiedManifest,
+        digest: bytes,
+        missing: list[ChunkRef],
+    ) -> None:
+        self.engine = engine
+        self.verified = verified
+        self.digest = digest
+        self.plan = ChunkPlan(missing)
+        self.total_chunks = len(missing)
+        self.sources: dict[str, Peer] = {}
+        self.workers: dict[str, int] = Counter()
+        self.folders: set[Path] = set()
+        self.bytes_from: Counter[str] = Counter()
+        self.batched = sum(ref.size for ref in missing) >= BATCH_BYTES
+        self.batch: list[tuple[ChunkRef, Path]] = []  # staged, not yet handed to publish
+        self.batch_bytes = 0
+        self.publishing: list[asyncio.Task[None]] = []  # in the order handed over
+        self.store_error: StoreError | None = None
+        self.result: asyncio.Future[ImportResult | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._changed = asyncio.Event()
+        self._committing = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        if not missing:
+            self._spawn(self._finish())
+
+    @property
+    def name(self) -> str:
+        return self.verified.manifest.name
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def add_source(self, peer: Peer) -> None:
+        if self.result.done() or peer.key in self.sources:
+            return
+        self.sources[peer.key] = peer
+        for _ in range(self.engine.limits.chunk_workers_per_peer):
+            self.workers[peer.key] += 1
+            self._spawn(self._worker(peer))
+
+    async def _worker(self, peer: Peer) -> None:
+        engine = self.engine
+        errors = 0
+        try:
+            while not self.result.done():
+                if peer.banned(time.monotonic()) or peer.address is None:
+                    return
+                if self.store_error is not None:
+                    return  # this node's disk failed a batch: stop here
+                ref = self.plan.take(peer.key)
+                if ref is None:
+                    if self.plan.complete:
+                        await self._finish()
+                        return
+                    if not self.plan.in_flight and not self.plan.can_serve(peer.key):
+                        return  # everything left is what this peer got wrong
+                    await self._changed.wait()
+                    continue
+                buffer = await engine.buffers.acquire()
+                stored: asyncio.Task[Path | None] | None = None
+                try:
+                    data = await engine.client.chunk_into(peer.address, ref, memoryview(buffer))
+                    # The store works on the buffer in a thread, which a cancelled worker
+                    # (a stop) cannot interrupt: the buffer is released when that ends,
+                    # and a chunk written under a temp name is still handed to publish.
+                    stored = self.engine.keep_task(self._store(ref, data))
+                    folder = await asyncio.shield(stored)
+                except IntegrityError:
+                    self.plan.failed(ref, peer.key, bad_data=True)
+                    engine.penalise(peer, f"sent wrong bytes for a chunk of {self.name}")
+                except (PeerMisbehaved, FormatError) as exc:
+                    self.plan.failed(ref, peer.key, bad_data=True)
+                    engine.penalise(peer, str(exc))
+                except PeerNotFound:
+                    self.plan.failed(ref, peer.key, bad_data=True)  # replaced meanwhile
+                except PeerUnreachable:
+                    self.plan.failed(ref, peer.key, bad_data=False)
+                    errors += 1
+                    if errors >= engine.limits.worker_errors:
+                        return
+                except StoreError as exc:  # this node's disk (full, read-only): stop here
+                    self.plan.failed(ref, peer.key, bad_data=False)
+                    engine.emit(ErrorEvent(event="error", peer=peer.label, reason=str(exc)))
+                    return
+                except BaseException:
+                    self.plan.failed(ref, peer.key, bad_data=False)
+                    raise
+                else:
+                    errors = 0
+                    self.plan.finished(ref)
+                    self.bytes_from[peer.key] += len(data)
+                    engine.totals.chunks += 1
+                    engine.totals.bytes += len(data)
+                    peer.fetched_bytes += len(data)
+                    if folder is not None:
+                        self.folders.add(folder)
+                        self._stored(1)
+                finally:
+                    engine.buffers.release_after(buffer, stored)
+                    self._notify()
+                if len(self.publishing) >= engine.limits.batches_publishing:
+                    await asyncio.shield(self.publishing[0])  # the disk is behind: wait
+        finally:
+            self.workers[peer.key] -= 1
+            if self.workers[peer.key] <= 0:
+                self.sources.pop(peer.key, None)
+            if not self.result.done() and not self.sources and not self._committing:
+                self.result.set_result(None)  # nobody can supply the rest now
+                self.publish_staged()  # what verified is kept for the next try
+                engine.transfer_ended(self)
+            self._notify()
+
+    def _stored(self, count: int) -> None:
+        """``count`` more chunks are durable under their names: a crash point for each."""
+        totals = self.engine.totals
+        for _ in range(count):
+            totals.stored += 1
+            crash_point(f"lan-after-chunk-{totals.stored}")
+
+    async def _store(self, ref: ChunkRef, data: memoryview) -> Path | None:
+        """Verify a fetched chunk and store it: durably (the folder to sync at commit is
+        returned), or for a big bundle staged under a temp name (None)."""
+        if not self.batched:
+            return await self.engine.storeio.store_chunk(ref, data)
+        temp = await self.engine.storeio.stage_chunk(ref, data)
+        self.batch.append((ref, temp))
+        self.batch_bytes += ref.size
+        if self.batch_bytes >= BATCH_BYTES:
+            self.publish_staged()
+        return None
+
+    def publish_staged(self) -> None:
+        """Hand the staged chunks to the store's publishing thread."""
+        if self.batch:
+            batch, self.batch, self.batch_bytes = self.batch, [], 0
+            self.publishing.append(self.engine.keep_task(self._publish(batch)))
+
+    async def _publish(self, batch: list[tuple[ChunkRef, Path]]) -> None:
+        try:
+            if self.store_error is not None:
+                raise self.store_error  # after a failed batch, no later one is named
+            self.folders |= await self.engine.storeio.publish_chunks([t for _, t in batch])
+        except StoreError as exc:
+            if self.store_error is None:
+                self.store_error = exc
+                self.engine.emit(ErrorEvent(event="error", reason=f"{self.name}: {exc}"))
+            await asyncio.to_thread(_remove, [temp for _, temp in batch])
+            for ref, _ in batch:  # not stored after all: fetch again another time
+                self.plan.failed(ref, "", bad_data=False)
+        else:
+            self._stored(len(batch))
+        finally:
+            me = asyncio.current_task()
+            self.publishing = [task for task in self.publishing if task is not me]
+            self._notify()
+
+    async def flush(self) -> None:
+        """Publish what is staged and wait until every batch handed over is durable."""
+        self.publish_staged()
+        while self.publishing:
+            await asyncio.shield(self.publishing[0])
+
+    async def _finish(self) -> None:
+        if self._committing or self.result.done():
+            return
+        self._committing = True
+        engine = self.engine
+        try:
+            await self.flush()
+            if self.store_error is not None:
+                self.result.set_result(None)  # the chunks of a failed batch are missing
+                return
+            for _ in range(engine.limits.commit_attempts):
+                try:
+                    result = await engine.committer.commit(self.verified, self.folders)
+                except MissingChunksError:
+                    # Another writer removed a shared chunk we counted on: fetch it again.
+                    missing = await engine.storeio.missing_chunks(self.verified)
+                    self.plan.reset(missing)
+                    self.total_chunks += len(missing)
+                    if self.sources:
+                        self._committing = False
+                        self._notify()
+                        return
+                    continue
+                self.result.set_result(result)
+                return
+            self.result.set_result(None)
+        except MeshdropError as exc:
+            engine.refused(self.digest, None, f"{self.name}: {exc}")
+            self.result.set_result(None)
+        finally:
+            if self.result.done():
+                engine.transfer_ended(self)
+                self._notify()
+
+    def status(self) -> dict[str, Any]:
+        m = self.verified.manifest
+        return {
+            "name": m.name,
+            "version": m.version,
+            "size": m.size,
+            "chunks_total": self.total_chunks,
+            "chunks_left": self.plan.remaining,
+            "sources": sorted(p.label for p in self.sources.values()),
+        }
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
