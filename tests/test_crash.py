@@ -1,5 +1,5 @@
 """Crash safety: the installed `meshdrop import` is killed with SIGKILL (no clean-up, no
-finally blocks) at named points and at moments chosen by watching its chunk files appear.
+finally blocks) at named points and at moments chosen by watching its temp files appear.
 After every kill the store must hold only complete, verified bundles, and running the
 same import again must finish the work without re-copying what was already stored."""
 
@@ -36,7 +36,7 @@ MiB = 1024 * 1024
 KILLED = -signal.SIGKILL
 TEMP_PREFIX = ".tmp-"
 WATCH_TIMEOUT = 60.0  # seconds: a bound on every loop that waits for the importer
-SLICE = 0.002  # seconds the importer runs between two looks at its chunk files
+SLICE = 0.002  # seconds the importer runs between two looks at its temp files
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Bundles:
     good: Bundle  # an unrelated bundle the node holds before every crash
     old: Bundle  # "news" v1, held before the crash; v2 replaces it
     new: Bundle  # "news" v2, the import that is killed: 5 MiB over 3 files
-    big: Bundle  # 48 MiB, for kills timed by watching chunk files appear
+    big: Bundle  # 48 MiB: more than one batch of staged chunks, for kills mid-import
 
 
 @pytest.fixture(scope="module")
@@ -250,30 +250,41 @@ def test_kill_at_crash_point_keeps_store_consistent_and_rerun_resumes(
     assert set(chunk_files(home)) == b.good.chunks | b.new.chunks
 
 
-# Kills timed by watching chunk files appear
+# Kills in the middle of a batched import: the big bundle is larger than one batch of
+# staged chunks (32 MiB, named with one file-system sync), so it is named in two batches.
+# The crash points stop it where a count of chunk files could not (batches appear at once).
 
 
 @pytest.mark.parametrize(
-    "threshold", [0, 1, 10, 30], ids=["at-start", "1-chunk", "10-chunks", "30-chunks"]
+    "point",
+    [None, "after-chunk", "before-commit"],
+    ids=["at-start", "after-first-batch", "before-commit"],
 )
-def test_kill_while_chunks_appear_keeps_store_consistent_and_rerun_completes(
-    threshold: int, bundles: Bundles, tmp_path: Path
+def test_kill_during_a_batched_import_keeps_store_consistent_and_rerun_completes(
+    point: str | None, bundles: Bundles, tmp_path: Path
 ) -> None:
     b = bundles
     home = new_node(tmp_path / "node", b.publisher, b.good)
     before = set(chunk_files(home))
-    proc = start_import(home, b.big)
-    if threshold == 0:
+    if point is None:
+        proc = start_import(home, b.big)
         proc.kill()
+        wait_killed(proc)
     else:
-        kill_when(proc, lambda: len(set(chunk_files(home)) - before) >= threshold)
-    wait_killed(proc)
+        env = {CRASH_ENV: point}
+        crashed = run_meshdrop("--home", home, "import", "--quiet", b.big.path, env=env)
+        assert crashed.code == KILLED, crashed
 
     after_kill = chunk_files(home)
     written = set(after_kill) - before
     assert written <= b.big.chunks
-    assert threshold <= len(written) < len(b.big.chunks)  # so it cannot have committed
-    assert_consistent(home, [b.good], tmp_path / "after-kill")
+    if point == "after-chunk":
+        assert 0 < len(written) < len(b.big.chunks), "the first batch was not a part"
+    elif point == "before-commit":
+        assert written == b.big.chunks
+    else:
+        assert len(written) < len(b.big.chunks)
+    assert_consistent(home, [b.good], tmp_path / "after-kill")  # big was never committed
 
     rerun = import_json(home, b.big)
     assert rerun["outcome"] == "imported", rerun

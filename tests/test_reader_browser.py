@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -60,8 +62,10 @@ async def trap_server() -> AsyncIterator[tuple[str, list[str]]]:
 
 
 @contextlib.contextmanager
-def chromium(profile: Path) -> Iterator[int]:
-    """Headless Chromium with a new profile; yields its DevTools port."""
+def chromium() -> Iterator[int]:
+    """Headless Chromium with a new profile; yields its DevTools port. The profile is
+    removed once every Chromium process has exited."""
+    profile = Path(tempfile.mkdtemp(prefix="meshdrop-chromium-"))
     proc = subprocess.Popen(
         [
             chromium_path(),
@@ -84,6 +88,7 @@ def chromium(profile: Path) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a process group of its own, to wait for as a whole
     )
     try:
         active = profile / "DevToolsActivePort"
@@ -94,12 +99,45 @@ def chromium(profile: Path) -> Iterator[int]:
             time.sleep(0.1)
         yield int(active.read_text().split()[0])
     finally:
-        proc.terminate()
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            stop_process_group(proc)
+        finally:
+            shutil.rmtree(profile)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM ``proc``, then wait until every process of its group has exited: Chromium's
+    helpers (zygote, renderers, the network and storage services) outlive the browser
+    process for a moment and still write to the profile. SIGKILL what is left after
+    ``grace`` seconds."""
+    proc.terminate()
+    killed = False
+    deadline = time.monotonic() + grace
+    while left := group_members(proc.pid):
+        if time.monotonic() > deadline:
+            assert not killed, f"chromium's processes {left} outlived SIGKILL"
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed, deadline = True, time.monotonic() + grace
+        proc.poll()  # reaps the browser process itself, our child
+        time.sleep(0.05)
+    proc.wait()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that still run; zombies are left out, as they
+    write nothing (the helpers are reaped by init, not by us)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        state, _ppid, group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(group) == pgid and state not in "ZX":
+            members.append(int(entry.name))
+    return members
 
 
 async def open_page(port: int) -> tuple[aiohttp.ClientSession, DevTools]:
@@ -175,11 +213,7 @@ def test_reader_in_headless_chromium(tmp_path: Path) -> None:
 async def _scenario(tmp_path: Path) -> None:
     async with trap_server() as (trap, trap_hits):
         node = await asyncio.to_thread(build_node, tmp_path / "world", trap)
-        with (
-            reader_server(node.home) as base,
-            tempfile.TemporaryDirectory() as profile,
-            chromium(Path(profile)) as port,
-        ):
+        with reader_server(node.home) as base, chromium() as port:
             session, cdp = await open_page(port)
             try:
                 await _read_like_a_person(cdp, base.rstrip("/"), node, trap_hits)
