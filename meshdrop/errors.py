@@ -61,7 +61,12 @@ class OlderVersionError(RollbackError):
 
 class EquivocationError(RollbackError):
     """A second, different bundle signed as a version already seen: only someone holding
-    the publisher's signing key can make one (a likely stolen key)."""
+    the publisher's signing key can make one (a likely stolen key). ``twin`` carries what
+    the store records about it (a store value; None when nothing is to be recorded)."""
+
+    def __init__(self, message: str, twin: object = None) -> None:
+        super().__init__(message)
+        self.twin = twin
 
 
 class StoreError(MeshdropError):

@@ -67,7 +67,7 @@ def atomic_writer(target: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         batch.commit()
     except OSError as exc:
         batch.abort()
-        raise StoreError(os_error_message(exc, f"writing {target}")) from None
+        raise StoreError(os_error_message(exc, f"writing {target}")) from exc
     except BaseException:
         batch.abort()
         raise
@@ -92,7 +92,7 @@ class DurableBatch:
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except OSError as exc:
-            raise StoreError(os_error_message(exc, f"writing {target}")) from None
+            raise StoreError(os_error_message(exc, f"writing {target}")) from exc
         self._files[fd] = (temp, target)
         return fd
 
@@ -123,7 +123,7 @@ class DurableBatch:
                 fsync_dir(folder)
         except OSError as exc:
             self.abort()
-            raise StoreError(os_error_message(exc, doing)) from None
+            raise StoreError(os_error_message(exc, doing)) from exc
 
     def abort(self) -> None:
         for fd in list(self._files):
@@ -171,14 +171,14 @@ def open_regular_file(path: Path) -> int:
     symlink and without blocking on a FIFO."""
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: no such file") from exc
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{path}: is {describe_kind(info.st_mode)}, not a file to read")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot open ({exc.strerror})") from None
+        raise UsageError(f"{path}: cannot open ({exc.strerror})") from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UsageError(f"{path}: changed into something that is not a file while opening")
@@ -205,7 +205,7 @@ def read_small_file(path: Path, limit: int, what: str) -> bytes:
     try:
         data = read_exactly(fd, limit + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {path} ({exc.strerror})") from exc
     finally:
         os.close(fd)
     if len(data) > limit:

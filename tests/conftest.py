@@ -3,6 +3,7 @@ bundles packed from small folders, and node homes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Autouse guards for every test: no leaked threads, no blocking call in an event loop.
+pytest_plugins = ["guards"]
 
 # The start of this hour: fixed within a run (reproducible bundles), yet inside the
 # validity window of signing keys the tests make now.
@@ -158,6 +162,16 @@ def node(tmp_path: Path, publisher: Publisher) -> Path:
     return home
 
 
+def manifest_hash(bundle: Path) -> bytes:
+    """A bundle file's identity: the SHA-256 of its signed manifest bytes."""
+    from meshdrop.core.bundle import HEADER_SIZE, parse_envelope, parse_header
+
+    data = bundle.read_bytes()
+    length = parse_header(data[:HEADER_SIZE], bundle.name)
+    envelope = parse_envelope(data[HEADER_SIZE : HEADER_SIZE + length], bundle.name)
+    return hashlib.sha256(envelope.manifest_bytes).digest()
+
+
 def list_json(home: Path) -> list[dict[str, object]]:
     import json
 
@@ -193,16 +207,16 @@ def read_tree(root: Path) -> dict[str, bytes]:
 
 
 def count_commit_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record the size of every Store.commit_many batch from now on (the list fills as
+    """Record the size of every group the store commits from now on (the list fills as
     the test goes)."""
     from meshdrop.store.store import Store
 
     sizes: list[int] = []
-    real = Store.commit_many
+    real = Store._commit_group
 
     def counting(self: Store, bundles: Any, folders: Any = ()) -> Any:
         sizes.append(len(bundles))
         return real(self, bundles, folders)
 
-    monkeypatch.setattr(Store, "commit_many", counting)
+    monkeypatch.setattr(Store, "_commit_group", counting)
     return sizes

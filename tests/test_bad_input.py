@@ -30,6 +30,7 @@ from conftest import (
     Result,
     assert_clean_error,
     make_publisher,
+    manifest_hash,
     pack,
     run_meshdrop,
     write_tree,
@@ -287,11 +288,22 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
         alpha=bundle("alpha", {"a.txt": b"alpha"}, 1, publisher),
         gamma=bundle("gamma", {"g.txt": b"gamma"}, 1, publisher),
         keep_older=bundle("keep", {"index.html": b"<p>old</p>"}, 1, publisher),
-        keep_twin=bundle("keep", {"index.html": b"<p>twin</p>"}, 2, publisher),
+        keep_twin=higher_twin(root, publisher, keep),
         template=template,
         listing=listing,
         trust_listing=run_meshdrop("--home", template, "trust", "ls", "--json", check=True).out,
     )
+
+
+def higher_twin(root: Path, publisher: Publisher, kept: Path) -> Path:
+    """Another bundle signed as the same version as ``kept``, with a higher manifest hash:
+    of two copies of one version a node keeps the lower, so this one is always refused."""
+    for i in range(64):
+        src = write_tree(root / f"src-keep-twin-{i}", {"index.html": b"<p>twin %d</p>" % i})
+        twin = pack(publisher, src, root / f"keep-twin-{i}.mdrop", "keep", "--version", "2")
+        if manifest_hash(twin) > manifest_hash(kept):
+            return twin
+    raise AssertionError("no twin with a higher manifest hash in 64 tries")
 
 
 @pytest.fixture
@@ -300,9 +312,10 @@ def home(kit: Kit, tmp_path: Path) -> Path:
     return Path(shutil.copytree(kit.template, tmp_path / "node"))
 
 
-def assert_node_unchanged(kit: Kit, home: Path, scratch: Path) -> None:
+def assert_node_unchanged(kit: Kit, home: Path, scratch: Path, listing: str | None = None) -> None:
     """Still exactly what it held: same listing, same trust, same bytes, fsck clean."""
-    assert run_meshdrop("--home", home, "ls", "--json", check=True).out == kit.listing
+    expected = kit.listing if listing is None else listing
+    assert run_meshdrop("--home", home, "ls", "--json", check=True).out == expected
     assert run_meshdrop("--home", home, "trust", "ls", "--json", check=True).out == (
         kit.trust_listing
     )
@@ -726,6 +739,21 @@ BAD_FILES = [
     bad("manifest-unknown-field", hand_made(extra=1), "unknown field(s): extra"),
     bad("manifest-bad-name", hand_made(name="News/x"), "invalid bundle name"),
     bad("manifest-chunk-count", sized(CHUNK_SIZE + 1, b"x", b"x"), "chunk hashes"),
+    bad(
+        "manifest-1650000-empty-arrays",
+        hand_encoded(lambda raw: b"\xdd" + struct.pack(">I", 1_650_000) + b"\x90" * 1_650_000),
+        "claims more than 950013 items",
+    ),
+    bad(
+        "manifest-250000-empty-arrays",
+        hand_encoded(as_description(b"\xdd" + struct.pack(">I", 250_000) + b"\x90" * 250_000)),
+        "more arrays and maps than the limit of 200002",
+    ),
+    bad(
+        "manifest-map-of-1000-keys",
+        hand_encoded(as_description(b"\xde\x03\xe8" + b"\xa1a\xc0" * 1000)),
+        "more than there are field names",
+    ),
     # paths inside the bundle
     bad("path-dotdot", hand_made([("../x", b"x")]), "the one above it"),
     bad("path-absolute", hand_made([("/abs", b"x")]), "must be relative"),
@@ -914,7 +942,11 @@ def test_import_refuses_rollback(
     path: Path = getattr(kit, which)
     result = run_meshdrop("--home", home, "import", path, timeout=TIMEOUT)
     assert result.code != 0, f"accepted: {result!r}"
-    assert_node_unchanged(kit, home, tmp_path)
+    listing = kit.listing
+    if which == "keep_twin":  # the same content, now marked as one of two signed copies
+        listing = listing.replace('"equivocated": false', '"equivocated": true')
+        assert listing != kit.listing
+    assert_node_unchanged(kit, home, tmp_path, listing)
     assert_refusals(result, "refused", {path: reason})
 
 
@@ -1089,6 +1121,28 @@ def test_verify_refuses_bad_trust_file(case: Bad, kit: Kit, tmp_path: Path) -> N
             id="path-invisible-twins",
         ),
         pytest.param(Bad(hand_encoded(unsorted), "canonical"), 3, id="non-canonical"),
+        pytest.param(
+            Bad(flip(lambda r: r.manifest, 100), "signature does not verify"), 4, id="altered"
+        ),
+        pytest.param(
+            Bad(cut(lambda k: len(k.victim) - 1), "1 bytes of data missing"), 3, id="short"
+        ),
+        pytest.param(Bad(file_of(lambda k: k.victim + b"\0"), "1 unexpected bytes"), 3, id="long"),
+        pytest.param(
+            Bad(
+                file_of(
+                    lambda k: build_signed_bundle(
+                        k.folder,
+                        b"\xdd" + struct.pack(">I", 1_650_000) + b"\x90" * 1_650_000,
+                        b"",
+                        signer_key=generate_private_key(),
+                    )
+                ),
+                "claims more than 950013 items",
+            ),
+            3,
+            id="own-key-signed-1650000-empty-arrays",
+        ),
     ],
 )
 def test_inspect_refuses(case: Bad, code: int, kit: Kit, tmp_path: Path) -> None:
@@ -1102,6 +1156,13 @@ def test_inspect_with_trust_refuses_altered_data(kit: Kit, tmp_path: Path) -> No
     result = run_meshdrop("inspect", path, "--trust", kit.publisher.pub, timeout=TIMEOUT)
     assert_one_line_error(result, "does not match its signed hash", 5)
     assert "verified" not in result.out
+
+
+def test_inspect_without_trust_shows_a_self_consistent_signature(kit: Kit, tmp_path: Path) -> None:
+    path = hand_signed(real_key)(kit, tmp_path)  # signed by a key nobody delegated
+    result = run_meshdrop("inspect", path, timeout=TIMEOUT)
+    assert result.code == 0, result
+    assert "UNVERIFIED" in result.out and "self-consistent" in result.out, result.out
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Small bundles are committed in batches (Store.commit_many): by `meshdrop import FOLDER`
+"""Small bundles are committed in groups (IngestSession): by `meshdrop import FOLDER`
 (store/batchimport.py), by a courier folder's import, and by the LAN sync's group commit.
 One sync and one index transaction per batch, results in the order the files came, each
 bundle still checked and committed on its own."""
@@ -14,14 +14,13 @@ import pytest
 
 from conftest import Publisher, count_commit_batches, make_publisher, pack, run_meshdrop, write_tree
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import IntegrityError, StoreError
-from meshdrop.store import batchimport
+from meshdrop.errors import IntegrityError, MissingChunksError, StoreError
+from meshdrop.store import ingest
 from meshdrop.store.batchimport import BatchImport
 from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
 from meshdrop.store.models import ImportResult, Outcome
-from meshdrop.store.store import MissingChunksError, Store
-from meshdrop.transports.courier import importer
+from meshdrop.store.store import Store
 from meshdrop.transports.courier.importer import CourierImport, Status
 from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.storeio import StoreIO
@@ -64,7 +63,7 @@ def stored(home: Path) -> dict[str, int]:
 def test_results_come_in_file_order_from_batches_of_the_configured_size(
     bundles: Bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batchimport, "COMMIT_BATCH", 3)
+    monkeypatch.setattr(ingest, "COMMIT_BATCH", 3)
     sizes = count_commit_batches(monkeypatch)
     home = bundles.fresh_node(tmp_path / "node")
     results = []
@@ -105,7 +104,7 @@ def test_the_command_reports_every_file_in_order(bundles: Bundles, tmp_path: Pat
     result = run_meshdrop("--home", home, "import", "--json", "-q", bundles.folder)
     assert result.code == 0, result.err
     lines = [json.loads(x) for x in result.out.splitlines()]
-    assert [Path(x["file"]).name for x in lines] == [p.name for p in files(bundles)]
+    assert [Path(x["files"][0]).name for x in lines] == [p.name for p in files(bundles)]
     assert [x["outcome"] for x in lines][-1] == "imported, replacing an older version"
 
 
@@ -152,7 +151,7 @@ def stick(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 def test_small_bundles_are_committed_in_batches_and_all_go_in(
     stick: Bundles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "COMMIT_BATCH", 3)
+    monkeypatch.setattr(ingest, "COMMIT_BATCH", 3)
     batches = count_commit_batches(monkeypatch)
     home = stick.fresh_node(tmp_path / "node")
     with Store(home) as store:

@@ -198,15 +198,15 @@ def test_backfill_indexes_bundles_stored_before_search_existed(
     with Store(store_with_bundles) as store:
         store.conn.execute(f"DROP TABLE {search.TABLE}")
         assert search.search(store.conn, "여권") is None
-        assert search.backfill(store) == 3
+        assert search.backfill(store.db, store.chunks) == 3
         assert names_for(store, "여권") == ["ko"]
-        assert search.backfill(store) == 0
+        assert search.backfill(store.db, store.chunks) == 0
         # A row left by a bundle that is gone is purged.
         store.conn.execute(
             f"INSERT INTO {search.TABLE} (rowid, title, description, body) "
             "VALUES (999, 'ghost', '', 'ghostword')"
         )
-        search.backfill(store)
+        search.backfill(store.db, store.chunks)
         assert store.conn.execute(f"SELECT count(*) FROM {search.TABLE}").fetchone()[0] == 3
 
 

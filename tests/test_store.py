@@ -23,6 +23,7 @@ from conftest import (
     assert_clean_error,
     chunk_files,
     list_json,
+    manifest_hash,
     meshdrop_executable,
     read_tree,
     write_tree,
@@ -104,7 +105,10 @@ def test_older_version_is_refused_after_the_newer_one_is_deleted(
     v1 = make_bundle("news", {"a.bin": os.urandom(3000)}, version=1)
     v2_files = {"a.bin": os.urandom(3000)}
     v2 = make_bundle("news", v2_files, version=2)
-    v2_twin = make_bundle("news", {"a.bin": b"another bundle signed as version 2"}, version=2)
+    # Of two copies of one version every node keeps the lower manifest hash: a twin with a
+    # higher one is refused whatever the order.
+    twins = (make_bundle("news", {"a.bin": b"another v2 %d" % i}, version=2) for i in range(64))
+    v2_twin = next(t for t in twins if manifest_hash(t) > manifest_hash(v2))
     run("--home", node, "import", v1, check=True)
     run("--home", node, "import", v2, check=True)
     if how == "fsck-repair":
@@ -126,17 +130,47 @@ def test_older_version_is_refused_after_the_newer_one_is_deleted(
     assert got(run, node, "news", tmp_path / "out") == v2_files
 
 
-def test_same_version_with_other_content_is_refused(
-    run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
+def test_two_copies_of_one_version_end_the_same_on_every_node_and_are_recorded(
+    run: Run, make_bundle: MakeBundle, publisher: Publisher, tmp_path: Path
 ) -> None:
-    files = {"a.txt": b"the real version 3"}
-    real = make_bundle("news", files, version=3)
-    twin = make_bundle("news", {"a.txt": b"a forged version 3"}, version=3)
-    run("--home", node, "import", real, check=True)
-    refused = run("--home", node, "import", twin)
-    assert_clean_error(refused, "differs from the copy of that version")
-    assert listed(node) == [("news", 3)]
-    assert got(run, node, "news", tmp_path / "out") == files
+    """Two different bundles signed as version 3 (only a stolen signing key makes them):
+    whichever order they arrive in, a node keeps the one with the lower manifest hash,
+    refuses or replaces the other, and records both for `trust show` and `ls`."""
+    copies = [
+        make_bundle("news", {"a.txt": b"the real version 3"}, version=3),
+        make_bundle("news", {"a.txt": b"a forged version 3"}, version=3),
+    ]
+    low, high = sorted(copies, key=manifest_hash)
+    kept = {"a.txt": (b"the real version 3" if low == copies[0] else b"a forged version 3")}
+    for order in ((low, high), (high, low)):
+        home = tmp_path / f"node-{order[0].name}"
+        run("--home", home, "trust", "add", publisher.pub, check=True)
+        run("--home", home, "import", order[0], check=True)
+        second = run("--home", home, "import", order[1], "--json")
+        line = json.loads(second.out)
+        if order[1] == high:
+            assert second.code != 0 and line["outcome"] == "refused", second
+            assert "differs from the copy of that version" in line["detail"]
+            assert "stolen" in line["detail"] and line["exit_code"] == 6
+        else:
+            assert second.code == 0, second
+            assert line["outcome"] == "imported, replacing another copy of the same version"
+        assert listed(home) == [("news", 3)]
+        assert got(run, home, "news", tmp_path / f"out-{order[0].name}") == kept
+        [bundle] = list_json(home)
+        assert bundle["equivocated"] is True
+        shown = run("--home", home, "trust", "show", fingerprint_of(run, home), "--json")
+        [twin] = json.loads(shown.out)["equivocations"]
+        assert (twin["name"], twin["version"]) == ("news", 3)
+        assert {twin["kept"], twin["other"]} == {manifest_hash(c).hex() for c in copies}
+        assert twin["kept"] == manifest_hash(low).hex()
+        text = run("--home", home, "trust", "show", fingerprint_of(run, home), check=True)
+        assert "most likely stolen" in text.out
+
+
+def fingerprint_of(run: Run, home: Path) -> str:
+    [trusted] = run("--home", home, "trust", "ls", "--json", check=True).out.splitlines()
+    return str(json.loads(trusted)["fingerprint"])
 
 
 def test_same_version_same_content_is_already_had(

@@ -62,10 +62,10 @@ def parse_time(text: str, option: str) -> int:
         return int(text)
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+    except ValueError as exc:
         raise UsageError(
             f"{option} {text!r} is not a date: use YYYY-MM-DD, an ISO date-time or Unix seconds"
-        ) from None
+        ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
@@ -121,6 +121,33 @@ def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callab
 
 def emit_json(value: object) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+def import_line(
+    files: list[str],
+    outcome: str,
+    detail: str,
+    *,
+    folder: str | None = None,
+    name: str | None = None,
+    version: int | None = None,
+    publisher: str | None = None,
+    exit_code: int = 0,
+) -> dict[str, object]:
+    """The one shape of an `import --json` line, whatever the source (a file, a folder, a
+    courier folder): README's "import --json" documents each key. ``withdrawn`` lists the
+    stored bundles a new publisher record withdrew (to be filled)."""
+    return {
+        "files": files,
+        "folder": folder,
+        "outcome": outcome,
+        "detail": detail,
+        "name": name,
+        "version": version,
+        "publisher": publisher,
+        "exit_code": exit_code,
+        "withdrawn": [],
+    }
 
 
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshdrop.cli.common import bar_wanted, emit_json, human_size, open_store, printable
+from meshdrop.cli.common import (
+    bar_wanted,
+    emit_json,
+    human_size,
+    import_line,
+    open_store,
+    printable,
+)
 from meshdrop.errors import MeshdropError, UsageError
 
 if TYPE_CHECKING:
@@ -94,42 +101,37 @@ class CourierBar:
 # Import (called by `meshdrop import` for courier folders and sticks)
 
 
-def split_courier_paths(paths: tuple[Path, ...]) -> tuple[list[Path], tuple[Path, ...]]:
-    """(courier folders among or inside ``paths``, the other paths)."""
-    from meshdrop.transports.courier.layout import find_courier_folder, part_number
-
-    couriers: list[Path] = []
-    others: list[Path] = []
-    for path in paths:
-        folder = find_courier_folder(path)
-        if folder is None and part_number(path.name) is not None and not path.is_dir():
-            folder = path  # a single part file given by name
-        (couriers if folder is not None else others).append(folder or path)
-    return couriers, tuple(others)
-
-
 def import_couriers(
     store: Store, paths: tuple[Path, ...], as_json: bool, quiet: bool
 ) -> tuple[int, int, tuple[Path, ...]]:
-    """Import the courier folders among ``paths``; returns (how many were courier
-    folders, how many bundles failed, the paths left for the plain importer)."""
-    from meshdrop.transports.courier.importer import CourierImport
+    """Import the courier folders among ``paths`` and print a line per report; returns
+    (how many were courier folders, how many bundles failed, the paths left for the plain
+    importer)."""
+    from meshdrop.transports.courier.runs import import_courier, split_courier_paths
 
     couriers, others = split_courier_paths(paths)
     failed = 0
     for folder in couriers:
         bar = CourierBar("importing", quiet)
         try:
-            if folder.is_dir():
-                reports = CourierImport(store, bar).run(folder)
-            else:
-                reports = CourierImport(store, bar).run_files([folder])
+            reports = import_courier(store, folder, bar)
         finally:
             bar.close()
         for report in reports:
             failed += report.status.failed
             if as_json:
-                emit_json({"folder": str(folder), **report.to_json()})
+                emit_json(
+                    import_line(
+                        report.files,
+                        report.status.value,
+                        report.detail,
+                        folder=str(folder),
+                        name=report.name,
+                        version=report.version,
+                        publisher=report.publisher,
+                        exit_code=report.code,
+                    )
+                )
             else:
                 base = folder if folder.is_dir() else folder.parent
                 where = printable(str(base / report.label)) if report.files else str(base)
@@ -161,37 +163,31 @@ def run_export(
     quiet: bool,
 ) -> bool:
     """Export into ``folder`` and print what happened; returns True if all went well."""
-    from meshdrop.transports.courier.exporter import CourierExport
-    from meshdrop.transports.courier.exportplan import Done
+    from meshdrop.transports.courier.runs import export_to
 
     bar = CourierBar("exporting", quiet)
     try:
-        summary = CourierExport(store, options, bar).run(folder)
+        result = export_to(store, folder, options, bar)
     finally:
         bar.close()
-    counts = dict.fromkeys(Done, 0)
-    written_bytes = 0
+    summary = result.summary
     for report in summary.reports:
-        counts[report.done] += 1
-        if report.done in (Done.WRITTEN, Done.REPLACED, Done.REPAIRED):
-            written_bytes += report.size
         if as_json:
             emit_json(report.to_json())
         else:
             click.echo(
                 f"{report.name} v{report.version}: {report.done.value}: {printable(report.detail)}"
             )
-    written = counts[Done.WRITTEN] + counts[Done.REPLACED] + counts[Done.REPAIRED]
     if as_json:
         emit_json(
             {
                 "summary": {
                     "folder": str(folder),
-                    "written": written,
-                    "written_bytes": written_bytes,
-                    "already_there": counts[Done.ALREADY_THERE],
-                    "left_out": counts[Done.LEFT_OUT],
-                    "failed": counts[Done.FAILED],
+                    "written": result.written,
+                    "written_bytes": result.written_bytes,
+                    "already_there": result.already_there,
+                    "left_out": result.left_out,
+                    "failed": result.failed,
                     "publisher_files": summary.publishers_written,
                     "removed": summary.removed,
                     "notes": summary.notes,
@@ -206,11 +202,11 @@ def run_export(
         if summary.removed:
             click.echo("removed older copies: " + ", ".join(summary.removed))
         click.echo(
-            f"{folder}: {written} bundles written ({human_size(written_bytes)}), "
-            f"{counts[Done.ALREADY_THERE]} already there, {counts[Done.LEFT_OUT]} left out"
-            + (f", {counts[Done.FAILED]} failed" if counts[Done.FAILED] else "")
+            f"{folder}: {result.written} bundles written ({human_size(result.written_bytes)}), "
+            f"{result.already_there} already there, {result.left_out} left out"
+            + (f", {result.failed} failed" if result.failed else "")
         )
-    return not summary.failed
+    return result.ok
 
 
 def export_options(
@@ -298,26 +294,14 @@ def want(ctx: click.Context, dest: Path, publishers: tuple[str, ...]) -> None:
     """Write onto the stick at DEST a small summary of what this node has (and which
     publishers it asks for), so the node that fills the stick next puts what this node
     lacks first. It holds hashed names and versions only, at most 1 MiB."""
-    from meshdrop.transports.courier.layout import WANT_FILE
-    from meshdrop.transports.courier.want import MAX_HAVE, Want, stream_id, write_want
+    from meshdrop.transports.courier.runs import want_from_store, write_want_file
 
     folder = _courier_folder(dest)
     with open_store(ctx) as store:
-        ids = {s.fingerprint: pid for pid, s in store.trusted().items()}
-        wanted = frozenset(ids[store.resolve_publisher(p).fingerprint] for p in publishers)
-        have: dict[bytes, int] = {}
-        for b in store.list_bundles(include_hidden=True)[:MAX_HAVE]:
-            if b.publisher in ids:
-                sid = stream_id(ids[b.publisher], b.name)
-                have[sid] = max(have.get(sid, 0), b.version)
-        entry = Want(int(time.time()), have, wanted)
-    try:
-        folder.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot make {folder} ({exc.strerror})") from None
-    size = write_want(folder / WANT_FILE, entry)
+        entry = want_from_store(store, publishers, int(time.time()))
+    path, size = write_want_file(folder, entry)
     click.echo(
-        f"wrote {folder / WANT_FILE}: {len(have)} bundles, {len(wanted)} publishers asked "
+        f"wrote {path}: {len(entry.have)} bundles, {len(entry.publishers)} publishers asked "
         f"for ({human_size(size)})"
     )
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import click
 
 from meshdrop import __version__
-from meshdrop.cli import courier, lan, node, publisher, reader
+from meshdrop.cli import bundles, courier, lan, node, publisher, reader
 from meshdrop.errors import MeshdropError
 
 EXIT_INTERRUPTED = 130
@@ -37,6 +38,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
 
 
 publisher.register(cli)
+bundles.register(cli)
 node.register(cli)
 reader.register(cli)
 courier.register(cli)
@@ -48,6 +50,9 @@ def main() -> None:
         code = cli.main(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except MeshdropError as exc:
+        if os.environ.get("MESHDROP_DEBUG"):
+            # The cause a user's message wraps (an OSError, a codec error), chained.
+            traceback.print_exception(exc, file=sys.stderr)
         click.echo(f"meshdrop: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

@@ -12,6 +12,7 @@ from meshdrop.cli.common import (
     emit_json,
     format_time,
     human_size,
+    import_line,
     open_store,
     printable,
     progress_bar,
@@ -94,6 +95,7 @@ def trust_show(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
         state = store.publisher_state(publisher.fingerprint)
         now = store.now()
         count = sum(1 for b in store.list_bundles() if b.publisher == publisher.fingerprint)
+        twins = store.equivocations(publisher.fingerprint)
     record = state.current
     keys = [
         {"id": key_id(s.key), "expires": s.expires, "state": state.key_state(s.key, now)}
@@ -112,6 +114,17 @@ def trust_show(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
         "updated": publisher.updated,
         "newest_signed": publisher.newest_signed,
         "bundles": count,
+        "equivocations": [
+            {
+                "name": t.name,
+                "version": t.version,
+                "kept": t.kept.hex(),
+                "other": t.other.hex(),
+                "signer": key_id(t.signer),
+                "seen": t.seen,
+            }
+            for t in twins
+        ],
     }
     if as_json:
         emit_json(info)
@@ -131,6 +144,13 @@ def trust_show(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
     for key in keys:
         until = f", until {format_time(int(str(key['expires'])))}" if key["expires"] else ""
         click.echo(f"key           {key['id']}  {key['state']}{until}")
+    for t in twins:
+        click.echo(
+            f"WARNING       two different bundles were signed as {t.name} v{t.version} "
+            f"(seen {format_time(t.seen)}; the second by key {key_id(t.signer)}): only a holder "
+            "of the publisher's signing key can do that, so it is most likely stolen; tell "
+            "the publisher, who should report it compromised"
+        )
 
 
 @trust.command("rm", epilog="Example: meshdrop --home ~/node trust rm K7Q2-M3XD")
@@ -210,21 +230,43 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
 
 def _report_outcome(as_json: bool, path: Path, outcome: ImportResult | MeshdropError) -> None:
     if isinstance(outcome, MeshdropError):
-        _report(as_json, path, "refused", str(outcome))
+        _report(as_json, path, "refused", str(outcome), exit_code=outcome.exit_code)
         return
     detail = f"{outcome.name} v{outcome.version}"
     if outcome.outcome is Outcome.PUBLISHER_UPDATED:
         detail = f"{outcome.name} record v{outcome.version} (was v{outcome.replaced_version})"
     elif outcome.outcome is Outcome.ALREADY_HAD and path.suffix == ".pub":
         detail = f"{outcome.name} record v{outcome.version}"
+    elif outcome.outcome is Outcome.REPLACED_TWIN:
+        detail += (
+            " (another bundle was signed as the same version: most likely a stolen signing "
+            "key; see 'meshdrop trust show')"
+        )
     elif outcome.replaced_version is not None:
         detail += f" (replaces v{outcome.replaced_version})"
-    _report(as_json, path, outcome.outcome.value, detail)
+    _report(as_json, path, outcome.outcome.value, detail, outcome)
 
 
-def _report(as_json: bool, path: Path, outcome: str, detail: str) -> None:
+def _report(
+    as_json: bool,
+    path: Path,
+    outcome: str,
+    detail: str,
+    result: ImportResult | None = None,
+    exit_code: int = 0,
+) -> None:
     if as_json:
-        emit_json({"file": str(path), "outcome": outcome, "detail": detail})
+        emit_json(
+            import_line(
+                [str(path)],
+                outcome,
+                detail,
+                name=result.name if result else None,
+                version=result.version if result else None,
+                publisher=result.publisher if result else None,
+                exit_code=exit_code,
+            )
+        )
         return
     detail = detail.removeprefix(f"{path}: ")  # errors about the file often name it too
     line = f"{printable(str(path))}: {outcome}: {printable(detail)}"
@@ -250,6 +292,7 @@ def list_bundles(ctx: click.Context, as_json: bool, show_all: bool) -> None:
             f"{b.name:<24} v{b.version:<11} {human_size(b.size):>10}  {b.file_count:>5} files  "
             f"{format_time(b.created)}  {printable(b.title)}  [{printable(b.publisher_name)}]"
             + ("" if b.state == "ok" else f"  ({b.state})")
+            + ("  (two copies of this version signed: see 'trust show')" if b.equivocated else "")
         )
     if not bundles:
         click.echo("no bundles stored yet")

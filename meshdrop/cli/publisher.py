@@ -1,9 +1,8 @@
-"""Publisher commands: make and change keys, pack folders into signed bundles, verify and
-inspect."""
+"""The `publisher` commands: make a publisher's keys and change them (signing keys,
+revocation, root rotation, threshold signing on separate offline machines)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,30 +13,19 @@ import click
 from meshdrop.cli.common import (
     emit_json,
     format_time,
-    human_size,
     parse_time,
     passphrase_from_env_or_prompt,
     printable,
-    progress_bar,
 )
-from meshdrop.core.keys import format_fingerprint
-from meshdrop.errors import MeshdropError, UsageError
+from meshdrop.errors import UsageError
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from meshdrop.core.trust import PublisherState
-    from meshdrop.core.verify import VerifiedManifest
-    from meshdrop.publish.keyfile import KeyFileInfo
     from meshdrop.publish.keystore import PublisherFolder
     from meshdrop.publish.lifecycle import Change
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(publisher_group)
-    cli.add_command(pack)
-    cli.add_command(verify)
-    cli.add_command(inspect)
 
 
 @click.group("publisher", epilog="Example: meshdrop publisher new ~/keys/news --name 'News'")
@@ -59,31 +47,6 @@ def _ask_passphrase(what: str) -> bytes:
 
 def _new_key_passphrase(unencrypted: bool, what: str = "the new keys") -> bytes | None:
     return None if unencrypted else passphrase_from_env_or_prompt(what, True)
-
-
-def _unlock_all(infos: list[KeyFileInfo]) -> list[Ed25519PrivateKey]:
-    """Unlock key files, trying the passphrase typed for the previous one first, so keys
-    sharing a passphrase ask for it once."""
-    from meshdrop.errors import PassphraseError
-    from meshdrop.publish.keyfile import unlock
-
-    keys = []
-    typed: list[bytes] = []
-
-    def ask(what: str) -> bytes:
-        typed.append(_ask_passphrase(what))
-        return typed[-1]
-
-    for info in infos:
-        if typed and info.encrypted:
-            last = typed[-1]
-            try:
-                keys.append(unlock(info, lambda _what: last))  # noqa: B023 (used at once)
-                continue
-            except PassphraseError:
-                pass
-        keys.append(unlock(info, ask))
-    return keys
 
 
 @publisher_group.command(
@@ -253,6 +216,7 @@ def _record_change(
         propose_change,
         root_keys_to_unlock,
     )
+    from meshdrop.publish.rootkeys import unlock_all
 
     version = change.record.version
     new_roots = [key_id(k) for k in change.record.roots if k not in publisher.current.roots]
@@ -276,7 +240,7 @@ def _record_change(
         click.echo(f"then: meshdrop publisher combine COPIES... --publisher {publisher.folder}")
         return
     infos = root_keys_to_unlock(publisher, change)
-    root_keys = _unlock_all(infos)
+    root_keys = unlock_all(infos, _ask_passphrase)
     passphrase = _new_key_passphrase(unencrypted) if change.new_keys else None
     updated = apply_change(publisher, change, root_keys, passphrase)
     click.echo(f"published version {updated.current.version}: {change.what}")
@@ -291,30 +255,13 @@ def _record_change(
 def publisher_keygen(out: Path, unencrypted: bool) -> None:
     """Make one root key on a key holder's own machine: OUT (the private key, keep it
     offline) and OUT with .pubkey (its public key, for 'rotate-root --new-root')."""
-    from meshdrop.core.keys import generate_private_key, key_id, public_bytes
-    from meshdrop.fs import atomic_write
-    from meshdrop.publish.keyfile import (
-        KeyKind,
-        encode_public_key_file,
-        write_private_key,
-    )
-    from meshdrop.publish.keystore import PUBLIC_MODE
+    from meshdrop.core.keys import key_id
+    from meshdrop.publish.rootkeys import make_root_key
 
-    pubkey = out.with_suffix(".pubkey")
-    if out.suffix == ".pubkey":
-        raise UsageError(f"{out}: name the private key file with .key, not .pubkey")
-    for path in (out, pubkey):
-        if path.exists():
-            raise UsageError(
-                f"{path} already exists; choose another name (a key is never overwritten)"
-            )
-    if not out.parent.is_dir():
-        raise UsageError(f"the folder {out.parent} does not exist")
-    passphrase = _new_key_passphrase(unencrypted, "the new root key")
-    key = generate_private_key()
-    write_private_key(out, key, KeyKind.ROOT, passphrase)
-    atomic_write(pubkey, encode_public_key_file(public_bytes(key)), PUBLIC_MODE)
-    click.echo(f"made root key {key_id(public_bytes(key))}")
+    public, pubkey = make_root_key(
+        out, lambda: _new_key_passphrase(unencrypted, "the new root key")
+    )
+    click.echo(f"made root key {key_id(public)}")
     click.echo(f"keep offline: {out}")
     click.echo(f"give the publisher: {pubkey}")
 
@@ -345,6 +292,7 @@ def publisher_sign(proposal_file: Path, key_file: Path, current: Path | None, ye
     so you know what you sign; asks before signing when run in a terminal."""
     from meshdrop.core.keys import key_id
     from meshdrop.core.proposal import check_next
+    from meshdrop.publish.keystore import read_publisher_source
     from meshdrop.publish.lifecycle import (
         add_signature,
         change_lines,
@@ -360,7 +308,7 @@ def publisher_sign(proposal_file: Path, key_file: Path, current: Path | None, ye
     for line in record_lines(record):
         click.echo(f"  {printable(line)}")
     if current is not None:
-        state = _read_state(current)
+        state = read_publisher_source(current)
         check_next(state.current, proposal)
         if info.public not in state.current.roots and info.public not in record.roots:
             raise UsageError(
@@ -421,23 +369,16 @@ def publisher_combine(proposal_files: tuple[Path, ...], folder: Path) -> None:
     click.echo(f"give node owners the new {folder / 'publisher.pub'}")
 
 
-def _read_state(source: Path) -> PublisherState:
-    """A publisher folder's or publisher.pub file's verified record chain."""
-    from meshdrop.publish.keystore import PUBLISHER_FILE, read_publisher_file
-
-    path = source / PUBLISHER_FILE if source.is_dir() else source
-    return read_publisher_file(path)
-
-
 @publisher_group.command("show", epilog="Example: meshdrop publisher show ~/keys/news --json")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 def publisher_show(source: Path, as_json: bool) -> None:
     """Show a publisher (a publisher folder or a publisher.pub file): fingerprint, version,
     root keys and threshold, signing keys with their validity and state, revocations."""
+    from meshdrop.publish.keystore import read_publisher_source
     from meshdrop.publish.lifecycle import publisher_summary
 
-    state = _read_state(source)
+    state = read_publisher_source(source)
     info = publisher_summary(state, int(time.time()), source if source.is_dir() else None)
     if as_json:
         emit_json(info)
@@ -464,233 +405,3 @@ def publisher_show(source: Path, as_json: bool) -> None:
 
 def _strings(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
-
-
-@click.command(
-    epilog="Example: meshdrop pack ./news --publisher ~/keys/news --name news -o news.mdrop"
-)
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option(
-    "--publisher",
-    "publisher_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The publisher folder made by 'publisher new'.",
-)
-@click.option(
-    "--name", required=True, help="Bundle name: a stream whose versions supersede each other."
-)
-@click.option("--title", help="Title readers see (default: the name).")
-@click.option("--description", default="", help="One or two sentences for readers.")
-@click.option("--language", default="und", help="Language code: en, ko, mul (several)...")
-@click.option(
-    "--priority",
-    default=0,
-    type=click.IntRange(-1000, 1000),
-    help="Higher spreads first when space or time is short.",
-)
-@click.option(
-    "--version",
-    "version",
-    type=click.IntRange(1, 2**63 - 1),
-    help="Version number (default: the creation time in Unix seconds).",
-)
-@click.option("--created", help="Creation time (default: SOURCE_DATE_EPOCH, else now).")
-@click.option("--expires", help="Date after which nodes stop showing the bundle.")
-@click.option("--signer", "signer_id", help="Key id of the signing key (default: newest valid).")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The .mdrop file to write.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def pack(
-    src: Path,
-    publisher_dir: Path,
-    name: str,
-    title: str | None,
-    description: str,
-    language: str,
-    priority: int,
-    version: int | None,
-    created: str | None,
-    expires: str | None,
-    signer_id: str | None,
-    output: Path,
-    quiet: bool,
-) -> None:
-    """Pack the folder SRC into one signed bundle file.
-
-    With the creation time fixed (--created or SOURCE_DATE_EPOCH) the same input gives
-    byte-identical output."""
-    from meshdrop.core.manifest import check_bundle_name
-    from meshdrop.publish.keystore import load_publisher
-    from meshdrop.publish.pack import pack_folder
-    from meshdrop.publish.scan import scan_folder
-
-    try:
-        check_bundle_name(name)
-    except MeshdropError as exc:
-        raise UsageError(f"--name: {exc}") from None
-    created_at = _creation_time(created)
-    expires_at = parse_time(expires, "--expires") if expires else None
-    if expires_at is not None and expires_at <= created_at:
-        raise UsageError("--expires must be after the creation time")
-    folder = load_publisher(publisher_dir)
-    key, _signer = folder.load_signer(_ask_passphrase, created_at, signer_id, bundle_name=name)
-    total = sum(f.size for f in scan_folder(src))
-    with progress_bar(total, f"packing {name}", quiet) as advance:
-        manifest = pack_folder(
-            src,
-            output,
-            signing_key=key,
-            state=folder.state,
-            name=name,
-            version=version or created_at,
-            created=created_at,
-            expires=expires_at,
-            title=title if title is not None else name,
-            description=description,
-            language=language,
-            priority=priority,
-            progress=advance,
-        )
-    click.echo(
-        f"packed {output}: {manifest.name} v{manifest.version}, {len(manifest.files)} files, "
-        f"{human_size(manifest.size)}"
-    )
-
-
-def _creation_time(created: str | None) -> int:
-    if created is not None:
-        return parse_time(created, "--created")
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch is not None:
-        return parse_time(epoch, "SOURCE_DATE_EPOCH")
-    return int(time.time())
-
-
-def load_trust_files(paths: tuple[Path, ...]) -> dict[bytes, PublisherState]:
-    from meshdrop.publish.keystore import read_trust_file
-
-    states = (read_trust_file(path) for path in paths)
-    return {state.publisher: state for state in states}
-
-
-@click.command(epilog="Example: meshdrop verify news.mdrop welcome.mdrop --trust publisher.pub")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--trust",
-    "trust_files",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A publisher.pub to trust (repeatable).",
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
-@click.pass_context
-def verify(
-    ctx: click.Context, files: tuple[Path, ...], trust_files: tuple[Path, ...], as_json: bool
-) -> None:
-    """Check that each bundle FILE is intact and signed by a trusted publisher.
-
-    Exits 0 only if every file verifies; otherwise prints one line per failing file."""
-    trusted = load_trust_files(trust_files)
-    failures = 0
-    for path in files:
-        try:
-            manifest = verify_bundle_file(path, trusted).manifest
-        except MeshdropError as exc:
-            failures += 1
-            if as_json:
-                emit_json({"file": str(path), "ok": False, "error": str(exc)})
-            else:
-                click.echo(f"{printable(str(path))}: FAILED: {printable(str(exc))}", err=True)
-            continue
-        if as_json:
-            emit_json(
-                {"file": str(path), "ok": True, "name": manifest.name, "version": manifest.version}
-            )
-        else:
-            click.echo(f"{printable(str(path))}: OK ({manifest.name} v{manifest.version})")
-    ctx.exit(1 if failures else 0)
-
-
-def verify_bundle_file(path: Path, trusted: dict[bytes, PublisherState]) -> VerifiedManifest:
-    """The whole bundle file checked: envelope, signature, size and every chunk."""
-    from meshdrop.core.verify import verify_envelope
-    from meshdrop.store.bundlefile import open_bundle_file
-    from meshdrop.store.ingest import copy_chunks, verify_only
-
-    with open_bundle_file(path) as source:
-        verified = verify_envelope(source.envelope, trusted, int(time.time()))
-        source.check_size(verified)
-        copy_chunks(source, verified.manifest.chunk_refs(), verify_only)
-        return verified
-
-
-@click.command(epilog="Example: meshdrop inspect news.mdrop --trust publisher.pub")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option(
-    "--trust",
-    "trust_files",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="A publisher.pub to verify against (repeatable).",
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
-def inspect(file: Path, trust_files: tuple[Path, ...], as_json: bool) -> None:
-    """Show a bundle's manifest and publisher. Marked UNVERIFIED unless --trust is given
-    and the whole bundle verifies. Without --trust only the signature's self-consistency
-    (under the key the file itself names) and the file's size are checked: every field is
-    only what the file claims."""
-    from meshdrop.core.keys import key_id
-    from meshdrop.store.bundlefile import read_self_signed
-
-    if trust_files:
-        verified = verify_bundle_file(file, load_trust_files(trust_files))
-        manifest, status, signer = verified.manifest, "verified", verified.signer.id
-        fingerprint, publisher_name = verified.state.fingerprint, verified.state.current.name
-    else:
-        checked = read_self_signed(file)
-        manifest, status, signer = checked.manifest, "UNVERIFIED", key_id(checked.signer)
-        fingerprint = format_fingerprint(manifest.publisher)
-        publisher_name = checked.claimed_publisher_name or "(unknown)"
-    info = {
-        "status": status,
-        "signature": "verified" if status == "verified" else "self-consistent",
-        "signer": signer,
-        "publisher": fingerprint,
-        "publisher_name": publisher_name,
-        "name": manifest.name,
-        "version": manifest.version,
-        "title": manifest.title,
-        "description": manifest.description,
-        "language": manifest.language,
-        "priority": manifest.priority,
-        "created": manifest.created,
-        "expires": manifest.expires,
-        "size": manifest.size,
-        "files": [{"path": f.path, "size": f.size, "type": f.media_type} for f in manifest.files],
-    }
-    if as_json:
-        emit_json(info)
-        return
-    if status == "verified":
-        click.echo("status      verified")
-    else:
-        click.echo("status      UNVERIFIED: the publisher is not checked; use --trust")
-        click.echo(f"signature   self-consistent: by key {signer}, unchecked against any publisher")
-    click.echo(f"publisher   {printable(publisher_name)} ({fingerprint})")
-    click.echo(f"bundle      {manifest.name} v{manifest.version}: {printable(manifest.title)}")
-    if manifest.description:
-        click.echo(f"about       {printable(manifest.description)}")
-    click.echo(f"language    {manifest.language}, priority {manifest.priority}")
-    click.echo(
-        f"created     {format_time(manifest.created)}, expires {format_time(manifest.expires)}"
-    )
-    click.echo(f"size        {human_size(manifest.size)} in {len(manifest.files)} files")
-    for f in manifest.files:
-        click.echo(f"  {human_size(f.size):>10}  {f.media_type:<24} {printable(f.path)}")

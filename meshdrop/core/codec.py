@@ -210,13 +210,19 @@ def unpack(data: bytes, limits: Limits, what: str) -> Value:
             object_pairs_hook=_checked_map,
         )
     except FormatError as exc:
-        raise FormatError(f"{what} is malformed: {exc}") from None
-    except UnicodeDecodeError:
-        raise FormatError(f"{what} has text that is not valid UTF-8") from None
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise FormatError(f"{what} is malformed: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{what} has text that is not valid UTF-8") from exc
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+    ) as exc:
         raise FormatError(
             f"{what} is not valid msgpack (or has a map key that is not text)"
-        ) from None
+        ) from exc
     # Map keys were checked in order as decoded, so packing the value as it stands gives
     # the input back only if every integer, length and str/bin choice was canonical too.
     if msgpack.packb(value, use_bin_type=True) != data:

@@ -176,7 +176,7 @@ def parse_manifest(data: bytes, what: str = "the manifest") -> Manifest:
     try:
         check_bundle_name(name)
     except FormatError as exc:
-        raise FormatError(f"{what} has an invalid {exc}") from None
+        raise FormatError(f"{what} has an invalid {exc}") from exc
     language = fields.text("language", 35)
     if not LANGUAGE.fullmatch(language):
         raise FormatError(f"{what} has an invalid language code {language!r}")

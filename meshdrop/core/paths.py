@@ -93,8 +93,8 @@ def check_bundle_path(path: str) -> str:
         raise _refuse(path, "is empty; every file in a bundle needs a name")
     try:
         size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise _refuse(path, "contains a broken character (a lone surrogate)") from None
+    except UnicodeEncodeError as exc:
+        raise _refuse(path, "contains a broken character (a lone surrogate)") from exc
     if size > MAX_PATH_BYTES:
         raise _refuse(path, f"is {size} bytes long; the limit is {MAX_PATH_BYTES} bytes")
     if not unicodedata.is_normalized("NFC", path):

@@ -89,7 +89,7 @@ def parse_proposal(data: bytes, what: str) -> Proposal:
     try:
         record = parse_record(record_bytes)
     except FormatError as exc:
-        raise FormatError(f"{what} holds a damaged record: {exc}") from None
+        raise FormatError(f"{what} holds a damaged record: {exc}") from exc
     return Proposal(record, record_bytes, tuple(signatures))
 
 

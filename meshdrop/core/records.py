@@ -193,8 +193,8 @@ def _parse_revoked(items: Sequence[object], what: str) -> tuple[Revocation, ...]
         reason_text = rf.text("reason", 20)
         try:
             reason = Reason(reason_text)
-        except ValueError:
-            raise FormatError(f"{rf.what} has an unknown reason {reason_text!r}") from None
+        except ValueError as exc:
+            raise FormatError(f"{rf.what} has an unknown reason {reason_text!r}") from exc
         revoked.append(Revocation(key, reason, rf.integer("at", 0, MAX_TIME)))
         rf.done()
     if len({r.key for r in revoked}) != len(revoked):

@@ -149,14 +149,14 @@ def parse_key_file(data: bytes, path: Path) -> KeyFileInfo:
         fields = Fields(value, what)
         check = fields.binary("check", CHECK_BYTES)
     except FormatError as exc:
-        raise FormatError(f"{path} is damaged: {exc}") from None
+        raise FormatError(f"{path} is damaged: {exc}") from exc
     # Integrity first, so a damaged byte is never mistaken for anything it happens to spell.
     if _check_digest(value) != check:
         raise FormatError(f"{path} is damaged: its bytes were changed")
     try:
         key_format = fields.integer("format", 0, 2**16)
     except FormatError as exc:
-        raise FormatError(f"{path} is damaged: {exc}") from None
+        raise FormatError(f"{path} is damaged: {exc}") from exc
     if key_format != KEY_FORMAT:
         raise FormatError(f"{path} is a key file of a newer meshdrop; update meshdrop to use it")
     try:
@@ -178,14 +178,14 @@ def parse_key_file(data: bytes, path: Path) -> KeyFileInfo:
             raise FormatError(f"{what} uses an unknown kind of key protection")
         fields.done()
     except FormatError as exc:
-        raise FormatError(f"{path} is damaged: {exc}") from None
+        raise FormatError(f"{path} is damaged: {exc}") from exc
     if kdf == "scrypt" and (cost[0] not in _SCRYPT_N_ALLOWED or cost[1:] != (SCRYPT_R, SCRYPT_P)):
         raise FormatError(f"{path} asks for a passphrase strength this meshdrop does not allow")
     try:
         kind = KeyKind(kind_text)
         check_public_key(public)
-    except (ValueError, MeshdropError):
-        raise FormatError(f"{path} is damaged: it names an unknown or invalid key") from None
+    except (ValueError, MeshdropError) as exc:
+        raise FormatError(f"{path} is damaged: it names an unknown or invalid key") from exc
     return KeyFileInfo(path, kind, public, kdf == "scrypt", value)
 
 
@@ -205,9 +205,9 @@ def unlock(info: KeyFileInfo, passphrase_provider: PassphraseProvider) -> Ed2551
             seed = ChaCha20Poly1305(secret).decrypt(
                 fields["nonce"], fields["sealed"], _AAD_PREFIX + info.public
             )
-        except InvalidTag:
+        except InvalidTag as exc:
             # The check digest matched, so the bytes are as written: the passphrase is wrong.
-            raise PassphraseError(f"wrong passphrase for {info.path}") from None
+            raise PassphraseError(f"wrong passphrase for {info.path}") from exc
     else:
         seed = fields["seed"]
     key = Ed25519PrivateKey.from_private_bytes(seed)
@@ -248,4 +248,4 @@ def read_public_key_file(path: Path) -> bytes:
     try:
         return check_public_key(public, f"the key in {path}")
     except MeshdropError as exc:
-        raise FormatError(str(exc)) from None
+        raise FormatError(str(exc)) from exc

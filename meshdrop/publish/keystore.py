@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def _prepare_folder(folder: Path) -> None:
             folder.mkdir(mode=FOLDER_MODE, parents=True)
         folder.chmod(FOLDER_MODE)
     except OSError as exc:
-        raise UsageError(f"cannot create the folder {folder} ({exc.strerror})") from None
+        raise UsageError(f"cannot create the folder {folder} ({exc.strerror})") from exc
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,7 @@ def _move_to_retired(path: Path) -> Path:
         fsync_dir(retired)
         fsync_dir(path.parent)
     except OSError as exc:
-        raise StoreError(os_error_message(exc, f"moving {path} into {retired}")) from None
+        raise StoreError(os_error_message(exc, f"moving {path} into {retired}")) from exc
     return target
 
 
@@ -360,3 +361,14 @@ def read_trust_file(path: Path) -> PublisherState:
     data = read_small_file(path, MAX_PUBLISHER_FILE_BYTES, "publisher file")
     state, _ignored = pin_chain(parse_publisher_file(data, str(path)))
     return state
+
+
+def read_trust_files(paths: Iterable[Path]) -> dict[bytes, PublisherState]:
+    """The publishers to verify against (``verify --trust``), by publisher key."""
+    states = (read_trust_file(path) for path in paths)
+    return {state.publisher: state for state in states}
+
+
+def read_publisher_source(source: Path) -> PublisherState:
+    """A publisher folder's or publisher.pub file's verified record chain."""
+    return read_publisher_file(source / PUBLISHER_FILE if source.is_dir() else source)

@@ -148,7 +148,7 @@ def _check_metadata(
     try:
         check_bundle_name(name)
     except FormatError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from exc
     if not 1 <= version <= MAX_VERSION:
         raise UsageError(f"the bundle version must be a whole number from 1 to {MAX_VERSION}")
     if not 0 <= created <= MAX_TIME:
@@ -168,8 +168,8 @@ def _check_metadata(
     for what, text in (("title", title), ("description", description)):
         try:
             text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(f"the {what} contains a broken character") from None
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"the {what} contains a broken character") from exc
 
 
 def _check_output(src: Path, out: Path) -> None:
@@ -201,7 +201,7 @@ def _check_fits(src: Path, draft: Manifest) -> bytes:
     try:
         return draft.encode()
     except FormatError as exc:
-        raise UsageError(f"{src} does not fit in one bundle: {exc}") from None
+        raise UsageError(f"{src} does not fit in one bundle: {exc}") from exc
 
 
 def _worker_count() -> int:
@@ -306,12 +306,12 @@ def _open_source(source: SourceFile) -> int:
     """An fd for ``source``, refused if it is no longer the file the scan saw."""
     try:
         fd = os.open(source.fs_path, _OPEN_FLAGS)
-    except FileNotFoundError:
-        raise _changed(source) from None
+    except FileNotFoundError as exc:
+        raise _changed(source) from exc
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # it became a symlink
-            raise _changed(source) from None
-        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
+            raise _changed(source) from exc
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from exc
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or _stamp(info) != (source.size, source.mtime_ns):
@@ -330,7 +330,7 @@ def _read(fd: int, size: int, offset: int, source: SourceFile) -> bytes:
     try:
         return os.pread(fd, size, offset)
     except OSError as exc:
-        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from exc
 
 
 def _read_chunk(fd: int, size: int, offset: int, source: SourceFile) -> memoryview:
@@ -339,7 +339,7 @@ def _read_chunk(fd: int, size: int, offset: int, source: SourceFile) -> memoryvi
     try:
         data = read_reusable(fd, offset, size)
     except OSError as exc:
-        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from exc
     if len(data) < size:
         raise _changed(source)
     return data
@@ -356,10 +356,10 @@ def _check_still(source: SourceFile) -> None:
     """After the whole bundle is written: ``source`` must still be the file that was read."""
     try:
         info = source.fs_path.lstat()
-    except FileNotFoundError:
-        raise _changed(source) from None
+    except FileNotFoundError as exc:
+        raise _changed(source) from exc
     except OSError as exc:
-        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read {show_name(source.path)} ({exc.strerror})") from exc
     if not stat.S_ISREG(info.st_mode) or _stamp(info) != (source.size, source.mtime_ns):
         raise _changed(source)
 

@@ -121,7 +121,7 @@ def _list_folder(folder: Path, rel: str) -> list[os.DirEntry[str]]:
         with os.scandir(folder) as entries:
             return list(entries)
     except OSError as exc:
-        raise UsageError(f"cannot read the folder {show_name(rel)} ({exc.strerror})") from None
+        raise UsageError(f"cannot read the folder {show_name(rel)} ({exc.strerror})") from exc
 
 
 def _kind(mode: int) -> str:

@@ -77,7 +77,12 @@ class Reader:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # Loaded once, here: otherwise every page would stat its templates on disk
+            # from inside the event loop, to see whether they changed (they never do).
+            auto_reload=False,
         )
+        for name in self.templates.list_templates():
+            self.templates.get_template(name)
 
     # Wiring
 

@@ -106,10 +106,14 @@ class Library:
     async def backfill_search(self) -> int:
         """Index bundles stored before search existed, a batch at a time, so that pages
         are answered in between."""
-        if not await self._on_store_thread(lambda: fts.purge(self._open())):
+        if not await self._on_store_thread(lambda: fts.purge(self._open().db)):
             return 0
         done = 0
-        while count := await self._on_store_thread(lambda: fts.index_some(self._open())):
+
+        def index_some() -> int:
+            return fts.index_some(self._open().db, self.chunks)
+
+        while count := await self._on_store_thread(index_some):
             done += count
         return done
 
@@ -122,8 +126,9 @@ class Library:
 
     async def close(self) -> None:
         await self._on_store_thread(self._close)
-        self.store_thread.shutdown(wait=True)
-        self.read_threads.shutdown(wait=True)
+        # Waiting for the pools' threads to end blocks: not on the event loop.
+        await asyncio.to_thread(self.store_thread.shutdown, wait=True)
+        await asyncio.to_thread(self.read_threads.shutdown, wait=True)
 
     # The store thread's side
 
@@ -135,7 +140,7 @@ class Library:
 
     @staticmethod
     def _version(store: Store) -> int:
-        return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
+        return store.db.data_version()
 
     def _close(self) -> None:
         if self._store is not None:
@@ -182,7 +187,7 @@ class Library:
         return cached
 
     def _search(self, query: str) -> list[fts.Hit] | None:
-        return fts.search(self._open().conn, query, SEARCH_LIMIT)
+        return self._open().search(query, SEARCH_LIMIT)
 
 
 def find_file(manifest: Manifest, path: str) -> FileEntry | None:

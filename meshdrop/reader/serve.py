@@ -76,7 +76,7 @@ async def serve(home: Path, bind: str, port: int, announce: Callable[[str], None
             hint = "; choose another --port" if exc.errno == errno.EADDRINUSE else ""
             raise UsageError(
                 f"cannot listen on {bind}:{port}: {exc.strerror or exc}{hint}"
-            ) from None
+            ) from exc
         actual = runner.addresses[0][1]
         shared.extend(url_for(host, actual) for host in share_hosts(bind))
         shown = "127.0.0.1" if bind in ANY_ADDRESS else bind

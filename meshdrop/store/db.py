@@ -1,13 +1,19 @@
-"""The SQLite index: schema and connection settings."""
+"""The SQLite index: schema, connection settings, and the Database object that owns one
+connection, its transactions and the store's write lock."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar, cast
 
 from meshdrop.errors import StoreError
 
+T = TypeVar("T")
 SCHEMA_VERSION = 2
 
 _SCHEMA = """
@@ -86,6 +92,20 @@ CREATE TABLE IF NOT EXISTS staging_chunks (
     PRIMARY KEY (manifest_hash, hash)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS staging_chunks_by_hash ON staging_chunks(hash);
+-- Two different bundles signed as one version (a likely stolen signing key), kept so that
+-- `trust show` and `ls` still say so when the import line is long gone. ``kept`` is the
+-- copy the node holds (the lower manifest hash, on every node), ``other`` the one refused
+-- or replaced.
+CREATE TABLE IF NOT EXISTS equivocations (
+    publisher BLOB NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    kept BLOB NOT NULL,
+    other BLOB NOT NULL,
+    signer BLOB NOT NULL,
+    seen INTEGER NOT NULL,
+    PRIMARY KEY (publisher, name, version, other)
+) WITHOUT ROWID;
 """
 
 
@@ -103,8 +123,8 @@ def connect(path: Path) -> sqlite3.Connection:
             raise StoreError(f"the store at {path.parent} was made by another meshdrop version")
     except sqlite3.DatabaseError as exc:
         if is_disk_full(exc) or _nearly_full(path.parent):
-            raise StoreError(f"the disk is full: cannot open the store in {path.parent}") from None
-        raise StoreError(f"cannot open the store index {path}: {exc}") from None
+            raise StoreError(f"the disk is full: cannot open the store in {path.parent}") from exc
+        raise StoreError(f"cannot open the store index {path}: {exc}") from exc
     return conn
 
 
@@ -122,3 +142,72 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
     # cannot be made.
     code = getattr(exc, "sqlite_errorcode", None)
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+
+
+class Database:
+    """The index: one SQLite connection (of the thread that made it), its transactions,
+    the store's write lock, and a cheap test of whether another connection committed.
+    What needs the index (trust, staging, search, fsck) takes this, not the whole store."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.conn = connect(home / "index.sqlite")
+        self._cached: dict[str, tuple[int, object]] = {}
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """One writer at a time across processes; the kernel drops it if we die."""
+        fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self._rollback()
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            if is_disk_full(exc):
+                raise StoreError(
+                    f"the disk is full: cannot save to the store in {self.home}"
+                ) from exc
+            raise StoreError(f"could not save to the store index: {exc}") from exc
+        finally:
+            self._cached.clear()  # this connection's own commits do not move data_version
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back by itself (a full disk during COMMIT).
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def cached(self, key: str, load: Callable[[sqlite3.Connection], T]) -> T:
+        """``load(conn)``, computed again only when the index may have changed since:
+        after a commit on this connection, or when ``PRAGMA data_version`` says another
+        connection (another process) committed."""
+        version = self.data_version()
+        hit = self._cached.get(key)
+        if hit is not None and hit[0] == version:
+            return cast(T, hit[1])
+        value = load(self.conn)
+        self._cached[key] = (version, value)
+        return value
+
+    def forget(self) -> None:
+        """Drop every cached value (after a change made outside ``transaction``)."""
+        self._cached.clear()

@@ -176,5 +176,5 @@ def write_bundle_data(
             if progress:
                 progress(len(data))
     except OSError as exc:
-        raise StoreError(os_error_message(exc, f"writing {item.bundle.name!r}")) from None
+        raise StoreError(os_error_message(exc, f"writing {item.bundle.name!r}")) from exc
     return written

@@ -77,7 +77,7 @@ def write_bundle(
             fsync_dir(folder)
     except OSError as exc:
         shutil.rmtree(temp, ignore_errors=True)
-        raise StoreError(os_error_message(exc, f"writing {output}")) from None
+        raise StoreError(os_error_message(exc, f"writing {output}")) from exc
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -92,7 +92,7 @@ def _new_output(output: Path) -> Path:
     except FileNotFoundError:
         return output.resolve()
     except OSError as exc:
-        raise UsageError(f"{output}: cannot look into it ({exc.strerror})") from None
+        raise UsageError(f"{output}: cannot look into it ({exc.strerror})") from exc
     if not empty:
         raise UsageError(f"{output} already exists; give a new folder")
     return output.resolve()
@@ -116,7 +116,7 @@ def _move_into_place(temp: Path, final: Path, output: Path) -> None:
         temp.rename(final)
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-            raise UsageError(f"{output} appeared while writing; give a new folder") from None
+            raise UsageError(f"{output} appeared while writing; give a new folder") from exc
         raise
 
 
@@ -158,7 +158,7 @@ class _TreeWriter:
         try:
             folder.mkdir()
         except OSError as exc:
-            raise StoreError(os_error_message(exc, f"writing into {self.output}")) from None
+            raise StoreError(os_error_message(exc, f"writing into {self.output}")) from exc
         made.add(folder)
         self.folders.append(folder)
 
@@ -174,7 +174,7 @@ class _TreeWriter:
                 if progress:
                     progress(len(data))
         except OSError as exc:
-            raise StoreError(self._doing(exc, entry.path)) from None
+            raise StoreError(self._doing(exc, entry.path)) from exc
 
     def _sync_group(self) -> None:
         group, self.group = self.group, []

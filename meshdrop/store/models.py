@@ -12,6 +12,7 @@ class Outcome(Enum):
     IMPORTED = "imported"
     REPLACED = "imported, replacing an older version"
     ALREADY_HAD = "already had"
+    REPLACED_TWIN = "imported, replacing another copy of the same version"
     PUBLISHER_UPDATED = "publisher updated"
 
 
@@ -22,6 +23,20 @@ class ImportResult:
     version: int
     publisher: str
     replaced_version: int | None = None
+
+
+@dataclass(frozen=True)
+class Equivocation:
+    """Two different bundles signed as one version of one name: only a holder of the
+    publisher's signing key can make them, so most likely a stolen key."""
+
+    publisher: bytes
+    name: str
+    version: int
+    kept: bytes  # manifest hash of the copy the node holds (the lower one)
+    other: bytes  # manifest hash of the other copy
+    signer: bytes  # the key that signed the other copy
+    seen: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,7 @@ class StoredBundle:
     file_count: int
     imported: int
     state: str = "ok"  # ok, expired or withdrawn
+    equivocated: bool = False  # two copies of this version were signed (a likely stolen key)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -79,6 +95,7 @@ class StoredBundle:
             "size": self.size,
             "files": self.file_count,
             "state": self.state,
+            "equivocated": self.equivocated,
         }
 
 

@@ -32,7 +32,7 @@ from meshdrop.core.manifest import FileEntry, Manifest, parse_manifest
 from meshdrop.store.chunks import ChunkStore
 
 if TYPE_CHECKING:
-    from meshdrop.store.store import Store
+    from meshdrop.store.db import Database
 
 TABLE = "bundle_text"
 FILE_TEXT_CAP = 20_000  # characters of text indexed per file
@@ -108,22 +108,22 @@ def _write_row(conn: sqlite3.Connection, bundle_id: int, manifest: Manifest, bod
     )
 
 
-def backfill(store: Store) -> int:
+def backfill(db: Database, chunks: ChunkStore) -> int:
     """Index committed bundles the table does not cover yet (stored before search
     existed) and drop rows of bundles that are gone. Returns how many it indexed."""
-    if not purge(store):
+    if not purge(db):
         return 0
     done = 0
     while True:
-        count = index_some(store)
+        count = index_some(db, chunks)
         done += count
         if count < BACKFILL_BATCH:
             return done
 
 
-def purge(store: Store) -> bool:
+def purge(db: Database) -> bool:
     """Drop rows of bundles that are gone; False if this SQLite has no FTS5."""
-    with store.write_lock(), store.transaction() as conn:
+    with db.write_lock(), db.transaction() as conn:
         if not ensure_table(conn):
             return False
         conn.execute(
@@ -132,9 +132,9 @@ def purge(store: Store) -> bool:
     return True
 
 
-def index_some(store: Store, limit: int = BACKFILL_BATCH) -> int:
+def index_some(db: Database, chunks: ChunkStore, limit: int = BACKFILL_BATCH) -> int:
     """Index up to ``limit`` bundles the table does not cover yet, in one transaction."""
-    with store.write_lock(), store.transaction() as conn:
+    with db.write_lock(), db.transaction() as conn:
         rows = conn.execute(
             f"SELECT id, name, envelope FROM bundles WHERE id NOT IN "  # noqa: S608
             f"(SELECT rowid FROM {TABLE}) ORDER BY id LIMIT ?",
@@ -142,7 +142,7 @@ def index_some(store: Store, limit: int = BACKFILL_BATCH) -> int:
         ).fetchall()
         for bundle_id, name, envelope in rows:
             manifest = parse_manifest(parse_envelope(envelope, name).manifest_bytes)
-            _write_row(conn, bundle_id, manifest, bundle_text(store.chunks, manifest))
+            _write_row(conn, bundle_id, manifest, bundle_text(chunks, manifest))
     return len(rows)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,9 @@ from meshdrop.errors import MeshdropError
 from meshdrop.store.models import ImportResult
 
 if TYPE_CHECKING:
-    from meshdrop.store.store import Store
+    from meshdrop.store.db import Database
+
+Accept = Callable[[Envelope], "VerifiedManifest | ImportResult"]
 
 # A staged row counts only while no committed bundle of the same name is as new or newer.
 _STAGED_DIGESTS = (
@@ -63,11 +66,11 @@ def manifest_hash(verified: VerifiedManifest) -> bytes:
     return hashlib.sha256(verified.manifest_bytes).digest()
 
 
-def stage(store: Store, verified: VerifiedManifest) -> bool:
+def stage(db: Database, verified: VerifiedManifest) -> bool:
     """Record ``verified`` as partly present; returns True if it was not staged yet."""
     m = verified.manifest
     digest = manifest_hash(verified)
-    with store.write_lock(), store.transaction() as conn:
+    with db.write_lock(), db.transaction() as conn:
         cursor = conn.execute(
             "INSERT OR IGNORE INTO staging VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -89,10 +92,10 @@ def stage(store: Store, verified: VerifiedManifest) -> bool:
     return True
 
 
-def unstage(store: Store, digest: bytes) -> None:
+def unstage(db: Database, digest: bytes) -> None:
     """Forget a staged bundle (it committed); cheap when it was never staged."""
-    if store.conn.execute("SELECT 1 FROM staging WHERE manifest_hash = ?", (digest,)).fetchone():
-        with store.transaction() as conn:
+    if db.conn.execute("SELECT 1 FROM staging WHERE manifest_hash = ?", (digest,)).fetchone():
+        with db.transaction() as conn:
             conn.execute("DELETE FROM staging WHERE manifest_hash = ?", (digest,))
 
 
@@ -106,8 +109,8 @@ def is_staged(conn: sqlite3.Connection, digest: bytes) -> bool:
     return row is not None
 
 
-def list_staged(store: Store) -> list[StagedBundle]:
-    rows = store.conn.execute(_LIST).fetchall()
+def list_staged(db: Database) -> list[StagedBundle]:
+    rows = db.conn.execute(_LIST).fetchall()
     return [
         StagedBundle(
             digest,
@@ -122,22 +125,22 @@ def list_staged(store: Store) -> list[StagedBundle]:
     ]
 
 
-def prune(store: Store) -> int:
+def prune(db: Database, accept: Accept) -> int:
     """Drop staged bundles that can never complete usefully: committed meanwhile, superseded
     by a newer version, expired, or no longer acceptable (trust removed, key revoked).
     Their chunks become ordinary leftovers for ``fsck --repair``. Returns how many."""
-    dead = [row[0] for row in store.conn.execute(_DEAD)]
-    for digest, envelope in store.conn.execute(
+    dead = [row[0] for row in db.conn.execute(_DEAD)]
+    for digest, envelope in db.conn.execute(
         "SELECT manifest_hash, envelope FROM staging"
     ).fetchall():
         if digest in dead:
             continue
         try:
-            if isinstance(store.accept(parse_envelope(envelope, "a staged bundle")), ImportResult):
+            if isinstance(accept(parse_envelope(envelope, "a staged bundle")), ImportResult):
                 dead.append(digest)
         except MeshdropError:
             dead.append(digest)
     if dead:
-        with store.write_lock(), store.transaction() as conn:
+        with db.write_lock(), db.transaction() as conn:
             conn.executemany("DELETE FROM staging WHERE manifest_hash = ?", ((d,) for d in dead))
     return len(dead)

@@ -9,6 +9,7 @@ import time
 from meshdrop.core.bundle import encode_publisher_file, parse_publisher_file
 from meshdrop.core.records import Reason
 from meshdrop.core.trust import PublisherState, start_state
+from meshdrop.store.models import Equivocation
 
 
 def load_states(conn: sqlite3.Connection) -> dict[bytes, PublisherState]:
@@ -97,4 +98,30 @@ def highest_version(
         )
         if signer not in compromised
     ]
-    return max(rows) if rows else None
+    # The highest version; of two copies of one version (an equivocation), the lower
+    # manifest hash, the copy every node keeps whatever order the copies came in.
+    return min(rows, key=lambda row: (-row[0], row[1])) if rows else None
+
+
+def record_equivocation(conn: sqlite3.Connection, twin: Equivocation) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO equivocations VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            twin.publisher,
+            twin.name,
+            twin.version,
+            twin.kept,
+            twin.other,
+            twin.signer,
+            twin.seen or int(time.time()),
+        ),
+    )
+
+
+def equivocations(conn: sqlite3.Connection, publisher: bytes) -> list[Equivocation]:
+    rows = conn.execute(
+        "SELECT publisher, name, version, kept, other, signer, seen FROM equivocations "
+        "WHERE publisher = ? ORDER BY seen, name, version",
+        (publisher,),
+    ).fetchall()
+    return [Equivocation(*row) for row in rows]

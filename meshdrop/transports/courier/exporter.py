@@ -102,7 +102,7 @@ class CourierExport:
         try:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot make the courier folder {folder} ({exc.strerror})") from None
+            raise StoreError(f"cannot make the courier folder {folder} ({exc.strerror})") from exc
         for temp in _remove_temps(folder):
             summary.notes.append(f"removed {temp}, left by an export that was cut short")
         stick = read_stick(folder, self.options.check)

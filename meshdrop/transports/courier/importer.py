@@ -31,9 +31,9 @@ from meshdrop.errors import (
 )
 from meshdrop.fs import read_small_file
 from meshdrop.store import staging
-from meshdrop.store.ingest import BatchPublisher
+from meshdrop.store.ingest import Committed, IngestSession
 from meshdrop.store.models import ImportResult, Outcome
-from meshdrop.store.store import BATCH_BYTES, COMMIT_BATCH, Store
+from meshdrop.store.store import Store
 from meshdrop.transports.courier.parts import refs_in_range
 from meshdrop.transports.courier.reader import CourierFile, open_courier_file
 from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
@@ -72,22 +72,17 @@ class Report:
     name: str | None = None
     version: int | None = None
     publisher: str | None = None
+    exit_code: int = 0  # of the error that refused it; 1 if it failed otherwise
+
+    @property
+    def code(self) -> int:
+        return self.exit_code or int(self.status.failed)
 
     @property
     def label(self) -> str:
         if len(self.files) <= 3:
             return ", ".join(self.files)
         return f"{self.files[0]} and {len(self.files) - 1} more files"
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "files": self.files,
-            "outcome": self.status.value,
-            "detail": self.detail,
-            "name": self.name,
-            "version": self.version,
-            "publisher": self.publisher,
-        }
 
 
 class ProgressSink(Protocol):
@@ -121,7 +116,7 @@ class _Group:
     name: str | None = None
     version: int | None = None
     publisher: str | None = None
-    refusal: tuple[Status, str] | None = None
+    refusal: tuple[Status, str, int] | None = None  # status, why, exit code
     part_count: int = 0
     parts_seen: set[int] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
@@ -147,9 +142,8 @@ class CourierImport:
         self.reports: list[Report] = []
         self.junk = 0
         self._advanced = 0
-        self._batches: BatchPublisher | None = None  # staged chunks not yet named
-        self._ready: list[tuple[_Group, VerifiedManifest]] = []
-        self._ready_bytes = 0
+        self.session = IngestSession(store)
+        self._ready: dict[int, _Group] = {}  # id(verified) -> its group, waiting to commit
 
     def run(self, folder: Path) -> list[Report]:
         return self._run(scan_folder(folder))
@@ -159,25 +153,20 @@ class CourierImport:
         return self._run(Scan(Path(), bundles=list(paths)))
 
     def _run(self, scan: Scan) -> list[Report]:
-        staging.prune(self.store)
+        staging.prune(self.store.db, self.store.accept)
         sizes = {p: _size(p) for p in scan.bundles + scan.publishers}
         self.progress.start(sum(sizes.values()), len(sizes))
         for path in scan.publishers:
             self.reports.append(self._publisher(path))
             self.progress.advance(sizes[path])
             self.progress.file_done()
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="courier") as pool:
-            try:
-                for path in scan.bundles:
-                    self._advanced = 0
-                    self._bundle_file(pool, path)
-                    self.progress.advance(max(0, sizes[path] - self._advanced))
-                    self.progress.file_done()
-                self._flush()
-            except BaseException:
-                if self._batches is not None:
-                    self._batches.abandon()
-                raise
+        with self.session, ThreadPoolExecutor(WORKERS, thread_name_prefix="courier") as pool:
+            for path in scan.bundles:
+                self._advanced = 0
+                self._bundle_file(pool, path)
+                self.progress.advance(max(0, sizes[path] - self._advanced))
+                self.progress.file_done()
+            self._flush()
         for path, kind in scan.not_regular:
             self.reports.append(
                 Report([path.name], Status.REFUSED, f"is {kind}, not a bundle file; not opened")
@@ -201,7 +190,7 @@ class CourierImport:
         except UntrustedPublisherError:
             return Report([path.name], Status.NOT_TRUSTED, "left alone")
         except MeshdropError as exc:
-            return Report([path.name], Status.REFUSED, str(exc))
+            return Report([path.name], Status.REFUSED, str(exc), exit_code=exc.exit_code)
         if result.outcome is Outcome.PUBLISHER_UPDATED:
             detail = f"{result.name} record v{result.version} (was v{result.replaced_version})"
             status = Status.PUBLISHER_UPDATED
@@ -216,7 +205,9 @@ class CourierImport:
         except MeshdropError as exc:
             self.junk += 1
             if self.junk <= MAX_JUNK_REPORTS:
-                self.reports.append(Report([path.name], Status.REFUSED, str(exc)))
+                self.reports.append(
+                    Report([path.name], Status.REFUSED, str(exc), exit_code=exc.exit_code)
+                )
             return
         with source:
             key = hashlib.sha256(source.envelope.manifest_bytes).digest()
@@ -227,12 +218,12 @@ class CourierImport:
             if group.committed:
                 return  # a duplicate or an extra part of a bundle already imported
             try:
-                accepted = self.store.accept(source.envelope)
+                accepted = self.session.accept(source.envelope)
             except OlderVersionError as exc:
-                group.refusal = (Status.OLDER, str(exc))
+                group.refusal = (Status.OLDER, str(exc), exc.exit_code)
                 return
             except MeshdropError as exc:
-                group.refusal = (Status.REFUSED, str(exc))
+                group.refusal = (Status.REFUSED, str(exc), exc.exit_code)
                 return
             if isinstance(accepted, ImportResult):
                 group.result = accepted
@@ -260,7 +251,12 @@ class CourierImport:
         except FormatError as exc:
             group.problems.append(f"{source.path.name}: {exc}")
             return
-        missing = {r.digest for r in self.store.missing_chunks(verified)}
+        try:
+            missing = {r.digest for r in self.session.needed(verified)}
+        except StoreError as exc:  # the free-space floor: nothing of it is written
+            group.refusal = (Status.REFUSED, str(exc), exc.exit_code)
+            group.verified = None
+            return
         wanted: list[ChunkRef] = []
         for ref in refs_in_range(m.chunk_refs(), start, end):
             if ref.digest in missing:
@@ -286,26 +282,29 @@ class CourierImport:
         if missing or copied.damaged or copied.unreadable or copied.truncated:
             return  # chunks are still to come (from another part, or another stick)
         group.ready = True
-        self._ready.append((group, verified))
-        self._ready_bytes += m.size
-        if len(self._ready) >= COMMIT_BATCH or self._ready_bytes >= BATCH_BYTES:
-            self._flush()
+        self._ready[id(verified)] = group
+        self._settle(self.session.complete(verified))
 
     def _flush(self) -> None:
         """Name every staged chunk (one file-system sync for the lot), then commit the
         complete bundles together."""
-        staged, self._batches = self._batches, None
-        ready, self._ready, self._ready_bytes = self._ready, [], 0
-        results = self.store.commit_staged(staged, [verified for _, verified in ready])
-        for (group, verified), result in zip(ready, results, strict=True):
+        self._settle(self.session.flush())
+
+    def _settle(self, done: list[Committed]) -> None:
+        for item in done:
+            group, verified, result = (
+                self._ready.pop(id(item.verified)),
+                item.verified,
+                item.outcome,
+            )
             group.ready = False
             if isinstance(result, MissingChunksError):
                 continue  # reported incomplete, what verified kept in staging
             if isinstance(result, MeshdropError):
-                group.refusal = (Status.REFUSED, str(result))
+                group.refusal = (Status.REFUSED, str(result), result.exit_code)
                 continue
             group.result = result
-            staging.unstage(self.store, staging.manifest_hash(verified))
+            staging.unstage(self.store.db, staging.manifest_hash(verified))
             group.verified = None
 
     def _copy(
@@ -320,23 +319,18 @@ class CourierImport:
             except OSError:
                 return None, "unreadable"
             try:
-                return self.store.stage_chunk(ref, data), ""
+                return self.session.put(ref, data), ""
             except IntegrityError:
                 return None, "damaged"
 
         pending: deque[tuple[Future[tuple[Path | None, str]], int]] = deque()
-        if self._batches is None:
-            self._batches = BatchPublisher(self.store.publish_chunks, BATCH_BYTES)
-        batches = self._batches
 
         def finish_oldest() -> None:
             future, size = pending.popleft()
-            temp, problem = future.result()
-            if temp is not None:
-                batches.add(temp, size)
-            elif problem == "damaged":
+            _temp, problem = future.result()
+            if problem == "damaged":
                 copied.damaged += 1
-            else:
+            elif problem:
                 copied.unreadable += 1
             self._advanced += size
             self.progress.advance(size)
@@ -375,11 +369,14 @@ class CourierImport:
         if group.verified is not None:
             return report(Status.INCOMPLETE, self._incomplete(group, group.verified))
         if group.refusal is not None:
-            return report(*group.refusal)
+            status, why, code = group.refusal
+            refused = report(status, why)
+            refused.exit_code = code
+            return refused
         return report(Status.REFUSED, "; ".join(group.problems) or "nothing could be read")
 
     def _incomplete(self, group: _Group, verified: VerifiedManifest) -> str:
-        staging.stage(self.store, verified)
+        staging.stage(self.store.db, verified)
         still = self.store.missing_chunks(verified)
         facts = []
         if group.part_count:
@@ -418,9 +415,3 @@ def _size(path: Path) -> int:
 
 def _mib(size: int) -> str:
     return f"{size / MIB:.1f} MiB"
-
-
-def import_courier_folder(
-    store: Store, folder: Path, progress: ProgressSink | None = None
-) -> list[Report]:
-    return CourierImport(store, progress).run(folder)

@@ -92,11 +92,11 @@ def read_want(path: Path) -> Want:
     try:
         fd = open_regular_file(path)
     except UsageError as exc:
-        raise FormatError(str(exc)) from None
+        raise FormatError(str(exc)) from exc
     try:
         data = read_exactly(fd, MAX_WANT_BYTES + 1)
     except OSError as exc:
-        raise FormatError(f"{path.name} cannot be read ({exc.strerror})") from None
+        raise FormatError(f"{path.name} cannot be read ({exc.strerror})") from exc
     finally:
         os.close(fd)
     return parse_want(data, path.name)
