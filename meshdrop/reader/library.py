@@ -1,9 +1,9 @@
 """The reader's view of the store: what it may show, read on threads of its own.
 
 SQLite connections are not thread-safe, so every index query runs on ONE thread owned by
-the reader (``store_thread``); chunk files are read and re-hashed on a small pool of
-their own (``read_threads``). Neither is shared with the peer API, so a busy reader
-cannot starve sync of threads, nor sync the reader.
+the reader; chunk files are read and re-hashed on a small pool of their own (both
+through store/threaded.py, as the LAN's StoreIO). Neither is shared with the peer API,
+so a busy reader cannot starve sync of threads, nor sync the reader.
 
 What may be shown is a ``Shelf``: the committed bundles in state "ok" (verified, of a
 trusted publisher, neither withdrawn nor expired), taken from ``Store.list_bundles``. It
@@ -13,11 +13,9 @@ shown bundle reaches its expiry, and at least every REFRESH_SECONDS.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +26,7 @@ from meshdrop.store import search as fts
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.models import StoredBundle, TrustedPublisher
 from meshdrop.store.store import Store
+from meshdrop.store.threaded import ThreadedStore
 
 T = TypeVar("T")
 
@@ -71,9 +70,9 @@ class Library:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.chunks = ChunkStore(home / "chunks")
-        self.store_thread = ThreadPoolExecutor(1, thread_name_prefix="meshdrop-reader-index")
-        self.read_threads = ThreadPoolExecutor(READ_THREADS, "meshdrop-reader-read")
-        self._store: Store | None = None  # touched on store_thread only
+        # One index thread (the shelf and manifests below are touched there only), and
+        # READ_THREADS for chunk files.
+        self.threads = ThreadedStore(home, "meshdrop-reader", readers=1, data_workers=READ_THREADS)
         self._data_version: int | None = None
         self._shelf: Shelf | None = None
         self._shelf_until = 0.0
@@ -82,7 +81,7 @@ class Library:
     # The event loop's side
 
     async def _on_store_thread(self, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.store_thread, work)
+        return await self.threads.read(lambda _: work())
 
     async def shelf(self) -> Shelf:
         return await self._on_store_thread(self._current_shelf)
@@ -120,40 +119,22 @@ class Library:
     async def read_chunk(self, entry: FileEntry, index: int) -> bytes | None:
         """Chunk ``index`` of a file, re-hashed; None if missing or damaged."""
         digest = entry.chunks[index]
-        return await asyncio.get_running_loop().run_in_executor(
-            self.read_threads, self.chunks.read, digest
-        )
+        return await self.threads.data(lambda: self.chunks.read(digest))
 
     async def close(self) -> None:
-        await self._on_store_thread(self._close)
-        # Waiting for the pools' threads to end blocks: not on the event loop.
-        await asyncio.to_thread(self.store_thread.shutdown, wait=True)
-        await asyncio.to_thread(self.read_threads.shutdown, wait=True)
+        await self.threads.aclose()
 
     # The store thread's side
 
     def _open(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.home)
-            self._data_version = self._version(self._store)
-        return self._store
-
-    @staticmethod
-    def _version(store: Store) -> int:
-        return store.db.data_version()
-
-    def _close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        return self.threads.store()
 
     def _current_shelf(self) -> Shelf:
         store = self._open()
-        changed = self._version(store) != self._data_version
-        if changed:
-            # Another process committed: start afresh, since the Store object caches trust.
-            self._close()
-            store = self._open()
+        version = store.db.data_version()
+        changed = version != self._data_version
+        if changed:  # another process committed (the store reloads trust by itself)
+            self._data_version = version
             self._manifests.clear()
         if self._shelf is None or changed or time.monotonic() >= self._shelf_until:
             self._shelf = self._load_shelf(store)

@@ -12,10 +12,7 @@ staged chunks are made durable and named a batch at a time on a thread of their 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -28,6 +25,7 @@ from meshdrop.store.ingest import IngestSession
 from meshdrop.store.inventory import PeerView, Snapshot
 from meshdrop.store.models import ImportResult
 from meshdrop.store.store import IngestHold, Store
+from meshdrop.store.threaded import ThreadedStore
 
 T = TypeVar("T")
 
@@ -45,42 +43,37 @@ DATA_WORKERS = max(8, 2 * (os.cpu_count() or 2))  # chunk writes wait on fsync, 
 class StoreIO:
     def __init__(self, home: Path, readers: int = 4, data_workers: int = DATA_WORKERS) -> None:
         self.home = home
-        self._local = threading.local()
-        self._read = ThreadPoolExecutor(readers, "store-read", initializer=self._open)
-        self._write = ThreadPoolExecutor(1, "store-write", initializer=self._open)
-        self._readers = readers
-        self._data = ThreadPoolExecutor(data_workers, "store-data")
+        self.threads = ThreadedStore(
+            home,
+            "store",
+            readers=readers,
+            writer=True,
+            data_workers=data_workers,
+            on_open=self._open_view,
+        )
         self._publish = ThreadPoolExecutor(1, "store-publish")
-        # The data pool uses this store's chunk files only, never its SQLite connection
+        # The data threads use this store's chunk files only, never its SQLite connection
         # (which belongs to the thread that made the StoreIO).
         self._chunks = Store(home)
 
-    def _open(self) -> None:
-        store = Store(self.home)
-        self._local.store = store
-        self._local.view = PeerView(store)
-
-    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+    def _open_view(self, store: Store) -> None:
+        self.threads.local.view = PeerView(store)
 
     def _view(self) -> PeerView:
-        view: PeerView = self._local.view
+        self.threads.store()  # opened with its view
+        view: PeerView = self.threads.local.view
         return view
-
-    def _store(self) -> Store:
-        store: Store = self._local.store
-        return store
 
     # The server's side (reader threads)
 
     async def snapshot(self) -> Snapshot:
-        return await self._run(self._read, lambda: self._view().snapshot())
+        return await self.threads.read(lambda _: self._view().snapshot())
 
     async def envelope(self, manifest_hash: bytes) -> bytes | None:
-        return await self._run(self._read, lambda: self._view().envelope(manifest_hash))
+        return await self.threads.read(lambda _: self._view().envelope(manifest_hash))
 
     async def publisher_file(self, publisher: bytes) -> bytes | None:
-        return await self._run(self._read, lambda: self._view().publisher_file(publisher))
+        return await self.threads.read(lambda _: self._view().publisher_file(publisher))
 
     async def open_visible_chunk(self, digest: bytes) -> BinaryIO | None:
         """A chunk of a visible bundle, its file opened for reading (the caller closes
@@ -89,12 +82,12 @@ class StoreIO:
         disk is what ``meshdrop fsck`` finds (a peer that receives a damaged chunk
         penalises this node and fetches it elsewhere)."""
 
-        def visible() -> BinaryIO | None:
+        def visible(_: Store) -> BinaryIO | None:
             if not self._view().chunk_visible(digest):
                 return None
             return _open_or_none(self._chunks.chunks.path(digest))
 
-        return await self._run(self._read, visible)
+        return await self.threads.read(visible)
 
     # The client's side (the writer thread, and the data pool for chunks)
 
@@ -102,14 +95,14 @@ class StoreIO:
         """Read-only (commit checks it all again in its transaction), so on a reader
         thread: the writer thread is left to commits, which many small bundles queue on."""
         try:
-            return await self._run(self._read, lambda: self._store().accept(envelope))
+            return await self.threads.read(lambda store: store.accept(envelope))
         except EquivocationError as exc:  # kept for `trust show`, as every source does
             twin = exc.twin
-            await self._run(self._write, lambda: self._store().record_equivocation(twin))
+            await self.threads.write(lambda store: store.record_equivocation(twin))
             raise
 
     async def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
-        return await self._run(self._read, lambda: self._store().missing_chunks(verified))
+        return await self.threads.read(lambda store: store.missing_chunks(verified))
 
     async def hold_ingest(self) -> IngestHold:
         """The ingest lock, shared, for one transfer (on a thread: it waits while
@@ -117,54 +110,39 @@ class StoreIO:
         return await asyncio.to_thread(self._chunks.hold_ingest)
 
     async def check_free_space(self, needed: int, name: str) -> None:
-        await self._run(self._data, lambda: self._chunks.check_free_space(needed, name))
+        await self.threads.data(lambda: self._chunks.check_free_space(needed, name))
 
     async def store_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
-        return await self._run(self._data, lambda: self._chunks.store_chunk(ref, data))
+        return await self.threads.data(lambda: self._chunks.store_chunk(ref, data))
 
     async def stage_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
         """Verify a chunk and write it under a temp name, not yet durable (a big bundle's
         chunks); ``publish_chunks`` makes a batch of them durable and names them."""
-        return await self._run(self._data, lambda: self._chunks.stage_chunk(ref, data))
+        return await self.threads.data(lambda: self._chunks.stage_chunk(ref, data))
 
     async def publish_chunks(self, temps: list[Path]) -> set[Path]:
         """One file-system sync for a batch of staged chunks, then their names; batches
         are published one at a time, in the order they were handed over."""
-        return await self._run(self._publish, lambda: self._chunks.publish_chunks(temps))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._publish, lambda: self._chunks.publish_chunks(temps)
+        )
 
     async def remove_leftover_temp_files(self) -> int:
-        return await self._run(self._data, self._chunks.remove_leftover_temp_files)
+        return await self.threads.data(self._chunks.remove_leftover_temp_files)
 
     async def commit_many(
         self, bundles: list[VerifiedManifest], folders: set[Path]
     ) -> list[ImportResult | MeshdropError]:
-        return await self._run(
-            self._write, lambda: IngestSession(self._store()).commit_group(bundles, folders)
+        return await self.threads.write(
+            lambda store: IngestSession(store).commit_group(bundles, folders)
         )
 
     async def update_publisher(self, data: bytes, what: str) -> ImportResult:
-        return await self._run(self._write, lambda: self._store().update_publisher(data, what))
+        return await self.threads.write(lambda store: store.update_publisher(data, what))
 
     async def aclose(self) -> None:
         """Wait for work already started (a commit, a chunk being written) to finish, so
         that what was verified stays stored; then close every connection in its thread."""
-        await asyncio.to_thread(self._shutdown)
+        await self.threads.aclose()
+        await asyncio.to_thread(self._publish.shutdown, wait=True)  # a batch handed over
         self._chunks.close()  # made in this (the event loop's) thread
-
-    def _shutdown(self) -> None:
-        self._data.shutdown(wait=True, cancel_futures=True)
-        self._publish.shutdown(wait=True)  # a batch handed over is published, not dropped
-        for pool, threads in ((self._write, 1), (self._read, self._readers)):
-            barrier = threading.Barrier(threads, timeout=30)
-            closers = [pool.submit(self._close_local, barrier) for _ in range(threads)]
-            for closer in closers:
-                with contextlib.suppress(Exception):
-                    closer.result()
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _close_local(self, barrier: threading.Barrier) -> None:
-        store = getattr(self._local, "store", None)
-        if store is not None:
-            store.close()
-            self._local.store = None
-        barrier.wait()  # one closer per thread: each waits until all threads took one
