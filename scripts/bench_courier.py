@@ -11,20 +11,17 @@ bundle of the folder with quick), which export splits into parts that fit FAT32.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchkit import set_aside
+from benchkit import area_main, md, meshdrop, set_aside
 
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -38,21 +35,6 @@ MEMORY_TARGET_MB = 200
 
 def say(message: str) -> None:
     print(f"bench_courier: {message}", file=sys.stderr, flush=True)
-
-
-def meshdrop() -> str:
-    found = shutil.which("meshdrop") or str(Path(sys.executable).with_name("meshdrop"))
-    if not Path(found).exists():
-        raise RuntimeError("the meshdrop command is not installed (run ./scripts/test once)")
-    return found
-
-
-def md(*args: str | Path) -> None:
-    proc = subprocess.run(
-        [meshdrop(), *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"meshdrop {' '.join(map(str, args))}: {proc.stderr.strip()}")
 
 
 def timed(argv: Sequence[str | Path], shell: bool = False) -> float:
@@ -237,15 +219,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="128 MiB and 100 bundles")
-    parser.add_argument("--workdir", type=Path, help="where to work (default: a temp folder)")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.workdir) as temp:
-        rows = run(Path(temp), args.quick)
-    for r in rows:
-        print(json.dumps(r))
-    return 0
+    return area_main(run, __doc__, "128 MiB and 100 bundles", argv)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,15 @@ of 3 runs, timed around the whole command (Python start-up included).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchkit import set_aside
+from benchkit import area_main, md, meshdrop, set_aside
 
 FILE_BYTES = 1024
 PER_FOLDER = 500
@@ -33,21 +30,6 @@ TARGET = 0.1  # get's rate as a share of cp -r + sync's
 
 def say(message: str) -> None:
     print(f"bench_get: {message}", file=sys.stderr, flush=True)
-
-
-def meshdrop() -> str:
-    found = shutil.which("meshdrop") or str(Path(sys.executable).with_name("meshdrop"))
-    if not Path(found).exists():
-        raise RuntimeError("the meshdrop command is not installed (run ./scripts/test once)")
-    return found
-
-
-def md(*args: str | Path) -> None:
-    proc = subprocess.run(
-        [meshdrop(), *map(str, args)], capture_output=True, text=True, stdin=subprocess.DEVNULL
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"meshdrop {' '.join(map(str, args))}: {proc.stderr.strip()}")
 
 
 def timed(*commands: Sequence[str | Path]) -> float:
@@ -103,15 +85,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="2,000 files instead of 10,000")
-    parser.add_argument("--workdir", type=Path, help="where to work (default: a temp folder)")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.workdir) as temp:
-        rows = run(Path(temp), args.quick)
-    for r in rows:
-        print(json.dumps(r))
-    return 0
+    return area_main(run, __doc__, "2,000 files instead of 10,000", argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ for headers (the row says so). scripts/bench calls run(); `python scripts/bench_
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -41,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchkit import set_aside
+from benchkit import area_main, md, meshdrop, set_aside
 
 MIB = 1024 * 1024
 REPEATS = 3  # each timed figure is the best of this many runs
@@ -56,25 +55,6 @@ WAIT = 600.0
 
 def say(message: str) -> None:
     print(f"bench_lan: {message}", file=sys.stderr, flush=True)
-
-
-def meshdrop() -> str:
-    found = shutil.which("meshdrop") or str(Path(sys.executable).with_name("meshdrop"))
-    if not Path(found).exists():
-        raise RuntimeError("the meshdrop command is not installed (run ./scripts/test once)")
-    return found
-
-
-def md(*args: str | Path, prefix: Sequence[str] = ()) -> str:
-    proc = subprocess.run(
-        [*prefix, meshdrop(), *map(str, args)],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"meshdrop {' '.join(map(str, args))}: {proc.stderr.strip()}")
-    return proc.stdout
 
 
 def row(
@@ -703,15 +683,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
-    parser.add_argument("--workdir", type=Path, help="where to work (default: a temp folder)")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.workdir) as temp:
-        rows = run(Path(temp), args.quick)
-    for r in rows:
-        print(json.dumps(r))
-    return 0
+    return area_main(run, __doc__, "smaller sizes (a few minutes)", argv)
 
 
 if __name__ == "__main__":
