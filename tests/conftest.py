@@ -75,6 +75,52 @@ def run_meshdrop(
     return result
 
 
+def meshdrop_in_process(
+    *args: str | Path, env: dict[str, str] | None = None, check: bool = False
+) -> Result:
+    """What ``run_meshdrop`` returns, without starting a process: the same entry point
+    (``meshdrop.cli.main.main``, which turns errors into one line and an exit code) run in
+    the test's own process under click's CliRunner isolation (stdin not a terminal, no
+    inherited MESHDROP_* variables). For set-up steps and follow-up checks (DESIGN.md:
+    one real subprocess run per CLI behaviour is enough); the behaviour a test is about
+    runs with ``run_meshdrop``. Not for commands that serve, prompt or get killed; not
+    inside a running event loop, where the guards refuse meshdrop's blocking calls; and
+    only on the main thread, as it swaps process-wide state (sys.stdout, os.environ)."""
+    import asyncio
+    import threading
+
+    from click.testing import CliRunner
+
+    from meshdrop.cli.main import main
+
+    assert threading.current_thread() is threading.main_thread(), "use run_meshdrop here"
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no event loop running: the normal case
+    else:
+        raise AssertionError("meshdrop_in_process inside an event loop: use run_meshdrop")
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MESHDROP_")}
+    overrides.update(env or {})
+    saved_argv = sys.argv
+    with CliRunner().isolation(env=overrides) as (out, err, _mixed):
+        sys.argv = ["meshdrop", *map(str, args)]
+        try:
+            main()
+            status: object = 0
+        except SystemExit as exc:
+            status = exc.code
+        finally:
+            sys.argv = saved_argv
+            sys.stdout.flush()
+            sys.stderr.flush()
+        code = status if isinstance(status, int) else (0 if status is None else 1)
+        result = Result(code, out.getvalue().decode(), err.getvalue().decode())
+    if check:
+        assert result.code == 0, f"meshdrop {args} (in process) failed: {result.err}"
+    return result
+
+
 def assert_clean_error(result: Result, *fragments: str) -> None:
     """A refusal: non-zero exit, no traceback, every fragment named in the error output."""
     assert result.code != 0, result
@@ -98,8 +144,13 @@ def run() -> Callable[..., Result]:
     return run_meshdrop
 
 
+# The set-up helpers below run their command in process (meshdrop_in_process): the same
+# code as the installed command, without a process start each. The commands themselves
+# get real subprocess runs in the tests about them (test_node_flow, test_publish*, ...).
+
+
 def make_publisher(folder: Path, name: str = "Test Publisher") -> Publisher:
-    run_meshdrop("publisher", "new", folder, "--name", name, "--unencrypted", check=True)
+    meshdrop_in_process("publisher", "new", folder, "--name", name, "--unencrypted", check=True)
     return Publisher(folder)
 
 
@@ -117,7 +168,7 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
 
 
 def pack(publisher: Publisher, src: Path, out: Path, name: str, *extra: str) -> Path:
-    run_meshdrop(
+    meshdrop_in_process(
         "pack",
         src,
         "--publisher",
@@ -158,7 +209,7 @@ def make_bundle(tmp_path: Path, publisher: Publisher) -> Callable[..., Path]:
 def node(tmp_path: Path, publisher: Publisher) -> Path:
     """A node home that trusts ``publisher``."""
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     return home
 
 
@@ -173,9 +224,10 @@ def manifest_hash(bundle: Path) -> bytes:
 
 
 def list_json(home: Path) -> list[dict[str, object]]:
+    """The node's ``ls --json`` lines, run in process (a check after the step under test)."""
     import json
 
-    result = run_meshdrop("--home", home, "ls", "--json", check=True)
+    result = meshdrop_in_process("--home", home, "ls", "--json", check=True)
     return [json.loads(line) for line in result.out.splitlines() if line.strip()]
 
 

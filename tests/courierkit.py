@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Publisher, Result, make_publisher, pack, run_meshdrop, write_tree
+from conftest import (
+    Publisher,
+    Result,
+    make_publisher,
+    meshdrop_in_process,
+    pack,
+    run_meshdrop,
+    write_tree,
+)
 
 PART_SIZE = "1200K"  # one 1 MiB chunk (plus envelope) per part: small bundles split
 
@@ -70,18 +78,21 @@ class Setup:
 
 
 def build_setup(root: Path) -> Setup:
+    """Set-up, run in process: the same commands as a user's, without a process each (the
+    tests run the command they are about as a real process)."""
+    step = meshdrop_in_process
     publisher = make_publisher(root / "publisher")
     source = root / "source"
-    run_meshdrop("--home", source, "trust", "add", publisher.pub, check=True)
+    step("--home", source, "trust", "add", publisher.pub, check=True)
     for name, (files, extra) in BUNDLES.items():
         src = write_tree(root / f"src-{name}", files)
         bundle = pack(publisher, src, root / f"{name}.mdrop", name, "--version", "1", *extra)
-        run_meshdrop("--home", source, "import", bundle, "-q", check=True)
+        step("--home", source, "import", bundle, "-q", check=True)
     stick = root / "stick"
     stick.mkdir()
-    run_meshdrop("--home", source, "export", stick, "--part-size", PART_SIZE, "-q", check=True)
+    step("--home", source, "export", stick, "--part-size", PART_SIZE, "-q", check=True)
     empty = root / "empty-node"
-    run_meshdrop("--home", empty, "trust", "add", publisher.pub, check=True)
+    step("--home", empty, "trust", "add", publisher.pub, check=True)
     return Setup(root, publisher, source, stick, empty)
 
 
@@ -98,7 +109,8 @@ def outcomes(lines: list[dict[str, object]]) -> dict[str, str]:
 
 
 def listed(home: Path) -> dict[str, int]:
-    result = run_meshdrop("--home", home, "ls", "--json", check=True)
+    """The node's bundles and versions, from its ``ls --json`` run in process."""
+    result = meshdrop_in_process("--home", home, "ls", "--json", check=True)
     return {
         str(b["name"]): int(b["version"])
         for b in (json.loads(x) for x in result.out.splitlines() if x)
@@ -106,8 +118,9 @@ def listed(home: Path) -> dict[str, int]:
 
 
 def assert_bundle_bytes(home: Path, name: str, out: Path) -> None:
-    """Every file of bundle ``name`` as the node serves it equals what was packed."""
-    run_meshdrop("--home", home, "get", name, "-o", out, check=True)
+    """Every file of bundle ``name`` as the node serves it (``get``, run in process) equals
+    what was packed."""
+    meshdrop_in_process("--home", home, "get", name, "-o", out, check=True)
     files, _ = BUNDLES[name]
     got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert got == files

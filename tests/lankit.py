@@ -60,6 +60,7 @@ class NodeProc:
             env=full_env,
         )
         self.events: list[dict[str, Any]] = []
+        self._terminated = False
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -128,9 +129,14 @@ class NodeProc:
             return ""
         return self.proc.stderr.read()
 
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """Ask the node to stop (SIGTERM, once); ``stop`` waits for it to end."""
+        if self.proc.poll() is None and not self._terminated:
             self.proc.send_signal(signal.SIGTERM)
+            self._terminated = True
+
+    def stop(self, timeout: float = 30) -> int:
+        self.terminate()
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -157,7 +163,10 @@ class Nodes:
         return node
 
     def stop_all(self) -> None:
-        """Stop every node; print what each said (pytest shows it if the test failed)."""
+        """Stop every node (all asked at once, so that they shut down side by side); print
+        what each said (pytest shows it if the test failed)."""
+        for node in self.started:
+            node.terminate()
         for node in self.started:
             node.stop()
             print(f"== events of {node.home.name} (exit {node.proc.returncode})")

@@ -15,7 +15,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from trustkit import YEAR, Chain, Delegation, bundle_bytes, publisher_file, signed, write
 
-from conftest import Publisher, make_publisher, meshdrop_executable, run_meshdrop, write_tree
+from conftest import Publisher, Result, meshdrop_executable, run_meshdrop, write_tree
 from meshdrop.core.records import Reason
 from meshdrop.publish.keystore import load_publisher
 from meshdrop.publish.pack import pack_folder
@@ -124,12 +124,20 @@ class Node:
         return f"/b/{(fingerprint or self.fingerprint).replace('-', '')}/{name}/"
 
 
-def build_node(folder: Path, trap: str = "http://127.0.0.2:9") -> Node:
-    """A node with real bundles through the installed command and the packing library."""
+def build_node(
+    folder: Path, trap: str = "http://127.0.0.2:9", run: Callable[..., Result] = run_meshdrop
+) -> Node:
+    """A node with real bundles through the installed command and the packing library.
+    Its commands run as real processes, or with ``run=meshdrop_in_process`` in process
+    (only on the main thread: test_reader_browser builds the node on a worker thread,
+    beside its event loop)."""
     now = int(time.time())
-    publisher = make_publisher(folder / "publisher", "Workers' News")
+    publisher = Publisher(folder / "publisher")
+    run(
+        "publisher", "new", publisher.folder, "--name", "Workers' News", "--unencrypted", check=True
+    )
     home = folder / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    run("--home", home, "trust", "add", publisher.pub, check=True)
     out = folder / "bundles"
     out.mkdir()
     for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
@@ -184,15 +192,15 @@ def build_node(folder: Path, trap: str = "http://127.0.0.2:9") -> Node:
         created=now - 1,
     )
     leaky = _leaky_publisher(folder / "leaky", now)
-    run_meshdrop("--home", home, "trust", "add", leaky["pub"], check=True)
-    run_meshdrop("--home", home, "import", out, leaky["honest"], leaky["leaked"], check=True)
+    run("--home", home, "trust", "add", leaky["pub"], check=True)
+    run("--home", home, "import", out, leaky["honest"], leaky["leaked"], check=True)
     # The publisher reports the leaked key compromised: what it signed is withdrawn.
-    run_meshdrop("--home", home, "import", leaky["revocation"], check=True)
+    run("--home", home, "import", leaky["revocation"], check=True)
     states = {
         b["name"]: b["state"]
         for b in map(
             json.loads,
-            run_meshdrop("--home", home, "ls", "--all", "--json", check=True).out.splitlines(),
+            run("--home", home, "ls", "--all", "--json", check=True).out.splitlines(),
         )
     }
     assert states["leaked"] == "withdrawn", states
@@ -200,7 +208,7 @@ def build_node(folder: Path, trap: str = "http://127.0.0.2:9") -> Node:
         p["name"]: p["fingerprint"]
         for p in map(
             json.loads,
-            run_meshdrop("--home", home, "trust", "ls", "--json", check=True).out.splitlines(),
+            run("--home", home, "trust", "ls", "--json", check=True).out.splitlines(),
         )
     }
     return Node(

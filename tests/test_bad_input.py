@@ -31,6 +31,7 @@ from conftest import (
     assert_clean_error,
     make_publisher,
     manifest_hash,
+    meshdrop_in_process,
     pack,
     run_meshdrop,
     write_tree,
@@ -56,6 +57,7 @@ from meshdrop.core.records import (
     publisher_id,
     sign_record,
 )
+from meshdrop.publish import keyfile
 from meshdrop.publish.keyfile import load_private_key
 
 CREATED = int(FIXED_CREATED)
@@ -259,15 +261,17 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     publisher = make_publisher(root / "publisher", "Bad Input Tests")
     stranger = make_publisher(root / "stranger", "Stranger")
     locked = root / "locked"
-    run_meshdrop(
-        "publisher",
-        "new",
-        locked,
-        "--name",
-        "Locked",
-        env={"MESHDROP_PASSPHRASE": "right"},
-        check=True,
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keyfile, "SCRYPT_N", 2**14)  # cheap sealing; strength is tested apart
+        meshdrop_in_process(
+            "publisher",
+            "new",
+            locked,
+            "--name",
+            "Locked",
+            env={"MESHDROP_PASSPHRASE": "right"},
+            check=True,
+        )
 
     def bundle(name: str, files: Mapping[str, bytes], version: int, who: Publisher) -> Path:
         src = write_tree(root / f"src-{name}-{version}-{len(files)}", dict(files))
@@ -276,9 +280,9 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
 
     keep = bundle("keep", KEEP_FILES, 2, publisher)
     template = root / "template-node"
-    run_meshdrop("--home", template, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", template, "import", keep, check=True)
-    listing = run_meshdrop("--home", template, "ls", "--json", check=True).out
+    meshdrop_in_process("--home", template, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", template, "import", keep, check=True)
+    listing = meshdrop_in_process("--home", template, "ls", "--json", check=True).out
     assert json.loads(listing)["name"] == "keep"
     return Kit(
         publisher=publisher,
@@ -291,7 +295,9 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
         keep_twin=higher_twin(root, publisher, keep),
         template=template,
         listing=listing,
-        trust_listing=run_meshdrop("--home", template, "trust", "ls", "--json", check=True).out,
+        trust_listing=meshdrop_in_process(
+            "--home", template, "trust", "ls", "--json", check=True
+        ).out,
     )
 
 
@@ -313,20 +319,22 @@ def home(kit: Kit, tmp_path: Path) -> Path:
 
 
 def assert_node_unchanged(kit: Kit, home: Path, scratch: Path, listing: str | None = None) -> None:
-    """Still exactly what it held: same listing, same trust, same bytes, fsck clean."""
+    """Still exactly what it held: same listing, same trust, same bytes, fsck clean. The
+    same commands and output as a user's, run in process: the refusal before it was the
+    real subprocess run of the case."""
     expected = kit.listing if listing is None else listing
-    assert run_meshdrop("--home", home, "ls", "--json", check=True).out == expected
-    assert run_meshdrop("--home", home, "trust", "ls", "--json", check=True).out == (
+    assert meshdrop_in_process("--home", home, "ls", "--json", check=True).out == expected
+    assert meshdrop_in_process("--home", home, "trust", "ls", "--json", check=True).out == (
         kit.trust_listing
     )
     out = scratch / "kept-index.html"
-    run_meshdrop("--home", home, "get", "keep", "index.html", "-o", out, check=True)
+    meshdrop_in_process("--home", home, "get", "keep", "index.html", "-o", out, check=True)
     assert out.read_bytes() == KEEP_FILES["index.html"]
-    assert run_meshdrop("--home", home, "fsck", "--quiet").code == 0
+    assert meshdrop_in_process("--home", home, "fsck", "--quiet").code == 0
 
 
 def listed_names(home: Path) -> list[str]:
-    out = run_meshdrop("--home", home, "ls", "--json", check=True).out
+    out = meshdrop_in_process("--home", home, "ls", "--json", check=True).out
     return sorted(str(json.loads(line)["name"]) for line in out.splitlines())
 
 
@@ -979,7 +987,7 @@ def test_import_folder_one_bad_among_good(case: Bad, kit: Kit, home: Path, tmp_p
     assert f"{folder / 'a-alpha.mdrop'}: imported" in result.out, result
     assert f"{folder / 'c-gamma.mdrop'}: imported" in result.out, result
     assert listed_names(home) == ["alpha", "gamma", "keep"]
-    assert run_meshdrop("--home", home, "fsck", "--quiet").code == 0
+    assert meshdrop_in_process("--home", home, "fsck", "--quiet").code == 0
     assert_refusals(result, "refused", {path: case.reason})
 
 

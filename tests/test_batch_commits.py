@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Publisher, count_commit_batches, make_publisher, pack, run_meshdrop, write_tree
+from conftest import (
+    Publisher,
+    count_commit_batches,
+    make_publisher,
+    meshdrop_in_process,
+    pack,
+    run_meshdrop,
+    write_tree,
+)
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import IntegrityError, MissingChunksError, StoreError
 from meshdrop.store import ingest
@@ -32,7 +40,7 @@ class Bundles:
     folder: Path  # bundle files, or a courier folder
 
     def fresh_node(self, home: Path) -> Path:
-        run_meshdrop("--home", home, "trust", "add", self.publisher.pub, check=True)
+        meshdrop_in_process("--home", home, "trust", "add", self.publisher.pub, check=True)
         return home
 
 
@@ -138,13 +146,13 @@ def stick(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     root = tmp_path_factory.mktemp("batches")
     publisher = make_publisher(root / "publisher")
     source = root / "source"
-    run_meshdrop("--home", source, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", source, "trust", "add", publisher.pub, check=True)
     for name in NAMES:
         src = write_tree(root / "src" / name, {"index.md": f"# {name}\n".encode() * 50})
         bundle = pack(publisher, src, root / f"{name}.mdrop", name)
-        run_meshdrop("--home", source, "import", "-q", bundle, check=True)
+        meshdrop_in_process("--home", source, "import", "-q", bundle, check=True)
     (root / "stick").mkdir()
-    run_meshdrop("--home", source, "export", root / "stick", "-q", check=True)
+    meshdrop_in_process("--home", source, "export", root / "stick", "-q", check=True)
     return Bundles(publisher, root / "stick" / "meshdrop")
 
 

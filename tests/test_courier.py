@@ -22,10 +22,20 @@ from courierkit import (
     snapshot,
 )
 
-from conftest import assert_clean_error, make_publisher, pack, run_meshdrop, write_tree
+from conftest import (
+    assert_clean_error,
+    make_publisher,
+    meshdrop_in_process,
+    pack,
+    run_meshdrop,
+    write_tree,
+)
 from meshdrop.transports.courier.watch import Watcher
 
 ALL = set(BUNDLES)
+# The command a test is about runs as a real process (run_meshdrop); set-up steps and the
+# looks afterwards run the same commands in process.
+step = meshdrop_in_process
 FAT_SAFE = re.compile(r"[a-z0-9][a-z0-9._-]*-[0-9a-f]{12}\.(mdrop|p\d{3})|[a-z0-9]{16}\.pub")
 
 
@@ -73,7 +83,7 @@ def with_news_v2(setup: Setup, tmp_path: Path) -> tuple[Path, Path, list[Path]]:
     stick = setup.fresh_stick(tmp_path / "stick")
     src = write_tree(tmp_path / "news2", {"index.html": NEWS_V2})
     v2 = pack(setup.publisher, src, tmp_path / "news2.mdrop", "news", "--version", "2")
-    run_meshdrop("--home", source, "import", v2, "-q", check=True)
+    step("--home", source, "import", v2, "-q", check=True)
     return source, stick, setup.files_of(stick, "news")
 
 
@@ -92,7 +102,7 @@ def test_export_tops_up_and_replaces_superseded_versions(setup: Setup, tmp_path:
     code, lines, summary = export_json(source, stick, "--part-size", PART_SIZE)
     assert set(by_name(lines).values()) == {"already there"} and summary["written"] == 0
     node = setup.fresh_node(tmp_path / "node")
-    run_meshdrop("--home", node, "import", stick, "-q", check=True)
+    step("--home", node, "import", stick, "-q", check=True)
     assert listed(node) == {"news": 2, "big": 1, "video": 1, "radio": 1}
 
 
@@ -120,7 +130,7 @@ def test_a_bundle_damaged_in_the_store_fails_alone_and_its_old_copy_stays(
     assert all(p.exists() for p in old_news)
     assert not [p for p in (stick / "meshdrop").iterdir() if p.name.startswith(".tmp-")]
     node = setup.fresh_node(tmp_path / "node")
-    run_meshdrop("--home", node, "import", stick, "-q", check=True)
+    step("--home", node, "import", stick, "-q", check=True)
     assert listed(node) == {"news": 1, "big": 1, "video": 1, "radio": 1}
 
 
@@ -148,7 +158,7 @@ def test_want_file_puts_what_the_destination_lacks_first(setup: Setup, tmp_path:
     dest = tmp_path / "stick"
     dest.mkdir()
     node = setup.fresh_node(tmp_path / "node")
-    run_meshdrop("--home", node, "import", setup.files_of(setup.stick, "news")[0], check=True)
+    step("--home", node, "import", setup.files_of(setup.stick, "news")[0], check=True)
     wrote = run_meshdrop("--home", node, "want", dest, check=True)
     assert "1 bundles" in wrote.out
     assert (dest / "meshdrop" / "want.mdw").stat().st_size < 1024
@@ -156,9 +166,7 @@ def test_want_file_puts_what_the_destination_lacks_first(setup: Setup, tmp_path:
     _, lines, _ = export_json(setup.source, dest, "--max-bytes", "500K")
     assert by_name(lines)["radio"] == "written"
     assert by_name(lines)["news"] == "left out"
-    fingerprint = json.loads(run_meshdrop("--home", node, "trust", "ls", "--json").out)[
-        "fingerprint"
-    ]
+    fingerprint = json.loads(step("--home", node, "trust", "ls", "--json").out)["fingerprint"]
     asked = run_meshdrop("--home", node, "want", dest, "--publisher", fingerprint[:9], check=True)
     assert "1 publishers asked for" in asked.out
 
@@ -169,10 +177,10 @@ def test_publisher_files_travel_and_carry_a_newer_record(tmp_path: Path) -> None
     bundle = pack(publisher, src, tmp_path / "a.mdrop", "notes")
     source, dest_node = tmp_path / "source", tmp_path / "dest-node"
     for home in (source, dest_node):
-        run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", source, "import", bundle, check=True)
-    run_meshdrop("publisher", "add-signer", publisher.folder, "--unencrypted", check=True)
-    run_meshdrop("--home", source, "import", publisher.pub, check=True)
+        step("--home", home, "trust", "add", publisher.pub, check=True)
+    step("--home", source, "import", bundle, check=True)
+    step("publisher", "add-signer", publisher.folder, "--unencrypted", check=True)
+    step("--home", source, "import", publisher.pub, check=True)
     stick = tmp_path / "stick"
     stick.mkdir()
     result = run_meshdrop("--home", source, "export", stick, check=True)
@@ -195,7 +203,7 @@ def test_only_visible_bundles_are_exported(setup: Setup, tmp_path: Path) -> None
         "--expires",
         str(now + 2),
     )
-    run_meshdrop("--home", source, "import", soon, check=True)
+    step("--home", source, "import", soon, check=True)
     time.sleep(max(0.0, now + 3 - time.time()))
     dest = tmp_path / "stick"
     dest.mkdir()
@@ -218,7 +226,7 @@ def test_watch_once_imports_then_tops_up_and_never_writes_to_other_drives(
     allowed.mkdir()
     before = snapshot(plain)
     node = setup.fresh_node(tmp_path / "node")
-    run_meshdrop("--home", node, "import", setup.files_of(setup.stick, "radio")[0], check=True)
+    step("--home", node, "import", setup.files_of(setup.stick, "radio")[0], check=True)
     result = run_meshdrop(
         "--home",
         node,
@@ -238,7 +246,7 @@ def test_watch_once_imports_then_tops_up_and_never_writes_to_other_drives(
     assert setup.files_of(stick_a, "radio"), "the stick was not topped up"
     assert snapshot(plain) == before and not (plain / "meshdrop").exists()
     assert {p.name.split("-")[0] for p in (allowed / "meshdrop").iterdir()} >= ALL
-    again = run_meshdrop("--home", setup.fresh_node(tmp_path / "n2"), "import", allowed, "-q")
+    again = step("--home", setup.fresh_node(tmp_path / "n2"), "import", allowed, "-q")
     assert again.code == 0
 
 

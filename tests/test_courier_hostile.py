@@ -24,7 +24,7 @@ from courierkit import (
     snapshot,
 )
 
-from conftest import meshdrop_executable, peak_memory_kib, run_meshdrop
+from conftest import meshdrop_executable, meshdrop_in_process, peak_memory_kib, run_meshdrop
 from meshdrop.core.manifest import Manifest
 from meshdrop.errors import FormatError
 from meshdrop.store import export
@@ -176,7 +176,7 @@ def test_truncated_part_stays_staged_and_a_second_stick_completes_it(
     assert outcomes(lines) == {"big": "imported"}, lines
     assert all(chunk_files(node)[name] == inode for name, inode in kept.items())
     assert_bundle_bytes(node, "big", tmp_path / "out")
-    run_meshdrop("--home", node, "fsck", check=True)
+    meshdrop_in_process("--home", node, "fsck", check=True)  # a look afterwards
 
 
 def test_part_from_another_bundle(setup: Setup, tmp_path: Path) -> None:

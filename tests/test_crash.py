@@ -19,11 +19,13 @@ import pytest
 
 from conftest import (
     Publisher,
+    Result,
     chunk_files,
     chunk_folders,
     list_json,
     make_publisher,
     meshdrop_executable,
+    meshdrop_in_process,
     pack,
     read_tree,
     run_meshdrop,
@@ -101,7 +103,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     return Bundles(publisher, good, old, new, big)
 
 
-# Looking at the store from outside
+# Looking at the store from outside: the commands killed are real processes; the looks
+# afterwards (ls, fsck, get) and the set-up run the same commands in process.
 
 
 def temp_files(home: Path) -> list[Path]:
@@ -113,8 +116,10 @@ def temp_files(home: Path) -> list[Path]:
     ]
 
 
-def fsck_json(home: Path, *extra: str) -> tuple[int, dict[str, object]]:
-    result = run_meshdrop("--home", home, "fsck", "--json", "--quiet", *extra)
+def fsck_json(
+    home: Path, *extra: str, run: Callable[..., Result] = run_meshdrop
+) -> tuple[int, dict[str, object]]:
+    result = run("--home", home, "fsck", "--json", "--quiet", *extra)
     assert "Traceback" not in result.err, result.err
     return result.code, json.loads(result.out)
 
@@ -127,9 +132,11 @@ def import_json(home: Path, bundle: Bundle, env: dict[str, str] | None = None) -
 
 
 def new_node(home: Path, publisher: Publisher, *held: Bundle) -> Path:
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     for bundle in held:
-        assert import_json(home, bundle)["outcome"].startswith("imported")
+        result = meshdrop_in_process("--home", home, "import", "--json", "--quiet", bundle.path)
+        assert result.code == 0, result
+        assert json.loads(result.out)["outcome"].startswith("imported"), result
     return home
 
 
@@ -138,11 +145,11 @@ def assert_consistent(home: Path, expected: list[Bundle], out: Path) -> None:
     listed bundle reads back byte for byte."""
     listed = sorted((str(b["name"]), b["version"]) for b in list_json(home))
     assert listed == sorted((b.name, b.version) for b in expected)
-    code, report = fsck_json(home)
+    code, report = fsck_json(home, run=meshdrop_in_process)
     assert (code, report["damaged_chunks"], report["damaged_bundles"]) == (0, 0, [])
     for bundle in expected:
         target = out / f"{bundle.name}-v{bundle.version}"
-        run_meshdrop("--home", home, "get", bundle.name, "-o", target, check=True)
+        meshdrop_in_process("--home", home, "get", bundle.name, "-o", target, check=True)
         assert read_tree(target) == bundle.files
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from conftest import (
     Result,
     make_publisher,
+    meshdrop_in_process,
     pack,
     read_tree,
     run_meshdrop,
@@ -72,12 +73,12 @@ class Kit:
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     root = tmp_path_factory.mktemp("get")
     publisher = make_publisher(root / "publisher")
-    home = root / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    home = root / "node"  # set up in process; the tests run `get` as a real process
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     for name, files in (("long", LONG_FILES), ("many", MANY_FILES)):
         src = write_tree(root / f"src-{name}", files)
         bundle = pack(publisher, src, root / f"{name}.mdrop", name)
-        run_meshdrop("--home", home, "import", "--quiet", bundle, check=True)
+        meshdrop_in_process("--home", home, "import", "--quiet", bundle, check=True)
     return Kit(home, root)
 
 

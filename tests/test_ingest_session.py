@@ -20,6 +20,7 @@ from conftest import (
     Publisher,
     make_publisher,
     meshdrop_executable,
+    meshdrop_in_process,
     pack,
     peak_memory_kib,
     run_meshdrop,
@@ -42,17 +43,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     publisher = make_publisher(root / "publisher")
     (root / "in").mkdir()
     bundle = pack(publisher, write_tree(root / "src", FILES), root / "in" / "news.mdrop", "news")
-    source = root / "source"
-    run_meshdrop("--home", source, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", source, "import", bundle, check=True)
+    source = root / "source"  # the set-up runs its commands in process
+    meshdrop_in_process("--home", source, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", source, "import", bundle, check=True)
     stick = root / "stick"
     stick.mkdir()
-    run_meshdrop("--home", source, "export", stick, "-q", check=True)
+    meshdrop_in_process("--home", source, "export", stick, "-q", check=True)
     return {"publisher": publisher.folder, "bundle": bundle, "stick": stick, "source": source}
 
 
 def fresh_node(world: dict[str, Path], home: Path) -> Path:
-    run_meshdrop("--home", home, "trust", "add", Publisher(world["publisher"]).pub, check=True)
+    pub = Publisher(world["publisher"]).pub
+    meshdrop_in_process("--home", home, "trust", "add", pub, check=True)
     return home
 
 
@@ -201,7 +203,7 @@ def test_fsck_repair_started_mid_ingest_waits_and_loses_nothing(
     assert fsck.returncode == 0
     assert report["orphans_removed"] == 0 and report["temp_files_removed"] == 0
     out_dir = tmp_path / "out"
-    run_meshdrop("--home", home, "get", "news", "-o", out_dir, check=True)
+    meshdrop_in_process("--home", home, "get", "news", "-o", out_dir, check=True)
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == FILES
 
 

@@ -22,7 +22,7 @@ import pytest
 from test_lan_hostile import HostilePeer, listed, offer_of, wait_for
 from trustkit import T0, Chain, Delegation, bundle_bytes, signed
 
-from conftest import Publisher, make_publisher, pack, run_meshdrop, write_tree
+from conftest import Publisher, make_publisher, meshdrop_in_process, pack, run_meshdrop, write_tree
 from meshdrop.core import codec
 from meshdrop.core.bundle import (
     HEADER_SIZE,
@@ -237,6 +237,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+# The command a test is about runs as a real process (run_meshdrop); set-up steps and the
+# looks afterwards run the same commands in process.
+step = meshdrop_in_process
+
+
 def junk_bundle(world: dict[str, Path], junk: Junk, out: Path) -> Path:
     stranger = first_record(Publisher(world["stranger"]).pub)
     out.write_bytes(add_junk(world["bundle"].read_bytes(), junk, stranger))
@@ -264,7 +269,7 @@ def test_import_stores_a_good_bundle_carrying_junk_records_without_the_junk(
 ) -> None:
     path = junk_bundle(world, junk, tmp_path / "news.mdrop")
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", Publisher(world["publisher"]).pub, check=True)
+    step("--home", home, "trust", "add", Publisher(world["publisher"]).pub, check=True)
     result = run_meshdrop("--home", home, "import", path, check=True)
     assert ": imported" in result.out
     assert [e.manifest_bytes for e in stored_envelopes(home)] == [
@@ -285,9 +290,9 @@ def test_trust_add_takes_the_valid_chain_of_a_publisher_file_carrying_junk(
     home = tmp_path / "node"
     result = run_meshdrop("--home", home, "trust", "add", pub, check=True)
     assert "now trusting Workers' News" in result.out
-    trusted = run_meshdrop("--home", home, "trust", "ls", "--json", check=True)
+    trusted = step("--home", home, "trust", "ls", "--json", check=True)
     assert [json.loads(line)["name"] for line in trusted.out.splitlines()] == ["Workers' News"]
-    run_meshdrop("--home", home, "import", world["bundle"], check=True)
+    step("--home", home, "import", world["bundle"], check=True)
     with Store(home) as store:
         [state] = store.trusted().values()
         assert state.signed == real_chain(world)
@@ -314,7 +319,7 @@ def test_trust_add_refuses_a_file_holding_two_publishers_and_names_both(
             parse_publisher_file(Publisher(folder).pub.read_bytes(), "pub")
         ).fingerprint
         assert fingerprint in result.err
-    assert run_meshdrop("--home", home, "trust", "ls", "--json", check=True).out == ""
+    assert step("--home", home, "trust", "ls", "--json", check=True).out == ""
 
 
 @pytest.mark.parametrize("junk", CASES)
@@ -324,7 +329,7 @@ def test_import_of_a_publisher_file_carrying_junk_is_not_refused(
     stranger = first_record(Publisher(world["stranger"]).pub)
     pub = pub_with_junk(Publisher(world["publisher"]).pub, junk, stranger, tmp_path / "x.pub")
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", Publisher(world["publisher"]).pub, check=True)
+    step("--home", home, "trust", "add", Publisher(world["publisher"]).pub, check=True)
     result = run_meshdrop("--home", home, "import", pub, "--json", check=True)
     assert json.loads(result.out)["outcome"] == "already had"
 
@@ -336,11 +341,11 @@ def test_a_courier_stick_with_junk_records_still_delivers(
     front; a fresh node imports the stick whole, and stores none of the junk."""
     source = tmp_path / "source"
     pub = Publisher(world["publisher"]).pub
-    run_meshdrop("--home", source, "trust", "add", pub, check=True)
-    run_meshdrop("--home", source, "import", world["bundle"], check=True)
+    step("--home", source, "trust", "add", pub, check=True)
+    step("--home", source, "import", world["bundle"], check=True)
     stick = tmp_path / "stick"
     stick.mkdir()
-    run_meshdrop("--home", source, "export", stick, "-q", check=True)
+    step("--home", source, "export", stick, "-q", check=True)
     stranger = first_record(Publisher(world["stranger"]).pub)
     bundles = sorted((stick / "meshdrop").rglob("*.mdrop"))
     pubs = sorted((stick / "meshdrop").rglob("*.pub"))
@@ -353,7 +358,7 @@ def test_a_courier_stick_with_junk_records_still_delivers(
     for path in pubs:
         pub_with_junk(path, prepended(identity_root_record), stranger, path)
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", pub, check=True)
+    step("--home", home, "trust", "add", pub, check=True)
     result = run_meshdrop("--home", home, "import", stick, "--json", "-q")
     assert result.code == 0, result
     assert [e.manifest_bytes for e in stored_envelopes(home)] == [

@@ -21,7 +21,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lankit import read_tree
 
-from conftest import Publisher, make_publisher, pack, run_meshdrop, write_tree
+from conftest import Publisher, make_publisher, meshdrop_in_process, pack, write_tree
 from meshdrop.core.bundle import Envelope, parse_envelope
 from meshdrop.core.inventory import Entry, Inventory
 from meshdrop.core.keys import Domain, public_bytes, sign
@@ -260,17 +260,20 @@ async def answers_hello(port: int) -> bool:
         return resp.status == 200
 
 
-async def scenario(case: Case, tmp: Path, publisher: Publisher) -> None:
+def prepare(case: Case, tmp: Path, publisher: Publisher) -> Offer:
+    """Set-up, in process before any event loop runs: the honest peer's store (tmp/honest),
+    the node's trust (tmp/node), and what the hostile peer will offer."""
     bundle = pack(publisher, write_tree(tmp / "src", FILES), tmp / "news.mdrop", "news")
     honest_home = tmp / "honest"
-    run_meshdrop("--home", honest_home, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", honest_home, "import", "--quiet", bundle, check=True)
+    meshdrop_in_process("--home", honest_home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", honest_home, "import", "--quiet", bundle, check=True)
+    meshdrop_in_process("--home", tmp / "node", "trust", "add", publisher.pub, check=True)
     if case.offer == "stranger":
         stranger = make_publisher(tmp / "stranger", "Stranger")
         forged = pack(stranger, write_tree(tmp / "s", FILES), tmp / "f.mdrop", "news")
         stranger_home = tmp / "stranger-home"
-        run_meshdrop("--home", stranger_home, "trust", "add", stranger.pub, check=True)
-        run_meshdrop("--home", stranger_home, "import", "--quiet", forged, check=True)
+        meshdrop_in_process("--home", stranger_home, "trust", "add", stranger.pub, check=True)
+        meshdrop_in_process("--home", stranger_home, "import", "--quiet", forged, check=True)
         offer = offer_of(stranger_home)
     else:
         offer = offer_of(honest_home)
@@ -286,13 +289,16 @@ async def scenario(case: Case, tmp: Path, publisher: Publisher) -> None:
             sign(key, Domain.MANIFEST, real.manifest_bytes),
             real.records,
         ).encode()
+    return offer
 
+
+async def scenario(case: Case, tmp: Path, offer: Offer) -> None:
+    honest_home = tmp / "honest"
     hostile: HostilePeer | SilentPeer
     hostile = SilentPeer() if "never answers" in case.name else HostilePeer(offer, **case.bad)
     await hostile.start()
     events: list[Event] = []
     home = tmp / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
     node = Node(
         NodeConfig(
             home=home,
@@ -327,11 +333,12 @@ async def scenario(case: Case, tmp: Path, publisher: Publisher) -> None:
         await node.stop()
         await honest.stop()
         await hostile.stop()
-    out = tmp / "out"
-    run_meshdrop("--home", home, "get", "news", "-o", out, check=True)
-    assert read_tree(out) == FILES
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name.replace(" ", "-"))
 def test_hostile_peer(case: Case, tmp_path: Path, publisher: Publisher) -> None:
-    asyncio.run(scenario(case, tmp_path, publisher))
+    offer = prepare(case, tmp_path, publisher)
+    asyncio.run(scenario(case, tmp_path, offer))
+    out = tmp_path / "out"
+    meshdrop_in_process("--home", tmp_path / "node", "get", "news", "-o", out, check=True)
+    assert read_tree(out) == FILES

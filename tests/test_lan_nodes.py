@@ -26,6 +26,7 @@ from conftest import (
     assert_clean_error,
     list_json,
     make_publisher,
+    meshdrop_in_process,
     pack,
     run_meshdrop,
     write_tree,
@@ -48,14 +49,18 @@ def nodes() -> Iterator[Nodes]:
         started.stop_all()
 
 
+# The nodes are real `meshdrop node` processes; the steps around them (trust, import, and
+# the looks afterwards: get, fsck, trust show) run the same commands in process.
+
+
 def trusting(home: Path, *publishers: Publisher) -> Path:
     for publisher in publishers:
-        run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+        meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     return home
 
 
 def holding(home: Path, *bundles: Path) -> Path:
-    run_meshdrop("--home", home, "import", "--quiet", *bundles, check=True)
+    meshdrop_in_process("--home", home, "import", "--quiet", *bundles, check=True)
     return home
 
 
@@ -103,11 +108,13 @@ def test_three_nodes_discover_each_other_converge_and_spread_a_new_bundle(
     assert got["peer"] in (node_b.address, node_c.address)
     for home in (a, b, c):
         out = tmp_path / f"get-{home.name}"
-        run_meshdrop("--home", home, "get", "news", "-o", out, check=True)
+        meshdrop_in_process("--home", home, "get", "news", "-o", out, check=True)
         assert read_tree(out) == read_tree(SAMPLES / "news")
 
     human = run_meshdrop("--home", b, "status", check=True)
     assert "peer" in human.out and node_a.address in human.out
+    for node in (node_a, node_b, node_c):
+        node.terminate()  # all three at once; each must then end cleanly
     for node in (node_a, node_b, node_c):
         assert node.stop() == 0
         assert node.events[-1] == {"event": "stopped"}
@@ -130,7 +137,7 @@ def test_a_newer_version_replaces_the_older_one_everywhere(
     replaced = started[1].wait_event(lambda e: e["event"] == "bundle")
     assert (replaced["version"], replaced["replaced"]) == (2, 1)
     out = tmp_path / "got"
-    run_meshdrop("--home", homes[2], "get", "news", "a.txt", "-o", out, check=True)
+    meshdrop_in_process("--home", homes[2], "get", "news", "a.txt", "-o", out, check=True)
     assert out.read_bytes() == b"two"
 
 
@@ -195,7 +202,7 @@ def test_a_node_killed_mid_transfer_resumes_from_another_peer_without_refetching
     after = chunk_files(b)
     assert all(after[name] == kept[name] for name in kept)  # the same files, not re-written
     out = tmp_path / "out"
-    run_meshdrop("--home", b, "get", "big", "-o", out, check=True)
+    meshdrop_in_process("--home", b, "get", "big", "-o", out, check=True)
     assert read_tree(out) == files
     assert resumed.stop() == 0
 
@@ -222,9 +229,10 @@ def test_a_node_killed_mid_transfer_of_a_big_bundle_resumes_from_the_batches_it_
     assert not temp_files(b)  # what the kill left staged was removed at the restart
     assert resumed.stop() == 0
     out = tmp_path / "out"
-    run_meshdrop("--home", b, "get", "big", "-o", out, check=True)
+    meshdrop_in_process("--home", b, "get", "big", "-o", out, check=True)
     assert read_tree(out) == files
-    report = json.loads(run_meshdrop("--home", b, "fsck", "--repair", "--json", check=True).out)
+    fsck = meshdrop_in_process("--home", b, "fsck", "--repair", "--json", check=True)
+    report = json.loads(fsck.out)
     assert report["damaged_chunks"] == report["orphans_removed"] == 0, report
 
 
@@ -270,30 +278,36 @@ def test_a_taken_port_is_a_clean_error(tmp_path: Path, nodes: Nodes) -> None:
     assert result.code == 9
 
 
-async def _browse(seconds: float) -> dict[str, AsyncServiceInfo]:
-    """What the network says about meshdrop nodes: every instance and its records."""
+async def _browse_for(port: int, seconds: float) -> tuple[str, AsyncServiceInfo] | None:
+    """What the network says about the meshdrop node listening on ``port``: its instance
+    name and records. Browses for up to ``seconds``, resolving each instance as it is
+    seen, and stops at the first that advertises ``port``."""
     zc = AsyncZeroconf(interfaces=["127.0.0.1"])
-    found: set[str] = set()
+    loop = asyncio.get_running_loop()
+    names: asyncio.Queue[str] = asyncio.Queue()
 
     def seen(zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange) -> None:
-        found.add(name)
+        if state_change is not ServiceStateChange.Removed:
+            loop.call_soon_threadsafe(names.put_nowait, name)
 
     browser = AsyncServiceBrowser(zc.zeroconf, SERVICE, handlers=[seen])
-    await asyncio.sleep(seconds)
-    infos = {}
-    for name in sorted(found):
-        info = AsyncServiceInfo(SERVICE, name)
-        if await info.async_request(zc.zeroconf, 3000):
-            infos[name] = info
-    await browser.async_cancel()
-    await zc.async_close()
-    return infos
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                name = await names.get()
+                info = AsyncServiceInfo(SERVICE, name)
+                if await info.async_request(zc.zeroconf, 3000) and info.port == port:
+                    return name, info
+    except TimeoutError:
+        return None
+    finally:
+        await browser.async_cancel()
+        await zc.async_close()
 
 
 def _advertised(node: NodeProc) -> tuple[str, AsyncServiceInfo]:
     def lookup() -> tuple[str, AsyncServiceInfo] | None:
-        infos = asyncio.run(_browse(2.0))
-        return next(((n, i) for n, i in infos.items() if i.port == node.port), None)
+        return asyncio.run(_browse_for(node.port, 5.0))
 
     found: tuple[str, AsyncServiceInfo] = wait_until(lookup, what="the node's advertisement")
     return found
@@ -324,12 +338,14 @@ def test_a_publishers_new_record_spreads_like_a_bundle(
 ) -> None:
     a = trusting(tmp_path / "a", publisher)
     b = trusting(tmp_path / "b", publisher)
-    run_meshdrop("publisher", "add-signer", publisher.folder, "--unencrypted", check=True)
-    run_meshdrop("--home", a, "import", publisher.pub, check=True)  # a learns record 2
+    meshdrop_in_process("publisher", "add-signer", publisher.folder, "--unencrypted", check=True)
+    meshdrop_in_process("--home", a, "import", publisher.pub, check=True)  # a learns record 2
     node_a, node_b = nodes.start(a), nodes.start(b)
     got = node_b.wait_event(lambda e: e["event"] == "publisher", what="the new record")
     assert got["version"] == 2 and got["peer"] == node_a.address
-    shown = run_meshdrop("--home", b, "trust", "show", got["publisher"], "--json", check=True)
+    shown = meshdrop_in_process(
+        "--home", b, "trust", "show", got["publisher"], "--json", check=True
+    )
     assert json.loads(shown.out)["version"] == 2
 
 

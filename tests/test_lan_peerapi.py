@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from conftest import FIXED_CREATED, Publisher, pack, run_meshdrop, write_tree
+from conftest import FIXED_CREATED, Publisher, meshdrop_in_process, pack, run_meshdrop, write_tree
 from meshdrop.core.inventory import publisher_slot
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
@@ -72,9 +72,9 @@ async def raw(port: int, request: bytes) -> bytes:
 @pytest.fixture
 def holder(tmp_path: Path, publisher: Publisher) -> Path:
     bundle = pack(publisher, write_tree(tmp_path / "src", FILES), tmp_path / "n.mdrop", "news")
-    home = tmp_path / "holder"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", home, "import", "--quiet", bundle, check=True)
+    home = tmp_path / "holder"  # set up in process: what is tested is the peer API
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "import", "--quiet", bundle, check=True)
     return home
 
 
@@ -177,8 +177,8 @@ def test_an_untrusted_or_expired_bundle_is_not_served(tmp_path: Path, publisher:
         soon,
     )
     home = tmp_path / "h"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", home, "import", "--quiet", bundle, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "import", "--quiet", bundle, check=True)
     [manifest], chunks = digests_of(home)
     [chunk] = chunks
 
@@ -201,11 +201,11 @@ def test_an_untrusted_or_expired_bundle_is_not_served(tmp_path: Path, publisher:
     fresh = pack(
         publisher, write_tree(tmp_path / "f", {"a.txt": b"kept"}), tmp_path / "f.mdrop", "fresh"
     )
-    run_meshdrop("--home", home2, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", home2, "import", "--quiet", fresh, check=True)
+    meshdrop_in_process("--home", home2, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home2, "import", "--quiet", fresh, check=True)
     [manifest], _ = digests_of(home2)
-    fingerprint = json.loads(run_meshdrop("--home", home2, "trust", "ls", "--json").out)
-    run_meshdrop("--home", home2, "trust", "rm", fingerprint["fingerprint"], check=True)
+    fingerprint = json.loads(meshdrop_in_process("--home", home2, "trust", "ls", "--json").out)
+    meshdrop_in_process("--home", home2, "trust", "rm", fingerprint["fingerprint"], check=True)
 
     async def untrusted() -> int:
         async with running(home2) as (_, base):

@@ -11,18 +11,21 @@ from aiohttp import web
 from lankit import read_tree
 from test_lan_hostile import FAST, HostilePeer, listed, offer_of, wait_for
 
-from conftest import Publisher, chunk_files, pack, run_meshdrop, write_tree
+from conftest import Publisher, chunk_files, meshdrop_in_process, pack, write_tree
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.store.ingest import BATCH_BYTES
 from meshdrop.transports.lan.events import Event
 from meshdrop.transports.lan.node import Node, NodeConfig
 
+# The nodes under test run in process here; so do the set-up steps and the looks at what
+# they stored (the same commands as a user's, without a process each).
+
 
 def holder(tmp: Path, name: str, publisher: Publisher, *bundles: Path) -> Path:
     home = tmp / name
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     if bundles:
-        run_meshdrop("--home", home, "import", "--quiet", *bundles, check=True)
+        meshdrop_in_process("--home", home, "import", "--quiet", *bundles, check=True)
     return home
 
 
@@ -69,12 +72,13 @@ def test_the_chunks_of_one_bundle_come_from_several_peers_at_once_and_never_twic
         return await slow.chunk(request)
 
     slow.bad["chunk"] = slowly
+    sink_home = holder(tmp_path, "sink", publisher)
 
     async def scenario() -> tuple[int, int]:
         await slow.start()
         fast = node_for(fast_home, [])
         events: list[Event] = []
-        sink = node_for(holder(tmp_path, "sink", publisher), events, slow.port)
+        sink = node_for(sink_home, events, slow.port)
         await fast.start()
         await sink.start()
         try:
@@ -94,7 +98,7 @@ def test_the_chunks_of_one_bundle_come_from_several_peers_at_once_and_never_twic
     assert from_slow >= 1 and from_fast >= 1
     assert from_slow + from_fast == 24  # each chunk fetched once
     out = tmp_path / "out"
-    run_meshdrop("--home", tmp_path / "sink", "get", "big", "-o", out, check=True)
+    meshdrop_in_process("--home", tmp_path / "sink", "get", "big", "-o", out, check=True)
     assert read_tree(out) == files
 
 
@@ -111,7 +115,7 @@ def test_chunks_already_held_are_not_fetched_again(tmp_path: Path, publisher: Pu
     assert asyncio.run(served_until_stored(source_home, sink_home)) == 1
     assert listed(sink_home) == ["news"]
     out = tmp_path / "a"
-    run_meshdrop("--home", sink_home, "get", "news", "a", "-o", out, check=True)
+    meshdrop_in_process("--home", sink_home, "get", "news", "a", "-o", out, check=True)
     assert out.read_bytes() == b"two"
 
 
@@ -159,5 +163,5 @@ def test_a_node_stopped_mid_transfer_of_a_big_bundle_keeps_what_it_staged(
 
     assert asyncio.run(served_until_stored(fast_home, sink_home)) == total - served_first
     out = tmp_path / "out"
-    run_meshdrop("--home", sink_home, "get", "big", "-o", out, check=True)
+    meshdrop_in_process("--home", sink_home, "get", "big", "-o", out, check=True)
     assert read_tree(out) == files

@@ -1,4 +1,8 @@
-"""The everyday flow through the installed command: pin, import, list, get, re-import."""
+"""The everyday flow through the installed command: pin, import, list, get, re-import.
+
+The first test runs every step of it (publisher new, pack, trust add, import, ls, get) as
+a real `meshdrop` process; the fixtures of the others make publishers, bundles and nodes
+in process (conftest.py), and their follow-up listings run in process too."""
 
 from __future__ import annotations
 
@@ -6,17 +10,28 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Publisher, Result, assert_clean_error, list_json
+from conftest import Publisher, Result, assert_clean_error, list_json, write_tree
 
 
-def test_import_lists_and_gets_verified_content(
-    run: Callable[..., Result], make_bundle: Callable[..., Path], node: Path, tmp_path: Path
-) -> None:
+def test_import_lists_and_gets_verified_content(run: Callable[..., Result], tmp_path: Path) -> None:
+    folder = tmp_path / "publisher"
+    made = run("publisher", "new", folder, "--name", "Workers", "--unencrypted", check=True)
+    assert f"give node owners: {folder / 'publisher.pub'}" in made.out
     files = {"index.html": b"<h1>hi</h1>", "img/a.png": b"\x89PNG" + bytes(3_000_000)}
-    bundle = make_bundle("news", files, extra=("--title", "Workers' News"))
+    src = write_tree(tmp_path / "src", files)
+    bundle = tmp_path / "news.mdrop"
+    run(
+        *("pack", src, "--publisher", folder, "--name", "news", "--version", "1"),
+        *("--title", "Workers' News", "-o", bundle, "--quiet"),
+        check=True,
+    )
+    node = tmp_path / "node"
+    pinned = run("--home", node, "trust", "add", folder / "publisher.pub", check=True)
+    assert "now trusting Workers" in pinned.out
     result = run("--home", node, "import", bundle, check=True)
     assert "imported: news v1" in result.out
-    [listed] = list_json(node)
+    listing = run("--home", node, "ls", "--json", check=True)
+    [listed] = [json.loads(line) for line in listing.out.splitlines()]
     assert listed["name"] == "news" and listed["version"] == 1
     assert listed["title"] == "Workers' News"
     assert listed["size"] == sum(len(v) for v in files.values())

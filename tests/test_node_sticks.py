@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lankit import Nodes, wait_until
 
-from conftest import Publisher, list_json, pack, run_meshdrop, write_tree
+from conftest import Publisher, list_json, meshdrop_in_process, pack, run_meshdrop, write_tree
 from meshdrop.transports.courier.layout import COURIER_FOLDER
 
 
@@ -51,15 +51,16 @@ def test_node_imports_from_and_tops_up_a_stick_that_appears(
     )
     # Elsewhere, a node that holds "news" fills a stick.
     other = tmp_path / "other"
-    run_meshdrop("--home", other, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", other, "import", "--quiet", news, check=True)
+    # (The set-up steps run in process; the nodes under test are real processes.)
+    meshdrop_in_process("--home", other, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", other, "import", "--quiet", news, check=True)
     carried = tmp_path / "carried"
     carried.mkdir()
-    run_meshdrop("--home", other, "export", carried, "--quiet", check=True)
+    meshdrop_in_process("--home", other, "export", carried, "--quiet", check=True)
     # Here, a running node that holds "guide" watches a folder where sticks appear.
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
-    run_meshdrop("--home", home, "import", "--quiet", guide, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "import", "--quiet", guide, check=True)
     media = tmp_path / "media"
     media.mkdir()
     nodes.start(home, "--watch-root", str(media), "--no-discovery")
@@ -70,7 +71,7 @@ def test_node_imports_from_and_tops_up_a_stick_that_appears(
     assert listed_names(home) == {"news", "guide"}
     # The stick, carried on, brings both to a third node.
     third = tmp_path / "third"
-    run_meshdrop("--home", third, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", third, "trust", "add", publisher.pub, check=True)
     result = run_meshdrop("--home", third, "import", stick, "--json", check=True)
     outcomes = [json.loads(line) for line in result.out.splitlines()]
     assert listed_names(third) == {"news", "guide"}, outcomes
@@ -80,18 +81,19 @@ def test_node_leaves_a_drive_without_a_courier_folder_alone(
     tmp_path: Path, publisher: Publisher, nodes: Nodes
 ) -> None:
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     guide = pack(
         publisher, write_tree(tmp_path / "g", {"a.txt": b"guide"}), tmp_path / "g.mdrop", "guide"
     )
-    run_meshdrop("--home", home, "import", "--quiet", guide, check=True)
+    meshdrop_in_process("--home", home, "import", "--quiet", guide, check=True)
     media = tmp_path / "media"
     (media / "camera-card" / "DCIM").mkdir(parents=True)
-    node = nodes.start(home, "--watch-root", str(media), "--no-discovery")
-    # Wait for a stick watcher pass to have happened: a marker stick with a courier
-    # folder, plugged in after the camera card, gets topped up.
+    # A marker stick with a courier folder, plugged in after the camera card: once it is
+    # topped up, a stick watcher pass that saw both has happened. (Both are there when the
+    # node starts, so its first pass does it, not one STICK_INTERVAL later.)
     marker = media / "marker" / COURIER_FOLDER
     marker.mkdir(parents=True)
+    node = nodes.start(home, "--watch-root", str(media), "--no-discovery")
     wait_until(partial(stick_holds, marker.parent, "guide-"), what="a watcher pass")
     assert sorted(p.name for p in (media / "camera-card").iterdir()) == ["DCIM"]
     assert node.proc.poll() is None

@@ -178,7 +178,10 @@ def test_refuses_empty_passphrase(tmp_path: Path) -> None:
         create_publisher(tmp_path / "pub", "NGO", b"", NOW)
 
 
-def test_encrypted_key_needs_the_right_passphrase(tmp_path: Path) -> None:
+def test_encrypted_key_needs_the_right_passphrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keyfile, "SCRYPT_N", 2**14)  # cheap sealing; strength is tested apart
     create_publisher(tmp_path / "pub", "NGO", PASSPHRASE, NOW)
     loaded = load_publisher(tmp_path / "pub")
     asked: list[str] = []

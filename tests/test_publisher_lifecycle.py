@@ -1,6 +1,8 @@
 """The publisher's side of the trust lifecycle: root thresholds, signing keys added and
 revoked, root rotation, threshold signing on separate offline machines, and the private
-key file format. Mostly through the installed `meshdrop` command, as a publisher uses it."""
+key file format. Mostly through the installed `meshdrop` command, as a publisher uses it:
+the command a test is about runs as a real process (``cli``); set-up steps and the looks
+afterwards (``publisher show --json``) run the same command in process (``step``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import hashlib
 import json
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from conftest import (
     Publisher,
     Result,
     assert_clean_error,
+    meshdrop_in_process,
     pack,
     run_meshdrop,
     write_tree,
@@ -54,11 +58,20 @@ def fast_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def cli(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    """The command under test: a real `meshdrop` process, which must succeed."""
     return run_meshdrop(*args, env=env, check=True)
 
 
-def show(source: Path) -> dict[str, Any]:
-    value = json.loads(cli("publisher", "show", source, "--json").out)
+def step(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    """A set-up step or a look afterwards: the same command run in process."""
+    return meshdrop_in_process(*args, env=env, check=True)
+
+
+Runner = Callable[..., Result]
+
+
+def show(source: Path, run: Runner = step) -> dict[str, Any]:
+    value = json.loads(run("publisher", "show", source, "--json").out)
     assert isinstance(value, dict)
     return value
 
@@ -69,8 +82,8 @@ def signer_ids(source: Path) -> list[str]:
     return [s["id"] for s in signers]
 
 
-def new_publisher(folder: Path, roots: int = 1, threshold: int = 1) -> Path:
-    cli(
+def new_publisher(folder: Path, roots: int = 1, threshold: int = 1, run: Runner = step) -> Path:
+    run(
         "publisher",
         "new",
         folder,
@@ -85,9 +98,9 @@ def new_publisher(folder: Path, roots: int = 1, threshold: int = 1) -> Path:
     return folder
 
 
-def add_signer(folder: Path, *extra: str) -> str:
+def add_signer(folder: Path, *extra: str, run: Runner = step) -> str:
     before = set(signer_ids(folder))
-    cli("publisher", "add-signer", folder, "--unencrypted", *extra)
+    run("publisher", "add-signer", folder, "--unencrypted", *extra)
     [added] = set(signer_ids(folder)) - before
     return added
 
@@ -112,7 +125,7 @@ def chain_of(pub_file: Path) -> tuple[SignedRecord, ...]:
 
 
 def test_new_with_three_roots_and_threshold_two(tmp_path: Path) -> None:
-    folder = new_publisher(tmp_path / "pub", roots=3, threshold=2)
+    folder = new_publisher(tmp_path / "pub", roots=3, threshold=2, run=cli)
     info = show(folder)
     assert info["version"] == 1 and info["threshold"] == 2 and info["name"] == "Lifecycle News"
     roots = info["roots"]
@@ -149,7 +162,7 @@ def test_add_signer_then_pack_signs_with_the_new_key(tmp_path: Path) -> None:
     pinned = tmp_path / "pinned-v1.pub"
     shutil.copy(folder / "publisher.pub", pinned)
     [first] = signer_ids(folder)
-    added = add_signer(folder, "--expires", "2099-01-01")
+    added = add_signer(folder, "--expires", "2099-01-01", run=cli)
     info = show(folder)
     assert info["version"] == 2
     [new_entry] = [s for s in info["signers"] if s["id"] == added]
@@ -367,8 +380,8 @@ class Office:
         shutil.copy(proposal, target)
         return target
 
-    def sign(self, proposal: Path, who: str, *extra: str | Path) -> Result:
-        return cli("publisher", "sign", proposal, "--key", self.holders[who], *extra)
+    def sign(self, proposal: Path, who: str, *extra: str | Path, run: Runner = step) -> Result:
+        return run("publisher", "sign", proposal, "--key", self.holders[who], *extra)
 
     def combine(self, *proposals: Path) -> Result:
         return run_meshdrop("publisher", "combine", *proposals, "--publisher", self.folder)
@@ -404,7 +417,7 @@ def test_propose_sign_combine_two_of_three(office: Office, tmp_path: Path) -> No
 
     ana = office.copy_for(proposal, "ana")
     ben = office.copy_for(proposal, "ben")
-    signed = office.sign(ana, "ana", "--publisher", office.folder / "publisher.pub").out
+    signed = office.sign(ana, "ana", "--publisher", office.folder / "publisher.pub", run=cli).out
     # The holder sees what they sign: publisher, version, roots, signers, and the change.
     assert "Lifecycle News" in signed and "version     2" in signed
     assert "2 of 3 must sign" in signed and "adds signing key" in signed
@@ -429,7 +442,7 @@ def test_combine_counts_only_valid_signatures_by_distinct_root_keys(
     office: Office, tmp_path: Path
 ) -> None:
     proposal = tmp_path / "add.proposal"
-    cli("publisher", "add-signer", office.folder, "--unencrypted", "--propose", proposal)
+    step("publisher", "add-signer", office.folder, "--unencrypted", "--propose", proposal)
     first = office.copy_for(proposal, "ana")
     second = office.holders["ana"].parent / "second-copy.proposal"
     shutil.copy(proposal, second)
@@ -438,7 +451,7 @@ def test_combine_counts_only_valid_signatures_by_distinct_root_keys(
 
     # A key that is not a root key of this publisher.
     stranger = tmp_path / "stranger.key"
-    cli("publisher", "keygen", stranger, "--unencrypted")
+    step("publisher", "keygen", stranger, "--unencrypted")
     stranger_copy = tmp_path / "stranger.proposal"
     shutil.copy(proposal, stranger_copy)
     note = cli("publisher", "sign", stranger_copy, "--key", stranger).out
@@ -464,7 +477,7 @@ def test_combine_counts_only_valid_signatures_by_distinct_root_keys(
 
 def test_combine_refuses_a_record_altered_after_signing(office: Office, tmp_path: Path) -> None:
     proposal = tmp_path / "add.proposal"
-    cli("publisher", "add-signer", office.folder, "--unencrypted", "--propose", proposal)
+    step("publisher", "add-signer", office.folder, "--unencrypted", "--propose", proposal)
     ana = office.copy_for(proposal, "ana")
     ben = office.copy_for(proposal, "ben")
     office.sign(ana, "ana")
@@ -493,8 +506,8 @@ def test_combine_refuses_a_record_altered_after_signing(office: Office, tmp_path
 def test_combine_refuses_a_stale_or_damaged_proposal(office: Office, tmp_path: Path) -> None:
     stale = tmp_path / "stale.proposal"
     fresh = tmp_path / "fresh.proposal"
-    cli("publisher", "add-signer", office.folder, "--unencrypted", "--propose", stale)
-    cli("publisher", "add-signer", office.folder, "--unencrypted", "--propose", fresh)
+    step("publisher", "add-signer", office.folder, "--unencrypted", "--propose", stale)
+    step("publisher", "add-signer", office.folder, "--unencrypted", "--propose", fresh)
     for who in ("ana", "kim"):
         office.sign(fresh, who)
         office.sign(stale, who)
@@ -514,7 +527,7 @@ def test_combine_refuses_a_stale_or_damaged_proposal(office: Office, tmp_path: P
 
 def test_sign_refuses_signing_keys_and_other_publishers(office: Office, tmp_path: Path) -> None:
     proposal = tmp_path / "add.proposal"
-    cli("publisher", "add-signer", office.folder, "--unencrypted", "--propose", proposal)
+    step("publisher", "add-signer", office.folder, "--unencrypted", "--propose", proposal)
     signing_key = next(office.folder.glob("signer-*.key"))
     assert_clean_error(
         run_meshdrop("publisher", "sign", proposal, "--key", signing_key),
@@ -528,7 +541,7 @@ def test_sign_refuses_signing_keys_and_other_publishers(office: Office, tmp_path
         "the proposal is for another publisher",
     )
     stranger = tmp_path / "stranger.key"
-    cli("publisher", "keygen", stranger, "--unencrypted")
+    step("publisher", "keygen", stranger, "--unencrypted")
     assert_clean_error(
         run_meshdrop(
             "publisher", "sign", proposal, "--key", stranger, "--publisher", office.folder
@@ -537,7 +550,7 @@ def test_sign_refuses_signing_keys_and_other_publishers(office: Office, tmp_path
     )
     assert parse_proposal(proposal.read_bytes(), "p").signatures == ()
     office.sign(proposal, "ana")
-    again = office.sign(proposal, "ana")
+    again = office.sign(proposal, "ana", run=cli)
     assert "already signed" in again.out
     assert len(parse_proposal(proposal.read_bytes(), "p").signatures) == 1
 
@@ -572,7 +585,7 @@ def test_rotation_to_holder_made_keys_needs_old_and_new_roots(
         proposal,
     )
     for who in ("dae", "eun"):
-        cli("publisher", "sign", proposal, "--key", new_keys[who])
+        step("publisher", "sign", proposal, "--key", new_keys[who])
     only_new = office.combine(proposal)
     assert_clean_error(only_new, "2 more valid signature(s) by the current root keys (has 0 of 2")
     assert "new root keys" not in only_new.err
@@ -661,8 +674,8 @@ def test_show_json_of_a_folder_and_of_a_pub_file(tmp_path: Path) -> None:
     added = add_signer(folder, "--expires", "2098-06-01", "--scope", "news-*")
     elsewhere = tmp_path / "copy.pub"
     shutil.copy(folder / "publisher.pub", elsewhere)
-    from_folder = show(folder)
-    from_file = show(elsewhere)
+    from_folder = show(folder, run=cli)
+    from_file = show(elsewhere, run=cli)
     expected_keys = {"fingerprint", "name", "version", "threshold", "roots", "signers", "revoked"}
     assert expected_keys <= set(from_file)
     assert {k: from_folder[k] for k in from_file} == from_file

@@ -24,7 +24,7 @@ from readerkit import (
     reader_server,
 )
 
-from conftest import make_publisher, run_meshdrop, write_tree
+from conftest import make_publisher, meshdrop_in_process, run_meshdrop, write_tree
 from meshdrop.reader.headers import PUBLISHER_CSP
 
 ANY_OTHER_LANGUAGE = "fr-FR,fr;q=0.9"
@@ -32,7 +32,8 @@ ANY_OTHER_LANGUAGE = "fr-FR,fr;q=0.9"
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Node:
-    return build_node(tmp_path_factory.mktemp("reader"))
+    # Set-up in process; the reader under test runs as a real `meshdrop read` process.
+    return build_node(tmp_path_factory.mktemp("reader"), run=meshdrop_in_process)
 
 
 @pytest.fixture(scope="module")
@@ -386,18 +387,16 @@ def test_not_found_is_identical_for_never_existed_withdrawn_and_missing(
 
 def test_bundle_that_expires_while_served_turns_into_the_same_404(tmp_path: Path) -> None:
     publisher = make_publisher(tmp_path / "publisher")
-    home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    home = tmp_path / "node"  # set up in process; the reader under test is a real process
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     now = int(time.time())
     for name, expires in (("brief", now + 4), ("lasting", None)):
         src = write_tree(tmp_path / name, {"index.html": b"<p>soon gone</p>"})
         out = tmp_path / f"{name}.mdrop"
         pack_in_process(publisher, src, out, name, title=name, created=now - 1, expires=expires)
-        run_meshdrop("--home", home, "import", out, check=True)
-    [fp] = {
-        line.split()[0]
-        for line in run_meshdrop("--home", home, "trust", "ls", check=True).out.splitlines()
-    }
+        meshdrop_in_process("--home", home, "import", out, check=True)
+    trusted = meshdrop_in_process("--home", home, "trust", "ls", check=True)
+    [fp] = {line.split()[0] for line in trusted.out.splitlines()}
     fp = fp.replace("-", "")
     with reader_server(home) as base:
         assert fetch(base, f"/b/{fp}/brief/").status == 200
@@ -446,7 +445,7 @@ def test_no_server_header_and_no_cookie_on_any_answer(node: Node, base: str) -> 
 def test_home_page_stays_small_with_200_bundles(tmp_path: Path) -> None:
     publisher = make_publisher(tmp_path / "publisher", "노동자 소식 Workers' News")
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     out = tmp_path / "bundles"
     out.mkdir()
     now = int(time.time())
@@ -472,7 +471,7 @@ def test_home_page_stays_small_with_200_bundles(tmp_path: Path) -> None:
             language="ko" if korean else "en",
             created=now - 400 + i,
         )
-    run_meshdrop("--home", home, "import", out, "--quiet", check=True)
+    meshdrop_in_process("--home", home, "import", out, "--quiet", check=True)
     with reader_server(home) as base:
         seen: list[str] = []
         page = 1

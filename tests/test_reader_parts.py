@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from readerkit import pack_in_process
 
-from conftest import make_publisher, run_meshdrop, write_tree
+from conftest import make_publisher, meshdrop_in_process, write_tree
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.reader import app as reader_app
 from meshdrop.reader import i18n
@@ -150,7 +150,7 @@ def test_markdown_renders_without_raw_html() -> None:
 def store_with_bundles(tmp_path: Path) -> Path:
     publisher = make_publisher(tmp_path / "publisher")
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     now = int(time.time())
     sources = {
         "ko": {
@@ -166,7 +166,7 @@ def store_with_bundles(tmp_path: Path) -> Path:
         src = write_tree(tmp_path / name, files)
         out = tmp_path / f"{name}.mdrop"
         pack_in_process(publisher, src, out, name, title=f"{name} title", created=now - 1)
-        run_meshdrop("--home", home, "import", out, check=True)
+        meshdrop_in_process("--home", home, "import", out, check=True)
     return home
 
 
@@ -213,13 +213,13 @@ def test_backfill_indexes_bundles_stored_before_search_existed(
 def test_replaced_bundle_is_searched_in_its_new_version(tmp_path: Path) -> None:
     publisher = make_publisher(tmp_path / "publisher")
     home = tmp_path / "node"
-    run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
     now = int(time.time())
     for version, word in ((now - 10, "firstword"), (now - 5, "secondword")):
         src = write_tree(tmp_path / word, {"a.txt": word.encode()})
         out = tmp_path / f"{word}.mdrop"
         pack_in_process(publisher, src, out, "news", title="news", created=version)
-        run_meshdrop("--home", home, "import", out, check=True)
+        meshdrop_in_process("--home", home, "import", out, check=True)
     with Store(home) as store:
         assert names_for(store, "secondword") == ["news"]
         assert names_for(store, "firstword") == []

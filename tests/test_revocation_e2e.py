@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from lankit import NodeProc, Nodes, wait_until
 
-from conftest import make_publisher, pack, run_meshdrop, write_tree
+from conftest import make_publisher, meshdrop_in_process, pack, run_meshdrop, write_tree
 from meshdrop.transports.courier.layout import COURIER_FOLDER, publisher_file_name
 
 
@@ -29,8 +29,12 @@ def nodes() -> Iterator[Nodes]:
         started.stop_all()
 
 
+# The revocation and the stick import run as real processes, as do the nodes; the set-up
+# steps and the looks (publisher show, trust show, ls) run the same commands in process.
+
+
 def show(source: Path) -> dict[str, object]:
-    out = run_meshdrop("publisher", "show", source, "--json", check=True).out
+    out = meshdrop_in_process("publisher", "show", source, "--json", check=True).out
     info: dict[str, object] = json.loads(out)
     return info
 
@@ -44,7 +48,8 @@ def status_of(url: str) -> int:
 
 
 def record_version(home: Path, fingerprint: str) -> int:
-    out = run_meshdrop("--home", home, "trust", "show", fingerprint, "--json", check=True).out
+    shown = meshdrop_in_process("--home", home, "trust", "show", fingerprint, "--json", check=True)
+    out = shown.out
     version: int = json.loads(out)["version"]
     return version
 
@@ -66,7 +71,7 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
 ) -> None:
     # The publisher's laptop: two signing keys; "notice" is signed by the second.
     publisher = make_publisher(tmp_path / "laptop", "Workers' News")
-    run_meshdrop("publisher", "add-signer", publisher.folder, "--unencrypted", check=True)
+    meshdrop_in_process("publisher", "add-signer", publisher.folder, "--unencrypted", check=True)
     signers = show(publisher.folder)["signers"]
     assert isinstance(signers, list) and len(signers) == 2
     first, second = (s["id"] for s in sorted(signers, key=lambda s: s["not_before"]))
@@ -80,8 +85,8 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
     # Three nodes that trust the publisher and hold both bundles, running on loopback.
     homes = [tmp_path / name for name in ("a", "b", "c")]
     for home in homes:
-        run_meshdrop("--home", home, "trust", "add", publisher.pub, check=True)
-        run_meshdrop("--home", home, "import", "--quiet", news, notice, check=True)
+        meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+        meshdrop_in_process("--home", home, "import", "--quiet", news, notice, check=True)
     running = [nodes.start(home) for home in homes]
     for node in running:
         wait_until(partial(meets_others, node), what="three nodes meeting")
@@ -110,5 +115,5 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
             what=f"{home.name}'s reader dropping the withdrawn bundle",
         )
         assert status_of(f"http://{node.address}/b/{key}/news/") == 200
-        listed = run_meshdrop("--home", home, "ls", "--json", check=True).out
+        listed = meshdrop_in_process("--home", home, "ls", "--json", check=True).out
         assert [json.loads(line)["name"] for line in listed.splitlines()] == ["news"]

@@ -25,6 +25,7 @@ from conftest import (
     list_json,
     manifest_hash,
     meshdrop_executable,
+    meshdrop_in_process,
     read_tree,
     write_tree,
 )
@@ -53,8 +54,13 @@ def chunk_path(home: Path, digest: str) -> Path:
     return home / "chunks" / digest[:2] / digest
 
 
-def got(run: Run, home: Path, name: str, out: Path) -> dict[str, bytes]:
-    run("--home", home, "get", name, "-o", out, check=True)
+# The command a test is about runs as a real process (``run``); set-up steps and the looks
+# afterwards run the same command in process (``step``, and ``got`` and ``listed``).
+step = meshdrop_in_process
+
+
+def got(home: Path, name: str, out: Path) -> dict[str, bytes]:
+    step("--home", home, "get", name, "-o", out, check=True)
     return read_tree(out)
 
 
@@ -88,7 +94,7 @@ def test_older_version_is_refused_also_after_restart(
 ) -> None:
     v1 = make_bundle("news", {"a.txt": b"one"}, version=1)
     v2 = make_bundle("news", {"a.txt": b"two"}, version=2)
-    run("--home", node, "import", v2, check=True)
+    step("--home", node, "import", v2, check=True)
     # Every `meshdrop` run is a new process: the refusal comes from the index on disk.
     refused = run("--home", node, "import", v1)
     assert_clean_error(refused, "older than version 2")
@@ -109,8 +115,8 @@ def test_older_version_is_refused_after_the_newer_one_is_deleted(
     # higher one is refused whatever the order.
     twins = (make_bundle("news", {"a.bin": b"another v2 %d" % i}, version=2) for i in range(64))
     v2_twin = next(t for t in twins if manifest_hash(t) > manifest_hash(v2))
-    run("--home", node, "import", v1, check=True)
-    run("--home", node, "import", v2, check=True)
+    step("--home", node, "import", v1, check=True)
+    step("--home", node, "import", v2, check=True)
     if how == "fsck-repair":
         # A chunk of v2 is damaged, and fsck drops the bundle.
         flip_byte(chunk_path(node, digests(v2_files["a.bin"])[0]))
@@ -127,7 +133,7 @@ def test_older_version_is_refused_after_the_newer_one_is_deleted(
     assert_clean_error(run("--home", node, "import", v2_twin), "differs")
     assert listed(node) == []
     assert imported(run, node, v2)[0]["outcome"] == "imported"
-    assert got(run, node, "news", tmp_path / "out") == v2_files
+    assert got(node, "news", tmp_path / "out") == v2_files
 
 
 def test_two_copies_of_one_version_end_the_same_on_every_node_and_are_recorded(
@@ -144,8 +150,8 @@ def test_two_copies_of_one_version_end_the_same_on_every_node_and_are_recorded(
     kept = {"a.txt": (b"the real version 3" if low == copies[0] else b"a forged version 3")}
     for order in ((low, high), (high, low)):
         home = tmp_path / f"node-{order[0].name}"
-        run("--home", home, "trust", "add", publisher.pub, check=True)
-        run("--home", home, "import", order[0], check=True)
+        step("--home", home, "trust", "add", publisher.pub, check=True)
+        step("--home", home, "import", order[0], check=True)
         second = run("--home", home, "import", order[1], "--json")
         line = json.loads(second.out)
         if order[1] == high:
@@ -156,20 +162,20 @@ def test_two_copies_of_one_version_end_the_same_on_every_node_and_are_recorded(
             assert second.code == 0, second
             assert line["outcome"] == "imported, replacing another copy of the same version"
         assert listed(home) == [("news", 3)]
-        assert got(run, home, "news", tmp_path / f"out-{order[0].name}") == kept
+        assert got(home, "news", tmp_path / f"out-{order[0].name}") == kept
         [bundle] = list_json(home)
         assert bundle["equivocated"] is True
-        shown = run("--home", home, "trust", "show", fingerprint_of(run, home), "--json")
+        shown = run("--home", home, "trust", "show", fingerprint_of(home), "--json")
         [twin] = json.loads(shown.out)["equivocations"]
         assert (twin["name"], twin["version"]) == ("news", 3)
         assert {twin["kept"], twin["other"]} == {manifest_hash(c).hex() for c in copies}
         assert twin["kept"] == manifest_hash(low).hex()
-        text = run("--home", home, "trust", "show", fingerprint_of(run, home), check=True)
+        text = run("--home", home, "trust", "show", fingerprint_of(home), check=True)
         assert "most likely stolen" in text.out
 
 
-def fingerprint_of(run: Run, home: Path) -> str:
-    [trusted] = run("--home", home, "trust", "ls", "--json", check=True).out.splitlines()
+def fingerprint_of(home: Path) -> str:
+    [trusted] = step("--home", home, "trust", "ls", "--json", check=True).out.splitlines()
     return str(json.loads(trusted)["fingerprint"])
 
 
@@ -204,8 +210,8 @@ def test_identical_file_in_two_bundles_is_stored_once(
     assert set(after_second) == expected
     assert len(after_second) == 4  # not 6: the two chunks of the shared file once
     assert {d: after_second[d] for d in after_first} == after_first
-    assert got(run, node, "first", tmp_path / "first") == first
-    assert got(run, node, "second", tmp_path / "second") == second
+    assert got(node, "first", tmp_path / "first") == first
+    assert got(node, "second", tmp_path / "second") == second
 
 
 def test_new_version_reuses_unchanged_chunks_and_deletes_only_unused_old_ones(
@@ -221,8 +227,8 @@ def test_new_version_reuses_unchanged_chunks_and_deletes_only_unused_old_ones(
     _, n1, n2 = digests(b_new)
     [c0] = digests(c)
 
-    run("--home", node, "import", make_bundle("news", v1_files, version=1), check=True)
-    run("--home", node, "import", make_bundle("archive", archive_files), check=True)
+    step("--home", node, "import", make_bundle("news", v1_files, version=1), check=True)
+    step("--home", node, "import", make_bundle("archive", archive_files), check=True)
     before = chunk_files(node)
     assert set(before) == {a0, a1, b0, b1, b2, c0}
 
@@ -235,9 +241,9 @@ def test_new_version_reuses_unchanged_chunks_and_deletes_only_unused_old_ones(
     assert {d: after[d] for d in (a0, a1, b0, c0, b2)} == {
         d: before[d] for d in (a0, a1, b0, c0, b2)
     }
-    assert got(run, node, "news", tmp_path / "news") == v2_files
-    assert got(run, node, "archive", tmp_path / "archive") == archive_files
-    code, report = fsck_json(run, node)
+    assert got(node, "news", tmp_path / "news") == v2_files
+    assert got(node, "archive", tmp_path / "archive") == archive_files
+    code, report = fsck_json(step, node)
     assert (code, report["damaged_chunks"]) == (0, 0)
 
 
@@ -258,7 +264,7 @@ def test_fsck_finds_damage_repair_drops_the_bundle_and_reimport_restores_it(
     news_files = {"index.html": b"<h1>news</h1>", "video.bin": os.urandom(CHUNK_SIZE + 777)}
     good_files = {"index.html": b"<h1>good</h1>"}
     news = make_bundle("news", news_files)
-    run("--home", node, "import", news, make_bundle("good", good_files), check=True)
+    step("--home", node, "import", news, make_bundle("good", good_files), check=True)
     damage(chunk_path(node, digests(news_files["video.bin"])[0]), how)
 
     check = run("--home", node, "fsck", "--quiet")
@@ -273,19 +279,19 @@ def test_fsck_finds_damage_repair_drops_the_bundle_and_reimport_restores_it(
         assert len(failed.err.strip().splitlines()) == 1, failed.err
         assert not Path(args[-1]).exists()  # nothing half-written is left behind
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    assert got(run, node, "good", tmp_path / "good") == good_files
+    assert got(node, "good", tmp_path / "good") == good_files
 
     repair = run("--home", node, "fsck", "--repair", "--quiet")
     assert repair.code == 0, repair
     assert "dropped: news v1" in repair.out
     assert listed(node) == [("good", 1)]
-    code, report = fsck_json(run, node)
+    code, report = fsck_json(step, node)
     assert (code, report["damaged_chunks"], report["damaged_bundles"]) == (0, 0, [])
 
     assert imported(run, node, news)[0]["outcome"] == "imported"
     assert listed(node) == [("good", 1), ("news", 1)]
-    assert got(run, node, "news", tmp_path / "restored") == news_files
-    code, report = fsck_json(run, node)
+    assert got(node, "news", tmp_path / "restored") == news_files
+    code, report = fsck_json(step, node)
     assert (code, report["damaged_chunks"]) == (0, 0)
 
 
@@ -331,12 +337,12 @@ def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
     run: Run, make_bundle: MakeBundle, publisher: Publisher, small_disk: Path, tmp_path: Path
 ) -> None:
     home = small_disk / "node"
-    run("--home", home, "trust", "add", publisher.pub, check=True)
+    step("--home", home, "trust", "add", publisher.pub, check=True)
     good_files = {"index.html": b"<p>small and good</p>", "img.bin": os.urandom(300_000)}
     big_files = {"one.bin": os.urandom(10 * MiB), "two.bin": os.urandom(10 * MiB)}
     good = make_bundle("good", good_files)
     big = make_bundle("big", big_files)
-    run("--home", home, "import", good, check=True)
+    step("--home", home, "import", good, check=True)
     filler = small_disk / "filler"
     # Room for 6 of the 20 chunks and half of a 7th: the half-written chunk is removed
     # when its write fails, so the store keeps enough space to be opened afterwards
@@ -353,16 +359,16 @@ def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
     full = run("--home", home, "import", "--quiet", big, env=NO_SPACE_CHECK)
     assert_clean_error(full, "disk is full")
     assert listed(home) == [("good", 1)]
-    assert got(run, home, "good", tmp_path / "good") == good_files
-    code, report = fsck_json(run, home)
+    assert got(home, "good", tmp_path / "good") == good_files
+    code, report = fsck_json(step, home)
     assert (code, report["damaged_chunks"], report["damaged_bundles"]) == (0, 0, [])
     assert not [p for p in home.rglob(".tmp-*")]
 
     filler.unlink()
     assert imported(run, home, big)[0]["outcome"] == "imported"
     assert listed(home) == [("big", 1), ("good", 1)]
-    assert got(run, home, "big", tmp_path / "big") == big_files
-    code, report = fsck_json(run, home)
+    assert got(home, "big", tmp_path / "big") == big_files
+    code, report = fsck_json(step, home)
     assert (code, report["damaged_chunks"]) == (0, 0)
 
 
@@ -375,8 +381,8 @@ def test_import_onto_a_nearly_full_disk_fails_cleanly_whatever_space_is_left(
     v1 = make_bundle("news", {"a.bin": a}, version=1)
     v2 = make_bundle("news", {"a.bin": a, "b.txt": b"new"}, version=2)
     template = tmp_path / "template"
-    run("--home", template, "trust", "add", publisher.pub, check=True)
-    run("--home", template, "import", v1, check=True)
+    step("--home", template, "trust", "add", publisher.pub, check=True)
+    step("--home", template, "import", v1, check=True)
     filler = small_disk / "filler"
     problems: list[str] = []
     refused: list[Path] = []
@@ -393,10 +399,10 @@ def test_import_onto_a_nearly_full_disk_fails_cleanly_whatever_space_is_left(
     filler.unlink()
     assert refused, "no step ran out of space"
     for home in refused:  # with space again: v1 intact and nothing damaged, v2 imports
-        code, report = fsck_json(run, home)
+        code, report = fsck_json(step, home)
         if (code, report["damaged_chunks"]) != (0, 0):
             problems.append(f"{home.name}: fsck after freeing space: {report}")
-        outcome = imported(run, home, v2)[0]["outcome"]
+        outcome = imported(step, home, v2)[0]["outcome"]
         if outcome != "imported, replacing an older version":
             problems.append(f"{home.name}: rerun after freeing space: {outcome}")
     assert not problems, "\n".join(problems)
@@ -425,7 +431,7 @@ def test_two_imports_at_once_both_succeed(
     # "other" could find those chunks present, skip them, and commit after v2 deleted them.
     # Whether they overlap here depends on timing; the next test proves the lock itself.
     shared = os.urandom(2 * MiB)
-    run("--home", node, "import", make_bundle("news", {"shared.bin": shared}), check=True)
+    step("--home", node, "import", make_bundle("news", {"shared.bin": shared}), check=True)
     files = {
         "news": {"index.html": b"<p>v2</p>", "a.bin": os.urandom(MiB)},
         "other": {"a-shared.bin": shared, "b.bin": os.urandom(4 * MiB)},
@@ -438,8 +444,8 @@ def test_two_imports_at_once_both_succeed(
     assert "imported: other v1" in outs[1][0]
     assert listed(node) == [("news", 2), ("other", 1)]
     for name, expected in files.items():
-        assert got(run, node, name, tmp_path / name) == expected
-    code, report = fsck_json(run, node)
+        assert got(node, name, tmp_path / name) == expected
+    code, report = fsck_json(step, node)
     assert (code, report["damaged_chunks"]) == (0, 0)
     assert set(chunk_files(node)) == {
         d for f in (*files["news"].values(), *files["other"].values()) for d in digests(f)
@@ -480,7 +486,7 @@ def test_import_commits_only_once_it_has_the_write_lock(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "imported: news v1" in out
-    assert got(run, node, "news", tmp_path / "out") == files
+    assert got(node, "news", tmp_path / "out") == files
 
 
 # Many bundles
