@@ -30,7 +30,7 @@ from meshdrop.core.keys import (
 from meshdrop.core.records import PublisherRecord, Signer, parse_record, publisher_id
 from meshdrop.errors import SignatureError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 VECTORS_FILE = REPO / "docs" / "vectors" / "ed25519.json"
 VECTORS: list[dict[str, str]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))["vectors"]
 DOMAINS = {"manifest": Domain.MANIFEST, "publisher-record": Domain.PUBLISHER_RECORD}

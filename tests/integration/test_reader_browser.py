@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 from readerkit import DevTools, Node, build_node, reader_server
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 WIDTH = 360
 INSTALL_HINT = "apt-get install -y --no-install-recommends chromium fonts-noto-cjk"
 

@@ -36,7 +36,7 @@ from meshdrop.store.crashpoints import ENV as CRASH_ENV
 from meshdrop.store.ingest import BATCH_BYTES
 from meshdrop.store.store import Store
 
-SAMPLES = Path(__file__).parent.parent / "bundles"
+SAMPLES = Path(__file__).parents[2] / "bundles"
 SERVICE = "_meshdrop._tcp.local."
 
 

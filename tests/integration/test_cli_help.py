@@ -55,7 +55,7 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
 
 
 def test_readme_mentions_only_real_commands() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     code = "\n".join(re.findall(r"```sh\n(.*?)```", readme, re.DOTALL))
     used = re.findall(r"^meshdrop (?:--home \S+ )?([a-z-]+)", code, re.MULTILINE)
     assert len(used) >= 8

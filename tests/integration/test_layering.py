@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = (  # their names in setup.cfg
     "Dependencies point down: cli > reader > transports > store > core",
     "The LAN and courier transports never import each other",

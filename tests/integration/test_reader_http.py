@@ -342,7 +342,7 @@ def test_head_sends_headers_only(node: Node, base: str) -> None:
 
 
 def test_media_is_served_whole_and_in_parts(node: Node, base: str) -> None:
-    source = Path(__file__).parent.parent / "bundles" / "audio" / "notice.ogg"
+    source = Path(__file__).parents[2] / "bundles" / "audio" / "notice.ogg"
     data = source.read_bytes()
     whole = fetch(base, raw(node, "audio-notice", "notice.ogg"))
     assert whole.status == 200 and whole.body == data
