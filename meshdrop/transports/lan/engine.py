@@ -333,9 +333,8 @@ class SyncEngine:
                 verified = await self._accept_envelope(peer, entry, states, outcome, hold)
             if verified is None:
                 return
-            # Held from before the chunks are counted until the transfer ends, as every
-            # ingest holds it: fsck --repair waits and never removes a chunk in flight.
-            ingest: IngestHold | None = await self.storeio.hold_ingest()
+            # Held until the transfer ends, as every ingest holds it: fsck --repair waits.
+            ingest = await self.storeio.hold_ingest()
             try:
                 missing = await self.storeio.missing_chunks(verified)
                 try:  # refuse before fetching what could never be stored (a full disk)
@@ -351,10 +350,9 @@ class SyncEngine:
                     transfer = self.transfers[entry.digest] = Transfer(
                         self, verified, entry.digest, missing
                     )
-                    assert ingest is not None
-                    self.holds[entry.digest], ingest = ingest, None
+                    self.holds[entry.digest] = ingest
             finally:
-                if ingest is not None:
+                if self.holds.get(entry.digest) is not ingest:
                     ingest.release()
         transfer.add_source(peer)
         result = await asyncio.shield(transfer.result)
