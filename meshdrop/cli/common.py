@@ -39,6 +39,16 @@ def open_store(ctx: click.Context) -> Store:
     return Store(home_path(ctx))
 
 
+PUBLISHER_FILE_LIMIT = 16 * 1024 * 1024
+
+
+def read_publisher_file(path: Path) -> bytes:
+    """A publisher.pub's bytes (a small regular file; links, devices, huge files refused)."""
+    from meshdrop.fs import read_small_file
+
+    return read_small_file(path, PUBLISHER_FILE_LIMIT, "publisher file")
+
+
 def passphrase_from_env_or_prompt(what: str, confirm: bool = False) -> bytes:
     value = os.environ.get(PASSPHRASE_ENV)
     if value is not None:

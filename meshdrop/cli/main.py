@@ -9,7 +9,7 @@ import traceback
 import click
 
 from meshdrop import __version__
-from meshdrop.cli import bundles, courier, lan, node, publisher, reader
+from meshdrop.cli import bundles, courier, lan, node, publisher, reader, trust
 from meshdrop.errors import MeshdropError
 
 EXIT_INTERRUPTED = 130
@@ -40,6 +40,7 @@ def cli(ctx: click.Context, home: str | None) -> None:
 publisher.register(cli)
 bundles.register(cli)
 node.register(cli)
+trust.register(cli)
 reader.register(cli)
 courier.register(cli)
 lan.register(cli)
