@@ -9,11 +9,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 STAMP="$VENV/.meshdrop-installed"
-if [ ! -f "$STAMP" ] || [ "$ROOT/setup.cfg" -nt "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+CONSTRAINTS="$ROOT/scripts/test-constraints.txt"  # the test tools' pinned versions
+if [ ! -f "$STAMP" ] || [ "$ROOT/setup.cfg" -nt "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] ||
+   [ "$CONSTRAINTS" -nt "$STAMP" ]; then
     echo "scripts: installing meshdrop and its test tools into $VENV" >&2
     LOG="$VENV/pip-install.log"
     if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
-           "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[test]"; } >"$LOG" 2>&1; then
+           "$VENV/bin/python" -m pip install --disable-pip-version-check -c "$CONSTRAINTS" -e "$ROOT[test]"; } >"$LOG" 2>&1; then
         tail -n 40 "$LOG" >&2
         echo "scripts: installing failed; the whole log is in $LOG" >&2
         exit 1
