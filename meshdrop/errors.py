@@ -90,3 +90,36 @@ class PassphraseError(MeshdropError):
     """A private key could not be unlocked."""
 
     exit_code = 8
+
+
+class FingerprintMismatchError(TrustError):
+    """A publisher file whose fingerprint is not the one the node owner was told."""
+
+
+class SameNameError(TrustError):
+    """A new publisher whose display name reads like that of one already trusted: the
+    likeliest shape of an impostor."""
+
+
+class UnknownPublisherError(UsageError):
+    """No trusted publisher has the fingerprint (or start of one) given."""
+
+
+class AmbiguousPublisherError(UsageError):
+    """The start of a fingerprint given matches several trusted publishers."""
+
+
+class PrefixTooShortError(UsageError):
+    """Too few characters of a fingerprint to pick a publisher by."""
+
+
+class WeakPassphraseError(UsageError):
+    """A new passphrase too short or too simple to stand an offline guessing attack."""
+
+
+class ConfirmationNeededError(UsageError):
+    """A step that needs a person's yes, asked where nobody can answer (no terminal)."""
+
+
+class DeclinedError(MeshdropError):
+    """The person asked answered no: nothing was done."""

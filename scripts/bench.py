@@ -37,7 +37,7 @@ PACK_BATCH = 250  # small bundles per task when packing them in worker processes
 
 # "store" is this file's own table; the others live in scripts/bench_<area>.py, each with
 # run(workdir, quick) -> rows of name, value, unit, baseline, ratio, target.
-AREAS = ("store", "get", "courier", "lan", "reader")
+AREAS = ("store", "get", "courier", "parts", "lan", "reader")
 
 EPILOG = """\
 examples:
@@ -401,7 +401,7 @@ def run_benchmark(args: argparse.Namespace, runner: Runner, report: Report) -> N
 
     def fresh_big_home() -> None:
         set_aside(big_home)
-        runner.run(md("--home", big_home, "trust", "add", pub_file))
+        runner.run(md("--home", big_home, "trust", "add", "--yes", pub_file))
 
     imp = rate_row(
         "import",
@@ -448,7 +448,7 @@ def run_benchmark(args: argparse.Namespace, runner: Runner, report: Report) -> N
 
     def fresh_small_home() -> None:
         set_aside(small_home)
-        runner.run(md("--home", small_home, "trust", "add", pub_file))
+        runner.run(md("--home", small_home, "trust", "add", "--yes", pub_file))
 
     say(f"  meshdrop import of a folder of {small} small bundles")
     times = runner.best_of(

@@ -76,7 +76,7 @@ def pack_small(publisher: Path, out: Path, scratch: Path, count: int) -> None:
 def fresh_node(work: Path, name: str, publisher: Path) -> Path:
     home = work / name
     set_aside(home)
-    md("--home", home, "trust", "add", publisher / "publisher.pub")
+    md("--home", home, "trust", "add", "--yes", publisher / "publisher.pub")
     return home
 
 

@@ -59,7 +59,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
     md("publisher", "new", publisher, "--name", "Bench", "--unencrypted")
     write_files(src, count)
     md("pack", src, "--publisher", publisher, "--name", "many", "-o", work / "many.mdrop", "-q")
-    md("--home", home, "trust", "add", publisher / "publisher.pub")
+    md("--home", home, "trust", "add", "--yes", publisher / "publisher.pub")
     md("--home", home, "import", work / "many.mdrop", "-q")
 
     base_times, get_times = [], []

@@ -281,7 +281,7 @@ class Maker:
         self.made = 0
 
     def home(self, path: Path) -> Path:
-        md("--home", path, "trust", "add", self.publisher / "publisher.pub")
+        md("--home", path, "trust", "add", "--yes", self.publisher / "publisher.pub")
         return path
 
     def pack(self, src: Path, out: Path, name: str) -> Path:

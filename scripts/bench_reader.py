@@ -103,7 +103,7 @@ def build_store(work: Path, big_mib: int) -> tuple[Path, Path, Path]:
     publisher = work / "publisher"
     md("publisher", "new", publisher, "--name", "Bench News", "--unencrypted")
     home = work / "node"
-    md("--home", home, "trust", "add", publisher / "publisher.pub")
+    md("--home", home, "trust", "add", "--yes", publisher / "publisher.pub")
     out = work / "bundles"
     out.mkdir()
     now = int(time.time())

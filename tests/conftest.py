@@ -209,7 +209,7 @@ def make_bundle(tmp_path: Path, publisher: Publisher) -> Callable[..., Path]:
 def node(tmp_path: Path, publisher: Publisher) -> Path:
     """A node home that trusts ``publisher``."""
     home = tmp_path / "node"
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     return home
 
 
@@ -272,3 +272,15 @@ def count_commit_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(Store, "_commit_group", counting)
     return sizes
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`./scripts/test` runs two workers, `--dist loadgroup`), the tests
+    that run `meshdrop node` with mDNS on loopback (they use a ``nodes`` fixture) share one
+    group, so one worker runs them one at a time: two at once would discover each other's
+    nodes. The network-namespace tests join them (one bridge set-up at a time)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        in_netns = module is not None and module.__name__.endswith("test_lan_netns")
+        if "nodes" in getattr(item, "fixturenames", ()) or in_netns:
+            item.add_marker(pytest.mark.xdist_group("mdns"))

@@ -83,7 +83,7 @@ def build_setup(root: Path) -> Setup:
     step = meshdrop_in_process
     publisher = make_publisher(root / "publisher")
     source = root / "source"
-    step("--home", source, "trust", "add", publisher.pub, check=True)
+    step("--home", source, "trust", "add", "--yes", publisher.pub, check=True)
     for name, (files, extra) in BUNDLES.items():
         src = write_tree(root / f"src-{name}", files)
         bundle = pack(publisher, src, root / f"{name}.mdrop", name, "--version", "1", *extra)
@@ -92,7 +92,7 @@ def build_setup(root: Path) -> Setup:
     stick.mkdir()
     step("--home", source, "export", stick, "--part-size", PART_SIZE, "-q", check=True)
     empty = root / "empty-node"
-    step("--home", empty, "trust", "add", publisher.pub, check=True)
+    step("--home", empty, "trust", "add", "--yes", publisher.pub, check=True)
     return Setup(root, publisher, source, stick, empty)
 
 

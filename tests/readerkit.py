@@ -137,7 +137,7 @@ def build_node(
         "publisher", "new", publisher.folder, "--name", "Workers' News", "--unencrypted", check=True
     )
     home = folder / "node"
-    run("--home", home, "trust", "add", publisher.pub, check=True)
+    run("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     out = folder / "bundles"
     out.mkdir()
     for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
@@ -192,7 +192,7 @@ def build_node(
         created=now - 1,
     )
     leaky = _leaky_publisher(folder / "leaky", now)
-    run("--home", home, "trust", "add", leaky["pub"], check=True)
+    run("--home", home, "trust", "add", "--yes", leaky["pub"], check=True)
     run("--home", home, "import", out, leaky["honest"], leaky["leaked"], check=True)
     # The publisher reports the leaked key compromised: what it signed is withdrawn.
     run("--home", home, "import", leaky["revocation"], check=True)

@@ -6,17 +6,20 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from meshdrop.errors import PassphraseError, UsageError
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from meshdrop.store.models import Withdrawal
     from meshdrop.store.store import Store
 
 PASSPHRASE_ENV = "MESHDROP_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
@@ -65,6 +68,30 @@ def passphrase_from_env_or_prompt(what: str, confirm: bool = False) -> bytes:
     return str(entered).encode()
 
 
+def new_passphrase(what: str, allow_weak: bool) -> bytes:
+    """A passphrase that seals new keys (typed twice, or MESHDROP_PASSPHRASE), refused if
+    weak unless ``allow_weak`` (``--weak-passphrase``)."""
+    from meshdrop.publish.keyfile import check_new_passphrase
+
+    passphrase = passphrase_from_env_or_prompt(what, confirm=True)
+    if not allow_weak:
+        check_new_passphrase(passphrase)
+    return passphrase
+
+
+def confirm_step(question: str, yes: bool, unattended: str) -> None:
+    """Go on only with a person's yes: ``yes`` (``--yes``) or an answer on the terminal.
+    Without a terminal to ask on, refuse with ``unattended`` (what to pass instead)."""
+    from meshdrop.errors import ConfirmationNeededError, DeclinedError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfirmationNeededError(unattended)
+    if not click.confirm(question, default=False, err=True):
+        raise DeclinedError("nothing was done (you answered no)")
+
+
 def parse_time(text: str, option: str) -> int:
     """Unix seconds from '1700000000', '2027-01-31' (midnight UTC) or an ISO date-time."""
     text = text.strip()
@@ -101,15 +128,42 @@ def bar_wanted(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-@contextmanager
-def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callable[[int], None]]:
-    """A byte progress bar on stderr (rate and time left), only when stderr is a terminal."""
-    if not bar_wanted(quiet):
-        yield lambda _nbytes: None
-        return
+FALLBACK_COLUMNS, FALLBACK_ROWS = 80, 24
+
+
+def bar_columns() -> int | None:
+    """None to follow the terminal's size; a fixed width where the terminal reports zero
+    columns (a pseudo-terminal whose size was never set, as container and remote shells
+    often give), where tqdm would draw nothing at all for the whole run."""
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        columns = 0
+    return None if columns > 0 else FALLBACK_COLUMNS
+
+
+EXIT_SOME_REFUSED = 1
+
+
+def outcome_exit_code(failures: list[int], inputs: int) -> int:
+    """README's rule: a command on one input exits with that input's own code (3-9); on
+    several, 1 if any was refused. ``failures`` holds the code of each refused input."""
+    if not failures:
+        return 0
+    return failures[0] if inputs == 1 else EXIT_SOME_REFUSED
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """'1 file', '2 files', '0 files' (``many`` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
+
+
+def byte_bar(total: int, label: str) -> tqdm[Any]:
+    """A tqdm bar of bytes on stderr: rate and time left, sized to the terminal."""
     from tqdm import tqdm  # imported here: most commands never draw a bar
 
-    bar = tqdm(
+    columns = bar_columns()
+    return tqdm(
         total=total,
         desc=label,
         unit="B",
@@ -117,8 +171,19 @@ def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callab
         unit_divisor=1024,
         file=sys.stderr,
         leave=False,
-        dynamic_ncols=True,
+        dynamic_ncols=columns is None,
+        ncols=columns,
+        nrows=None if columns is None else FALLBACK_ROWS,
     )
+
+
+@contextmanager
+def progress_bar(total: int, label: str, quiet: bool = False) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar on stderr (rate and time left), only when stderr is a terminal."""
+    if not bar_wanted(quiet):
+        yield lambda _nbytes: None
+        return
+    bar = byte_bar(total, label)
 
     def advance(nbytes: int) -> None:
         bar.update(nbytes)
@@ -143,10 +208,11 @@ def import_line(
     version: int | None = None,
     publisher: str | None = None,
     exit_code: int = 0,
+    withdrawn: Sequence[Withdrawal] = (),
 ) -> dict[str, object]:
     """The one shape of an `import --json` line, whatever the source (a file, a folder, a
     courier folder): README's "import --json" documents each key. ``withdrawn`` lists the
-    stored bundles a new publisher record withdrew (to be filled)."""
+    stored bundles a new publisher record in this input withdrew."""
     return {
         "files": files,
         "folder": folder,
@@ -156,8 +222,23 @@ def import_line(
         "version": version,
         "publisher": publisher,
         "exit_code": exit_code,
-        "withdrawn": [],
+        "withdrawn": [w.to_json() for w in withdrawn],
     }
+
+
+def withdrawal_line(withdrawal: Withdrawal) -> str:
+    """What an import says about a stored bundle a new publisher record withdrew."""
+    what = f"withdrew {printable(withdrawal.name)} v{withdrawal.version}"
+    return f"{what} ({withdrawal_reason(withdrawal)})"
+
+
+def withdrawal_reason(withdrawal: Withdrawal) -> str:
+    if withdrawal.reason == "compromised":
+        return f"key {withdrawal.signer} reported compromised"
+    return (
+        f"signed after key {withdrawal.signer} was {withdrawal.reason} "
+        f"on {format_time(withdrawal.revoked_at)}"
+    )
 
 
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}

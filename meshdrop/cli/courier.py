@@ -4,7 +4,6 @@ sticks (watch); `import` hands courier folders and sticks to this module."""
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,11 +12,14 @@ import click
 
 from meshdrop.cli.common import (
     bar_wanted,
+    byte_bar,
     emit_json,
     human_size,
     import_line,
     open_store,
+    plural,
     printable,
+    withdrawal_line,
 )
 from meshdrop.errors import MeshdropError, UsageError
 
@@ -62,18 +64,7 @@ class CourierBar:
         self.items = total_items
         if not bar_wanted(self.quiet):
             return
-        from tqdm import tqdm  # imported here: most commands never draw a bar
-
-        self.bar = tqdm(
-            total=total_bytes,
-            desc=self._label(),
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            file=sys.stderr,
-            leave=False,
-            dynamic_ncols=True,
-        )
+        self.bar = byte_bar(total_bytes, self._label())
 
     def _label(self) -> str:
         return f"{self.verb} {self.done}/{self.items} bundles"
@@ -103,22 +94,24 @@ class CourierBar:
 
 def import_couriers(
     store: Store, paths: tuple[Path, ...], as_json: bool, quiet: bool
-) -> tuple[int, int, tuple[Path, ...]]:
+) -> tuple[int, list[int], tuple[Path, ...]]:
     """Import the courier folders among ``paths`` and print a line per report; returns
-    (how many were courier folders, how many bundles failed, the paths left for the plain
-    importer)."""
+    (how many were courier folders, the exit code of each bundle that failed, the paths
+    left for the plain importer)."""
     from meshdrop.transports.courier.runs import import_courier, split_courier_paths
 
     couriers, others = split_courier_paths(paths)
-    failed = 0
-    for folder in couriers:
+    failed: list[int] = []
+    for source in couriers:
+        folder = source.folder
         bar = CourierBar("importing", quiet)
         try:
-            reports = import_courier(store, folder, bar)
+            reports = import_courier(store, source, bar)
         finally:
             bar.close()
         for report in reports:
-            failed += report.status.failed
+            if report.status.failed:
+                failed.append(report.code)
             if as_json:
                 emit_json(
                     import_line(
@@ -130,6 +123,7 @@ def import_couriers(
                         version=report.version,
                         publisher=report.publisher,
                         exit_code=report.code,
+                        withdrawn=report.withdrawn,
                     )
                 )
             else:
@@ -137,6 +131,8 @@ def import_couriers(
                 where = printable(str(base / report.label)) if report.files else str(base)
                 line = f"{where}: {report.status.value}: {printable(report.detail)}"
                 click.echo(line, err=report.status.failed)  # like the plain import's refusals
+                for withdrawal in report.withdrawn:
+                    click.echo(withdrawal_line(withdrawal))
         if not reports and not as_json:
             click.echo(f"{folder}: nothing to import")
     return len(couriers), failed, others
@@ -161,8 +157,10 @@ def run_export(
     options: ExportOptions,
     as_json: bool,
     quiet: bool,
-) -> bool:
-    """Export into ``folder`` and print what happened; returns True if all went well."""
+) -> int:
+    """Export into ``folder`` and print what happened; returns the exit code: 0 when done
+    (bundles that did not fit were said so), else the code of what stopped a bundle."""
+    from meshdrop.cli.exportreport import print_export
     from meshdrop.transports.courier.runs import export_to
 
     bar = CourierBar("exporting", quiet)
@@ -170,43 +168,8 @@ def run_export(
         result = export_to(store, folder, options, bar)
     finally:
         bar.close()
-    summary = result.summary
-    for report in summary.reports:
-        if as_json:
-            emit_json(report.to_json())
-        else:
-            click.echo(
-                f"{report.name} v{report.version}: {report.done.value}: {printable(report.detail)}"
-            )
-    if as_json:
-        emit_json(
-            {
-                "summary": {
-                    "folder": str(folder),
-                    "written": result.written,
-                    "written_bytes": result.written_bytes,
-                    "already_there": result.already_there,
-                    "left_out": result.left_out,
-                    "failed": result.failed,
-                    "publisher_files": summary.publishers_written,
-                    "removed": summary.removed,
-                    "notes": summary.notes,
-                }
-            }
-        )
-    else:
-        for note in summary.notes:
-            click.echo(f"note: {printable(note)}")
-        if summary.publishers_written:
-            click.echo("publisher files written: " + ", ".join(summary.publishers_written))
-        if summary.removed:
-            click.echo("removed older copies: " + ", ".join(summary.removed))
-        click.echo(
-            f"{folder}: {result.written} bundles written ({human_size(result.written_bytes)}), "
-            f"{result.already_there} already there, {result.left_out} left out"
-            + (f", {result.failed} failed" if result.failed else "")
-        )
-    return result.ok
+    print_export(result, folder, as_json)
+    return result.exit_code
 
 
 def export_options(
@@ -216,6 +179,7 @@ def export_options(
     reserve: str,
     part_size: str | None,
     check: bool,
+    dry_run: bool = False,
 ) -> ExportOptions:
     from meshdrop.transports.courier.exporter import ExportOptions
     from meshdrop.transports.courier.layout import DEFAULT_PART_SIZE, FAT32_MAX_FILE
@@ -230,6 +194,7 @@ def export_options(
         reserve=parse_size(reserve, "--reserve"),
         part_size=size,
         check=check,
+        dry_run=dry_run,
     )
 
 
@@ -246,10 +211,17 @@ def export_options(
 )
 @click.option("--reserve", default="16M", show_default=True, help="Free space to leave on DEST.")
 @click.option(
-    "--part-size", hidden=True, help="Split bundles bigger than this (default just under 4 GiB)."
+    "--part-size",
+    help="Split bundles bigger than this into parts of at most this size (default 512M; "
+    "a stick pulled mid-export loses at most the part being written).",
 )
 @click.option(
     "--check", is_flag=True, help="Re-read copies already on DEST and rewrite damaged ones."
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what would be written and what does not fit; write nothing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per bundle, then a summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -263,6 +235,7 @@ def export(
     reserve: str,
     part_size: str | None,
     check: bool,
+    dry_run: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -273,12 +246,16 @@ def export(
     are replaced (the new one is written before the old one is removed), and damaged or
     cut-short copies are written again. What does not fit goes last: the publisher's
     priority, then the newest, decide; what the want file on the stick says the next node
-    lacks goes first. Bundles of 4 GiB and more are split into parts that fit FAT32."""
-    options = export_options(publishers, names, max_bytes, reserve, part_size, check)
+    lacks goes first. Bundles over --part-size are split into parts, each written and
+    synced on its own, so a stick pulled mid-export keeps every part finished before; the
+    next export writes only the missing ones. It ends with "safe to remove" once all is
+    synced. Exits 0 when done (even if some bundles did not fit: it says so), 2 if DEST is
+    not a folder, 7 if the stick is full or cannot be written."""
+    options = export_options(publishers, names, max_bytes, reserve, part_size, check, dry_run)
     folder = _courier_folder(dest)
     with open_store(ctx) as store:
-        ok = run_export(store, folder, options, as_json, quiet)
-    ctx.exit(0 if ok else 1)
+        code = run_export(store, folder, options, as_json, quiet)
+    ctx.exit(code)
 
 
 # Want
@@ -289,8 +266,9 @@ def export(
 @click.option(
     "--publisher", "publishers", multiple=True, help="A publisher to ask for first (repeatable)."
 )
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 @click.pass_context
-def want(ctx: click.Context, dest: Path, publishers: tuple[str, ...]) -> None:
+def want(ctx: click.Context, dest: Path, publishers: tuple[str, ...], as_json: bool) -> None:
     """Write onto the stick at DEST a small summary of what this node has (and which
     publishers it asks for), so the node that fills the stick next puts what this node
     lacks first. It holds hashed names and versions only, at most 1 MiB."""
@@ -300,9 +278,19 @@ def want(ctx: click.Context, dest: Path, publishers: tuple[str, ...]) -> None:
     with open_store(ctx) as store:
         entry = want_from_store(store, publishers, int(time.time()))
     path, size = write_want_file(folder, entry)
+    if as_json:
+        emit_json(
+            {
+                "path": str(path),
+                "bundles": len(entry.have),
+                "publishers": len(entry.publishers),
+                "size": size,
+            }
+        )
+        return
     click.echo(
-        f"wrote {path}: {len(entry.have)} bundles, {len(entry.publishers)} publishers asked "
-        f"for ({human_size(size)})"
+        f"wrote {path}: {plural(len(entry.have), 'bundle')}, "
+        f"{plural(len(entry.publishers), 'publisher')} asked for ({human_size(size)})"
     )
 
 
@@ -380,10 +368,11 @@ def handle_drive(
     if not as_json:
         click.echo(f"stick: {printable(str(drive))}")
     try:
-        failed = 0
+        failed: list[int] = []
         if courier is not None:
             _, failed, _ = import_couriers(store, (courier,), as_json, quiet)
-        ok = run_export(store, courier or drive / COURIER_FOLDER, options, as_json, quiet)
+        code = run_export(store, courier or drive / COURIER_FOLDER, options, as_json, quiet)
+        ok = code == 0
         return ok and not failed
     except (MeshdropError, OSError) as exc:
         message = str(exc) if isinstance(exc, MeshdropError) else (exc.strerror or str(exc))

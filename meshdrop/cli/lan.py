@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshdrop.cli.common import emit_json, home_path, human_size, printable
+from meshdrop.cli.common import (
+    emit_json,
+    home_path,
+    human_size,
+    plural,
+    printable,
+    withdrawal_line,
+)
+from meshdrop.store.models import Withdrawal
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -51,7 +59,8 @@ def describe(event: Event) -> str | None:
         urls = ", ".join(event["urls"])
         return (
             f"listening on {urls} (peer API at {event['peer_api']}); "
-            f"{event['bundles']} bundles of {event['publishers']} trusted publishers"
+            f"{plural(event['bundles'], 'bundle')} of "
+            f"{plural(event['publishers'], 'trusted publisher')}"
         )
     if event["event"] == "peer":
         return f"peer {event['peer']}: {event['state']}"
@@ -60,8 +69,9 @@ def describe(event: Event) -> str | None:
             return None
         done = "" if event["complete"] else " (incomplete; will retry)"
         return (
-            f"synced with {event['peer']}: {event['bundles']} bundles, "
-            f"{event['publishers']} publisher updates, {human_size(event['bytes'])}{done}"
+            f"synced with {event['peer']}: {plural(event['bundles'], 'bundle')}, "
+            f"{plural(event['publishers'], 'publisher update')}, "
+            f"{human_size(event['bytes'])}{done}"
         )
     if event["event"] == "bundle":
         replaced = f" (replaces v{event['replaced']})" if event["replaced"] else ""
@@ -71,6 +81,17 @@ def describe(event: Event) -> str | None:
         )
     if event["event"] == "publisher":
         return f"publisher {event['publisher']} updated to record v{event['version']}"
+    if event["event"] == "withdrawn":
+        where = f", from {event['peer']}" if "peer" in event else ""
+        withdrawal = Withdrawal(
+            event["name"],
+            event["version"],
+            event["publisher"],
+            event["signer"],
+            event["reason"],
+            event["revoked_at"],
+        )
+        return withdrawal_line(withdrawal) + where
     if event["event"] == "refused":
         where = f" from {event['peer']}" if "peer" in event else ""
         return f"refused{where}: {printable(event['reason'])}"

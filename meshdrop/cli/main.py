@@ -10,15 +10,25 @@ import click
 
 from meshdrop import __version__
 from meshdrop.cli import bundles, courier, lan, node, publisher, reader, trust
+from meshdrop.cli.globalopts import rearrange
 from meshdrop.errors import MeshdropError
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 
 
+class MeshdropGroup(click.Group):
+    """The root group: global options are accepted before or after the subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, rearrange(self, args))
+
+
 @click.group(
+    cls=MeshdropGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Example: meshdrop --home ~/node import /media/stick/meshdrop",
+    epilog="Example: meshdrop --home ~/node import /media/stick/meshdrop\n\n"
+    "--home, --json and --quiet may also follow the subcommand: meshdrop ls --home ~/node",
 )
 @click.option(
     "--home",
@@ -59,6 +69,14 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("meshdrop: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group named alone: its help
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # One line, like every other error: the problem, then where to read more.
+        where = exc.ctx.command_path if exc.ctx else "meshdrop"
+        click.echo(f"{where}: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

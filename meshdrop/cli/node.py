@@ -14,12 +14,15 @@ from meshdrop.cli.common import (
     human_size,
     import_line,
     open_store,
+    plural,
     printable,
     progress_bar,
     read_publisher_file,
+    withdrawal_line,
+    withdrawal_reason,
 )
-from meshdrop.errors import MeshdropError, UsageError
-from meshdrop.store.models import ImportResult, Outcome
+from meshdrop.errors import MeshdropError, StoreError, UsageError
+from meshdrop.store.models import ImportResult, Outcome, PartialImport, StoredBundle
 
 
 def register(cli: click.Group) -> None:
@@ -59,39 +62,59 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
 
     Publisher files (*.pub) found there update publishers this node already trusts (new
     keys, revocations); they never make it trust a new one. One line per file: imported,
-    already had, or refused with the reason. A bad file never stops the others; the exit
-    status is non-zero if anything was refused."""
+    already had, or refused with the reason; then one line per stored bundle that a new
+    publisher record withdrew. A bad file never stops the others.
+
+    Exit status: for one file, that file's own code (3 malformed, 4 signature or
+    untrusted, 5 data mismatch, 6 older version or a second copy of one, 7 store);
+    for several inputs (several paths, a folder, a stick), 1 if any was refused; 7
+    whenever the store itself failed (a full disk)."""
     from meshdrop.cli.courier import import_couriers
     from meshdrop.store.batchimport import BatchImport, FileResult
 
-    def report_all(results: list[FileResult]) -> int:
+    codes: list[int] = []  # the exit code of each input that was refused
+
+    def report_all(results: list[FileResult]) -> None:
         for result in results:
             assert result.outcome is not None
             _report_outcome(as_json, result.path, result.outcome)
-        return sum(isinstance(r.outcome, MeshdropError) for r in results)
+            if isinstance(result.outcome, MeshdropError):
+                codes.append(result.outcome.exit_code)
 
     with open_store(ctx) as store:
-        seen, refused, paths = import_couriers(store, paths, as_json, quiet)  # sticks
+        seen, failed, paths = import_couriers(store, paths, as_json, quiet)  # sticks
+        codes += failed
+        single = seen == 0 and len(paths) == 1 and not paths[0].is_dir()
         with BatchImport(store) as batch:
             for path in find_bundle_files(paths):
                 seen += 1
                 if path.suffix == ".pub":  # may change what the bundles after it need
-                    refused += report_all(batch.finish())
+                    report_all(batch.finish())
                     try:
                         outcome: ImportResult | MeshdropError = store.update_publisher(
                             read_publisher_file(path), str(path)
                         )
                     except MeshdropError as exc:
                         outcome = exc
-                    refused += report_all([FileResult(path, outcome)])
+                    report_all([FileResult(path, outcome)])
                     continue
                 size = path.lstat().st_size if path.exists() else 0
                 with progress_bar(size, path.name, quiet) as advance:
-                    refused += report_all(batch.add(path, advance))
-            refused += report_all(batch.finish())
+                    report_all(batch.add(path, advance))
+            report_all(batch.finish())
     if seen == 0:
         raise UsageError("no .mdrop files found in " + ", ".join(str(p) for p in paths))
-    ctx.exit(1 if refused else 0)
+    ctx.exit(import_exit_code(codes, single))
+
+
+def import_exit_code(codes: list[int], single: bool) -> int:
+    """README's rule: the store's own failure (7) whatever the inputs; one input file
+    exits with its own code; several exit 1 if any was refused."""
+    if StoreError.exit_code in codes:
+        return StoreError.exit_code
+    if single and codes:
+        return codes[0]
+    return 1 if codes else 0
 
 
 def _report_outcome(as_json: bool, path: Path, outcome: ImportResult | MeshdropError) -> None:
@@ -121,6 +144,7 @@ def _report(
     result: ImportResult | None = None,
     exit_code: int = 0,
 ) -> None:
+    withdrawn = result.withdrawn if result else ()
     if as_json:
         emit_json(
             import_line(
@@ -131,37 +155,112 @@ def _report(
                 version=result.version if result else None,
                 publisher=result.publisher if result else None,
                 exit_code=exit_code,
+                withdrawn=withdrawn,
             )
         )
         return
     detail = detail.removeprefix(f"{path}: ")  # errors about the file often name it too
     line = f"{printable(str(path))}: {outcome}: {printable(detail)}"
     click.echo(line, err=outcome == "refused")
+    for withdrawal in withdrawn:
+        click.echo(withdrawal_line(withdrawal))
 
 
-@click.command("ls", epilog="Example: meshdrop --home ~/node ls --json")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per bundle.")
-@click.option("--all", "show_all", is_flag=True, help="Also expired and withdrawn bundles.")
+@click.command("ls", epilog="Example: meshdrop --home ~/node ls --all")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per bundle (the summary is left out)."
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="Also expired, withdrawn and partly imported bundles."
+)
 @click.pass_context
 def list_bundles(ctx: click.Context, as_json: bool, show_all: bool) -> None:
     """List the verified bundles in the store, newest first. Expired bundles (kept until
-    you delete them) and withdrawn ones (signed by a key the publisher reported
-    compromised) are hidden unless --all."""
+    you delete them), withdrawn ones (signed by a key the publisher reported compromised,
+    or after it retired the key) and partial imports (a stick or a sync cut short: what
+    verified is kept for the rest) are not listed unless --all; a last line counts them."""
     with open_store(ctx) as store:
-        bundles = store.list_bundles(include_hidden=show_all)
+        bundles = store.list_bundles(include_hidden=True)
+        partial = store.partial_imports()
+        home = store.home.absolute()
+    listed = [b for b in bundles if show_all or b.state == "ok"]
+    hidden = [b for b in bundles if b.state != "ok"]
     if as_json:
-        for b in bundles:
-            emit_json(b.to_json())
+        for b in listed:
+            emit_json({**b.to_json(), "reason": hidden_reason(b)})
+        for p in partial if show_all else []:
+            emit_json(_partial_json(p))
         return
-    for b in bundles:
+    for b in listed:
+        click.echo(_bundle_line(b))
+    for p in partial if show_all else []:
         click.echo(
-            f"{b.name:<24} v{b.version:<11} {human_size(b.size):>10}  {b.file_count:>5} files  "
-            f"{format_time(b.created)}  {printable(b.title)}  [{printable(b.publisher_name)}]"
-            + ("" if b.state == "ok" else f"  ({b.state})")
-            + ("  (two copies of this version signed: see 'trust show')" if b.equivocated else "")
+            f"{printable(p.name):<24} v{p.version:<11} {human_size(p.size):>10}  "
+            f"(partial import: {human_size(p.stored)} of {human_size(p.size)} stored, "
+            f"{human_size(p.missing)} missing)"
         )
-    if not bundles:
-        click.echo("no bundles stored yet")
+    if not listed and not (show_all and partial):
+        what = "no bundles to read" if hidden or partial else "no bundles"
+        click.echo(f"{what} in {printable(str(home))}")
+    if not show_all and (hidden or partial):
+        click.echo(not_listed_line(hidden, partial))
+
+
+def _bundle_line(b: StoredBundle) -> str:
+    line = (
+        f"{printable(b.name):<24} v{b.version:<11} {human_size(b.size):>10}  "
+        f"{plural(b.file_count, 'file'):>11}  "
+        f"{format_time(b.created)}  {printable(b.title)}  [{printable(b.publisher_name)}]"
+    )
+    reason = hidden_reason(b)
+    if b.state == "expired":
+        line += f"  ({reason})"
+    elif reason:
+        line += f"  ({b.state}: {reason})"
+    if b.equivocated:
+        line += "  (two copies of this version signed: see 'trust show')"
+    return line
+
+
+def hidden_reason(bundle: StoredBundle) -> str | None:
+    """Why a stored bundle is not listed (None if it is)."""
+    if bundle.state == "expired":
+        return f"expired on {format_time(bundle.expires)}"
+    if bundle.state == "withdrawn":
+        if bundle.withdrawal is None:  # its key's revocation is no longer in the chain
+            return "signed by a revoked key"
+        return withdrawal_reason(bundle.withdrawal)
+    return None
+
+
+def not_listed_line(hidden: list[StoredBundle], partial: list[PartialImport]) -> str:
+    """'not listed: 2 withdrawn (302.0 MiB), 1 partial import (...)', the non-zero parts."""
+    parts = []
+    for state in ("withdrawn", "expired"):
+        some = [b for b in hidden if b.state == state]
+        if some:
+            parts.append(f"{len(some)} {state} ({human_size(sum(b.size for b in some))})")
+    if partial:
+        stored = sum(p.stored for p in partial)
+        size = sum(p.size for p in partial)
+        parts.append(
+            f"{plural(len(partial), 'partial import')} ({human_size(stored)} of "
+            f"{human_size(size)} stored, {human_size(size - stored)} missing)"
+        )
+    return f"not listed: {', '.join(parts)}; 'meshdrop ls --all' shows them"
+
+
+def _partial_json(partial: PartialImport) -> dict[str, object]:
+    return {
+        "publisher": partial.publisher,
+        "name": partial.name,
+        "version": partial.version,
+        "size": partial.size,
+        "stored": partial.stored,
+        "missing": partial.missing,
+        "state": "partial",
+        "reason": f"partial: {partial.stored} of {partial.size} bytes stored",
+    }
 
 
 @click.command(epilog="Example: meshdrop --home ~/node get news articles/passport.html -o p.html")
@@ -175,6 +274,7 @@ def list_bundles(ctx: click.Context, as_json: bool, show_all: bool) -> None:
     help="Where to write: a file for one PATH, a new folder for a whole bundle.",
 )
 @click.option("--publisher", help="Fingerprint (or its start) when several publishers use NAME.")
+@click.option("--json", "as_json", is_flag=True, help="What was written, as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def get(
@@ -183,6 +283,7 @@ def get(
     path: str | None,
     output: Path,
     publisher: str | None,
+    as_json: bool,
     quiet: bool,
 ) -> None:
     """Write verified content out: one file of bundle NAME, or the whole bundle as a folder.
@@ -198,11 +299,29 @@ def get(
             entry = find_file(store, bundle, path)
             with progress_bar(entry.size, path.rsplit("/", 1)[-1], quiet) as advance:
                 target = write_file(store, bundle, entry, output, advance)
-            click.echo(f"wrote {target} ({human_size(entry.size)})")
-            return
-        with progress_bar(bundle.size, name, quiet) as advance:
-            count = write_bundle(store, bundle, output, advance)
-    click.echo(f"wrote {count} files of {name} v{bundle.version} to {output}")
+            count, size = 1, entry.size
+        else:
+            with progress_bar(bundle.size, name, quiet) as advance:
+                count = write_bundle(store, bundle, output, advance)
+            target, size = output, bundle.size
+    if as_json:
+        emit_json(
+            {
+                "path": str(target),
+                "files": count,
+                "bytes": size,
+                "name": bundle.name,
+                "version": bundle.version,
+                "publisher": bundle.publisher,
+            }
+        )
+    elif path is not None:
+        click.echo(f"wrote {printable(str(target))} ({human_size(size)})")
+    else:
+        click.echo(
+            f"wrote {plural(count, 'file')} of {printable(name)} v{bundle.version} "
+            f"({human_size(size)}) to {printable(str(output))}"
+        )
 
 
 @click.command(epilog="Example: meshdrop --home ~/node fsck --repair")
@@ -230,28 +349,42 @@ def fsck(ctx: click.Context, repair: bool, as_json: bool, quiet: bool) -> None:
             }
         )
     else:
-        click.echo(f"checked {report.chunks_checked} chunks: {report.damaged_chunks} damaged")
+        click.echo(
+            f"checked {plural(report.chunks_checked, 'chunk')}: {report.damaged_chunks} damaged"
+        )
         for name in damaged:
             verb = "dropped" if repair else "damaged"
             click.echo(f"{verb}: {name}")
         if repair:
             click.echo(
-                f"removed {report.orphans_removed} unused chunks and "
-                f"{report.temp_files_removed} leftover temporary files"
+                f"removed {plural(report.orphans_removed, 'unused chunk')} and "
+                f"{plural(report.temp_files_removed, 'leftover temporary file')}"
             )
         elif damaged:
             click.echo("run 'meshdrop fsck --repair' to drop them, then import them again")
     ctx.exit(0 if report.clean else 1)
 
 
-@click.command("rm", epilog="Example: meshdrop --home ~/node rm news")
+@click.command("rm", epilog="Example: meshdrop --home ~/node rm news --json")
 @click.argument("name")
 @click.option("--publisher", help="Fingerprint (or its start) when several publishers use NAME.")
+@click.option("--json", "as_json", is_flag=True, help="What was removed, as one JSON object.")
 @click.pass_context
-def remove(ctx: click.Context, name: str, publisher: str | None) -> None:
+def remove(ctx: click.Context, name: str, publisher: str | None, as_json: bool) -> None:
     """Delete bundle NAME from this node (expired ones too). The node still refuses older
     versions of it afterwards."""
     with open_store(ctx) as store:
         bundle = store.find_bundle(name, publisher)
         store.remove_bundle(bundle)
-    click.echo(f"removed {name} v{bundle.version}")
+    if as_json:
+        emit_json(
+            {
+                "removed": bundle.name,
+                "version": bundle.version,
+                "publisher": bundle.publisher,
+                "bytes": bundle.size,
+                "files": bundle.file_count,
+            }
+        )
+        return
+    click.echo(f"removed {printable(name)} v{bundle.version} ({human_size(bundle.size)})")

@@ -3,21 +3,20 @@ revocation, root rotation, threshold signing on separate offline machines)."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from meshdrop.cli.common import (
-    emit_json,
-    format_time,
-    parse_time,
-    passphrase_from_env_or_prompt,
-    printable,
+from meshdrop.cli.common import confirm_step, emit_json, format_time, parse_time, printable
+from meshdrop.cli.keyprompts import (
+    JSON_HELP,
+    UNENCRYPTED_HELP,
+    WEAK_PASSPHRASE_HELP,
+    KeyPassphrase,
+    ask_passphrase,
 )
-from meshdrop.errors import UsageError
 
 if TYPE_CHECKING:
     from meshdrop.publish.keystore import PublisherFolder
@@ -25,6 +24,9 @@ if TYPE_CHECKING:
 
 
 def register(cli: click.Group) -> None:
+    from meshdrop.cli import ceremony
+
+    ceremony.register(publisher_group)
     cli.add_command(publisher_group)
 
 
@@ -38,15 +40,6 @@ _PROPOSE_HELP = (
     "Do not sign: write the proposed next record to FILE, for the root key holders to sign "
     "with 'publisher sign' and to publish with 'publisher combine'."
 )
-_UNENCRYPTED_HELP = "Store new private keys without a passphrase (tests, demos)."
-
-
-def _ask_passphrase(what: str) -> bytes:
-    return passphrase_from_env_or_prompt(what)
-
-
-def _new_key_passphrase(unencrypted: bool, what: str = "the new keys") -> bytes | None:
-    return None if unencrypted else passphrase_from_env_or_prompt(what, True)
 
 
 @publisher_group.command(
@@ -66,25 +59,50 @@ def _new_key_passphrase(unencrypted: bool, what: str = "the new keys") -> bytes 
     type=click.IntRange(1, 64),
     help="How many root keys must sign each change (default: more than half).",
 )
-@click.option("--unencrypted", is_flag=True, help=_UNENCRYPTED_HELP)
+@click.option("--unencrypted", is_flag=True, help=UNENCRYPTED_HELP)
+@click.option("--weak-passphrase", is_flag=True, help=WEAK_PASSPHRASE_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def publisher_new(
-    folder: Path, name: str, roots: int, threshold: int | None, unencrypted: bool
+    folder: Path,
+    name: str,
+    roots: int,
+    threshold: int | None,
+    unencrypted: bool,
+    weak_passphrase: bool,
+    as_json: bool,
 ) -> None:
     """Create a publisher in FOLDER: root keys, a signing key and publisher.pub.
 
     The passphrase comes from MESHDROP_PASSPHRASE or a prompt. Give node owners
     FOLDER/publisher.pub and read them the fingerprint by a channel you trust; keep the
     root-*.key files offline (with several, give each to a different person)."""
+    from meshdrop.core.keys import key_id
     from meshdrop.publish.keystore import check_root_shape, create_publisher, majority
 
     k = majority(roots) if threshold is None else threshold
     check_root_shape(roots, k)
-    passphrase = _new_key_passphrase(unencrypted)
+    passphrase = KeyPassphrase(unencrypted, weak_passphrase).get()
     record = create_publisher(folder, name, passphrase, int(time.time()), roots=roots, threshold=k)
+    pub = folder / "publisher.pub"
+    if as_json:
+        emit_json(
+            {
+                "action": "created",
+                "fingerprint": record.fingerprint,
+                "name": record.name,
+                "version": record.version,
+                "threshold": record.threshold,
+                "roots": [key_id(r) for r in record.roots],
+                "folder": str(folder),
+                "files": [str(pub), *map(str, sorted(folder.glob("*.key")))],
+            }
+        )
+        return
     click.echo(f"created publisher {record.name!r} in {folder}")
     click.echo(f"fingerprint: {record.fingerprint}")
     click.echo(f"root keys: {k} of {len(record.roots)} must sign each change")
-    click.echo(f"give node owners: {folder / 'publisher.pub'}")
+    click.echo(f"give node owners: {pub}")
+    click.echo(f"print a card for them: meshdrop publisher card {folder}")
 
 
 @publisher_group.command(
@@ -100,14 +118,18 @@ def publisher_new(
     multiple=True,
     help="Bundle names the key may sign, such as 'news-*' (repeatable; default: any).",
 )
-@click.option("--unencrypted", is_flag=True, help=_UNENCRYPTED_HELP)
+@click.option("--unencrypted", is_flag=True, help=UNENCRYPTED_HELP)
+@click.option("--weak-passphrase", is_flag=True, help=WEAK_PASSPHRASE_HELP)
 @click.option("--propose", type=click.Path(dir_okay=False, path_type=Path), help=_PROPOSE_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def publisher_add_signer(
     folder: Path,
     expires: str | None,
     scopes: tuple[str, ...],
     unencrypted: bool,
+    weak_passphrase: bool,
     propose: Path | None,
+    as_json: bool,
 ) -> None:
     """Delegate a new signing key: the next publisher record adds it, signed by the root
     keys. From then on 'meshdrop pack' signs with the newest valid key unless --signer
@@ -118,7 +140,8 @@ def publisher_add_signer(
     publisher = load_publisher(folder)
     expires_at = parse_time(expires, "--expires") if expires else None
     change = plan_add_signer(publisher, int(time.time()), expires_at, scopes)
-    _record_change(publisher, change, propose, unencrypted)
+    new_keys = KeyPassphrase(unencrypted, weak_passphrase)
+    _record_change(publisher, change, propose, new_keys, as_json)
 
 
 @publisher_group.command(
@@ -135,17 +158,31 @@ def publisher_add_signer(
     "signed is withdrawn on every node.",
 )
 @click.option("--propose", type=click.Path(dir_okay=False, path_type=Path), help=_PROPOSE_HELP)
-def publisher_revoke(folder: Path, key_id: str, reason: str, propose: Path | None) -> None:
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before reporting a key compromised.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def publisher_revoke(
+    folder: Path, key_id: str, reason: str, propose: Path | None, yes: bool, as_json: bool
+) -> None:
     """Revoke the signing key KEY_ID (its id or the start of it): the next publisher
-    record removes it and says why. A retired key can later be reported compromised."""
+    record removes it and says why. A retired key can later be reported compromised.
+    Reporting one compromised asks first (--yes for scripts): it withdraws everything the
+    key signed on every node."""
     from meshdrop.core.records import Reason
     from meshdrop.publish.keystore import load_publisher
     from meshdrop.publish.lifecycle import plan_revoke
 
     publisher = load_publisher(folder)
     change = plan_revoke(publisher, key_id, Reason(reason), int(time.time()))
-    _record_change(publisher, change, propose, unencrypted=True)
-    if not change.record.signers:
+    if reason == Reason.COMPROMISED.value and propose is None:
+        confirm_step(
+            f"{change.what.capitalize()}? Everything the key ever signed is withdrawn on "
+            "every node that gets this record; it cannot be undone.",
+            yes,
+            "reporting a key compromised withdraws everything it signed on every node, so it "
+            "is asked in a terminal; nobody can answer here: pass --yes to go ahead",
+        )
+    _record_change(publisher, change, propose, KeyPassphrase(unencrypted=True), as_json)
+    if not change.record.signers and not as_json:
         click.echo("note: no signing key is left; add one with 'meshdrop publisher add-signer'")
 
 
@@ -180,8 +217,10 @@ def publisher_revoke(folder: Path, key_id: str, reason: str, propose: Path | Non
     multiple=True,
     help="Key id of a current root key to keep (repeatable).",
 )
-@click.option("--unencrypted", is_flag=True, help=_UNENCRYPTED_HELP)
+@click.option("--unencrypted", is_flag=True, help=UNENCRYPTED_HELP)
+@click.option("--weak-passphrase", is_flag=True, help=WEAK_PASSPHRASE_HELP)
 @click.option("--propose", type=click.Path(dir_okay=False, path_type=Path), help=_PROPOSE_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def publisher_rotate_root(
     folder: Path,
     roots: int | None,
@@ -189,7 +228,9 @@ def publisher_rotate_root(
     new_root_files: tuple[Path, ...],
     keep: tuple[str, ...],
     unencrypted: bool,
+    weak_passphrase: bool,
     propose: Path | None,
+    as_json: bool,
 ) -> None:
     """Replace the root keys: the next record names new ones and is signed by enough of
     the current root keys AND enough of the new ones, so every node can follow. Keys made
@@ -201,172 +242,80 @@ def publisher_rotate_root(
     publisher = load_publisher(folder)
     new_roots = [read_public_key_file(path) for path in new_root_files]
     change = plan_rotate_root(publisher, int(time.time()), roots, threshold, new_roots, keep)
-    _record_change(publisher, change, propose, unencrypted)
+    _record_change(publisher, change, propose, KeyPassphrase(unencrypted, weak_passphrase), as_json)
 
 
 def _record_change(
-    publisher: PublisherFolder, change: Change, propose: Path | None, unencrypted: bool
+    publisher: PublisherFolder,
+    change: Change,
+    propose: Path | None,
+    new_keys: KeyPassphrase,
+    as_json: bool,
 ) -> None:
     """Sign and publish ``change`` with the root keys in the folder, or write it out as
     a proposal. Nothing is written before every check has passed."""
-    from meshdrop.core.keys import key_id
     from meshdrop.publish.lifecycle import (
         apply_change,
         check_proposal_target,
+        new_key_files,
         propose_change,
         root_keys_to_unlock,
     )
     from meshdrop.publish.rootkeys import unlock_all
 
-    version = change.record.version
-    new_roots = [key_id(k) for k in change.record.roots if k not in publisher.current.roots]
+    key_files = [str(path) for path in new_key_files(publisher, change)]
     if propose is not None:
         check_proposal_target(propose)
-        passphrase = _new_key_passphrase(unencrypted) if change.new_keys else None
+        passphrase = new_keys.get() if change.new_keys else None
         propose_change(publisher, change, propose, passphrase)
-        click.echo(f"proposed version {version}: {change.what}")
-        click.echo(f"wrote {propose}: nothing is published yet")
-        roots = publisher.current.roots
-        click.echo(
-            f"next: {publisher.current.threshold} of the current root keys "
-            f"({', '.join(map(key_id, roots))}) each sign a copy with "
-            f"'meshdrop publisher sign {propose} --key ROOT.key'"
-        )
-        if new_roots:
-            click.echo(
-                f"      and {change.record.threshold} of the new root keys "
-                f"({', '.join(new_roots)}) sign too"
-            )
-        click.echo(f"then: meshdrop publisher combine COPIES... --publisher {publisher.folder}")
+        if as_json:
+            emit_json(_change_json("proposed", publisher, change, [str(propose), *key_files]))
+        else:
+            _say_proposed(publisher, change, propose)
         return
     infos = root_keys_to_unlock(publisher, change)
-    root_keys = unlock_all(infos, _ask_passphrase)
-    passphrase = _new_key_passphrase(unencrypted) if change.new_keys else None
+    root_keys = unlock_all(infos, ask_passphrase)
+    passphrase = new_keys.get() if change.new_keys else None
     updated = apply_change(publisher, change, root_keys, passphrase)
-    click.echo(f"published version {updated.current.version}: {change.what}")
-    click.echo(f"give node owners the new {publisher.folder / 'publisher.pub'}")
-
-
-@publisher_group.command(
-    "keygen", epilog="Example: meshdrop publisher keygen /media/ana-stick/ana-root.key"
-)
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--unencrypted", is_flag=True, help="Store the key without a passphrase (tests).")
-def publisher_keygen(out: Path, unencrypted: bool) -> None:
-    """Make one root key on a key holder's own machine: OUT (the private key, keep it
-    offline) and OUT with .pubkey (its public key, for 'rotate-root --new-root')."""
-    from meshdrop.core.keys import key_id
-    from meshdrop.publish.rootkeys import make_root_key
-
-    public, pubkey = make_root_key(
-        out, lambda: _new_key_passphrase(unencrypted, "the new root key")
-    )
-    click.echo(f"made root key {key_id(public)}")
-    click.echo(f"keep offline: {out}")
-    click.echo(f"give the publisher: {pubkey}")
-
-
-@publisher_group.command(
-    "sign",
-    epilog="Example: meshdrop publisher sign rotate.proposal --key /media/ana-stick/ana-root.key",
-)
-@click.argument("proposal_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--key",
-    "key_file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Your root key file.",
-)
-@click.option(
-    "--publisher",
-    "current",
-    type=click.Path(path_type=Path),
-    help="The publisher's current publisher.pub (or folder), to show what the proposal changes.",
-)
-@click.option("-y", "--yes", is_flag=True, help="Do not ask before signing.")
-def publisher_sign(proposal_file: Path, key_file: Path, current: Path | None, yes: bool) -> None:
-    """Add your root key's signature to PROPOSAL_FILE, in place.
-
-    Prints everything the proposed record says (and, with --publisher, what it changes)
-    so you know what you sign; asks before signing when run in a terminal."""
-    from meshdrop.core.keys import key_id
-    from meshdrop.core.proposal import check_next
-    from meshdrop.publish.keystore import read_publisher_source
-    from meshdrop.publish.lifecycle import (
-        add_signature,
-        change_lines,
-        read_proposal,
-        read_root_key,
-        record_lines,
-    )
-
-    proposal = read_proposal(proposal_file)
-    info = read_root_key(key_file)
-    record = proposal.record
-    click.echo(f"proposal {proposal_file}: publisher record version {record.version}")
-    for line in record_lines(record):
-        click.echo(f"  {printable(line)}")
-    if current is not None:
-        state = read_publisher_source(current)
-        check_next(state.current, proposal)
-        if info.public not in state.current.roots and info.public not in record.roots:
-            raise UsageError(
-                f"key {info.id} is not a root key of publisher {record.name!r}, "
-                "neither now nor in the proposal"
-            )
-        click.echo(f"changes from version {state.version}:")
-        for line in change_lines(state.current, record):
-            click.echo(f"  {printable(line)}")
-    elif info.public not in record.roots:
-        click.echo(
-            f"note: key {info.id} is not among this record's root keys; its signature "
-            "counts only if it is a current root key"
-        )
-    if proposal.signed_by(info.public):
-        click.echo(f"already signed with root key {info.id}; nothing to do")
+    pub = publisher.folder / "publisher.pub"
+    if as_json:
+        emit_json(_change_json("published", updated, change, [str(pub), *key_files]))
         return
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Sign this with root key {info.id}?", abort=True, err=True)
-    signed = add_signature(proposal_file, proposal, info, _ask_passphrase)
+    click.echo(f"published version {updated.current.version}: {change.what}")
+    click.echo(f"give node owners the new {pub}")
+
+
+def _change_json(
+    action: str, publisher: PublisherFolder, change: Change, files: list[str]
+) -> dict[str, object]:
+    return {
+        "action": action,
+        "fingerprint": publisher.current.fingerprint,
+        "name": publisher.current.name,
+        "version": change.record.version,
+        "change": change.what,
+        "files": files,
+    }
+
+
+def _say_proposed(publisher: PublisherFolder, change: Change, propose: Path) -> None:
+    from meshdrop.core.keys import key_id
+
+    new_roots = [key_id(k) for k in change.record.roots if k not in publisher.current.roots]
+    click.echo(f"proposed version {change.record.version}: {change.what}")
+    click.echo(f"wrote {propose}: nothing is published yet")
+    roots = publisher.current.roots
     click.echo(
-        f"signed with root key {key_id(info.public)}; {proposal_file} now holds "
-        f"{len(signed.signatures)} signature(s)"
+        f"next: {publisher.current.threshold} of the current root keys "
+        f"({', '.join(map(key_id, roots))}) each sign a copy with "
+        f"'meshdrop publisher sign {propose} --key ROOT.key'"
     )
-
-
-@publisher_group.command(
-    "combine",
-    epilog="Example: meshdrop publisher combine ana.proposal ben.proposal --publisher ~/keys/news",
-)
-@click.argument(
-    "proposal_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
-)
-@click.option(
-    "--publisher",
-    "folder",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The publisher folder whose publisher.pub gets the new record.",
-)
-def publisher_combine(proposal_files: tuple[Path, ...], folder: Path) -> None:
-    """Merge the signatures in copies of one proposal and, only if enough of the current
-    root keys and enough of the proposal's own root keys signed, publish the record."""
-    from meshdrop.publish.keystore import load_publisher
-    from meshdrop.publish.lifecycle import change_lines, combine
-
-    publisher = load_publisher(folder)
-    updated, counts = combine(publisher, proposal_files)
-    click.echo(
-        f"published version {updated.current.version} of {printable(updated.current.name)!r}:"
-    )
-    for line in change_lines(publisher.current, updated.current):
-        click.echo(f"  {printable(line)}")
-    if counts.ignored:
+    if new_roots:
         click.echo(
-            f"ignored {counts.ignored} signature(s) that are not valid signatures by root keys"
+            f"      and {change.record.threshold} of the new root keys "
+            f"({', '.join(new_roots)}) sign too"
         )
-    click.echo(f"give node owners the new {folder / 'publisher.pub'}")
+    click.echo(f"then: meshdrop publisher combine COPIES... --publisher {publisher.folder}")
 
 
 @publisher_group.command("show", epilog="Example: meshdrop publisher show ~/keys/news --json")

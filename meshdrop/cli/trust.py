@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from meshdrop.cli.common import (
+    confirm_step,
     emit_json,
     format_time,
     open_store,
     printable,
     read_publisher_file,
+    withdrawal_line,
 )
 from meshdrop.core.keys import key_id
+from meshdrop.errors import UsageError
 
 
 def register(cli: click.Group) -> None:
@@ -25,21 +29,102 @@ def trust() -> None:
     """Pin, list and remove the publishers this node trusts."""
 
 
-@trust.command("add", epilog="Example: meshdrop --home ~/node trust add publisher.pub")
+@trust.command(
+    "add",
+    epilog="Example: meshdrop --home ~/node trust add publisher.pub "
+    "--fingerprint ASLU-HMNE-CURD-DX4C-3U5P-NDIM-PCS6-CGVD",
+)
 @click.argument("pub", type=click.Path(path_type=Path))
+@click.option(
+    "--fingerprint",
+    "told",
+    metavar="FINGERPRINT",
+    help="The whole fingerprint the publisher gave you; the file is refused if it differs.",
+)
+@click.option(
+    "--card",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The publisher's card (its .svg): take the fingerprint to check from it.",
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask: trust without a fingerprint check.")
+@click.option(
+    "--allow-same-name",
+    is_flag=True,
+    help="Trust it even though a trusted publisher has a name that reads the same.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object saying what was done.")
 @click.pass_context
-def trust_add(ctx: click.Context, pub: Path) -> None:
-    """Trust the publisher in PUB (a publisher.pub). Compare the printed fingerprint with
-    one you got from the publisher in person or over a channel you trust."""
+def trust_add(
+    ctx: click.Context,
+    pub: Path,
+    told: str | None,
+    card: Path | None,
+    yes: bool,
+    allow_same_name: bool,
+    as_json: bool,
+) -> None:
+    """Trust the publisher in PUB (a publisher.pub). Check its fingerprint first: pass
+    the one the publisher gave you in person or over a channel you trust (--fingerprint,
+    or --card with their card), or compare it when asked in the terminal."""
+    from meshdrop.core.trust import check_fingerprint, pin_publisher_file
+    from meshdrop.publish.card import read_card_fingerprint
+
+    if told is not None and card is not None:
+        raise UsageError("give --fingerprint or --card, not both")
+    if card is not None:
+        told = read_card_fingerprint(card)
     data = read_publisher_file(pub)
+    state, _ignored = pin_publisher_file(data, str(pub))
+    if told is not None:
+        check_fingerprint(told, state.fingerprint)
     with open_store(ctx) as store:
-        result = store.trust_add(data, str(pub))
+        if state.publisher not in store.trusted():
+            if not allow_same_name:
+                store.check_name_is_new(state)
+            if told is None:
+                _ask_to_trust(state.current.name, state.fingerprint, yes)
+        result = store.trust_add(data, str(pub), fingerprint=told, allow_same_name=allow_same_name)
     record = result.state.current
+    if as_json:
+        emit_json(
+            {
+                "action": "added" if result.added else "updated",
+                "fingerprint": record.fingerprint,
+                "name": record.name,
+                "version": record.version,
+                "file": str(pub),
+                "checked": "card" if card else "fingerprint" if told else None,
+                "ignored": result.ignored,
+                "withdrawn": [w.to_json() for w in result.withdrawn],
+            }
+        )
+        return
     verb = "now trusting" if result.added else "already trusted"
     click.echo(f"{verb} {printable(record.name)!s} (publisher record version {record.version})")
     click.echo(f"fingerprint: {record.fingerprint}")
     if result.ignored is not None:
         click.echo(f"note: later records in {pub} were left out: {printable(result.ignored)}")
+    for withdrawal in result.withdrawn:
+        click.echo(withdrawal_line(withdrawal))
+
+
+def _ask_to_trust(name: str, fingerprint: str, yes: bool) -> None:
+    """The first-contact check when no fingerprint was given: show it and ask."""
+    if not yes and sys.stdin.isatty():
+        click.echo(f"publisher:   {printable(name)}", err=True)
+        click.echo(f"fingerprint: {fingerprint}", err=True)
+        click.echo(
+            "Compare every group with the fingerprint the publisher gave you in person or "
+            "over a channel you trust.",
+            err=True,
+        )
+    confirm_step(
+        f"Trust {printable(name)}?",
+        yes,
+        "not trusted: nobody can check the fingerprint here (no terminal); pass "
+        "--fingerprint with the one the publisher gave you (or --card), or --yes to trust "
+        "without a check",
+    )
 
 
 @trust.command("ls", epilog="Example: meshdrop --home ~/node trust ls --json")
@@ -138,10 +223,22 @@ def trust_show(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
 
 @trust.command("rm", epilog="Example: meshdrop --home ~/node trust rm K7Q2-M3XD")
 @click.argument("fingerprint")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object saying what was done.")
 @click.pass_context
-def trust_rm(ctx: click.Context, fingerprint: str) -> None:
-    """Stop trusting a publisher (by fingerprint or a unique start of it). Its bundles are
-    no longer listed or served; they come back if you trust it again."""
+def trust_rm(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
+    """Stop trusting a publisher (by fingerprint or a unique start of it, at least 4
+    characters). Its bundles are no longer listed or served; they come back if you trust
+    it again."""
     with open_store(ctx) as store:
         removed = store.trust_remove(fingerprint)
+    if as_json:
+        emit_json(
+            {
+                "action": "removed",
+                "fingerprint": removed.fingerprint,
+                "name": removed.name,
+                "version": removed.version,
+            }
+        )
+        return
     click.echo(f"no longer trusting {printable(removed.name)} ({removed.fingerprint})")

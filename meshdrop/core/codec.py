@@ -101,7 +101,7 @@ def _prescan(data: bytes, limits: Limits, what: str) -> None:
                 raise FormatError(f"{what} is truncated")
             if is_key and keys is not None and data[pos : pos + length] not in keys:
                 name = ascii(data[pos : pos + length].decode("utf-8", "replace"))[1:-1]
-                raise FormatError(f"{what} has unknown field(s): {name}")
+                raise FormatError(f"{what} has an unknown field: {name}")
             pos += length
             continue
         if 0x90 <= b <= 0x9F or b in _ARRAY_WIDTH:

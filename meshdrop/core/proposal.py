@@ -27,6 +27,7 @@ from meshdrop.core.records import (
     verify_next_record,
 )
 from meshdrop.core.schema import Fields
+from meshdrop.core.trust import PublisherState
 from meshdrop.errors import FormatError, SignatureError, TrustError
 
 PROPOSAL_MAGIC = b"\x89MDPRP\r\n"
@@ -152,28 +153,54 @@ def tally(current: PublisherRecord, proposal: Proposal) -> Tally:
     )
 
 
-def check_next(current: PublisherRecord, proposal: Proposal) -> None:
-    """Refuse a proposal that is not the next record of ``current``'s publisher."""
-    record = proposal.record
+def already_published(known: PublisherState, proposal: Proposal) -> bool:
+    """Whether ``known``'s chain already holds the proposal's very record."""
+    version = proposal.record.version
+    return (
+        proposal.record.publisher == known.publisher
+        and 1 <= version <= known.version
+        and known.signed[version - 1].record_bytes == proposal.record_bytes
+    )
+
+
+def check_next(known: PublisherState, proposal: Proposal, where: str) -> None:
+    """Refuse a proposal that is not the next record of the publisher whose chain
+    ``known`` is (read from ``where``), saying which of the two is out of date."""
+    record, current = proposal.record, known.current
+    name = f"{current.name!r}"
     if record.publisher != current.publisher:
         raise TrustError(
             f"the proposal is for another publisher ({record.fingerprint}), not "
-            f"{current.name!r} ({current.fingerprint})"
+            f"{name} ({current.fingerprint})"
         )
-    if record.version != current.version + 1:
+    if record.version == current.version + 1:
+        return
+    if record.version > current.version + 1:
         raise TrustError(
-            f"the proposal is for version {record.version}, but publisher {current.name!r} is "
-            f"at version {current.version}; make a new proposal"
+            f"{where} is out of date: it holds version {current.version} of publisher {name}, "
+            f"but the proposal is for version {record.version}, so the publisher has "
+            f"published since; get the current publisher.pub from the publisher and give that"
         )
+    if already_published(known, proposal):
+        raise TrustError(
+            f"the proposal is already published: it is version {record.version} of "
+            f"publisher {name} in {where}; nothing is left to do with it"
+        )
+    raise TrustError(
+        f"the proposal can no longer be published: publisher {name} published another "
+        f"version {record.version} (it is at version {current.version} in {where}); "
+        "make a new proposal"
+    )
 
 
 def complete_record(
-    current: PublisherRecord, proposal: Proposal
+    known: PublisherState, proposal: Proposal, where: str
 ) -> tuple[PublisherRecord, SignedRecord]:
     """The signed next record, once the proposal's signatures meet the threshold of the
     current root keys and of the proposal's own; otherwise SignatureError saying how many
     valid signatures of which keys are missing."""
-    check_next(current, proposal)
+    check_next(known, proposal, where)
+    current = known.current
     counts = tally(current, proposal)
     if not counts.complete:
         raise SignatureError(missing_message(current, proposal.record, counts))
@@ -196,8 +223,9 @@ def missing_message(current: PublisherRecord, record: PublisherRecord, counts: T
     for label, roots, signed, needed in sets:
         if len(signed) < needed:
             waiting = ", ".join(key_id(k) for k in sorted(roots) if k not in signed)
+            more = needed - len(signed)
             parts.append(
-                f"{needed - len(signed)} more valid signature(s) by {label} "
+                f"{more} more valid {'signature' if more == 1 else 'signatures'} by {label} "
                 f"(has {len(signed)} of {needed}; not yet signed by {waiting})"
             )
     return f"version {record.version} cannot be published yet: it needs " + " and ".join(parts)

@@ -74,4 +74,5 @@ class Fields:
     def done(self) -> None:
         unknown = sorted(set(self._value) - self._seen)
         if unknown:
-            raise FormatError(f"{self.what} has unknown field(s): {', '.join(unknown[:5])}")
+            fields = "an unknown field" if len(unknown) == 1 else "unknown fields"
+            raise FormatError(f"{self.what} has {fields}: {', '.join(unknown[:5])}")

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from meshdrop.core.keys import key_id
+from meshdrop.core.bundle import parse_publisher_file
+from meshdrop.core.keys import key_id, parse_fingerprint
 from meshdrop.core.records import (
     MAX_CHAIN,
     PublisherRecord,
@@ -26,7 +27,10 @@ from meshdrop.core.records import (
     verify_first_record,
     verify_next_record,
 )
-from meshdrop.errors import MeshdropError, TrustError
+from meshdrop.errors import FingerprintMismatchError, MeshdropError, TrustError, UsageError
+
+FINGERPRINT_CHARS = 32  # base32 characters: 160 bits
+_BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
 
 def describe_time(ts: int) -> str:
@@ -232,3 +236,31 @@ def _first_verified(
         except MeshdropError as exc:
             reason = str(exc)
     return reason
+
+
+def pin_publisher_file(data: bytes, what: str) -> tuple[PublisherState, str | None]:
+    """The chain a publisher.pub proves (``pin_chain``), read from its bytes."""
+    return pin_chain(parse_publisher_file(data, what))
+
+
+def check_fingerprint(told: str, actual: str) -> None:
+    """Refuse unless ``told`` (what the node owner was told, any case, with or without
+    dashes or spaces) is the whole of ``actual``. A start of it is not enough: an attacker
+    can search for a key whose fingerprint starts the same."""
+    wanted = parse_fingerprint(told)
+    compact = wanted.replace("-", "")
+    if not compact or not set(compact) <= _BASE32:
+        raise UsageError(
+            f"{told!r} is not a fingerprint: it has {FINGERPRINT_CHARS} characters of A-Z and "
+            "2-7, in groups such as ABCD-EFGH-..."
+        )
+    if len(compact) < FINGERPRINT_CHARS:
+        raise UsageError(
+            f"--fingerprint needs the whole fingerprint ({FINGERPRINT_CHARS} characters, you gave "
+            f"{len(compact)}): a start of it can be matched by an attacker's key"
+        )
+    if wanted != actual:
+        raise FingerprintMismatchError(
+            f"refused: this publisher file's fingerprint is {actual}, not {wanted}; it is not "
+            "the publisher you were told about (do not trust it)"
+        )

@@ -44,7 +44,13 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from meshdrop.core import codec
 from meshdrop.core.keys import PUBLIC_KEY_BYTES, check_public_key, key_id, public_bytes
 from meshdrop.core.schema import Fields
-from meshdrop.errors import FormatError, MeshdropError, PassphraseError, UsageError
+from meshdrop.errors import (
+    FormatError,
+    MeshdropError,
+    PassphraseError,
+    UsageError,
+    WeakPassphraseError,
+)
 from meshdrop.fs import atomic_write, read_small_file
 
 KEY_MAGIC = b"\x89MDKEY\r\n"
@@ -71,6 +77,22 @@ MAX_PUBKEY_FILE_BYTES = 1024
 _PUBKEY_LINE = re.compile(rf"\A{PUBKEY_TAG} ([0-9a-f]{{64}})\r?\n?\Z")
 
 PassphraseProvider = Callable[[str], bytes | None]
+
+MIN_PASSPHRASE_CHARS = 12
+MIN_DISTINCT_CHARS = 5
+
+
+def check_new_passphrase(passphrase: bytes) -> None:
+    """Refuse a new passphrase that a seized key file would give up to an offline guessing
+    attack: fewer than 12 characters, or fewer than 5 different ones ("aaaaaaaaaaaa",
+    "121212121212"). ``--weak-passphrase`` skips this check."""
+    text = passphrase.decode("utf-8", errors="replace")
+    if len(text) < MIN_PASSPHRASE_CHARS or len(set(text)) < MIN_DISTINCT_CHARS:
+        raise WeakPassphraseError(
+            f"the new passphrase is too weak: use at least {MIN_PASSPHRASE_CHARS} characters, "
+            f"at least {MIN_DISTINCT_CHARS} of them different (whoever takes the key file can "
+            "try guesses offline without limit), or pass --weak-passphrase"
+        )
 
 
 class KeyKind(Enum):

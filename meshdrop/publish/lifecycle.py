@@ -55,6 +55,7 @@ from meshdrop.publish.keystore import (
     DAY,
     DEFAULT_SIGNER_DAYS,
     PUBLIC_MODE,
+    PUBLISHER_FILE,
     PublisherFolder,
     check_root_shape,
     key_path,
@@ -309,8 +310,13 @@ def combine(folder: PublisherFolder, paths: Sequence[Path]) -> tuple[PublisherFo
     they meet both thresholds; SignatureError naming what is missing if not."""
     merged = merge_proposals([(str(p), read_proposal(p)) for p in paths])
     counts = tally(folder.current, merged)
-    _record, signed = complete_record(folder.current, merged)
+    _record, signed = complete_record(folder.state, merged, str(folder.folder / PUBLISHER_FILE))
     return folder.publish(signed), counts
+
+
+def new_key_files(folder: PublisherFolder, change: Change) -> list[Path]:
+    """Where the private keys the change makes are (or will be) written."""
+    return [key_path(folder.folder, kind, public_bytes(key)) for kind, key in change.new_keys]
 
 
 # --- describing records, for people --------------------------------------------------------

@@ -21,12 +21,14 @@ from meshdrop.publish.keyfile import (
 )
 
 PUBKEY_SUFFIX = ".pubkey"
+KEY_FOLDER_MODE = 0o700
 
 
 def make_root_key(out: Path, passphrase: Callable[[], bytes | None]) -> tuple[bytes, Path]:
     """Write a new root key to ``out`` and its public key beside it (``out`` with
-    .pubkey), never over an existing file. ``passphrase`` is asked only once every check
-    has passed. Returns the public key and the .pubkey file's path."""
+    .pubkey), never over an existing file, making ``out``'s folder if missing.
+    ``passphrase`` is asked only once every check has passed. Returns the public key and
+    the .pubkey file's path."""
     pubkey = out.with_suffix(PUBKEY_SUFFIX)
     if out.suffix == PUBKEY_SUFFIX:
         raise UsageError(f"{out}: name the private key file with .key, not .pubkey")
@@ -35,9 +37,11 @@ def make_root_key(out: Path, passphrase: Callable[[], bytes | None]) -> tuple[by
             raise UsageError(
                 f"{path} already exists; choose another name (a key is never overwritten)"
             )
-    if not out.parent.is_dir():
-        raise UsageError(f"the folder {out.parent} does not exist")
     secret = passphrase()
+    try:
+        out.parent.mkdir(mode=KEY_FOLDER_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the folder {out.parent} ({exc.strerror})") from exc
     key = generate_private_key()
     write_private_key(out, key, KeyKind.ROOT, secret)
     public = public_bytes(key)

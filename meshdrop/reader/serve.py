@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import logging
 import signal
@@ -14,8 +13,8 @@ from pathlib import Path
 
 from aiohttp import web, web_response
 
-from meshdrop.errors import UsageError
 from meshdrop.reader.app import make_reader_app
+from meshdrop.transports.lan.errors import cannot_listen
 
 ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 (names, compared with --bind)
 
@@ -73,10 +72,7 @@ async def serve(home: Path, bind: str, port: int, announce: Callable[[str], None
         try:
             await site.start()
         except OSError as exc:
-            hint = "; choose another --port" if exc.errno == errno.EADDRINUSE else ""
-            raise UsageError(
-                f"cannot listen on {bind}:{port}: {exc.strerror or exc}{hint}"
-            ) from exc
+            raise cannot_listen(f"{bind}:{port}", exc) from exc
         actual = runner.addresses[0][1]
         shared.extend(url_for(host, actual) for host in share_hosts(bind))
         shown = "127.0.0.1" if bind in ANY_ADDRESS else bind

@@ -39,14 +39,18 @@ def verify_only(ref: ChunkRef, data: bytes | memoryview) -> Path:
 
 
 def verify_bundle_file(
-    path: Path, trusted: Mapping[bytes, PublisherState], now: int
+    path: Path,
+    trusted: Mapping[bytes, PublisherState],
+    now: int,
+    progress: Progress | None = None,
 ) -> VerifiedManifest:
     """A whole bundle file checked without a store (``verify``, ``inspect --trust``):
-    envelope, signature against ``trusted``, size and every chunk."""
+    envelope, signature against ``trusted``, size and every chunk (``progress`` gets the
+    bytes of each chunk checked)."""
     with open_bundle_file(path) as source:
         verified = verify_envelope(source.envelope, trusted, now)
         source.check_size(verified)
-        copy_chunks(source, verified.manifest.chunk_refs(), verify_only)
+        copy_chunks(source, verified.manifest.chunk_refs(), verify_only, progress)
         return verified
 
 

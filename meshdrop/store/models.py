@@ -17,12 +17,36 @@ class Outcome(Enum):
 
 
 @dataclass(frozen=True)
+class Withdrawal:
+    """A stored bundle that a newer publisher record withdrew: signed by a key the record
+    reports compromised, or signed after the time a retired key was retired."""
+
+    name: str
+    version: int
+    publisher: str  # fingerprint
+    signer: str  # key id of the revoked key that signed it
+    reason: str  # the revocation's reason: "compromised" or "retired"
+    revoked_at: int  # when the key was revoked (a retired key's later bundles are withdrawn)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "publisher": self.publisher,
+            "signer": self.signer,
+            "reason": self.reason,
+            "revoked_at": self.revoked_at,
+        }
+
+
+@dataclass(frozen=True)
 class ImportResult:
     outcome: Outcome
     name: str
     version: int
     publisher: str
     replaced_version: int | None = None
+    withdrawn: tuple[Withdrawal, ...] = ()  # what a newer publisher record it carried withdrew
 
 
 @dataclass(frozen=True)
@@ -41,12 +65,14 @@ class Equivocation:
 
 @dataclass(frozen=True)
 class TrustAdded:
-    """What ``trust add`` did: the chain pinned, whether the publisher is new here, and
-    why later records of the file were left out (they do not verify), if any were."""
+    """What ``trust add`` did: the chain pinned, whether the publisher is new here, why
+    later records of the file were left out (they do not verify), if any were, and what
+    its newer records withdrew."""
 
     state: PublisherState
     added: bool
     ignored: str | None = None
+    withdrawn: tuple[Withdrawal, ...] = ()  # stored bundles the newer records withdrew
 
 
 @dataclass(frozen=True)
@@ -79,6 +105,7 @@ class StoredBundle:
     imported: int
     state: str = "ok"  # ok, expired or withdrawn
     equivocated: bool = False  # two copies of this version were signed (a likely stolen key)
+    withdrawal: Withdrawal | None = None  # why it is withdrawn (state "withdrawn")
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -97,6 +124,22 @@ class StoredBundle:
             "state": self.state,
             "equivocated": self.equivocated,
         }
+
+
+@dataclass(frozen=True)
+class PartialImport:
+    """A verified bundle whose data has only partly arrived (staged): its chunks take
+    space, but it is not visible until the rest comes."""
+
+    name: str
+    version: int
+    publisher: str  # fingerprint
+    size: int  # the bundle's data bytes
+    stored: int  # of them, those the store holds
+
+    @property
+    def missing(self) -> int:
+        return self.size - self.stored
 
 
 @dataclass

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 from meshdrop.core.bundle import parse_publisher_file
 from meshdrop.core.keys import parse_fingerprint
+from meshdrop.core.names import check_new_name
 from meshdrop.core.records import peek_record
-from meshdrop.core.trust import PublisherState, advance_state, pin_chain
-from meshdrop.errors import TrustError, UntrustedPublisherError, UsageError
-from meshdrop.store import trustdb
+from meshdrop.core.trust import (
+    PublisherState,
+    advance_state,
+    check_fingerprint,
+    pin_publisher_file,
+)
+from meshdrop.errors import (
+    AmbiguousPublisherError,
+    PrefixTooShortError,
+    TrustError,
+    UnknownPublisherError,
+    UntrustedPublisherError,
+)
+from meshdrop.store import lookalikes, trustdb
 from meshdrop.store.db import Database
 from meshdrop.store.models import (
     Equivocation,
@@ -16,7 +28,10 @@ from meshdrop.store.models import (
     Outcome,
     TrustAdded,
     TrustedPublisher,
+    Withdrawal,
 )
+
+MIN_PREFIX_CHARS = 4
 
 
 class Publishers:
@@ -29,15 +44,28 @@ class Publishers:
         index may have changed."""
         return self.db.cached("trusted", trustdb.load_states)
 
-    def trust_add(self, publisher_file: bytes, what: str) -> TrustAdded:
-        """Pin the publisher in a publisher.pub, for as much of its chain as verifies."""
-        state, ignored = pin_chain(parse_publisher_file(publisher_file, what))
+    def trust_add(
+        self,
+        publisher_file: bytes,
+        what: str,
+        *,
+        fingerprint: str | None = None,
+        allow_same_name: bool = False,
+    ) -> TrustAdded:
+        """Pin the publisher in a publisher.pub, for as much of its chain as verifies:
+        only if its fingerprint is the whole ``fingerprint`` (when given), and, for a new
+        publisher, only if no trusted one has a name that reads alike (unless allowed)."""
+        state, ignored = pin_publisher_file(publisher_file, what)
+        if fingerprint is not None:
+            check_fingerprint(fingerprint, state.fingerprint)
         with self.db.write_lock(), self.db.transaction() as conn:
             known = self.trusted().get(state.publisher)
+            if known is None and not allow_same_name:
+                self.check_name_is_new(state)
             if known is not None:
                 state, _problem = advance_state(known, state.signed)
-            trustdb.save_state(conn, state, new=known is None)
-        return TrustAdded(state, known is None, ignored)
+            withdrawn = trustdb.save_state(conn, state, new=known is None)
+        return TrustAdded(state, known is None, ignored, tuple(withdrawn))
 
     def update_publisher(self, publisher_file: bytes, what: str) -> ImportResult:
         """Take newer records of an already trusted publisher (never trusts a new one).
@@ -60,9 +88,10 @@ class Publishers:
                 return ImportResult(
                     Outcome.ALREADY_HAD, state.current.name, state.version, state.fingerprint
                 )
+            withdrawn: list[Withdrawal] = []
             with self.db.transaction() as conn:
                 for _, state in advanced:
-                    trustdb.save_state(conn, state, new=False)
+                    withdrawn += trustdb.save_state(conn, state, new=False)
         old, state = advanced[0]
         return ImportResult(
             Outcome.PUBLISHER_UPDATED,
@@ -70,6 +99,7 @@ class Publishers:
             state.version,
             state.fingerprint,
             old.version,
+            tuple(withdrawn),
         )
 
     def trust_list(self) -> list[TrustedPublisher]:
@@ -90,14 +120,28 @@ class Publishers:
             if publisher_id in states
         ]
 
+    def check_name_is_new(self, state: PublisherState) -> None:
+        """SameNameError if another trusted publisher's name reads like ``state``'s."""
+        trusted = [(p.name, p.fingerprint) for p in self.trust_list()]
+        check_new_name(state.current.name, state.fingerprint, trusted, lookalikes.prototypes())
+
     def resolve_publisher(self, text: str) -> TrustedPublisher:
-        """A trusted publisher by its fingerprint or a unique prefix of it."""
+        """A trusted publisher by its fingerprint or a unique prefix of at least
+        MIN_PREFIX_CHARS characters of it."""
         wanted = parse_fingerprint(text)
+        given = len(wanted.replace("-", ""))
+        if given < MIN_PREFIX_CHARS:
+            raise PrefixTooShortError(
+                f"{text!r} is too short to pick a publisher: give at least {MIN_PREFIX_CHARS} "
+                "characters of its fingerprint (see 'meshdrop trust ls')"
+            )
         matches = [p for p in self.trust_list() if p.fingerprint.startswith(wanted)]
-        if len(wanted.replace("-", "")) < 4 or not matches:
-            raise UsageError(f"no trusted publisher has the fingerprint {text!r}")
+        if not matches:
+            raise UnknownPublisherError(f"no trusted publisher has the fingerprint {text!r}")
         if len(matches) > 1:
-            raise UsageError(f"{text!r} matches several publishers; give more of the fingerprint")
+            raise AmbiguousPublisherError(
+                f"{text!r} matches {len(matches)} publishers; give more of the fingerprint"
+            )
         return matches[0]
 
     def publisher_state(self, fingerprint: str) -> PublisherState:

@@ -37,6 +37,7 @@ from meshdrop.store.models import (
     Outcome,
     StoredBundle,
     TrustedPublisher,
+    Withdrawal,
 )
 from meshdrop.store.publishers import Publishers
 from meshdrop.store.staging import is_staged
@@ -312,15 +313,18 @@ class Store(Publishers, Catalog):
         self._insert_bundle(conn, verified)
         search.index_bundle(conn, self.chunks, m)  # searchable exactly when visible
         known = self.trusted()[verified.state.publisher]
+        withdrawn: tuple[Withdrawal, ...] = ()
         if verified.state.version > known.version:
-            trustdb.save_state(conn, verified.state, new=False)
+            withdrawn = tuple(trustdb.save_state(conn, verified.state, new=False))
             self.db.forget()  # the next bundle of this commit sees the chain it advanced
         fingerprint = verified.state.fingerprint
         if old is not None and old[1] == m.version:
-            return ImportResult(Outcome.REPLACED_TWIN, m.name, m.version, fingerprint, old[1])
-        if old is None or old[2]:
-            return ImportResult(Outcome.IMPORTED, m.name, m.version, fingerprint)
-        return ImportResult(Outcome.REPLACED, m.name, m.version, fingerprint, old[1])
+            outcome, replaced = Outcome.REPLACED_TWIN, old[1]
+        elif old is None or old[2]:
+            outcome, replaced = Outcome.IMPORTED, None
+        else:
+            outcome, replaced = Outcome.REPLACED, old[1]
+        return ImportResult(outcome, m.name, m.version, fingerprint, replaced, withdrawn)
 
     def _insert_bundle(self, conn: sqlite3.Connection, verified: VerifiedManifest) -> None:
         m = verified.manifest

@@ -7,9 +7,10 @@ import sqlite3
 import time
 
 from meshdrop.core.bundle import encode_publisher_file, parse_publisher_file
+from meshdrop.core.keys import key_id
 from meshdrop.core.records import Reason
 from meshdrop.core.trust import PublisherState, start_state
-from meshdrop.store.models import Equivocation
+from meshdrop.store.models import Equivocation, Withdrawal
 
 
 def load_states(conn: sqlite3.Connection) -> dict[bytes, PublisherState]:
@@ -18,7 +19,9 @@ def load_states(conn: sqlite3.Connection) -> dict[bytes, PublisherState]:
     return {s.publisher: s for s in states}
 
 
-def save_state(conn: sqlite3.Connection, state: PublisherState, new: bool) -> None:
+def save_state(conn: sqlite3.Connection, state: PublisherState, new: bool) -> list[Withdrawal]:
+    """Store the publisher's chain; returns the stored bundles its revocations withdrew
+    now (none were withdrawn before)."""
     now = int(time.time())
     record = state.current
     chain = encode_publisher_file(state.signed)
@@ -34,24 +37,38 @@ def save_state(conn: sqlite3.Connection, state: PublisherState, new: bool) -> No
             (record.name, record.version, chain, now, state.publisher, record.version),
         )
     note_signed_time(conn, state.publisher, b"", record.created)
-    apply_revocations(conn, state)
+    return apply_revocations(conn, state)
 
 
-def apply_revocations(conn: sqlite3.Connection, state: PublisherState) -> None:
+def apply_revocations(conn: sqlite3.Connection, state: PublisherState) -> list[Withdrawal]:
     """Withdraw what revoked keys may no longer vouch for: everything a compromised key
-    signed, and what a retired key signed after its retirement."""
+    signed, and what a retired key signed after its retirement. Returns the bundles
+    withdrawn by this call, so that every import can say what vanished."""
+    withdrawn: list[Withdrawal] = []
     for key, revocation in state.revocations().items():
-        if revocation.reason is Reason.COMPROMISED:
-            conn.execute(
-                "UPDATE bundles SET withdrawn = 1 WHERE publisher = ? AND signer = ?",
-                (state.publisher, key),
+        # A compromised key vouches for nothing it signed, whenever it was signed.
+        since = -1 if revocation.reason is Reason.COMPROMISED else revocation.at
+        where = "WHERE publisher = ? AND signer = ? AND created > ? AND withdrawn = 0"
+        params = (state.publisher, key, since)
+        rows = conn.execute(
+            f"SELECT name, version FROM bundles {where} ORDER BY name, version",  # noqa: S608
+            params,
+        ).fetchall()
+        if not rows:
+            continue
+        conn.execute(f"UPDATE bundles SET withdrawn = 1 {where}", params)  # noqa: S608
+        withdrawn += [
+            Withdrawal(
+                name,
+                version,
+                state.fingerprint,
+                key_id(key),
+                revocation.reason.value,
+                revocation.at,
             )
-        else:
-            conn.execute(
-                "UPDATE bundles SET withdrawn = 1 WHERE publisher = ? AND signer = ? "
-                "AND created > ?",
-                (state.publisher, key, revocation.at),
-            )
+            for name, version in rows
+        ]
+    return withdrawn
 
 
 def note_signed_time(conn: sqlite3.Connection, publisher: bytes, signer: bytes, when: int) -> None:

@@ -40,7 +40,7 @@ class Bundles:
     folder: Path  # bundle files, or a courier folder
 
     def fresh_node(self, home: Path) -> Path:
-        meshdrop_in_process("--home", home, "trust", "add", self.publisher.pub, check=True)
+        meshdrop_in_process("--home", home, "trust", "add", "--yes", self.publisher.pub, check=True)
         return home
 
 
@@ -146,7 +146,7 @@ def stick(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     root = tmp_path_factory.mktemp("batches")
     publisher = make_publisher(root / "publisher")
     source = root / "source"
-    meshdrop_in_process("--home", source, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", source, "trust", "add", "--yes", publisher.pub, check=True)
     for name in NAMES:
         src = write_tree(root / "src" / name, {"index.md": f"# {name}\n".encode() * 50})
         bundle = pack(publisher, src, root / f"{name}.mdrop", name)

@@ -132,7 +132,7 @@ def import_json(home: Path, bundle: Bundle, env: dict[str, str] | None = None) -
 
 
 def new_node(home: Path, publisher: Publisher, *held: Bundle) -> Path:
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     for bundle in held:
         result = meshdrop_in_process("--home", home, "import", "--json", "--quiet", bundle.path)
         assert result.code == 0, result

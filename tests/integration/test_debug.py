@@ -12,12 +12,12 @@ def test_debug_mode_prints_the_cause_of_an_error_and_plain_mode_one_line(
     tmp_path: Path,
 ) -> None:
     missing = tmp_path / "nothing.pub"
-    plain = run_meshdrop("--home", tmp_path / "node", "trust", "add", missing)
+    plain = run_meshdrop("--home", tmp_path / "node", "trust", "add", "--yes", missing)
     assert plain.code == 2
     assert plain.err.strip().count("\n") == 0 and "Traceback" not in plain.err
     assert "no such file" in plain.err
     debug = run_meshdrop(
-        "--home", tmp_path / "node", "trust", "add", missing, env={"MESHDROP_DEBUG": "1"}
+        "--home", tmp_path / "node", "trust", "add", "--yes", missing, env={"MESHDROP_DEBUG": "1"}
     )
     assert debug.code == 2
     assert "FileNotFoundError" in debug.err

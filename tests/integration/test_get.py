@@ -74,7 +74,7 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     root = tmp_path_factory.mktemp("get")
     publisher = make_publisher(root / "publisher")
     home = root / "node"  # set up in process; the tests run `get` as a real process
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     for name, files in (("long", LONG_FILES), ("many", MANY_FILES)):
         src = write_tree(root / f"src-{name}", files)
         bundle = pack(publisher, src, root / f"{name}.mdrop", name)

@@ -44,7 +44,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "in").mkdir()
     bundle = pack(publisher, write_tree(root / "src", FILES), root / "in" / "news.mdrop", "news")
     source = root / "source"  # the set-up runs its commands in process
-    meshdrop_in_process("--home", source, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", source, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", source, "import", bundle, check=True)
     stick = root / "stick"
     stick.mkdir()
@@ -54,7 +54,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def fresh_node(world: dict[str, Path], home: Path) -> Path:
     pub = Publisher(world["publisher"]).pub
-    meshdrop_in_process("--home", home, "trust", "add", pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", pub, check=True)
     return home
 
 

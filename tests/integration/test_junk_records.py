@@ -269,7 +269,7 @@ def test_import_stores_a_good_bundle_carrying_junk_records_without_the_junk(
 ) -> None:
     path = junk_bundle(world, junk, tmp_path / "news.mdrop")
     home = tmp_path / "node"
-    step("--home", home, "trust", "add", Publisher(world["publisher"]).pub, check=True)
+    step("--home", home, "trust", "add", "--yes", Publisher(world["publisher"]).pub, check=True)
     result = run_meshdrop("--home", home, "import", path, check=True)
     assert ": imported" in result.out
     assert [e.manifest_bytes for e in stored_envelopes(home)] == [
@@ -288,7 +288,7 @@ def test_trust_add_takes_the_valid_chain_of_a_publisher_file_carrying_junk(
     stranger = first_record(Publisher(world["stranger"]).pub)
     pub = pub_with_junk(Publisher(world["publisher"]).pub, junk, stranger, tmp_path / "x.pub")
     home = tmp_path / "node"
-    result = run_meshdrop("--home", home, "trust", "add", pub, check=True)
+    result = run_meshdrop("--home", home, "trust", "add", "--yes", pub, check=True)
     assert "now trusting Workers' News" in result.out
     trusted = step("--home", home, "trust", "ls", "--json", check=True)
     assert [json.loads(line)["name"] for line in trusted.out.splitlines()] == ["Workers' News"]
@@ -311,7 +311,7 @@ def test_trust_add_refuses_a_file_holding_two_publishers_and_names_both(
         tmp_path / "two.pub",
     )
     home = tmp_path / "node"
-    result = run_meshdrop("--home", home, "trust", "add", pub)
+    result = run_meshdrop("--home", home, "trust", "add", "--yes", pub)
     assert result.code == 4 and "Traceback" not in result.err
     assert "several publishers" in result.err
     for folder in (world["publisher"], world["stranger"]):
@@ -329,7 +329,7 @@ def test_import_of_a_publisher_file_carrying_junk_is_not_refused(
     stranger = first_record(Publisher(world["stranger"]).pub)
     pub = pub_with_junk(Publisher(world["publisher"]).pub, junk, stranger, tmp_path / "x.pub")
     home = tmp_path / "node"
-    step("--home", home, "trust", "add", Publisher(world["publisher"]).pub, check=True)
+    step("--home", home, "trust", "add", "--yes", Publisher(world["publisher"]).pub, check=True)
     result = run_meshdrop("--home", home, "import", pub, "--json", check=True)
     assert json.loads(result.out)["outcome"] == "already had"
 
@@ -341,7 +341,7 @@ def test_a_courier_stick_with_junk_records_still_delivers(
     front; a fresh node imports the stick whole, and stores none of the junk."""
     source = tmp_path / "source"
     pub = Publisher(world["publisher"]).pub
-    step("--home", source, "trust", "add", pub, check=True)
+    step("--home", source, "trust", "add", "--yes", pub, check=True)
     step("--home", source, "import", world["bundle"], check=True)
     stick = tmp_path / "stick"
     stick.mkdir()
@@ -358,7 +358,7 @@ def test_a_courier_stick_with_junk_records_still_delivers(
     for path in pubs:
         pub_with_junk(path, prepended(identity_root_record), stranger, path)
     home = tmp_path / "node"
-    step("--home", home, "trust", "add", pub, check=True)
+    step("--home", home, "trust", "add", "--yes", pub, check=True)
     result = run_meshdrop("--home", home, "import", stick, "--json", "-q")
     assert result.code == 0, result
     assert [e.manifest_bytes for e in stored_envelopes(home)] == [
@@ -370,7 +370,7 @@ def test_a_courier_stick_with_junk_records_still_delivers(
 async def lan_scenario(world: dict[str, Path], tmp: Path) -> None:
     pub = Publisher(world["publisher"]).pub
     source = tmp / "source"
-    run_meshdrop("--home", source, "trust", "add", pub, check=True)
+    run_meshdrop("--home", source, "trust", "add", "--yes", pub, check=True)
     run_meshdrop("--home", source, "import", world["bundle"], check=True)
     offer = offer_of(source)
     stranger = first_record(Publisher(world["stranger"]).pub)
@@ -382,7 +382,7 @@ async def lan_scenario(world: dict[str, Path], tmp: Path) -> None:
     peer = HostilePeer(offer)
     await peer.start()
     home = tmp / "node"
-    run_meshdrop("--home", home, "trust", "add", pub, check=True)
+    run_meshdrop("--home", home, "trust", "add", "--yes", pub, check=True)
     events: list[Event] = []
     node = Node(
         NodeConfig(

@@ -265,14 +265,16 @@ def prepare(case: Case, tmp: Path, publisher: Publisher) -> Offer:
     the node's trust (tmp/node), and what the hostile peer will offer."""
     bundle = pack(publisher, write_tree(tmp / "src", FILES), tmp / "news.mdrop", "news")
     honest_home = tmp / "honest"
-    meshdrop_in_process("--home", honest_home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", honest_home, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", honest_home, "import", "--quiet", bundle, check=True)
-    meshdrop_in_process("--home", tmp / "node", "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", tmp / "node", "trust", "add", "--yes", publisher.pub, check=True)
     if case.offer == "stranger":
         stranger = make_publisher(tmp / "stranger", "Stranger")
         forged = pack(stranger, write_tree(tmp / "s", FILES), tmp / "f.mdrop", "news")
         stranger_home = tmp / "stranger-home"
-        meshdrop_in_process("--home", stranger_home, "trust", "add", stranger.pub, check=True)
+        meshdrop_in_process(
+            "--home", stranger_home, "trust", "add", "--yes", stranger.pub, check=True
+        )
         meshdrop_in_process("--home", stranger_home, "import", "--quiet", forged, check=True)
         offer = offer_of(stranger_home)
     else:

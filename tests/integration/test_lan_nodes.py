@@ -55,7 +55,7 @@ def nodes() -> Iterator[Nodes]:
 
 def trusting(home: Path, *publishers: Publisher) -> Path:
     for publisher in publishers:
-        meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+        meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     return home
 
 

@@ -73,7 +73,7 @@ async def raw(port: int, request: bytes) -> bytes:
 def holder(tmp_path: Path, publisher: Publisher) -> Path:
     bundle = pack(publisher, write_tree(tmp_path / "src", FILES), tmp_path / "n.mdrop", "news")
     home = tmp_path / "holder"  # set up in process: what is tested is the peer API
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", home, "import", "--quiet", bundle, check=True)
     return home
 
@@ -177,7 +177,7 @@ def test_an_untrusted_or_expired_bundle_is_not_served(tmp_path: Path, publisher:
         soon,
     )
     home = tmp_path / "h"
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", home, "import", "--quiet", bundle, check=True)
     [manifest], chunks = digests_of(home)
     [chunk] = chunks
@@ -201,7 +201,7 @@ def test_an_untrusted_or_expired_bundle_is_not_served(tmp_path: Path, publisher:
     fresh = pack(
         publisher, write_tree(tmp_path / "f", {"a.txt": b"kept"}), tmp_path / "f.mdrop", "fresh"
     )
-    meshdrop_in_process("--home", home2, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home2, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", home2, "import", "--quiet", fresh, check=True)
     [manifest], _ = digests_of(home2)
     fingerprint = json.loads(meshdrop_in_process("--home", home2, "trust", "ls", "--json").out)

@@ -23,7 +23,7 @@ from meshdrop.transports.lan.node import Node, NodeConfig
 
 def holder(tmp: Path, name: str, publisher: Publisher, *bundles: Path) -> Path:
     home = tmp / name
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     if bundles:
         meshdrop_in_process("--home", home, "import", "--quiet", *bundles, check=True)
     return home

@@ -26,7 +26,7 @@ def test_import_lists_and_gets_verified_content(run: Callable[..., Result], tmp_
         check=True,
     )
     node = tmp_path / "node"
-    pinned = run("--home", node, "trust", "add", folder / "publisher.pub", check=True)
+    pinned = run("--home", node, "trust", "add", "--yes", folder / "publisher.pub", check=True)
     assert "now trusting Workers" in pinned.out
     result = run("--home", node, "import", bundle, check=True)
     assert "imported: news v1" in result.out
@@ -86,7 +86,7 @@ def test_trust_ls_and_rm_hide_bundles(
     ]
     run("--home", node, "trust", "rm", entry["fingerprint"][:9], check=True)
     assert list_json(node) == []
-    run("--home", node, "trust", "add", publisher.pub, check=True)
+    run("--home", node, "trust", "add", "--yes", publisher.pub, check=True)
     assert [b["name"] for b in list_json(node)] == ["news"]
 
 

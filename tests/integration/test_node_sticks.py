@@ -52,14 +52,14 @@ def test_node_imports_from_and_tops_up_a_stick_that_appears(
     # Elsewhere, a node that holds "news" fills a stick.
     other = tmp_path / "other"
     # (The set-up steps run in process; the nodes under test are real processes.)
-    meshdrop_in_process("--home", other, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", other, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", other, "import", "--quiet", news, check=True)
     carried = tmp_path / "carried"
     carried.mkdir()
     meshdrop_in_process("--home", other, "export", carried, "--quiet", check=True)
     # Here, a running node that holds "guide" watches a folder where sticks appear.
     home = tmp_path / "node"
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", home, "import", "--quiet", guide, check=True)
     media = tmp_path / "media"
     media.mkdir()
@@ -71,7 +71,7 @@ def test_node_imports_from_and_tops_up_a_stick_that_appears(
     assert listed_names(home) == {"news", "guide"}
     # The stick, carried on, brings both to a third node.
     third = tmp_path / "third"
-    meshdrop_in_process("--home", third, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", third, "trust", "add", "--yes", publisher.pub, check=True)
     result = run_meshdrop("--home", third, "import", stick, "--json", check=True)
     outcomes = [json.loads(line) for line in result.out.splitlines()]
     assert listed_names(third) == {"news", "guide"}, outcomes
@@ -81,7 +81,7 @@ def test_node_leaves_a_drive_without_a_courier_folder_alone(
     tmp_path: Path, publisher: Publisher, nodes: Nodes
 ) -> None:
     home = tmp_path / "node"
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     guide = pack(
         publisher, write_tree(tmp_path / "g", {"a.txt": b"guide"}), tmp_path / "g.mdrop", "guide"
     )

@@ -388,7 +388,7 @@ def test_not_found_is_identical_for_never_existed_withdrawn_and_missing(
 def test_bundle_that_expires_while_served_turns_into_the_same_404(tmp_path: Path) -> None:
     publisher = make_publisher(tmp_path / "publisher")
     home = tmp_path / "node"  # set up in process; the reader under test is a real process
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     now = int(time.time())
     for name, expires in (("brief", now + 4), ("lasting", None)):
         src = write_tree(tmp_path / name, {"index.html": b"<p>soon gone</p>"})
@@ -445,7 +445,7 @@ def test_no_server_header_and_no_cookie_on_any_answer(node: Node, base: str) -> 
 def test_home_page_stays_small_with_200_bundles(tmp_path: Path) -> None:
     publisher = make_publisher(tmp_path / "publisher", "노동자 소식 Workers' News")
     home = tmp_path / "node"
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     out = tmp_path / "bundles"
     out.mkdir()
     now = int(time.time())
@@ -491,7 +491,7 @@ def test_home_page_stays_small_with_200_bundles(tmp_path: Path) -> None:
 def test_read_reports_a_port_in_use_in_one_line(node: Node, base: str) -> None:
     port = base.rstrip("/").rsplit(":", 1)[1]
     result = run_meshdrop("--home", node.home, "read", "--port", port)
-    assert result.code == 2
+    assert result.code == 9  # network (README exit codes)
     assert result.err.count("\n") == 1
     assert "cannot listen on 127.0.0.1" in result.err and "another --port" in result.err
 

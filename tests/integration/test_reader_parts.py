@@ -150,7 +150,7 @@ def test_markdown_renders_without_raw_html() -> None:
 def store_with_bundles(tmp_path: Path) -> Path:
     publisher = make_publisher(tmp_path / "publisher")
     home = tmp_path / "node"
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     now = int(time.time())
     sources = {
         "ko": {
@@ -213,7 +213,7 @@ def test_backfill_indexes_bundles_stored_before_search_existed(
 def test_replaced_bundle_is_searched_in_its_new_version(tmp_path: Path) -> None:
     publisher = make_publisher(tmp_path / "publisher")
     home = tmp_path / "node"
-    meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     now = int(time.time())
     for version, word in ((now - 10, "firstword"), (now - 5, "secondword")):
         src = write_tree(tmp_path / word, {"a.txt": word.encode()})

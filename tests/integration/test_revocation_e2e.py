@@ -85,7 +85,7 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
     # Three nodes that trust the publisher and hold both bundles, running on loopback.
     homes = [tmp_path / name for name in ("a", "b", "c")]
     for home in homes:
-        meshdrop_in_process("--home", home, "trust", "add", publisher.pub, check=True)
+        meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
         meshdrop_in_process("--home", home, "import", "--quiet", news, notice, check=True)
     running = [nodes.start(home) for home in homes]
     for node in running:
@@ -96,7 +96,14 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
     # On the laptop, the second key is reported compromised; the new publisher.pub goes
     # onto a stick as a courier would carry it, and only node A ever sees the stick.
     run_meshdrop(
-        "publisher", "revoke", publisher.folder, second, "--reason", "compromised", check=True
+        "publisher",
+        "revoke",
+        publisher.folder,
+        second,
+        "--reason",
+        "compromised",
+        "--yes",
+        check=True,
     )
     stick = tmp_path / "stick" / COURIER_FOLDER
     stick.mkdir(parents=True)

@@ -150,7 +150,7 @@ def test_two_copies_of_one_version_end_the_same_on_every_node_and_are_recorded(
     kept = {"a.txt": (b"the real version 3" if low == copies[0] else b"a forged version 3")}
     for order in ((low, high), (high, low)):
         home = tmp_path / f"node-{order[0].name}"
-        step("--home", home, "trust", "add", publisher.pub, check=True)
+        step("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
         step("--home", home, "import", order[0], check=True)
         second = run("--home", home, "import", order[1], "--json")
         line = json.loads(second.out)
@@ -337,7 +337,7 @@ def test_full_disk_refuses_cleanly_keeps_what_was_stored_and_resumes(
     run: Run, make_bundle: MakeBundle, publisher: Publisher, small_disk: Path, tmp_path: Path
 ) -> None:
     home = small_disk / "node"
-    step("--home", home, "trust", "add", publisher.pub, check=True)
+    step("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     good_files = {"index.html": b"<p>small and good</p>", "img.bin": os.urandom(300_000)}
     big_files = {"one.bin": os.urandom(10 * MiB), "two.bin": os.urandom(10 * MiB)}
     good = make_bundle("good", good_files)
@@ -381,7 +381,7 @@ def test_import_onto_a_nearly_full_disk_fails_cleanly_whatever_space_is_left(
     v1 = make_bundle("news", {"a.bin": a}, version=1)
     v2 = make_bundle("news", {"a.bin": a, "b.txt": b"new"}, version=2)
     template = tmp_path / "template"
-    step("--home", template, "trust", "add", publisher.pub, check=True)
+    step("--home", template, "trust", "add", "--yes", publisher.pub, check=True)
     step("--home", template, "import", v1, check=True)
     filler = small_disk / "filler"
     problems: list[str] = []

@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Protocol
 
 from meshdrop.core.bundle import parse_publisher_file
+from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.trust import advance_state
 from meshdrop.errors import MeshdropError, StoreError
-from meshdrop.fs import DurableBatch, atomic_write, open_regular_file, read_exactly
+from meshdrop.fs import (
+    DurableBatch,
+    atomic_write,
+    fsync_dir,
+    open_regular_file,
+    os_error_message,
+    read_exactly,
+)
+from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.export import (
     ChunkReader,
     load_exportable,
@@ -30,6 +39,7 @@ from meshdrop.transports.courier.exportplan import (
     BundleWrite,
     Done,
     ExportReport,
+    FileToWrite,
     plan_export,
     report,
     select_bundles,
@@ -54,6 +64,7 @@ class ExportOptions:
     reserve: int = DEFAULT_RESERVE
     part_size: int = DEFAULT_PART_SIZE
     check: bool = False  # re-read every copy already on the stick
+    dry_run: bool = False  # decide and report, write nothing
 
 
 @dataclass
@@ -62,6 +73,9 @@ class ExportSummary:
     publishers_written: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    free: int = 0  # bytes free on the stick before writing
+    synced: bool = False  # everything written is on the device: safe to remove
 
     @property
     def failed(self) -> bool:
@@ -98,29 +112,43 @@ class CourierExport:
         self.progress: ExportProgress = progress or _Silent()
 
     def run(self, folder: Path) -> ExportSummary:
-        summary = ExportSummary()
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot make the courier folder {folder} ({exc.strerror})") from exc
-        for temp in _remove_temps(folder):
-            summary.notes.append(f"removed {temp}, left by an export that was cut short")
-        stick = read_stick(folder, self.options.check)
+        """Export into ``folder``; with ``dry_run``, only decide, and write nothing."""
+        summary = ExportSummary(dry_run=self.options.dry_run)
+        if not summary.dry_run:
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(os_error_message(exc, f"making the folder {folder}")) from exc
+        exists = folder.is_dir()
+        temps = scan_folder(folder).temps if exists else []
+        for temp in temps if summary.dry_run else _remove_temps(temps):
+            verb = "would remove" if summary.dry_run else "removed"
+            summary.notes.append(f"{verb} {temp.name}, left by an export that was cut short")
+        stick = read_stick(folder, self.options.check) if exists else StickState()
         want = self._want(stick, summary)
         fingerprints = self._publishers()
-        summary.publishers_written = self._write_publishers(folder, fingerprints)
+        new_publishers = self._publishers_to_write(folder, fingerprints)
+        summary.publishers_written = [target.name for target, _ in new_publishers]
+        summary.free = _free_space(folder if exists else folder.parent)
         plan = plan_export(
             (load_exportable(self.store, b) for b in self._select(fingerprints, want)),
             stick,
             part_size=self.options.part_size,
             max_bytes=self.options.max_bytes,
             reserve=self.options.reserve,
-            free=_free_space(folder),
+            free=summary.free,
         )
         summary.reports.extend(plan.reports)
+        if summary.dry_run:
+            summary.reports.extend(_planned(write) for write in plan.writes)
+            return summary
+        for target, data in new_publishers:
+            atomic_write(target, data)
         self.progress.start(sum(w.size for w in plan.writes), len(plan.writes))
         with ChunkReader(self.store) as reader:
             self._write_all(folder, plan.writes, reader, summary)
+        if not summary.failed:
+            summary.synced = _sync(folder)
         return summary
 
     # Choosing
@@ -156,67 +184,88 @@ class CourierExport:
         reader: ChunkReader,
         summary: ExportSummary,
     ) -> None:
-        """Write the bundles' files in batches (many small bundles, or one big one, per
-        sync). Only once a batch is durable are the copies it supersedes removed: the stick
-        always holds a complete copy of what it held."""
+        """Write the bundles' files in batches (many small bundles per sync), and commit
+        each part of a split bundle on its own: a pulled stick keeps every part finished
+        before it. Only once a bundle's files are all durable are the copies it supersedes
+        removed: the stick always holds a complete copy of what it held."""
         batch = DurableBatch()
-        written: list[tuple[BundleWrite, ExportReport | None]] = []
+        waiting: list[tuple[BundleWrite, ExportReport | None]] = []  # reported at commit
         batch_bytes = 0
         try:
             for write in writes:
-                failure = self._write(folder, write, reader, batch)
-                written.append((write, failure))
-                batch_bytes += write.size
+                failure: ExportReport | None = None
+                refs = write.item.manifest.chunk_refs() if write.to_write else []
+                for file in write.to_write:
+                    failure = self._write_file(folder, write, file, refs, reader, batch)
+                    if failure is not None:
+                        break
+                    batch_bytes += file.size
+                    if file.part or batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+                        problem = self._commit(folder, batch, waiting, summary)
+                        waiting, batch_bytes = [], 0
+                        if problem is not None:
+                            failure = _failed(write, problem)
+                            break
+                waiting.append((write, failure))
                 self.progress.bundle_done()
-                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_FILES:
-                    self._commit(folder, batch, written, summary)
-                    written, batch_bytes = [], 0
-            self._commit(folder, batch, written, summary)
+            self._commit(folder, batch, waiting, summary)
         finally:
             batch.abort()  # what is left after an error: temp files only
 
-    def _write(
-        self, folder: Path, write: BundleWrite, reader: ChunkReader, batch: DurableBatch
+    def _write_file(
+        self,
+        folder: Path,
+        write: BundleWrite,
+        file: FileToWrite,
+        refs: list[ChunkRef],
+        reader: ChunkReader,
+        batch: DurableBatch,
     ) -> ExportReport | None:
-        """Write the bundle's files into the batch; a report if that failed."""
+        """Write one file of the bundle into the batch; a report if that failed (files of
+        the bundle written before it stay: each is whole)."""
         item = write.item
-        refs = item.manifest.chunk_refs()
-        started: list[int] = []
+        point = f"courier-export-part-{file.part}"
+
+        def advance(nbytes: int) -> None:
+            self.progress.advance(nbytes)
+            crash_point(point)
+
         try:
-            for file in write.to_write:
-                fd = batch.create(folder / file.name)
-                started.append(fd)
-                write_bundle_data(
-                    reader,
-                    item,
-                    fd,
-                    head=file.head,
-                    refs=refs_in_range(refs, file.start, file.end),
-                    progress=self.progress.advance,
-                )
+            fd = batch.create(folder / file.name)
         except MeshdropError as exc:
-            for fd in started:
-                batch.discard(fd)
-            return report(item, Done.FAILED, str(exc), write.size, write.names)
+            return _failed(write, exc)
+        try:
+            write_bundle_data(
+                reader,
+                item,
+                fd,
+                head=file.head,
+                refs=refs_in_range(refs, file.start, file.end),
+                progress=advance,
+            )
+        except MeshdropError as exc:
+            batch.discard(fd)
+            return _failed(write, exc)
         return None
 
     def _commit(
         self,
         folder: Path,
         batch: DurableBatch,
-        written: list[tuple[BundleWrite, ExportReport | None]],
+        waiting: list[tuple[BundleWrite, ExportReport | None]],
         summary: ExportSummary,
-    ) -> None:
+    ) -> MeshdropError | None:
+        """Make the batch durable and report the bundles whose files were all in it; the
+        error if that failed."""
         try:
             batch.commit()
         except MeshdropError as exc:
-            for write, failure in written:
-                summary.reports.append(
-                    failure or report(write.item, Done.FAILED, str(exc), write.size, write.names)
-                )
-            return
-        for write, failure in written:
+            for write, failure in waiting:
+                summary.reports.append(failure or _failed(write, exc))
+            return exc
+        for write, failure in waiting:
             summary.reports.append(failure or self._finish(folder, write, summary))
+        return None
 
     def _finish(self, folder: Path, write: BundleWrite, summary: ExportSummary) -> ExportReport:
         for name in write.superseded:
@@ -230,21 +279,22 @@ class CourierExport:
         detail = ", ".join(write.names)
         if write.done is Done.REPLACED and write.superseded:
             detail += " (removed " + ", ".join(write.superseded) + ")"
-        return report(write.item, write.done, detail, write.size, write.names)
+        return _written_report(write, detail)
 
-    def _write_publishers(self, folder: Path, fingerprints: list[str]) -> list[str]:
+    def _publishers_to_write(
+        self, folder: Path, fingerprints: list[str]
+    ) -> list[tuple[Path, bytes]]:
         """Each trusted publisher's verified chain, unless the stick carries a newer valid
         chain of it already (which must travel on: it may hold a revocation)."""
-        written = []
+        writes = []
         for fingerprint in fingerprints:
             data = publisher_file(self.store, fingerprint)
             target = folder / publisher_file_name(fingerprint)
             existing = _read_small(target)
             if existing == data or self._stick_newer(fingerprint, existing):
                 continue
-            atomic_write(target, data)
-            written.append(target.name)
-        return written
+            writes.append((target, data))
+        return writes
 
     def _stick_newer(self, fingerprint: str, existing: bytes | None) -> bool:
         if existing is None:
@@ -271,15 +321,49 @@ def _read_small(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def _remove_temps(folder: Path) -> list[str]:
+def _remove_temps(temps: list[Path]) -> list[Path]:
     removed = []
-    for path in scan_folder(folder).temps:
+    for path in temps:
         try:
             path.unlink()
-            removed.append(path.name)
+            removed.append(path)
         except OSError:
             pass
     return removed
+
+
+def _failed(write: BundleWrite, exc: MeshdropError) -> ExportReport:
+    failed = report(write.item, Done.FAILED, str(exc), write.size, write.names)
+    failed.exit_code = exc.exit_code
+    return failed
+
+
+def _planned(write: BundleWrite) -> ExportReport:
+    """What a dry run says of a bundle it would write."""
+    return _written_report(write, ", ".join(write.names))
+
+
+def _written_report(write: BundleWrite, detail: str) -> ExportReport:
+    to_write = write.to_write
+    if write.keep:
+        kept = len(write.keep)
+        detail += f" (kept {kept} {'part' if kept == 1 else 'parts'} already on the stick)"
+    done = report(write.item, write.done, detail, write.size, write.names)
+    done.written_files = [f.name for f in to_write]
+    done.written_bytes = sum(f.size for f in to_write)
+    return done
+
+
+def _sync(folder: Path) -> bool:
+    """Make what the export did durable: the files and renames are (DurableBatch), but
+    not the removals; and a removable drive's own cache is flushed only by a sync. True
+    once it is all on the device."""
+    try:
+        fsync_dir(folder)
+        os.sync()
+    except OSError:
+        return False
+    return True
 
 
 def _free_space(folder: Path) -> int:

@@ -19,7 +19,11 @@ from typing import NamedTuple
 from meshdrop.store.export import ExportableBundle
 from meshdrop.store.models import StoredBundle
 from meshdrop.transports.courier.layout import bundle_file_name, part_file_name
-from meshdrop.transports.courier.parts import encode_part_header, plan_parts
+from meshdrop.transports.courier.parts import (
+    encode_part_header,
+    fitting_part_size,
+    plan_parts,
+)
 from meshdrop.transports.courier.stickstate import StickState
 from meshdrop.transports.courier.want import Want
 
@@ -41,8 +45,11 @@ class ExportReport:
     publisher: str
     done: Done
     detail: str
-    size: int
+    size: int  # of the bundle's copy on the stick (all its files)
     files: list[str] = field(default_factory=list)
+    written_files: list[str] = field(default_factory=list)  # of files, those written now
+    written_bytes: int = 0
+    exit_code: int = 0  # of the error that made it fail
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -53,6 +60,9 @@ class ExportReport:
             "detail": self.detail,
             "size": self.size,
             "files": self.files,
+            "written_files": self.written_files,
+            "written_bytes": self.written_bytes,
+            "exit_code": self.exit_code,
         }
 
 
@@ -68,6 +78,7 @@ class FileToWrite(NamedTuple):
     head: bytes  # the .mdrop header and envelope, or a part header and the envelope
     start: int  # the range of the bundle's data section this file carries
     end: int
+    part: int = 0  # the part number; 0 for a whole .mdrop file
 
     @property
     def size(self) -> int:
@@ -196,8 +207,11 @@ def _lay_out(item: ExportableBundle, stick: StickState, part_size: int) -> Bundl
                 encode_part_header(part) + item.envelope,
                 part.start,
                 part.start + part.length,
+                part.number,
             )
-            for part in plan_parts(m, len(item.envelope), part_size)
+            for part in plan_parts(
+                m, len(item.envelope), fitting_part_size(part_size, item.file_size)
+            )
         ]
     keep = set()
     for f in files:

@@ -32,8 +32,9 @@ from meshdrop.errors import (
 from meshdrop.fs import read_small_file
 from meshdrop.store import staging
 from meshdrop.store.ingest import Committed, IngestSession
-from meshdrop.store.models import ImportResult, Outcome
+from meshdrop.store.models import ImportResult, Outcome, Withdrawal
 from meshdrop.store.store import Store
+from meshdrop.transports.courier.leftover import describe_leftover
 from meshdrop.transports.courier.parts import refs_in_range
 from meshdrop.transports.courier.reader import CourierFile, open_courier_file
 from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
@@ -56,6 +57,7 @@ class Status(Enum):
     PUBLISHER_KNOWN = "publisher already known"
     NOT_TRUSTED = "not a publisher this node trusts"
     SKIPPED = "skipped"
+    CUT_SHORT = "cut short"  # a leftover of an export: never complete, so not a refusal
 
     @property
     def failed(self) -> bool:
@@ -73,6 +75,7 @@ class Report:
     version: int | None = None
     publisher: str | None = None
     exit_code: int = 0  # of the error that refused it; 1 if it failed otherwise
+    withdrawn: tuple[Withdrawal, ...] = ()  # what a newer publisher record it carried withdrew
 
     @property
     def code(self) -> int:
@@ -173,6 +176,18 @@ class CourierImport:
             )
         for group in self.groups.values():
             self.reports.append(self._finish(group))
+        for path in scan.temps:
+            left = describe_leftover(path, self.store.trusted(), self.store.now())
+            self.reports.append(
+                Report(
+                    [path.name],
+                    Status.CUT_SHORT,
+                    left.detail,
+                    left.name,
+                    left.version,
+                    left.publisher,
+                )
+            )
         if self.junk > MAX_JUNK_REPORTS:
             more = self.junk - MAX_JUNK_REPORTS
             self.reports.append(
@@ -197,7 +212,15 @@ class CourierImport:
         else:
             detail = f"{result.name} record v{result.version}"
             status = Status.PUBLISHER_KNOWN
-        return Report([path.name], status, detail, result.name, result.version, result.publisher)
+        return Report(
+            [path.name],
+            status,
+            detail,
+            result.name,
+            result.version,
+            result.publisher,
+            withdrawn=result.withdrawn,
+        )
 
     def _bundle_file(self, pool: ThreadPoolExecutor, path: Path) -> None:
         try:
@@ -365,7 +388,9 @@ class CourierImport:
             if group.problems:
                 detail += f" (ignored: {'; '.join(group.problems)})"
             status = Status.REPLACED if result.outcome is Outcome.REPLACED else Status.IMPORTED
-            return report(status, detail)
+            done = report(status, detail)
+            done.withdrawn = result.withdrawn
+            return done
         if group.verified is not None:
             return report(Status.INCOMPLETE, self._incomplete(group, group.verified))
         if group.refusal is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from meshdrop.core.bundle import MAX_ENVELOPE_BYTES
 from meshdrop.core.manifest import ChunkRef, Manifest
 from meshdrop.errors import FormatError, UsageError
-from meshdrop.transports.courier.layout import MAX_PARTS
+from meshdrop.transports.courier.layout import FAT32_MAX_FILE, MAX_PARTS
 
 PART_MAGIC = b"\x89MDPRT\r\n"
 PART_FORMAT = 1
@@ -83,6 +83,13 @@ def check_part_fits(header: PartHeader, manifest: Manifest, what: str) -> None:
 
 def refs_in_range(refs: list[ChunkRef], start: int, end: int) -> list[ChunkRef]:
     return [r for r in refs if r.offset >= start and r.offset + r.size <= end]
+
+
+def fitting_part_size(wanted: int, file_size: int) -> int:
+    """``wanted``, or bigger for a bundle so big that it would need more than MAX_PARTS
+    parts of that size (room is left for each part's header, envelope and a chunk cut
+    short at its end), never over what FAT32 can hold."""
+    return max(wanted, min(FAT32_MAX_FILE, file_size // (MAX_PARTS - 99) + 1))
 
 
 def plan_parts(manifest: Manifest, envelope_length: int, part_size: int) -> list[PartHeader]:

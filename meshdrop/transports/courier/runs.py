@@ -4,6 +4,7 @@ written, and the want file that tells the next node what this one lacks."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,24 +26,57 @@ from meshdrop.transports.courier.want import MAX_HAVE, Want, stream_id, write_wa
 WRITTEN = (Done.WRITTEN, Done.REPLACED, Done.REPAIRED)
 
 
-def split_courier_paths(paths: Iterable[Path]) -> tuple[list[Path], tuple[Path, ...]]:
-    """(courier folders among or inside ``paths``, the other paths)."""
-    couriers: list[Path] = []
+@dataclass(frozen=True)
+class CourierSource:
+    """What one courier import reads: a courier folder whole, or only ``files``, part
+    files of bundles (given by name, or found in a folder that is no courier folder)."""
+
+    folder: Path
+    files: tuple[Path, ...] = ()
+
+
+def split_courier_paths(paths: Iterable[Path]) -> tuple[list[CourierSource], tuple[Path, ...]]:
+    """(courier folders and part files among or inside ``paths``, the paths the plain
+    importer reads: every path that is no courier folder or part file)."""
+    couriers: list[CourierSource] = []
     others: list[Path] = []
+    loose: dict[Path, list[Path]] = {}  # part files by their folder: one import each
     for path in paths:
         folder = find_courier_folder(path)
-        if folder is None and part_number(path.name) is not None and not path.is_dir():
-            folder = path  # a single part file given by name
-        (couriers if folder is not None else others).append(folder or path)
+        if folder is not None:
+            couriers.append(CourierSource(folder))
+        elif part_number(path.name) is not None and not path.is_dir():
+            loose.setdefault(path.parent, []).append(path)
+        else:
+            for part in _part_files_below(path):
+                loose.setdefault(part.parent, []).append(part)
+            others.append(path)
+    couriers += [CourierSource(folder, tuple(files)) for folder, files in loose.items()]
     return couriers, tuple(others)
 
 
+def _part_files_below(path: Path) -> list[Path]:
+    """Part files (``pack --part-size`` writes them) in the folder ``path`` and below, as
+    the plain importer searches for .mdrop files: links not followed, hidden files not."""
+    if not path.is_dir() or path.is_symlink():
+        return []
+    found = []
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        dirs.sort()
+        found += [
+            Path(folder) / name
+            for name in sorted(files)
+            if part_number(name) is not None and not name.startswith(".")
+        ]
+    return found
+
+
 def import_courier(
-    store: Store, source: Path, progress: ProgressSink | None = None
+    store: Store, source: CourierSource, progress: ProgressSink | None = None
 ) -> list[Report]:
-    """Import a courier folder, or the one part file ``split_courier_paths`` gave for it."""
+    """Import a courier folder, or the part files ``split_courier_paths`` found."""
     importer = CourierImport(store, progress)
-    return importer.run(source) if source.is_dir() else importer.run_files([source])
+    return importer.run_files(list(source.files)) if source.files else importer.run(source.folder)
 
 
 @dataclass(frozen=True)
@@ -51,10 +85,12 @@ class ExportResult:
 
     summary: ExportSummary
     written: int  # written, replacing an older version, or written again
-    written_bytes: int
+    written_bytes: int  # what was written now (parts already on the stick not counted)
     already_there: int
     left_out: int
+    left_out_bytes: int
     failed: int
+    exit_code: int  # 0, or the code of the first error that made a bundle fail
 
     @property
     def ok(self) -> bool:
@@ -70,13 +106,16 @@ def export_to(
 
 def tally_export(summary: ExportSummary) -> ExportResult:
     counts = Counter(report.done for report in summary.reports)
+    codes = [r.exit_code or 1 for r in summary.reports if r.done is Done.FAILED]
     return ExportResult(
         summary,
         written=sum(counts[done] for done in WRITTEN),
-        written_bytes=sum(r.size for r in summary.reports if r.done in WRITTEN),
+        written_bytes=sum(r.written_bytes for r in summary.reports if r.done in WRITTEN),
         already_there=counts[Done.ALREADY_THERE],
         left_out=counts[Done.LEFT_OUT],
+        left_out_bytes=sum(r.size for r in summary.reports if r.done is Done.LEFT_OUT),
         failed=counts[Done.FAILED],
+        exit_code=codes[0] if codes else 0,
     )
 
 

@@ -35,11 +35,7 @@ from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import IngestHold
 from meshdrop.transports.lan.buffers import ByteBudget, ChunkBuffers, Hold
 from meshdrop.transports.lan.client import PeerClient
-from meshdrop.transports.lan.errors import (
-    PeerMisbehaved,
-    PeerNotFound,
-    PeerUnreachable,
-)
+from meshdrop.transports.lan.errors import PeerMisbehaved, PeerNotFound, PeerUnreachable
 from meshdrop.transports.lan.events import (
     BadPeerEvent,
     BundleEvent,
@@ -49,6 +45,7 @@ from meshdrop.transports.lan.events import (
     PublisherEvent,
     RefusedEvent,
     SyncEvent,
+    emit_withdrawals,
 )
 from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.peers import Peer, PeerBook, Refusals
@@ -318,6 +315,7 @@ class SyncEngine:
                     version=result.version,
                 )
             )
+            emit_withdrawals(self.emit, result.withdrawn, peer.label)
 
     async def _fetch_bundle(
         self,

@@ -3,6 +3,9 @@ too slow) is not the same as a peer that sent something it must not have."""
 
 from __future__ import annotations
 
+import errno
+import os
+
 from meshdrop.errors import NetworkError
 
 EXIT_NETWORK = NetworkError.exit_code
@@ -13,6 +16,7 @@ __all__ = [
     "PeerMisbehaved",
     "PeerNotFound",
     "PeerUnreachable",
+    "cannot_listen",
 ]
 
 
@@ -31,3 +35,10 @@ class PeerNotFound(NetworkError):
 class PeerMisbehaved(NetworkError):
     """A peer sent what the protocol forbids: too much, malformed, not what was asked.
     The peer is penalised; the data is fetched from someone else."""
+
+
+def cannot_listen(address: str, exc: OSError) -> NetworkError:
+    """The error for a server socket that could not be opened (the reader's, the node's)."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    hint = "; choose another --port" if exc.errno == errno.EADDRINUSE else ""
+    return NetworkError(f"cannot listen on {address}: {reason.lower()}{hint}")

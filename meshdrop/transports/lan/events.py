@@ -5,8 +5,10 @@ and tests read ``event["event"]``; mypy tells the kinds apart by that key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal, NotRequired, TypedDict
+
+from meshdrop.store.models import Withdrawal
 
 
 class ListeningEvent(TypedDict):
@@ -68,6 +70,21 @@ class PublisherEvent(TypedDict):
     version: int
 
 
+class WithdrawnEvent(TypedDict):
+    """A newer publisher record (a peer's publisher file, or the chain a bundle carried)
+    withdrew a stored bundle: signed by a key reported compromised (``reason``
+    "compromised"), or signed after its key was retired ("retired")."""
+
+    event: Literal["withdrawn"]
+    name: str
+    version: int
+    publisher: str
+    signer: str  # the revoked key's id
+    reason: str
+    revoked_at: int
+    peer: NotRequired[str]  # whose update brought the record
+
+
 class RefusedEvent(TypedDict):
     """Something a peer offered that this node will not take (no fault of the peer's)."""
 
@@ -105,9 +122,27 @@ Event = (
     | SyncEvent
     | BundleEvent
     | PublisherEvent
+    | WithdrawnEvent
     | RefusedEvent
     | BadPeerEvent
     | ErrorEvent
     | StoppedEvent
 )
 Emit = Callable[[Event], None]
+
+
+def emit_withdrawals(emit: Emit, withdrawn: Iterable[Withdrawal], peer: str | None) -> None:
+    """One ``withdrawn`` event per bundle a newer publisher record withdrew."""
+    for w in withdrawn:
+        event = WithdrawnEvent(
+            event="withdrawn",
+            name=w.name,
+            version=w.version,
+            publisher=w.publisher,
+            signer=w.signer,
+            reason=w.reason,
+            revoked_at=w.revoked_at,
+        )
+        if peer is not None:
+            event["peer"] = peer
+        emit(event)

@@ -34,7 +34,7 @@ from meshdrop.fs import atomic_write
 from meshdrop.transports.lan.client import ClientLimits, PeerClient
 from meshdrop.transports.lan.discovery import Discovery, is_loopback, is_wildcard
 from meshdrop.transports.lan.engine import SyncEngine
-from meshdrop.transports.lan.errors import NetworkError
+from meshdrop.transports.lan.errors import NetworkError, cannot_listen
 from meshdrop.transports.lan.events import (
     AddressesEvent,
     Emit,
@@ -207,10 +207,7 @@ class Node:
         except OSError as exc:
             await self.runner.cleanup()
             await self.storeio.aclose()
-            raise NetworkError(
-                f"cannot listen on {format_address((config.bind, config.port))}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+            raise cannot_listen(format_address((config.bind, config.port)), exc) from exc
         self.port = int(self.runner.addresses[0][1])
         self.urls = self._advertised_urls()
         about = {"pid": os.getpid(), "url": _local_url(config.bind, self.port), "token": self.token}

@@ -39,7 +39,7 @@ from meshdrop.transports.lan.errors import (
     PeerNotFound,
     PeerUnreachable,
 )
-from meshdrop.transports.lan.events import Emit, ErrorEvent
+from meshdrop.transports.lan.events import Emit, ErrorEvent, emit_withdrawals
 from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.peers import Peer
 from meshdrop.transports.lan.plan import ChunkPlan
@@ -303,6 +303,8 @@ class Transfer:
                         self._notify()
                         return
                     continue
+                peer = next((p.label for p in self.sources.values()), None)
+                emit_withdrawals(engine.emit, result.withdrawn, peer)  # once, by the commit
                 self.result.set_result(result)
                 return
             self.result.set_result(None)
