@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from meshdrop.core.sizes import human_size as human_size  # re-exported for the commands
 from meshdrop.errors import PassphraseError, UsageError
 
 if TYPE_CHECKING:
@@ -112,14 +113,6 @@ def format_time(ts: int | None) -> str:
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def bar_wanted(quiet: bool) -> bool:

@@ -128,11 +128,8 @@ def test_a_folder_import_reports_the_withdrawal_after_the_line_that_caused_it(
     assert "withdrew news v1" in as_json.out  # a fresh node: reported again, once
 
 
-def test_a_publisher_file_import_reports_what_its_record_withdrew(
-    world: World, tmp_path: Path
-) -> None:
-    from trustkit import publisher_file as encode
-
+def newer_publisher_file(folder: Path) -> Path:
+    """The world's publisher file with record v2, which reports s2 compromised."""
     chain = Chain(roots=["r1"], threshold=1)
     records = [
         signed(chain.record(1, signers=(Delegation("s1"), Delegation("s2"))), by=["r1"]),
@@ -143,7 +140,13 @@ def test_a_publisher_file_import_reports_what_its_record_withdrew(
             by=["r1"],
         ),
     ]
-    newer = write(tmp_path / "newer.pub", encode(records))
+    return write(folder / "newer.pub", publisher_file(records))
+
+
+def test_a_publisher_file_import_reports_what_its_record_withdrew(
+    world: World, tmp_path: Path
+) -> None:
+    newer = newer_publisher_file(tmp_path)
     result = run_meshdrop("--home", world.node, "import", newer, "--json")
     assert result.code == 0, result
     (line,) = [json.loads(x) for x in result.out.splitlines()]
@@ -154,17 +157,7 @@ def test_a_publisher_file_import_reports_what_its_record_withdrew(
 def test_trust_add_of_a_newer_publisher_file_reports_what_it_withdrew(
     world: World, tmp_path: Path
 ) -> None:
-    chain = Chain(roots=["r1"], threshold=1)
-    records = [
-        signed(chain.record(1, signers=(Delegation("s1"), Delegation("s2"))), by=["r1"]),
-        signed(
-            chain.record(
-                2, signers=(Delegation("s1"),), revoked=[("s2", Reason.COMPROMISED, T0 - DAY)]
-            ),
-            by=["r1"],
-        ),
-    ]
-    newer = write(tmp_path / "newer.pub", publisher_file(records))
+    newer = newer_publisher_file(tmp_path)
     result = run_meshdrop("--home", world.node, "trust", "add", newer, "--yes")
     assert result.code == 0, result
     assert f"withdrew news v1 (key {world.revoked_key} reported compromised)\n" in result.out

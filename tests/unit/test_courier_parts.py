@@ -3,8 +3,8 @@ MAX_PARTS parts of the size asked for gets bigger parts, never over what FAT32 h
 
 from __future__ import annotations
 
+from meshdrop.core.sizes import human_size
 from meshdrop.transports.courier.layout import DEFAULT_PART_SIZE, FAT32_MAX_FILE, MAX_PARTS
-from meshdrop.transports.courier.leftover import size_text
 from meshdrop.transports.courier.parts import fitting_part_size
 
 GIB = 1024**3
@@ -29,7 +29,7 @@ def test_part_size_never_grows_past_fat32s_limit() -> None:
 
 
 def test_sizes_read_as_the_command_line_shows_them() -> None:
-    assert [size_text(n) for n in (21, 1536, 1024**2, int(1.2 * GIB))] == [
+    assert [human_size(n) for n in (21, 1536, 1024**2, int(1.2 * GIB))] == [
         "21 B",
         "1.5 KiB",
         "1.0 MiB",

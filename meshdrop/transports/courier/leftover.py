@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshdrop.core.sizes import human_size
 from meshdrop.core.trust import PublisherState
 from meshdrop.core.verify import verify_envelope
 from meshdrop.errors import MeshdropError
@@ -36,7 +37,7 @@ def describe_leftover(path: Path, trusted: Mapping[bytes, PublisherState], now: 
     except (MeshdropError, OSError):
         return Leftover(f"left by an export that was cut short ({_on_disk(path)}); ignored")
     with source:
-        on_disk = size_text(source.file_size)
+        on_disk = human_size(source.file_size)
         try:
             verified = verify_envelope(source.envelope, trusted, now)
             start, end = source.data_range(verified.manifest)
@@ -51,7 +52,7 @@ def describe_leftover(path: Path, trusted: Mapping[bytes, PublisherState], now: 
         if source.part is not None:
             what += f" (part {source.part.number} of {source.part.count})"
         if source.file_size < whole:
-            detail = f"a copy of {what} was cut short at {on_disk} of {size_text(whole)}"
+            detail = f"a copy of {what} was cut short at {on_disk} of {human_size(whole)}"
         else:
             detail = f"a copy of {what} was written ({on_disk}) but never finished"
         return Leftover(detail + "; ignored", m.name, m.version, verified.state.fingerprint)
@@ -59,15 +60,6 @@ def describe_leftover(path: Path, trusted: Mapping[bytes, PublisherState], now: 
 
 def _on_disk(path: Path) -> str:
     try:
-        return size_text(os.lstat(path).st_size)
+        return human_size(os.lstat(path).st_size)
     except OSError:
         return "size unknown"
-
-
-def size_text(size: float) -> str:
-    """1.2 GiB, 300.0 KiB, 12 B: as the command line shows sizes."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
