@@ -79,6 +79,11 @@ class MissingChunksError(StoreError):
     """Commit found chunks missing (removed by another writer meanwhile): fetch again."""
 
 
+class OutOfDescriptorsError(StoreError):
+    """The process had no file descriptor left (EMFILE, ENFILE) for the store's files or
+    its index: nothing is wrong with them, and the same work succeeds a moment later."""
+
+
 class NetworkError(MeshdropError):
     """The node cannot do what was asked on the network: the port is taken, no node is
     running, the address does not exist."""

@@ -13,6 +13,9 @@ measured in the same run on the same bytes.
 - then 10 new bundles on one of those two nodes: the bytes each way until the other holds
   them (two namespaces joined by a veth link, so each direction is counted; as root);
 - spread: time until all of 10 nodes hold a bundle added to one of them;
+- re-sync after a 90 s outage: two nodes on one link (as root), one cut off without a
+  goodbye gets a new bundle; the time from the link's return until the other holds it
+  (and after a 10 minute outage with BENCH_LAN_LONG_OUTAGE=1);
 - peak memory of a node syncing a 2 GiB bundle (256 MiB with quick), target < 200 MB.
 
 Every node is bound to 127.0.0.1 (HTTP and mDNS stay on this machine). As root with
@@ -593,6 +596,76 @@ def bench_spread(maker: Maker, work: Path, count: int) -> list[dict[str, object]
     return [row(f"spread to all of {count} nodes (1 MiB bundle)", took, "s", None, None, "")]
 
 
+def bench_partial(maker: Maker, work: Path, size: int) -> list[dict[str, object]]:
+    """Two nodes each holding a different half of a bundle whose source has left (each
+    half imported from a courier part: made and imported untimed) complete each other."""
+    say(f"two half-filled nodes of a {size // MIB} MiB bundle complete each other")
+    src = work / "partial-src"
+    src.mkdir()
+    write_random(src / "half.bin", size)
+    out = work / "partial.mdrop"
+    half = f"{size // MIB // 2 + 1}M"  # a part holds half the chunks and the envelope
+    md("pack", src, "--publisher", maker.publisher, "--name", "partial", "-o", out,
+       "--part-size", half, "-q")  # fmt: skip
+    set_aside(src)
+    parts = sorted(work.glob("partial.p0*"))
+    homes = [maker.home(work / f"partial-{i}") for i in (1, 2)]
+    for home, part in zip(homes, parts, strict=True):
+        with contextlib.suppress(RuntimeError):  # "incomplete": exit code 1
+            md("--home", home, "import", part, "-q")
+    with Netns() as ns:
+        nodes: list[BenchNode] = []
+        try:
+            for home in homes:
+                nodes.append(BenchNode(home, prefix=ns.prefix))
+            start = max(node.started for node in nodes)
+            done = [node.wait(lambda e: e["event"] == "bundle")[0] for node in nodes]
+            fetched = [node.status()["fetched"]["bytes"] for node in nodes]
+        finally:
+            for node in nodes:
+                node.stop()
+    took = max(done) - start
+    assert all(f == size // 2 for f in fetched), f"fetched {fetched}, not half each"
+    name = f"two half-filled nodes complete each other ({size // MIB} MiB, source gone)"
+    target = "no stall; each fetches only its missing half"
+    return [
+        row(name, took, "s", None, None, target),
+        row("  ... throughput of that exchange", size / MB / took, "MB/s", None, None, ""),
+    ]
+
+
+def bench_outage(maker: Maker, work: Path, outage: float) -> list[dict[str, object]]:
+    """Two nodes on one link (their own namespaces, real mDNS, default timers); one's link
+    goes down for ``outage`` seconds without a goodbye, and gets a new bundle meanwhile:
+    the time from the link's return until the other node holds it."""
+    say(f"re-sync after a {outage:.0f} s outage (the outage itself is not counted)")
+    homes = [maker.home(work / f"outage-{int(outage)}-{side}") for side in "ab"]
+    src = work / f"outage-{int(outage)}-src"
+    src.mkdir()
+    (src / "index.html").write_bytes(os.urandom(4096))
+    bundle = maker.pack(src, work / f"outage-{int(outage)}.mdrop", f"outage-{int(outage)}")
+    with LinkedPair() as pair:
+        if pair.prefixes is None:
+            return []
+        a, b = (
+            BenchNode(home, prefix=prefix, bind=address)
+            for home, prefix, address in zip(homes, pair.prefixes, pair.ADDRESSES, strict=True)
+        )
+        with running(a, b):
+            for node in (a, b):
+                node.wait(lambda e: e["event"] == "peer" and e["state"] == "alive")
+            down = ["ip", "-n", pair.names[1], "link", "set", "eth0"]
+            subprocess.run([*down, "down"], check=True)
+            time.sleep(outage / 2)
+            md("--home", homes[1], "import", bundle, "-q")  # on the cut-off node
+            time.sleep(outage / 2)
+            subprocess.run([*down, "up"], check=True)
+            back = time.monotonic()
+            arrived, _ = a.wait(lambda e: e["event"] == "bundle")
+    took = arrived - back
+    return [row(f"re-sync after a {outage:.0f} s outage", took, "s", None, None, "< 30 s")]
+
+
 def bench_memory(maker: Maker, work: Path, size: int) -> list[dict[str, object]]:
     say(f"peak memory syncing a {size // MIB} MiB bundle (making it is not timed)")
     src = work / "mem-src"
@@ -677,6 +750,10 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
     rows += bench_small(maker, work, 200 if quick else 1000)
     rows += bench_idle(maker, work, 1000 if quick else 10_000, 20.0 if quick else 60.0)
     rows += bench_spread(maker, work, 10)
+    rows += bench_partial(maker, work, (32 if quick else 200) * MIB)
+    rows += bench_outage(maker, work, 90.0)
+    if os.environ.get("BENCH_LAN_LONG_OUTAGE"):  # ten more minutes: only when asked
+        rows += bench_outage(maker, work, 600.0)
     rows += bench_memory(maker, work, (256 if quick else 2048) * MIB)
     set_aside(work)
     return rows

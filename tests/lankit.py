@@ -42,7 +42,7 @@ class NodeProc:
         self,
         home: Path,
         *extra: str,
-        bind: str = "127.0.0.1",
+        bind: str | None = "127.0.0.1",  # None: no --bind (the node chooses its network)
         env: dict[str, str] | None = None,
         prefix: Sequence[str] = (),
     ) -> None:
@@ -50,7 +50,8 @@ class NodeProc:
         self.prefix = list(prefix)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
         full_env.update(env or {})
-        argv = [*prefix, meshdrop_executable(), "--home", str(home), "node", "--bind", bind]
+        argv = [*prefix, meshdrop_executable(), "--home", str(home), "node"]
+        argv += ["--bind", bind] if bind is not None else []
         self.proc = subprocess.Popen(
             [*argv, "--port", "0", "--json", *extra],
             stdout=subprocess.PIPE,

@@ -114,10 +114,10 @@ def describe(event: Event) -> str | None:
 )
 @click.option(
     "--bind",
-    default="0.0.0.0",  # noqa: S104 (a node serves its LAN unless told otherwise)
-    show_default=True,
-    help="Address to serve and discover on. 127.0.0.1 keeps everything (HTTP and mDNS) "
-    "on this machine; the default serves every interface.",
+    metavar="ADDRESS",
+    help="Address to serve and discover on, and no other. 127.0.0.1 keeps everything "
+    "(HTTP and mDNS) on this machine; 0.0.0.0 serves every interface. Default: one "
+    "private network's address (the Wi-Fi, never mobile data), followed as it changes.",
 )
 @click.option(
     "--port",
@@ -144,6 +144,11 @@ def describe(event: Event) -> str | None:
     help="Serve peers only, not the reader's pages for phone browsers.",
 )
 @click.option(
+    "--name",
+    help="What the reader's pages call this library (default: Library). No page names "
+    "the software.",
+)
+@click.option(
     "--watch-root",
     "watch_roots",
     multiple=True,
@@ -166,11 +171,12 @@ def describe(event: Event) -> str | None:
 @click.pass_context
 def node(
     ctx: click.Context,
-    bind: str,
+    bind: str | None,
     port: int,
     peers: tuple[str, ...],
     no_discovery: bool,
     no_reader: bool,
+    name: str | None,
     watch_roots: tuple[Path, ...],
     no_watch: bool,
     allowed: tuple[str, ...],
@@ -197,14 +203,14 @@ def node(
         background = (_stick_watcher(home, watch_roots, allowed, options, as_json),)
     config = NodeConfig(
         home=home,
-        bind=_check_bind(bind),
+        bind=None if bind is None else _check_bind(bind),
         port=port,
         peers=tuple(parse_peer(p) for p in peers),
         discovery=not no_discovery,
         background=background,
     )
     urls: list[str] = []
-    hook = None if no_reader else _reader_hook(home, urls)
+    hook = None if no_reader else _reader_hook(home, urls, name)
     node = Node(config, _say(as_json, urls, reader=hook is not None), hook=hook)
     import asyncio
 
@@ -246,7 +252,9 @@ def _stick_watcher(
     return job
 
 
-def _reader_hook(home: Path, urls: list[str]) -> Callable[[web.Application], None]:
+def _reader_hook(
+    home: Path, urls: list[str], name: str | None = None
+) -> Callable[[web.Application], None]:
     """The reader's pages on the node's own server (see meshdrop/reader/__init__.py);
     its share page shows the node's current LAN addresses."""
     from meshdrop.reader.app import install_reader
@@ -255,7 +263,7 @@ def _reader_hook(home: Path, urls: list[str]) -> Callable[[web.Application], Non
         return [f"{u}/" for u in urls if not _is_loopback_url(u)]
 
     def hook(app: web.Application) -> None:
-        install_reader(app, home, share_urls=shared)
+        install_reader(app, home, share_urls=shared, name=name)
 
     return hook
 
@@ -296,7 +304,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Ask the node running for this home what it is doing: peers, transfers, totals."""
     import asyncio
 
-    from meshdrop.transports.lan.node import ask_status
+    from meshdrop.transports.lan.nodefile import ask_status
 
     info = asyncio.run(ask_status(home_path(ctx)))
     if as_json:
@@ -329,7 +337,7 @@ def _print_status(info: dict[str, Any]) -> None:
             state = "ignored (misbehaved)"
         if peer["syncing"]:
             state += ", syncing"
-        how = "mDNS" if peer["discovered"] else "--peer"
+        how = "mDNS" if peer["discovered"] else "it reached us" if peer.get("inbound") else "--peer"
         click.echo(f"peer          {peer['peer']} ({how}): {state}")
     for t in info["transfers"]:
         done = t["chunks_total"] - t["chunks_left"]

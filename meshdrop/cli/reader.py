@@ -25,8 +25,12 @@ def register(cli: click.Group) -> None:
     show_default=True,
     help="Port to listen on (0: any free port).",
 )
+@click.option(
+    "--name",
+    help="What the pages call this library (default: Library). No page names the software.",
+)
 @click.pass_context
-def read(ctx: click.Context, bind: str, port: int) -> None:
+def read(ctx: click.Context, bind: str, port: int, name: str | None) -> None:
     """Serve the verified bundles of this node to web browsers until Ctrl-C.
 
     Prints the address to open. Only verified, current bundles are shown; nothing is
@@ -35,4 +39,4 @@ def read(ctx: click.Context, bind: str, port: int) -> None:
 
     from meshdrop.reader.serve import serve
 
-    asyncio.run(serve(home_path(ctx), bind, port, announce=click.echo))
+    asyncio.run(serve(home_path(ctx), bind, port, announce=click.echo, name=name))

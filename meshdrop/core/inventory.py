@@ -8,6 +8,11 @@ the publisher file). Slots live at the leaves of a fixed 16-way trie over the sl
 hex digits; every trie node has a 64-bit XOR of its entries' marks, so two nodes compare
 by walking down only where the hashes differ. docs/PROTOCOL.md section 4 is the exact
 spec; the messages that carry a walk are transports/lan/protocol.py's.
+
+A bundle a node holds only part of (its envelope verified, some chunks stored) has an
+entry of its own, in a slot of its own (``partial_slot``), that also carries a short
+hash of which chunks it holds (``have``): two nodes holding different parts of one
+bundle differ there, so they sync and complete each other; the same parts, no change.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from meshdrop.errors import FormatError
 SLOT_BYTES = 32
 DIGEST_BYTES = 32
 MARK_BYTES = 8
+HAVE_BYTES = 8  # a partial entry's tag: a hash of its holdings bitmap (core/holdings.py)
 FANOUT = 16
 MAX_DEPTH = 16  # hex digits of a prefix; deeper than this only a forged inventory goes
 LEAF_MAX = 8  # a node with at most this many entries is sent as its entries
@@ -35,6 +41,7 @@ HEX = "0123456789abcdef"
 
 _SLOT_BUNDLE = b"meshdrop/v1/slot-bundle\0"
 _SLOT_PUBLISHER = b"meshdrop/v1/slot-publisher\0"
+_SLOT_PARTIAL = b"meshdrop/v1/slot-partial\0"
 _MARK = b"meshdrop/v1/inventory-entry\0"
 
 
@@ -46,19 +53,42 @@ def publisher_slot(publisher: bytes) -> bytes:
     return hashlib.sha256(_SLOT_PUBLISHER + publisher).digest()
 
 
+def partial_slot(slot: bytes) -> bytes:
+    """The slot of a partly held bundle, derived from its bundle slot (so a node that
+    has a version of that name can tell what the entry is about without the name)."""
+    return hashlib.sha256(_SLOT_PARTIAL + slot).digest()
+
+
+def offered_slot(publisher: bytes, name: str, partial: bool) -> bytes:
+    """The slot an entry for this bundle sits in: its own, or its partial one."""
+    slot = bundle_slot(publisher, name)
+    return partial_slot(slot) if partial else slot
+
+
 @dataclass(frozen=True)
 class Entry:
     """One slot of an inventory. ``publisher`` is known for a node's own entries only;
-    it is not sent (a peer learns it from the envelope or chain it fetches)."""
+    it is not sent (a peer learns it from the envelope or chain it fetches). ``have`` is
+    set (HAVE_BYTES) for a partly held bundle only, and sent with it."""
 
     slot: bytes
     version: int
     digest: bytes
     publisher: bytes = b""
+    have: bytes = b""
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.have)
+
+    @property
+    def held(self) -> tuple[int, bytes, bytes]:
+        """What two entries of one slot are compared on."""
+        return self.version, self.digest, self.have
 
     @cached_property
     def mark(self) -> int:
-        data = _MARK + self.slot + self.version.to_bytes(8, "big") + self.digest
+        data = _MARK + self.slot + self.version.to_bytes(8, "big") + self.digest + self.have
         return int.from_bytes(hashlib.sha256(data).digest()[:MARK_BYTES], "big")
 
 
@@ -161,7 +191,7 @@ class Reconciler:
             if node.entries is not None:
                 for entry in node.entries:
                     mine = self.own.get(entry.slot)
-                    if mine is None or (mine.version, mine.digest) != (entry.version, entry.digest):
+                    if mine is None or mine.held != entry.held:
                         self.offered.append(entry)
                 if len(self.offered) > MAX_WALK_ENTRIES:
                     raise FormatError("a peer's inventory offers too many entries")
@@ -190,9 +220,10 @@ def decide_wants(
     publisher_slots: Mapping[bytes, bytes],
     refused: Iterable[bytes] = (),
 ) -> Wants:
-    """What to fetch of what a peer offers: a publisher chain newer than ours; a bundle
-    newer than any version of its name this node has seen (a removed bundle does not come
-    back at the same version); never a digest refused lately."""
+    """What to fetch of what a peer offers: a publisher chain newer than ours; a bundle,
+    whole or partly held, newer than any version of its name this node has seen (a
+    removed bundle does not come back at the same version; ``known_versions`` also holds
+    the ``partial_slot`` of each bundle slot); never a digest refused lately."""
     skip = set(refused)
     publishers: list[tuple[bytes, Entry]] = []
     bundles: list[Entry] = []

@@ -29,6 +29,7 @@ from meshdrop.reader.render import (
     render_markdown,
 )
 from meshdrop.store.models import StoredBundle
+from meshdrop.transports.lan.serverguard import plain_errors
 
 log = logging.getLogger("meshdrop.reader")
 
@@ -57,6 +58,7 @@ class NotFound(Exception):
 class Reader:
     home: Path
     share_urls: ShareUrls | None = None
+    name: str | None = None  # the owner's name for it; else a neutral word (i18n "site")
     library: Library = field(init=False)
     pages: asyncio.Semaphore = field(init=False)
     streams: asyncio.Semaphore = field(init=False)
@@ -159,6 +161,7 @@ class Reader:
         context = {
             "lang": lang,
             "t": i18n.STRINGS[lang],
+            "site": self.name or i18n.STRINGS[lang]["site"],
             "css": self.assets["reader.css"].url,
             "icon": self.assets["icon.svg"].url,
             "switch_url": f"/lang/{other}?next={quote(here, safe='/')}",
@@ -405,10 +408,16 @@ def _page_number(request: web.Request) -> int:
     return int(text)
 
 
-def install_reader(app: web.Application, home: Path, share_urls: ShareUrls | None = None) -> Reader:
+def install_reader(
+    app: web.Application,
+    home: Path,
+    share_urls: ShareUrls | None = None,
+    name: str | None = None,
+) -> Reader:
     """Add the reader's routes, start-up and clean-up to ``app`` (its answers to paths no
-    other route takes are the reader's 404 page). Returns the Reader."""
-    reader = Reader(home, share_urls)
+    other route takes are the reader's 404 page), its pages titled ``name`` (else a
+    neutral word: no page names the software). Returns the Reader."""
+    reader = Reader(home, share_urls, name)
     app.add_routes(reader.routes())
     app.on_startup.append(reader.on_startup)
     app.on_cleanup.append(reader.on_cleanup)
@@ -424,8 +433,11 @@ async def drop_server_header(_request: web.Request, response: web.StreamResponse
         response.headers.setdefault(name, value)
 
 
-def make_reader_app(home: Path, share_urls: ShareUrls | None = None) -> web.Application:
-    """The reader as an application of its own (see the package docstring to mount it)."""
-    app = web.Application(client_max_size=64 * 1024)
-    install_reader(app, home, share_urls)
+def make_reader_app(
+    home: Path, share_urls: ShareUrls | None = None, name: str | None = None
+) -> web.Application:
+    """The reader as an application of its own (see the package docstring to mount it);
+    every HTTP error it raises gets a short body of its own (``plain_errors``)."""
+    app = web.Application(client_max_size=64 * 1024, middlewares=[plain_errors])
+    install_reader(app, home, share_urls, name)
     return app

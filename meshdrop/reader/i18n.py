@@ -16,7 +16,7 @@ COOKIE = "lang"
 
 STRINGS: Mapping[str, Mapping[str, str]] = {
     "en": {
-        "site": "meshdrop reader",
+        "site": "Library",  # the owner may choose another (--name)
         "language_name": "English",
         "switch_to": "한국어",
         "home": "Home",
@@ -89,7 +89,7 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "lang_und": "Other",
     },
     "ko": {
-        "site": "meshdrop 리더",
+        "site": "도서관",
         "language_name": "한국어",
         "switch_to": "English",
         "home": "처음으로",

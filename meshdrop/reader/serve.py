@@ -15,6 +15,13 @@ from aiohttp import web, web_response
 
 from meshdrop.reader.app import make_reader_app
 from meshdrop.transports.lan.errors import cannot_listen
+from meshdrop.transports.lan.limits import ConnectionLimits
+from meshdrop.transports.lan.serverguard import (
+    ConnectionGuard,
+    GuardedSite,
+    quiet_exceptions,
+    raise_descriptor_limit,
+)
 
 ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104 (names, compared with --bind)
 
@@ -61,14 +68,22 @@ def quiet_server() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-async def serve(home: Path, bind: str, port: int, announce: Callable[[str], None]) -> None:
+async def serve(
+    home: Path, bind: str, port: int, announce: Callable[[str], None], name: str | None = None
+) -> None:
+    """Serve until stopped, with the node's bounds: connections capped below the raised
+    descriptor limit, idle ones closed, errors answered and logged briefly (serverguard)."""
     quiet_server()
+    quiet_exceptions(asyncio.get_running_loop())
+    guard = ConnectionGuard(ConnectionLimits.for_descriptors(raise_descriptor_limit()))
     shared: list[str] = []
-    app = make_reader_app(home, share_urls=lambda: shared)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app = make_reader_app(home, share_urls=lambda: shared, name=name)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, bind or None, port, shutdown_timeout=1.0)
+        site = GuardedSite(
+            runner, bind or None, port, guard, keepalive_timeout=15.0, access_log=None
+        )
         try:
             await site.start()
         except OSError as exc:

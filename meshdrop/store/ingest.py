@@ -5,7 +5,9 @@ them in parallel (hashlib and file writes release the GIL)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,7 +21,13 @@ from meshdrop.core.bundle import Envelope
 from meshdrop.core.manifest import ChunkRef, verify_chunk
 from meshdrop.core.trust import PublisherState
 from meshdrop.core.verify import VerifiedManifest, verify_envelope
-from meshdrop.errors import EquivocationError, MeshdropError, MissingChunksError, StoreError
+from meshdrop.errors import (
+    EquivocationError,
+    MeshdropError,
+    MissingChunksError,
+    OutOfDescriptorsError,
+    StoreError,
+)
 from meshdrop.fs import os_error_message
 from meshdrop.store.bundlefile import BundleFile, open_bundle_file
 from meshdrop.store.crashpoints import crash_point
@@ -273,8 +281,13 @@ class IngestSession:
         For sources that stage and publish chunks themselves (the LAN's pipeline)."""
         try:
             results = self.store._commit_group(bundles, folders)
-        except MeshdropError as exc:
-            return [exc] * len(bundles)
+        except (MeshdropError, OSError, sqlite3.OperationalError) as exc:
+            failed = out_of_descriptors(exc)
+            if failed is not None:
+                return [failed] * len(bundles)
+            if isinstance(exc, MeshdropError):
+                return [exc] * len(bundles)
+            raise
         for result in results:  # a twin that arrived while the other copy was in flight
             if isinstance(result, EquivocationError) and result.twin is not None:
                 self.store.record_equivocation(result.twin)
@@ -300,6 +313,32 @@ class IngestSession:
 
 
 COMMIT_ATTEMPTS = 3
+_NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+
+
+def out_of_descriptors(exc: BaseException) -> OutOfDescriptorsError | None:
+    """``exc`` (or what caused it) as an OutOfDescriptorsError if the process ran out of
+    file descriptors (a commit that is worth trying again in a moment), else None."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _NO_DESCRIPTORS:
+            return OutOfDescriptorsError(f"too many open files ({cause.strerror}); will retry")
+        # SQLite says only that it could not open a file: EMFILE is the likely reason
+        # when the process is this short of descriptors.
+        unopened = isinstance(cause, sqlite3.OperationalError) and "unable to open" in str(cause)
+        if unopened and _descriptors_scarce():
+            return OutOfDescriptorsError("too many open files (the index); will retry")
+        cause = cause.__cause__
+    return None
+
+
+def _descriptors_scarce() -> bool:
+    try:
+        probe = os.open(os.devnull, os.O_RDONLY)
+    except OSError as exc:
+        return exc.errno in _NO_DESCRIPTORS
+    os.close(probe)
+    return False
 
 
 def import_bundle_file(

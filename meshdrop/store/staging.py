@@ -44,6 +44,12 @@ _LIST = (
     "FROM staging s WHERE NOT EXISTS (SELECT 1 FROM bundles b WHERE b.publisher = s.publisher "
     "AND b.name = s.name AND b.version >= s.version AND b.withdrawn = 0) ORDER BY s.added"
 )
+# The staged bundles not superseded by a committed one, for the LAN's partial offers.
+LIVE_STAGED = (
+    "SELECT s.manifest_hash, s.publisher, s.name, s.version, s.envelope FROM staging s "
+    "WHERE NOT EXISTS (SELECT 1 FROM bundles b WHERE b.publisher = s.publisher "
+    "AND b.name = s.name AND b.version >= s.version AND b.withdrawn = 0)"
+)
 _DEAD = (
     "SELECT s.manifest_hash FROM staging s WHERE EXISTS (SELECT 1 FROM bundles b "
     "WHERE b.publisher = s.publisher AND b.name = s.name AND b.version >= s.version "

@@ -231,7 +231,7 @@ async def _read_like_a_person(cdp: DevTools, base: str, node: Node, trap_hits: l
         ".length, wide: document.documentElement.scrollWidth, title: document.title,"
         " verified: document.querySelectorAll('.ok').length})"
     )
-    assert home["lang"] == "en" and home["title"] == "meshdrop reader"
+    assert home["lang"] == "en" and home["title"] == "Library"
     assert home["items"] == 6 and home["verified"] >= 6
     assert home["wide"] <= WIDTH, "the home page scrolls sideways on a 360 px screen"
     shot = await screenshot(cdp, "reader-home.png")

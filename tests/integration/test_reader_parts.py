@@ -300,7 +300,7 @@ def test_reader_shares_a_root_app_with_prefixed_sub_apps(
                 assert await answer.json() == {"peer": True}
                 assert "Server" not in answer.headers
                 home = await client.get(base + "/")
-                assert home.status == 200 and "meshdrop reader" in await home.text()
+                assert home.status == 200 and "<title>Library</title>" in await home.text()
                 missing = await client.get(base + "/peer/v2/x")
                 assert missing.status == 404 and "<html" in await missing.text()
         finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 
 from meshdrop.core.bundle import MAX_ENVELOPE_BYTES
+from meshdrop.core.holdings import bitmap_bytes
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.errors import FormatError
 from meshdrop.transports.lan import protocol
@@ -136,8 +137,10 @@ class PeerClient:
         self.bytes_received += len(target)
         return target
 
-    async def hello(self, address: Address) -> Hello:
-        data = bytes(await self._fetch(address, "hello", protocol.MAX_HELLO_BYTES))
+    async def hello(self, address: Address, introduction: str = "") -> Hello:
+        """The peer's hello; ``introduction`` (introduce.py's query) tells it who asks."""
+        path = "hello" + introduction
+        data = bytes(await self._fetch(address, path, protocol.MAX_HELLO_BYTES))
         try:
             return protocol.parse_hello(data)
         except (FormatError, TypeError, ValueError) as exc:
@@ -165,6 +168,13 @@ class PeerClient:
         returned view of it is valid until the buffer is reused."""
         into = buffer[: ref.size]
         return await self._fetch(address, f"chunk/{ref.digest.hex()}", ref.size, into=into)
+
+    async def have(self, address: Address, manifest_hash: bytes, chunk_count: int) -> bytes:
+        """The peer's chunk bitmap of a bundle of ``chunk_count`` chunk entries: exactly
+        its size, as sent (core/holdings.py checks it)."""
+        into = memoryview(bytearray(bitmap_bytes(chunk_count)))
+        path = f"have/{manifest_hash.hex()}"
+        return bytes(await self._fetch(address, path, len(into), into=into))
 
     async def publisher_file(self, address: Address, publisher: bytes) -> bytes:
         path = f"publisher/{publisher.hex()}"

@@ -236,12 +236,23 @@ class Discovery:
             await self._zc.async_update_interfaces()
             self._info = self._make_info()
             self._keep(await self._zc.async_update_service(self._info))
-            if self._browser is not None:
-                await self._browser.async_cancel()
-            self._names.clear()
-            self._browse()
+            await self.requery(announce=False)
             if self.on_addresses is not None:
                 self.on_addresses(current)
+
+    async def requery(self, announce: bool = True) -> None:
+        """Ask the network afresh for every peer (browse anew) rather than wait for
+        announcements or record expiry (up to an hour), and with ``announce`` announce
+        this node again: after a network change, or while no peer answers (a link that
+        came back)."""
+        if self._zc is None:
+            return
+        if announce and self._info is not None:
+            self._keep(await self._zc.async_update_service(self._info))
+        if self._browser is not None:
+            await self._browser.async_cancel()
+        self._names.clear()
+        self._browse()
 
     async def close(self) -> None:
         """Say goodbye (so peers drop this node at once) and stop."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from meshdrop.core.bundle import Envelope, parse_envelope
-from meshdrop.core.inventory import Entry, Reconciler, bundle_slot, decide_wants
+from meshdrop.core.inventory import Entry, Reconciler, decide_wants, offered_slot
 from meshdrop.core.keys import Domain, verify
 from meshdrop.core.trust import PublisherState
 from meshdrop.core.verify import VerifiedManifest, signing_publishers
@@ -35,21 +35,21 @@ from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import IngestHold
 from meshdrop.transports.lan.buffers import ByteBudget, ChunkBuffers, Hold
 from meshdrop.transports.lan.client import PeerClient
-from meshdrop.transports.lan.errors import PeerMisbehaved, PeerNotFound, PeerUnreachable
+from meshdrop.transports.lan.errors import PeerMisbehaved, PeerUnreachable
 from meshdrop.transports.lan.events import (
     BadPeerEvent,
     BundleEvent,
     Emit,
     ErrorEvent,
-    PeerEvent,
     PublisherEvent,
     RefusedEvent,
     SyncEvent,
     emit_withdrawals,
 )
 from meshdrop.transports.lan.groupcommit import GroupCommit
-from meshdrop.transports.lan.peers import Peer, PeerBook, Refusals
-from meshdrop.transports.lan.protocol import MAX_SCOPE, PROTOCOL_VERSION, InventoryRequest
+from meshdrop.transports.lan.liveness import Liveness, peer_status
+from meshdrop.transports.lan.peers import SYNC_OFFENCE, Peer, PeerBook, Refusals, Verdict
+from meshdrop.transports.lan.protocol import MAX_SCOPE, InventoryRequest
 from meshdrop.transports.lan.storeio import StoreIO
 from meshdrop.transports.lan.transfer import SyncLimits, Totals, Transfer
 
@@ -104,6 +104,7 @@ class SyncEngine:
         self.own_digest = b""
         self.trust_digest = b""
         self._wake = asyncio.Event()
+        self.liveness = Liveness(client, book, emit, self.wake)
         self._tasks: set[asyncio.Task[None]] = set()
         # Storing, publishing and committing: never cancelled, waited for at a stop.
         self.keep: set[asyncio.Task[Any]] = set()
@@ -130,11 +131,10 @@ class SyncEngine:
             snap = await self.storeio.snapshot()
             if snap.trust_digest != self.trust_digest:
                 self.refusals.clear()
+            changed = bool(self.own_digest) and snap.inventory.digest != self.own_digest
             self.own_digest, self.trust_digest = snap.inventory.digest, snap.trust_digest
             now = time.monotonic()
-            for peer in self.book.due_probes(now):
-                peer.probing = True
-                self._spawn(self._probe(peer))
+            self.liveness.run_due(now, self.own_digest, changed)
             for peer in self.book.due_syncs(now, self.own_digest, self.trust_digest):
                 if self._syncing >= self.limits.peers:
                     break
@@ -149,6 +149,7 @@ class SyncEngine:
     async def close(self) -> None:
         """Stop all work. Chunks already stored stay for the next run to resume from, and
         so do those staged: they are published before the node stops."""
+        await self.liveness.close()
         tasks = list(self._tasks)
         transfers = list(self.transfers.values())
         for transfer in transfers:
@@ -164,33 +165,15 @@ class SyncEngine:
             hold.release()
         self.holds.clear()
 
-    async def _probe(self, peer: Peer) -> None:
-        try:
-            for address in list(peer.addresses):
-                try:
-                    hello = await self.client.hello(address)
-                except (PeerUnreachable, PeerMisbehaved, PeerNotFound):
-                    continue
-                if hello.protocol != PROTOCOL_VERSION:
-                    continue  # another version of the protocol: not a peer of ours
-                now = time.monotonic()
-                if hello.node in self.book.self_ids:
-                    self.book.forget_self(peer)
-                    return
-                if self.book.probe_ok(peer, address, hello.digest, now):
-                    self.emit(PeerEvent(event="peer", peer=peer.label, state="alive"))
-                self.wake()
-                return
-            if self.book.probe_failed(peer, time.monotonic()):
-                self.emit(PeerEvent(event="peer", peer=peer.label, state="forgotten"))
-            elif peer.probe_failures == 1:
-                self.emit(PeerEvent(event="peer", peer=peer.label, state="unreachable"))
-        finally:
-            peer.probing = False
-
     def penalise(self, peer: Peer, reason: str) -> None:
-        banned = self.book.penalise(peer, time.monotonic())
-        self.emit(BadPeerEvent(event="bad-peer", peer=peer.label, reason=reason, banned=banned))
+        """A bad answer. Those of one transfer in one sync (the worker calling this is one
+        of its tasks) are one offence, and so are the rest of the sync's."""
+        task = asyncio.current_task()
+        offence = next((d for d, t in self.transfers.items() if task in t.tasks), SYNC_OFFENCE)
+        verdict = self.book.penalise(peer, time.monotonic(), offence)
+        if verdict is not Verdict.IGNORED:
+            banned = verdict is Verdict.BANNED
+            self.emit(BadPeerEvent(event="bad-peer", peer=peer.label, reason=reason, banned=banned))
 
     def refused(self, digest: bytes, peer: Peer | None, reason: str) -> None:
         self.refusals.add(digest, time.monotonic())
@@ -352,12 +335,15 @@ class SyncEngine:
             finally:
                 if self.holds.get(entry.digest) is not ingest:
                     ingest.release()
-        transfer.add_source(peer)
+        transfer.add_source(peer, entry.partial)
         result = await asyncio.shield(transfer.result)
         outcome.bytes += transfer.bytes_from.get(peer.key, 0)
         if result is None:
-            if not transfer.plan.complete:
+            if not transfer.drained(peer):
                 outcome.complete = False  # try again later, from whoever has it
+            return
+        delivered = transfer.bytes_from  # credit the peer that sent most of it, not any
+        if delivered and delivered.get(peer.key, 0) < max(delivered.values()):
             return
         if result.outcome in (Outcome.IMPORTED, Outcome.REPLACED):
             outcome.bundles += 1
@@ -413,7 +399,8 @@ class SyncEngine:
         if isinstance(accepted, ImportResult):
             return None
         m = accepted.manifest
-        if bundle_slot(m.publisher, m.name) != entry.slot or m.version != entry.version:
+        slot = offered_slot(m.publisher, m.name, entry.partial)
+        if slot != entry.slot or m.version != entry.version:
             raise PeerMisbehaved(
                 f"peer {peer.label} listed a bundle under another name or version than its own"
             )
@@ -422,21 +409,7 @@ class SyncEngine:
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         return {
-            "peers": [
-                {
-                    "peer": p.label,
-                    "discovered": not p.manual,
-                    "alive": p.alive,
-                    "syncing": p.syncing,
-                    "banned": p.banned(now),
-                    "last_sync_seconds_ago": None
-                    if p.last_sync is None
-                    else round(now - p.last_sync, 1),
-                    "bundles": p.fetched_bundles,
-                    "bytes": p.fetched_bytes,
-                }
-                for p in self.book.peers.values()
-            ],
+            "peers": [peer_status(p, now) for p in self.book.peers.values()],
             "transfers": [t.status() for t in self.transfers.values()],
             "fetched": {
                 "bundles": self.totals.bundles,

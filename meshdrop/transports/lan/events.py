@@ -33,7 +33,8 @@ class NoDiscoveryEvent(TypedDict):
 class PeerEvent(TypedDict):
     event: Literal["peer"]
     peer: str
-    state: Literal["discovered", "alive", "unreachable", "forgotten", "left"]
+    # "introduced": it said hello to us first (a hotspot's client, a peer that found us)
+    state: Literal["discovered", "introduced", "alive", "unreachable", "forgotten", "left"]
 
 
 class SyncEvent(TypedDict):

@@ -2,7 +2,11 @@
 While one group commits on the store's writer thread, the next gathers, so a node
 fetching many small bundles pays one folder sync and one index transaction per group
 instead of per bundle (``IngestSession.commit_group``: each bundle is still checked in its own
-savepoint and fails alone). A lone bundle commits at once: nothing waits for company."""
+savepoint and fails alone). A lone bundle commits at once: nothing waits for company.
+
+A group that finds the process out of file descriptors (EMFILE: a flood of connections,
+a low ``ulimit -n``) is committed again after a pause, a few times; only then does each
+of its transfers hear the error, and its verified chunks stay for the next sync."""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import MeshdropError
+from meshdrop.errors import MeshdropError, OutOfDescriptorsError
 from meshdrop.store.ingest import COMMIT_BATCH
 from meshdrop.store.models import ImportResult
 from meshdrop.transports.lan.storeio import StoreIO
 
 Waiting = tuple[VerifiedManifest, set[Path], "asyncio.Future[ImportResult]"]
+RETRY_PAUSES = (0.25, 0.5, 1.0, 2.0, 4.0)  # seconds before each new try of a starved group
 
 
 class GroupCommit:
@@ -43,7 +48,7 @@ class GroupCommit:
                 group, self._waiting = self._waiting[:COMMIT_BATCH], self._waiting[COMMIT_BATCH:]
                 folders = set().union(*(f for _, f, _ in group))
                 try:
-                    results = await self.storeio.commit_many([v for v, _, _ in group], folders)
+                    results = await self._commit_group([v for v, _, _ in group], folders)
                 except MeshdropError as exc:  # the group as a whole (a folder sync failed)
                     results = [exc] * len(group)
                 except BaseException as exc:  # a bug: every transfer of the group hears it
@@ -61,3 +66,15 @@ class GroupCommit:
                         done.set_result(result)
         finally:
             self._committing = None
+
+    async def _commit_group(
+        self, bundles: list[VerifiedManifest], folders: set[Path]
+    ) -> list[ImportResult | MeshdropError]:
+        """Commit, trying again after RETRY_PAUSES while the process has no descriptor
+        to spare (nothing was committed then: the group failed as a whole)."""
+        for pause in (*RETRY_PAUSES, None):
+            results = await self.storeio.commit_many(bundles, folders)
+            if pause is None or not any(isinstance(r, OutOfDescriptorsError) for r in results):
+                return results
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable")

@@ -34,7 +34,7 @@ from meshdrop.fs import atomic_write
 from meshdrop.transports.lan.client import ClientLimits, PeerClient
 from meshdrop.transports.lan.discovery import Discovery, is_loopback, is_wildcard
 from meshdrop.transports.lan.engine import SyncEngine
-from meshdrop.transports.lan.errors import NetworkError, cannot_listen
+from meshdrop.transports.lan.errors import cannot_listen
 from meshdrop.transports.lan.events import (
     AddressesEvent,
     Emit,
@@ -44,17 +44,33 @@ from meshdrop.transports.lan.events import (
     PeerEvent,
     StoppedEvent,
 )
+from meshdrop.transports.lan.interfaces import chosen_address
+from meshdrop.transports.lan.limits import ConnectionLimits
+from meshdrop.transports.lan.liveness import timers_from_env
+from meshdrop.transports.lan.nodefile import (
+    NODE_FILE,
+    STATUS_PREFIX,
+    TOKEN_HEADER,
+    refuse_second_node,
+)
 from meshdrop.transports.lan.peerapi import PREFIX, PeerServer, ServerLimits
 from meshdrop.transports.lan.peers import PeerBook
 from meshdrop.transports.lan.protocol import Address, format_address
+from meshdrop.transports.lan.serverguard import (
+    ConnectionGuard,
+    GuardedSite,
+    plain_errors,
+    quiet_exceptions,
+    raise_descriptor_limit,
+)
 from meshdrop.transports.lan.storeio import StoreIO
 from meshdrop.transports.lan.transfer import SyncLimits
 
-NODE_FILE = "node.json"
-STATUS_PREFIX = "/node/"
-TOKEN_HEADER = "X-Meshdrop-Token"  # noqa: S105 (a header name)
 DEFAULT_PORT = 8470
 DIGEST_POLL = 1.0  # seconds between looks at whether the inventory changed
+NETWORK_POLL = 5.0  # seconds between looks at which network to serve (no --bind)
+NO_NETWORK = "127.0.0.1"  # served while no network qualifies, until one does
+KEEPALIVE = 15.0  # idle connections closed after this; also the time to send a head
 
 ExtraApps = Sequence[tuple[str, web.Application]]
 AppHook = Callable[[web.Application], None]
@@ -63,14 +79,16 @@ AppHook = Callable[[web.Application], None]
 @dataclass(frozen=True)
 class NodeConfig:
     home: Path
-    bind: str = "0.0.0.0"  # noqa: S104 (a node serves its LAN unless told otherwise)
+    # None: one private network's address, chosen and followed (interfaces.py); an
+    # address: only that one ("0.0.0.0" or "::": every interface, the owner's choice).
+    bind: str | None = None
     port: int = DEFAULT_PORT
     peers: tuple[Address, ...] = ()
     discovery: bool = True
     client: ClientLimits = field(default_factory=ClientLimits)
     server: ServerLimits = field(default_factory=ServerLimits)
     sync: SyncLimits = field(default_factory=SyncLimits)
-    probe_interval: float = 30.0
+    probe_interval: float = 120.0  # between hellos to a live peer (MESHDROP_LAN_TIMERS)
     background: tuple[Callable[[], Awaitable[None]], ...] = field(default=())
 
 
@@ -99,7 +117,7 @@ def make_node_app(
 ) -> web.Application:
     """The one server's application: the peer API under /peer/v1/, the owner's status
     under /node/, and whatever else (the reader) under its own prefixes or via ``hook``."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[plain_errors])
     app.on_response_prepare.append(_strip_banner)
     app.add_subapp(PREFIX.rstrip("/"), peer_app)
     if status_app is not None:
@@ -137,6 +155,9 @@ class Node:
         self.engine: SyncEngine | None = None
         self.discovery: Discovery | None = None
         self.runner: web.AppRunner | None = None
+        self.site: GuardedSite | None = None
+        self.guard: ConnectionGuard | None = None
+        self.bind = config.bind or NO_NETWORK  # where it serves now
         self.port = 0
         self.urls: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -152,7 +173,7 @@ class Node:
     async def _status(self, request: web.Request) -> web.Response:
         remote = request.remote or ""
         given = request.headers.get(TOKEN_HEADER, "")
-        if not is_loopback(remote) and remote != self.config.bind:
+        if not is_loopback(remote) and remote != self.bind:
             raise web.HTTPNotFound()
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             raise web.HTTPForbidden()
@@ -167,6 +188,7 @@ class Node:
             "urls": self.urls,
             "uptime_seconds": round(time.time() - self.started),
             "discovery": self.discovery is not None,
+            "connections": self.guard.status() if self.guard else {},
             "inventory": {
                 "entries": len(snap.inventory),
                 "digest": snap.inventory.digest.hex(),
@@ -191,36 +213,40 @@ class Node:
 
     async def start(self) -> None:
         config = self.config
-        _refuse_second_node(self._node_file)
+        refuse_second_node(self._node_file)
         quiet_server()
+        quiet_exceptions(asyncio.get_running_loop())
+        descriptors = raise_descriptor_limit()
+        self.guard = ConnectionGuard(ConnectionLimits.for_descriptors(descriptors))
+        if config.bind is None:
+            self.bind = await _choose_network()
         self.storeio = StoreIO(config.home)
         self.server = PeerServer(self.storeio, self.node_id, config.server)
         app = make_node_app(self.server.app(), self._status_app(), self.extra_apps, self.hook)
-        self.runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, keepalive_timeout=15, shutdown_timeout=2
-        )
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await self.runner.setup()
-        host = None if config.bind == "::" else config.bind
-        site = web.TCPSite(self.runner, host=host, port=config.port, backlog=128)
         try:
-            await site.start()
+            self.site = await self._serve_on(self.bind, config.port)
         except OSError as exc:
             await self.runner.cleanup()
             await self.storeio.aclose()
-            raise cannot_listen(format_address((config.bind, config.port)), exc) from exc
+            raise cannot_listen(format_address((self.bind, config.port)), exc) from exc
         self.port = int(self.runner.addresses[0][1])
         self.urls = self._advertised_urls()
-        about = {"pid": os.getpid(), "url": _local_url(config.bind, self.port), "token": self.token}
+        about = {"pid": os.getpid(), "url": _local_url(self.bind, self.port), "token": self.token}
         await asyncio.to_thread(
             atomic_write, self._node_file, json.dumps(about).encode(), mode=0o600
         )
-        local = None if is_wildcard(config.bind) else config.bind
+        local = None if config.bind is None or is_wildcard(config.bind) else config.bind
         self.client = PeerClient(config.client, local_host=local)
         await self.client.start()
-        book = PeerBook(self_ids={self.node_id}, probe_interval=config.probe_interval)
+        timers = timers_from_env(config.probe_interval)
+        book = PeerBook(self_ids={self.node_id}, timers=timers)
         for address in config.peers:
             book.add_manual(address)
         self.engine = SyncEngine(self.storeio, self.client, book, self.emit, config.sync)
+        self.engine.liveness.introduce(self.node_id, self.port, self.bind)
+        self.server.on_hello = self.engine.liveness.heard
         # What a killed node (or import) was still staging is of no use: its transfers
         # resume from the chunks it had named. Before this node stages anything itself.
         try:
@@ -239,9 +265,7 @@ class Node:
             )
         )
         if config.discovery:
-            discovery = Discovery(
-                config.bind, self.port, self._found, self._gone, self._addresses_changed
-            )
+            discovery = self._discovery()
             try:
                 await discovery.start(snap.inventory.digest)
             except Exception as exc:  # no multicast here (a phone, a locked-down network)
@@ -252,13 +276,75 @@ class Node:
             else:
                 self.discovery = discovery
                 self._tasks.append(asyncio.ensure_future(discovery.watch_addresses()))
+                requery = self.engine.liveness.requery_while_alone(self._requery)
+                self._tasks.append(asyncio.ensure_future(requery))
+        if config.bind is None:
+            self._tasks.append(asyncio.ensure_future(self._follow_network()))
         self._tasks.append(asyncio.ensure_future(self.engine.run()))
         self._tasks.append(asyncio.ensure_future(self._watch_inventory(snap.inventory.digest)))
         for job in config.background:
             self._tasks.append(asyncio.ensure_future(job()))
 
+    async def _serve_on(self, host: str, port: int) -> GuardedSite:
+        """Listen on ``host`` (None for "::": every address), connections counted by the
+        guard; idle ones (and ones that send no head) closed after KEEPALIVE seconds."""
+        assert self.runner is not None and self.guard is not None
+        site = GuardedSite(
+            self.runner,
+            None if host == "::" else host,
+            port,
+            self.guard,
+            backlog=128,
+            keepalive_timeout=KEEPALIVE,
+            access_log=None,
+        )
+        await site.start()
+        return site
+
+    def _discovery(self) -> Discovery:
+        return Discovery(self.bind, self.port, self._found, self._gone, self._addresses_changed)
+
+    async def _requery(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.requery()
+
+    async def _follow_network(self) -> None:
+        """Without --bind: when the chosen network changes (another Wi-Fi, a new DHCP
+        lease), serve and announce on the new address only, at the same port."""
+        while True:
+            await asyncio.sleep(NETWORK_POLL)
+            chosen = await _choose_network()
+            if chosen != self.bind:
+                await self._move(chosen)
+
+    async def _move(self, host: str) -> None:
+        assert self.storeio is not None and self.engine is not None
+        try:
+            site = await self._serve_on(host, self.port)
+        except OSError as exc:
+            self.emit(ErrorEvent(event="error", reason=f"cannot listen on {host}: {exc}"))
+            return
+        if self.site is not None:
+            await self.site.stop()
+        self.site, self.bind = site, host
+        self.engine.liveness.introduce(self.node_id, self.port, host)
+        if self.config.discovery:
+            if self.discovery is not None:
+                await self.discovery.close()  # goodbye on the old network
+            self.discovery = self._discovery()
+            try:
+                await self.discovery.start((await self.storeio.snapshot()).inventory.digest)
+            except Exception as exc:  # no multicast on the new network
+                await self.discovery.close()
+                self.discovery = None
+                self.emit(
+                    NoDiscoveryEvent(event="no-discovery", reason=f"{type(exc).__name__}: {exc}")
+                )
+        self.urls = self._advertised_urls()
+        self.emit(AddressesEvent(event="addresses", urls=self.urls))
+
     def _advertised_urls(self) -> list[str]:
-        bind = self.config.bind
+        bind = self.bind
         if is_wildcard(bind):
             from meshdrop.transports.lan.discovery import own_addresses
 
@@ -329,17 +415,11 @@ class Node:
             await self.stop()
 
 
-def _refuse_second_node(node_file: Path) -> None:
-    """One node per home: a second would fight the first over node.json and the peers."""
-    try:
-        pid = int(json.loads(node_file.read_text(encoding="utf-8"))["pid"])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # none, or a stale file left by a node that was killed
-    if pid != os.getpid() and b"meshdrop" in cmdline:
-        raise NetworkError(
-            f"a node is already running for {node_file.parent} (process {pid}); stop it first"
-        )
+async def _choose_network() -> str:
+    """The address to serve without --bind (interfaces.py), or loopback while none
+    qualifies (no Wi-Fi yet): the node then moves when one appears."""
+    chosen: str | None = await asyncio.to_thread(chosen_address)
+    return chosen or NO_NETWORK
 
 
 def parse_peer(text: str) -> Address:
@@ -358,44 +438,3 @@ def parse_peer(text: str) -> Address:
     if not sep or not 0 < number < 65536:
         raise UsageError(f"--peer {text!r} has no valid port")
     return host, number
-
-
-def read_node_file(home: Path) -> dict[str, Any]:
-    path = home / NODE_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise NetworkError(
-            f"no node is running for {home} (start one with 'meshdrop node')"
-        ) from exc
-    except (OSError, ValueError) as exc:
-        raise NetworkError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict) or not {"pid", "url", "token"} <= set(data):
-        raise NetworkError(f"{path} is damaged; restart the node")
-    return data
-
-
-async def ask_status(home: Path, timeout: float = 5.0) -> dict[str, Any]:
-    """A running node's status, through the URL and token in its node.json."""
-    import aiohttp
-
-    info = read_node_file(home)
-    url = f"{info['url']}{STATUS_PREFIX}status"
-    try:
-        async with (
-            aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False
-            ) as session,
-            session.get(url, headers={TOKEN_HEADER: str(info["token"])}) as resp,
-        ):
-            if resp.status != 200:
-                raise NetworkError(f"the node at {info['url']} refused the status request")
-            data = await resp.json()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise NetworkError(
-            f"no node answers at {info['url']} (it stopped without cleaning up?); "
-            "start one with 'meshdrop node'"
-        ) from exc
-    if not isinstance(data, dict):
-        raise NetworkError("the node sent a malformed status")
-    return data

@@ -23,6 +23,7 @@ from aiohttp.web_request import BaseRequest
 from meshdrop.core.inventory import Inventory
 from meshdrop.errors import FormatError
 from meshdrop.transports.lan import protocol
+from meshdrop.transports.lan.introduce import Introduction, parse_query
 from meshdrop.transports.lan.protocol import Hello, InventoryResponse
 from meshdrop.transports.lan.storeio import StoreIO
 
@@ -64,6 +65,8 @@ class PeerServer:
         self.node_id = node_id
         self.limits = limits
         self.stats = ServerStats()
+        # Told of every hello that introduces its caller (liveness.py's Liveness.heard).
+        self.on_hello: Callable[[str, Introduction], None] | None = None
         self._total = asyncio.Semaphore(limits.total)
         self._per_remote: dict[str, asyncio.Semaphore] = {}
         # Keyed by content (digests), not by a store marker: each reader thread has its own
@@ -76,6 +79,7 @@ class PeerServer:
         app.router.add_post("/inventory", self.inventory)
         app.router.add_get("/envelope/{digest}", self.envelope)
         app.router.add_get("/chunk/{digest}", self.chunk)
+        app.router.add_get("/have/{digest}", self.have)
         app.router.add_get("/publisher/{digest}", self.publisher)
         return app
 
@@ -122,6 +126,13 @@ class PeerServer:
             per_remote.release()
 
     async def hello(self, request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            intro = parse_query({k: query[k] for k in query}, len(query))
+        except FormatError as exc:
+            raise web.HTTPBadRequest() from exc
+        if intro is not None and self.on_hello is not None and request.remote:
+            self.on_hello(request.remote, intro)
         snap = await self.storeio.snapshot()
         body = protocol.encode_hello(
             Hello(protocol.PROTOCOL_VERSION, snap.inventory.digest, self.node_id)
@@ -156,6 +167,14 @@ class PeerServer:
         if data is None:
             raise web.HTTPNotFound()
         self.stats.envelopes += 1
+        self.stats.bytes_sent += len(data)
+        return web.Response(body=data, content_type=OCTETS)
+
+    async def have(self, request: web.Request) -> web.Response:
+        """Which chunks of a visible or partly held bundle this node holds (3.6)."""
+        data = await self.storeio.have(_digest(request))
+        if data is None:
+            raise web.HTTPNotFound()
         self.stats.bytes_sent += len(data)
         return web.Response(body=data, content_type=OCTETS)
 

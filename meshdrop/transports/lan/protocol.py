@@ -13,6 +13,7 @@ from meshdrop.core import codec
 from meshdrop.core.inventory import (
     DIGEST_BYTES,
     FANOUT,
+    HAVE_BYTES,
     HEX,
     MARK_BYTES,
     MAX_DEPTH,
@@ -128,7 +129,10 @@ def encode_inventory_response(response: InventoryResponse) -> bytes:
         if node.children is not None:
             nodes.append({"prefix": node.prefix, "children": node.children})
         else:
-            entries = [[e.slot, e.version, e.digest] for e in node.entries or ()]
+            entries: list[codec.Value] = [
+                [e.slot, e.version, e.digest, e.have] if e.have else [e.slot, e.version, e.digest]
+                for e in node.entries or ()
+            ]
             nodes.append({"prefix": node.prefix, "entries": entries})
     return codec.pack({"scope": list(response.scope), "nodes": nodes})
 
@@ -182,9 +186,11 @@ def _parse_entries(raw: object, prefix: str, what: str) -> tuple[Entry, ...]:
         raise FormatError(f"{what} has a node with a malformed or overlong entry list")
     entries = []
     for item in raw:
-        if not isinstance(item, list) or len(item) != 3:
+        # [slot, version, digest], or a partly held bundle's [slot, version, digest, have]
+        if not isinstance(item, list) or len(item) not in (3, 4):
             raise FormatError(f"{what} has a malformed entry")
-        slot, version, digest = item
+        slot, version, digest = item[:3]
+        have = item[3] if len(item) == 4 else b""
         if not isinstance(slot, bytes) or len(slot) != SLOT_BYTES:
             raise FormatError(f"{what} has an entry with a malformed slot")
         if (
@@ -195,7 +201,9 @@ def _parse_entries(raw: object, prefix: str, what: str) -> tuple[Entry, ...]:
             raise FormatError(f"{what} has an entry with a malformed version")
         if not isinstance(digest, bytes) or len(digest) != DIGEST_BYTES:
             raise FormatError(f"{what} has an entry with a malformed digest")
+        if len(item) == 4 and (not isinstance(have, bytes) or len(have) != HAVE_BYTES):
+            raise FormatError(f"{what} has a partial entry with a malformed chunk tag")
         if not slot.hex().startswith(prefix):
             raise FormatError(f"{what} has an entry outside the node it is listed under")
-        entries.append(Entry(slot, version, digest))
+        entries.append(Entry(slot, version, digest, have=have))
     return tuple(entries)

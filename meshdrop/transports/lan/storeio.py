@@ -21,6 +21,7 @@ from meshdrop.core.bundle import Envelope
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import EquivocationError, MeshdropError
+from meshdrop.store import staging
 from meshdrop.store.ingest import IngestSession
 from meshdrop.store.inventory import PeerView, Snapshot
 from meshdrop.store.models import ImportResult
@@ -75,15 +76,19 @@ class StoreIO:
     async def publisher_file(self, publisher: bytes) -> bytes | None:
         return await self.threads.read(lambda _: self._view().publisher_file(publisher))
 
+    async def have(self, manifest_hash: bytes) -> bytes | None:
+        """The chunk bitmap of a visible or partly held bundle (core/holdings.py)."""
+        return await self.threads.read(lambda _: self._view().have(manifest_hash))
+
     async def open_visible_chunk(self, digest: bytes) -> BinaryIO | None:
-        """A chunk of a visible bundle, its file opened for reading (the caller closes
-        it), to send as stored. Not hashed again here: it was verified before it was
-        stored, every recipient verifies it again before using it, and damage on this
-        disk is what ``meshdrop fsck`` finds (a peer that receives a damaged chunk
-        penalises this node and fetches it elsewhere)."""
+        """A chunk of a visible or partly held bundle (PeerView.chunk_offered), its file
+        opened for reading (the caller closes it), to send as stored. Not hashed again
+        here: it was verified before it was stored, every recipient verifies it again
+        before using it, and damage on this disk is what ``meshdrop fsck`` finds (a peer
+        that receives a damaged chunk penalises this node and fetches it elsewhere)."""
 
         def visible(_: Store) -> BinaryIO | None:
-            if not self._view().chunk_visible(digest):
+            if not self._view().chunk_offered(digest):
                 return None
             return _open_or_none(self._chunks.chunks.path(digest))
 
@@ -103,6 +108,14 @@ class StoreIO:
 
     async def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
         return await self.threads.read(lambda store: store.missing_chunks(verified))
+
+    async def stage(self, verified: VerifiedManifest) -> None:
+        """Record a bundle being fetched as partly held (store/staging.py): its chunks are
+        kept if the transfer stops, and offered to peers meanwhile."""
+        await self.threads.write(lambda store: staging.stage(store.db, verified))
+
+    async def unstage(self, manifest_hash: bytes) -> None:
+        await self.threads.write(lambda store: staging.unstage(store.db, manifest_hash))
 
     async def hold_ingest(self) -> IngestHold:
         """The ingest lock, shared, for one transfer (on a thread: it waits while

@@ -4,9 +4,14 @@ Its envelope was verified (``accept``, in engine.py) before a byte of data is as
 Each chunk is verified as it arrives and stored (``store_chunk``, or for a big bundle
 ``stage_chunk`` then ``publish_chunks`` a batch at a time, like a big import); the bundle
 becomes visible only at its commit, together with the others that finished meanwhile
-(groupcommit.py). Its chunks come from several peers at once (plan.py decides which from
-whom); a chunk a peer got wrong goes to another peer, and the peer is penalised. Chunks
-are received into reused buffers (buffers.py) by the client's own HTTP (wire.py).
+(groupcommit.py). Its chunks come from several peers at once, whole holders and partial
+ones (plan.py decides which from whom, rarest first); a chunk a peer got wrong goes to
+another peer, and the peer is penalised. Chunks are received into reused buffers
+(buffers.py) by the client's own HTTP (wire.py).
+
+A bundle of PARTIAL_SHARE_BYTES or more is staged while it is fetched (store/staging.py):
+its chunks are kept if the transfer stops, and offered to peers as they arrive, so two
+nodes that each got part of it before its source left complete each other.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from meshdrop.core.holdings import held_digests
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import (
@@ -46,6 +52,10 @@ from meshdrop.transports.lan.plan import ChunkPlan
 from meshdrop.transports.lan.storeio import StoreIO
 
 T = TypeVar("T")
+
+# A transfer this big is staged, so that its chunks are offered while it runs: one more
+# index transaction, worth it only where fetching takes longer than a moment.
+PARTIAL_SHARE_BYTES = 4 * 1024 * 1024
 
 # The limits and totals are the whole sync's; they live here, below engine.py, so that the
 # engine imports the transfer and never the other way round.
@@ -120,6 +130,8 @@ class Transfer:
         self.plan = ChunkPlan(missing)
         self.total_chunks = len(missing)
         self.sources: dict[str, Peer] = {}
+        self.holdings: dict[str, frozenset[bytes]] = {}  # partial sources' chunks, last told
+        self._asking: set[str] = set()  # partial sources whose bitmap is being fetched
         self.workers: dict[str, int] = Counter()
         self.folders: set[Path] = set()
         self.bytes_from: Counter[str] = Counter()
@@ -134,6 +146,9 @@ class Transfer:
         self._changed = asyncio.Event()
         self._committing = False
         self.tasks: set[asyncio.Task[None]] = set()
+        self.staged = sum(ref.size for ref in missing) >= PARTIAL_SHARE_BYTES
+        if self.staged:
+            engine.keep_task(engine.storeio.stage(verified))
         if not missing:
             self._spawn(self._finish())
 
@@ -150,13 +165,62 @@ class Transfer:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def add_source(self, peer: Peer) -> None:
-        if self.result.done() or peer.key in self.sources:
+    def add_source(self, peer: Peer, partial: bool = False) -> None:
+        """``peer`` offers this bundle, whole or (``partial``) only some of its chunks:
+        then its bitmap is fetched first, and again when it offers more later."""
+        if self.result.done():
             return
-        self.sources[peer.key] = peer
+        known = peer.key in self.sources
+        if not partial:
+            self.holdings.pop(peer.key, None)
+            self.plan.add_source(peer.key, None)  # it may have completed since
+        elif peer.key in self._asking or (known and peer.key not in self.holdings):
+            return  # being asked already, or known to hold everything
+        if partial:
+            self.sources[peer.key] = peer
+            self._asking.add(peer.key)
+            self.workers[peer.key] += 1  # the bitmap's fetch keeps the source open
+            self._spawn(self._ask_holdings(peer))
+        elif not known:
+            self.sources[peer.key] = peer
+            self._start_workers(peer)
+        self._notify()
+
+    def _start_workers(self, peer: Peer) -> None:
         for _ in range(self.engine.limits.chunk_workers_per_peer):
             self.workers[peer.key] += 1
             self._spawn(self._worker(peer))
+
+    async def _ask_holdings(self, peer: Peer) -> None:
+        """Which chunks a partial source holds (PROTOCOL 3.6), then its workers."""
+        engine = self.engine
+        try:
+            if peer.address is None:
+                return
+            digests = [ref.digest for ref in self.verified.manifest.chunk_refs()]
+            try:
+                bitmap = await engine.client.have(peer.address, self.digest, len(digests))
+                held = held_digests(bitmap, digests)
+            except (PeerMisbehaved, FormatError) as exc:
+                engine.penalise(peer, str(exc))
+                return
+            except (PeerUnreachable, PeerNotFound):
+                return  # gone, or no longer holds it: the others go on
+            self.holdings[peer.key] = held
+            self.plan.add_source(peer.key, held)
+            if self.workers[peer.key] <= 1:  # only this fetch: its workers ended, or none yet
+                self._start_workers(peer)
+        finally:
+            self._asking.discard(peer.key)
+            self._leave(peer)
+
+    def drained(self, peer: Peer) -> bool:
+        """Whether nothing more can be had from ``peer`` now: the bundle is complete, or
+        the peer holds only part of it and none of what is still missing. A sync that
+        got all a partial holder had is complete; its next offer (a new ``have``) starts
+        another."""
+        held = self.holdings.get(peer.key)
+        return self.plan.complete or (held is not None and self.plan.holds_none_left(held))
 
     async def _worker(self, peer: Peer) -> None:
         engine = self.engine
@@ -221,14 +285,19 @@ class Transfer:
                 if len(self.publishing) >= engine.limits.batches_publishing:
                     await asyncio.shield(self.publishing[0])  # the disk is behind: wait
         finally:
-            self.workers[peer.key] -= 1
-            if self.workers[peer.key] <= 0:
-                self.sources.pop(peer.key, None)
-            if not self.result.done() and not self.sources and not self._committing:
-                self.result.set_result(None)  # nobody can supply the rest now
-                self.publish_staged()  # what verified is kept for the next try
-                engine.transfer_ended(self)
-            self._notify()
+            self._leave(peer)
+
+    def _leave(self, peer: Peer) -> None:
+        """One of ``peer``'s workers (or its bitmap's fetch) ended."""
+        self.workers[peer.key] -= 1
+        if self.workers[peer.key] <= 0:
+            self.sources.pop(peer.key, None)
+            self.plan.remove_source(peer.key)
+        if not self.result.done() and not self.sources and not self._committing:
+            self.result.set_result(None)  # nobody can supply the rest now
+            self.publish_staged()  # what verified is kept for the next try
+            self.engine.transfer_ended(self)
+        self._notify()
 
     def _stored(self, count: int) -> None:
         """``count`` more chunks are durable under their names: a crash point for each."""
@@ -305,6 +374,8 @@ class Transfer:
                     continue
                 peer = next((p.label for p in self.sources.values()), None)
                 emit_withdrawals(engine.emit, result.withdrawn, peer)  # once, by the commit
+                if self.staged:  # complete: no longer a partial bundle to offer
+                    engine.keep_task(engine.storeio.unstage(self.digest))
                 self.result.set_result(result)
                 return
             self.result.set_result(None)

@@ -1,0 +1,283 @@
+"""The node's HTTP server (and the standalone reader's), bounded and quiet: the I/O side
+of ``limits.py``.
+
+- ``raise_descriptor_limit``: the soft RLIMIT_NOFILE raised to the hard one at start.
+- ``GuardedSite``: an aiohttp site whose every connection is counted (``ConnectionTable``)
+  and refused or made room for past the caps; each is served by a ``QuietRequestHandler``.
+- aiohttp answers requests it cannot parse itself, with bodies such as "Invalid method
+  encountered" that name its parser to any prober: ``QuietRequestHandler`` answers them
+  (and any unhandled error) with the node's own short body; ``plain_errors`` does the same
+  for every HTTP error an application raises ("404: Not Found" is aiohttp's wording).
+  No answer carries a ``Server:`` header.
+- ``quiet_exceptions``: the event loop's complaints (a failed accept under EMFILE, a task
+  that failed with nobody waiting) said in one line per kind per minute, no traceback.
+
+A connection is idle when aiohttp's handler waits for the next request head
+(``RequestHandler._waiter`` set: aiohttp's own keep-alive timer closes such a connection
+after ``keepalive_timeout``, which is thus also the head timeout). That attribute is
+aiohttp's; tests/test_lan_limits.py checks it still means what this module assumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from meshdrop.transports.lan.limits import (
+    Admit,
+    ConnectionLimits,
+    ConnectionTable,
+    Throttle,
+)
+from meshdrop.transports.lan.protocol import format_address
+
+REASONS = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request timeout",
+    413: "Too large",
+    414: "Too long",
+    416: "Range not satisfiable",
+    431: "Header too large",
+    500: "Error",
+    501: "Not implemented",
+    503: "Busy",
+    504: "Timeout",
+}
+_KEPT_HEADERS = ("Allow", "Retry-After", "Location", "Content-Range")
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (a common default
+    is a soft 1,024 under a far higher hard limit). Returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux refuses more than fs.nr_open (2^20 by default), "unlimited" included.
+    target = min(hard, 1 << 20) if hard != resource.RLIM_INFINITY else 1 << 20
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return int(soft)
+
+
+class BareResponse(web.Response):
+    """A response without a ``Server:`` header even where no application's
+    on_response_prepare runs (aiohttp's own answers to requests it could not parse)."""
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        self.headers.popall("Server", None)
+
+
+def plain_error(status: int) -> BareResponse:
+    """The node's own short answer for an error status: a few neutral words (nothing for
+    a redirect), never the server software's wording."""
+    text = "" if 300 <= status < 400 else REASONS.get(status, "Error") + "\n"
+    return BareResponse(status=status, text=text, content_type="text/plain")
+
+
+@web.middleware
+async def plain_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every HTTP error an application (or aiohttp's router) raises, answered with
+    ``plain_error``; the headers that matter (Allow, Retry-After, Location) kept."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 300:
+            raise
+        response = plain_error(exc.status)
+        for name in _KEPT_HEADERS:
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        for cookie in exc.cookies.values():  # a redirect that sets the language
+            response.cookies[cookie.key] = cookie
+        return response
+
+
+class QuietRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering what it cannot parse (and unhandled
+    errors) with ``plain_error``, and logging nothing about it."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # an answer was under way: only closing is left
+            raise ConnectionError("the answer was already being sent")
+        response = plain_error(status)
+        response.force_close()
+        return response
+
+
+class GuardedProtocol(asyncio.Protocol):
+    """One accepted connection: counted by the guard, then handed to aiohttp's handler,
+    or closed at once if the guard refuses it."""
+
+    def __init__(self, handler: RequestHandler, guard: ConnectionGuard) -> None:
+        self.handler = handler
+        self.guard = guard
+        self.transport: asyncio.BaseTransport | None = None
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if not self.guard.opened(self, transport):
+            self.refused = True
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        self.handler.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return
+        self.guard.closed(self)
+        self.handler.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self.handler.eof_received()
+        return None
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    def idle(self) -> bool:
+        """Waiting for the next request (or the rest of its head): may be closed."""
+        return getattr(self.handler, "_waiter", None) is not None
+
+    def close_for_room(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # type: ignore[attr-defined]
+
+
+class ConnectionGuard:
+    """Counts the server's connections against ``ConnectionLimits``."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.table: ConnectionTable[GuardedProtocol] = ConnectionTable(limits, _is_idle)
+        self.refused = 0
+        self.evicted = 0
+
+    def opened(self, connection: GuardedProtocol, transport: asyncio.BaseTransport) -> bool:
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        decision = self.table.admit(connection, address)
+        if not isinstance(decision, Admit):
+            self.refused += 1
+            return False
+        if isinstance(decision.evict, GuardedProtocol):
+            self.evicted += 1
+            decision.evict.close_for_room()
+        return True
+
+    def closed(self, connection: GuardedProtocol) -> None:
+        self.table.remove(connection)
+
+    def status(self) -> dict[str, int]:
+        return {
+            "open": len(self.table),
+            "limit": self.limits.total,
+            "per_address": self.limits.per_address,
+            "closed_for_room": self.evicted,
+            "refused": self.refused,
+        }
+
+
+def _is_idle(connection: GuardedProtocol) -> bool:
+    return connection.idle()
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site like aiohttp's TCPSite, its connections counted by ``guard`` and served
+    by ``QuietRequestHandler`` with ``handler_options`` (keepalive_timeout, ...)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str | None,
+        port: int,
+        guard: ConnectionGuard,
+        *,
+        backlog: int = 128,
+        **handler_options: Any,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._guard = guard
+        self._options = handler_options
+
+    @property
+    def name(self) -> str:
+        return f"http://{format_address((self._host or '0.0.0.0', self._port))}"  # noqa: S104
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+
+        def protocol() -> GuardedProtocol:
+            handler = QuietRequestHandler(server, loop=loop, **self._options)
+            return GuardedProtocol(handler, self._guard)
+
+        self._server = await loop.create_server(
+            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
+
+
+def quiet_exceptions(
+    loop: asyncio.AbstractEventLoop,
+    throttle: Throttle | None = None,
+    say: Callable[[str], None] | None = None,
+) -> None:
+    """The event loop's complaints, one line per kind per interval and no traceback
+    (MESHDROP_DEBUG=1 adds asyncio's full report)."""
+    limiter = throttle or Throttle()
+
+    def write(line: str) -> None:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    speak = say or write
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        message = str(context.get("message") or "error")
+        kind = f"{message}|{type(exc).__name__ if exc is not None else ''}"
+        held = limiter.allow(kind, loop.time())
+        if held is None:
+            return
+        detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        more = f"; {held} more like it since the last report" if held else ""
+        speak(f"node: {message}{detail}{more}")
+        if os.environ.get("MESHDROP_DEBUG"):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
