@@ -109,12 +109,14 @@ def test_older_version_is_refused_after_the_newer_one_is_deleted(
     how: str, run: Run, make_bundle: MakeBundle, node: Path, tmp_path: Path
 ) -> None:
     v1 = make_bundle("news", {"a.bin": os.urandom(3000)}, version=1)
-    v2_files = {"a.bin": os.urandom(3000)}
-    v2 = make_bundle("news", v2_files, version=2)
     # Of two copies of one version every node keeps the lower manifest hash: a twin with a
-    # higher one is refused whatever the order.
-    twins = (make_bundle("news", {"a.bin": b"another v2 %d" % i}, version=2) for i in range(64))
-    v2_twin = next(t for t in twins if manifest_hash(t) > manifest_hash(v2))
+    # higher one is refused whatever the order. So v2 is the lower of two copies.
+    copies = [{"a.bin": os.urandom(3000)}, {"a.bin": os.urandom(3000)}]
+    made = sorted(
+        ((make_bundle("news", files, version=2), files) for files in copies),
+        key=lambda pair: manifest_hash(pair[0]),
+    )
+    (v2, v2_files), (v2_twin, _) = made
     step("--home", node, "import", v1, check=True)
     step("--home", node, "import", v2, check=True)
     if how == "fsck-repair":
