@@ -53,6 +53,9 @@ def _say(as_json: bool, urls: list[str], reader: bool) -> Emit:
     return say
 
 
+PEER_STATE_WORDS = {"introduced": "reached us (said hello first); pulling from it too"}
+
+
 def describe(event: Event) -> str | None:
     """One line for a person, or None for events only scripts care about."""
     if event["event"] == "listening":
@@ -63,7 +66,8 @@ def describe(event: Event) -> str | None:
             f"{plural(event['publishers'], 'trusted publisher')}"
         )
     if event["event"] == "peer":
-        return f"peer {event['peer']}: {event['state']}"
+        state = PEER_STATE_WORDS.get(event["state"], event["state"])
+        return f"peer {event['peer']}: {state}"
     if event["event"] == "sync":
         if not event["bundles"] and not event["publishers"] and event["complete"]:
             return None
