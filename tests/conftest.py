@@ -10,12 +10,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from lankit import Nodes
 
 # Autouse guards for every test: no leaked threads, no blocking call in an event loop.
 pytest_plugins = ["guards"]
@@ -274,13 +277,24 @@ def count_commit_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+@pytest.fixture
+def nodes() -> Iterator[Nodes]:
+    """`meshdrop node` processes started by a test (tests/lankit.py), all stopped after it.
+    Tests that take this fixture share one pytest-xdist group (below)."""
+    from lankit import Nodes
+
+    started = Nodes()
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`./scripts/test` runs two workers, `--dist loadgroup`), the tests
     that run `meshdrop node` with mDNS on loopback (they use a ``nodes`` fixture) share one
     group, so one worker runs them one at a time: two at once would discover each other's
     nodes. The network-namespace tests join them (one bridge set-up at a time)."""
     for item in items:
-        module = getattr(item, "module", None)
-        in_netns = module is not None and module.__name__.endswith("test_lan_netns")
-        if "nodes" in getattr(item, "fixturenames", ()) or in_netns:
+        if {"nodes", "lan"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("mdns"))

@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from lankit import Nodes
-from test_lan_netns import Lan, _why_unavailable
+from test_lan_netns import Lan, lan  # noqa: F401 (the fixture)
 from test_lan_nodes import trusting
 
 from conftest import Publisher
@@ -49,42 +47,20 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture
-def lan() -> Iterator[Lan]:
-    reason = _why_unavailable()
-    if reason is not None:
-        raise AssertionError(f"network namespaces unavailable: {reason}")
-    network = Lan()
-    try:
-        network.create()
-        yield network
-    finally:
-        network.delete()
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
-
-def add_mobile_data(lan: Lan, phone: str) -> str:
+def add_mobile_data(network: Lan, phone: str) -> str:
     """A carrier namespace linked to ``phone`` by ``mob0`` (100.64.7.2 on the phone's
     side, which gets its default route); returns the carrier namespace."""
-    carrier = f"md{lan.tag}car"
-    lan.run("netns", "add", carrier)
-    lan.namespaces.append(carrier)
-    lan.run("-n", carrier, "link", "set", "lo", "up")
-    lan.run("link", "add", "mob0", "netns", phone, "type", "veth", "peer", "name", "mob1",
+    carrier = f"md{network.tag}car"
+    network.run("netns", "add", carrier)
+    network.namespaces.append(carrier)
+    network.run("-n", carrier, "link", "set", "lo", "up")
+    network.run("link", "add", "mob0", "netns", phone, "type", "veth", "peer", "name", "mob1",
             "netns", carrier)  # fmt: skip
-    lan.run("-n", phone, "addr", "add", f"{CARRIER}.2/24", "dev", "mob0")
-    lan.run("-n", carrier, "addr", "add", f"{CARRIER}.1/24", "dev", "mob1")
-    lan.run("-n", phone, "link", "set", "mob0", "up")
-    lan.run("-n", carrier, "link", "set", "mob1", "up")
-    lan.run("-n", phone, "route", "add", "default", "via", f"{CARRIER}.1")
+    network.run("-n", phone, "addr", "add", f"{CARRIER}.2/24", "dev", "mob0")
+    network.run("-n", carrier, "addr", "add", f"{CARRIER}.1/24", "dev", "mob1")
+    network.run("-n", phone, "link", "set", "mob0", "up")
+    network.run("-n", carrier, "link", "set", "mob1", "up")
+    network.run("-n", phone, "route", "add", "default", "via", f"{CARRIER}.1")
     return carrier
 
 
@@ -123,7 +99,10 @@ def refused(namespace: str, host: str, port: int) -> bool:
 
 
 def test_a_node_on_wifi_and_mobile_data_announces_and_serves_on_the_wifi_only(
-    lan: Lan, nodes: Nodes, tmp_path: Path, publisher: Publisher
+    lan: Lan,  # noqa: F811 (the fixture imported above)
+    nodes: Nodes,
+    tmp_path: Path,
+    publisher: Publisher,
 ) -> None:
     phone, neighbour = lan.add_host(1), lan.add_host(2)
     carrier = add_mobile_data(lan, phone)

@@ -28,15 +28,6 @@ DESCRIPTORS = 1024
 
 
 @pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
-
-@pytest.fixture
 def many_descriptors() -> Iterator[None]:
     """This test process needs more than 1,100 sockets of its own."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -97,15 +97,6 @@ def lan() -> Iterator[Lan]:
         network.delete()
 
 
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
-
 def start_in(nodes: Nodes, lan: Lan, ns: str, home: Path) -> NodeProc:
     return nodes.start(home, bind="0.0.0.0", prefix=["ip", "netns", "exec", ns])
 

@@ -12,7 +12,6 @@ import re
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,6 @@ from meshdrop.store.store import Store
 
 SAMPLES = Path(__file__).parents[2] / "bundles"
 SERVICE = "_meshdrop._tcp.local."
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 # The nodes are real `meshdrop node` processes; the steps around them (trust, import, and

@@ -5,13 +5,11 @@ comes back. Needs root and `ip netns`, as test_lan_netns.py does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from lankit import NodeProc, Nodes, wait_until
-from test_lan_netns import Lan, _why_unavailable
+from test_lan_netns import Lan, lan  # noqa: F401 (the fixture)
 from test_lan_nodes import holding, names, trusting
 
 from conftest import Publisher, pack, write_tree
@@ -25,34 +23,15 @@ TIMERS = {"MESHDROP_LAN_TIMERS": "ping=2,probe_timeout=0.5,backoff_max=0.25"}
 OLD_FORGET_POINT = 5  # failed probes after which a discovered peer used to be forgotten
 
 
-@pytest.fixture
-def lan() -> Iterator[Lan]:
-    reason = _why_unavailable()
-    if reason is not None:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-    network = Lan()
-    try:
-        network.create()
-        yield network
-    finally:
-        network.delete()
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
-
 def peer_entry(node: NodeProc, label: str) -> dict[str, Any] | None:
     return next((p for p in node.status()["peers"] if p["peer"] == label), None)
 
 
 def test_a_peer_cut_off_past_the_old_forget_point_resyncs_when_its_link_returns(
-    lan: Lan, nodes: Nodes, tmp_path: Path, publisher: Publisher
+    lan: Lan,  # noqa: F811 (the fixture imported above)
+    nodes: Nodes,
+    tmp_path: Path,
+    publisher: Publisher,
 ) -> None:
     """Two outages, the second twice as long: each time one side gets a new bundle
     while the link is down, the other keeps probing (never forgetting the peer), and the

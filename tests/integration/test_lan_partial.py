@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from lankit import Nodes, wait_until
-from test_lan_netns import Lan, lan, nodes, start_in  # noqa: F401 (fixtures)
+from test_lan_netns import Lan, lan, start_in  # noqa: F401 (fixtures)
 from test_lan_nodes import names, trusting
 from test_lan_peerapi import get, running
 
@@ -109,7 +109,7 @@ def test_a_partial_bundle_is_offered_and_served_until_expired_or_untrusted(
 
 def test_two_half_filled_nodes_complete_each_other_after_the_source_left(
     lan: Lan,  # noqa: F811
-    nodes: Nodes,  # noqa: F811
+    nodes: Nodes,
     tmp_path: Path,
     publisher: Publisher,
 ) -> None:

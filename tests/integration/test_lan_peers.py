@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from lankit import Nodes, read_tree, wait_until
 from test_lan_hostile import FAST, HostilePeer, bad_peer, listed, offer_of, wait_for, wrong_bytes
 from test_lan_nodes import holding, names, trusting
@@ -20,15 +18,6 @@ from conftest import Publisher, meshdrop_in_process, pack, write_tree
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.transports.lan.events import Event
 from meshdrop.transports.lan.node import Node, NodeConfig
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def bundle(publisher: Publisher, tmp: Path, name: str) -> Path:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from lankit import Nodes, wait_until
 from test_lan_nodes import holding, sample_bundles, trusting
 
@@ -45,15 +43,6 @@ PROBES = [
     ("a bad inventory", post("/peer/v1/inventory", b"abc"), 400),
     ("the status without its token", get("/node/status"), 403),
 ]
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def ask(port: int, request: bytes) -> bytes:

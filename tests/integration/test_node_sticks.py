@@ -4,24 +4,13 @@ node runs is imported from, then topped up with what the node has and the stick 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import pytest
 from lankit import Nodes, wait_until
 
 from conftest import Publisher, list_json, meshdrop_in_process, pack, run_meshdrop, write_tree
 from meshdrop.transports.courier.layout import COURIER_FOLDER
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def listed_names(home: Path) -> set[str]:

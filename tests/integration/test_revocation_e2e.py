@@ -9,25 +9,13 @@ import json
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import pytest
 from lankit import NodeProc, Nodes, wait_until
 
 from conftest import make_publisher, meshdrop_in_process, pack, run_meshdrop, write_tree
 from meshdrop.transports.courier.layout import COURIER_FOLDER, publisher_file_name
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
 
 # The revocation and the stick import run as real processes, as do the nodes; the set-up
 # steps and the looks (publisher show, trust show, ls) run the same commands in process.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,15 +212,6 @@ def test_a_stick_import_reports_the_withdrawal_in_json(world: World, tmp_path: P
     assert result.code == 0, result
     lines = [json.loads(x) for x in result.out.splitlines()]
     assert [(x["name"], x["withdrawn"]) for x in lines] == [("small", expected_json(world))]
-
-
-@pytest.fixture
-def nodes() -> Iterator[Nodes]:
-    started = Nodes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def test_a_lan_sync_reports_the_withdrawal_as_an_event(
