@@ -169,6 +169,18 @@ def test_a_change_of_our_inventory_makes_every_live_peer_due_for_a_hello() -> No
     assert book.due_probes(1.0) == [alive]
 
 
+def test_changes_close_together_send_one_notice_per_gap() -> None:
+    book = PeerBook()
+    peer = book.add_manual(("10.0.0.1", 1))
+    book.probe_ok(peer, ("10.0.0.1", 1), DIGEST, 0.0)
+    book.changed(1.0)
+    assert book.due_probes(1.0) == [peer]
+    book.probe_ok(peer, ("10.0.0.1", 1), DIGEST, 1.0)  # the notice went out
+    book.changed(1.5)  # another change half a second later: held back until 1.0 + gap
+    assert book.due_probes(1.5) == []
+    assert book.due_probes(1.0 + book.timers.notice_gap) == [peer]
+
+
 def test_introductions_round_trip_and_malformed_ones_are_refused() -> None:
     intro = Introduction(NODE, DIGEST, 8470)
     query = encode_query(intro)

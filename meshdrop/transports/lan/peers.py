@@ -43,6 +43,9 @@ class PeerTimers:
     forget_after: float = 86_400.0  # a discovered or inbound peer silent this long goes
     requery: float = 30.0  # mDNS asked afresh this often while no peer is alive
     probe_timeout: float = 5.0  # a hello not answered within this has failed
+    # At most one change notice per this many seconds: while many small bundles arrive,
+    # a notice per commit would make every peer walk our inventory again and again.
+    notice_gap: float = 2.0
 
     @classmethod
     def parse(cls, text: str, base: PeerTimers | None = None) -> PeerTimers:
@@ -120,6 +123,7 @@ class PeerBook:
     peers: dict[str, Peer] = field(default_factory=dict)
     max_peers: int = MAX_PEERS
     timers: PeerTimers = field(default_factory=PeerTimers)
+    next_notice: float = 0.0  # the earliest time the next change notice may go out
 
     def add_manual(self, address: Address) -> Peer:
         key = format_address(address)
@@ -223,11 +227,14 @@ class PeerBook:
         return True
 
     def changed(self, now: float) -> list[Peer]:
-        """Our inventory changed: hello every live peer at once (the hello carries the new
-        digest), so they sync now instead of at their next ping."""
+        """Our inventory changed: hello every live peer (the hello carries the new digest),
+        so they sync now instead of at their next ping; at once, or ``notice_gap`` after
+        the previous notice if that one was more recent."""
         told = [p for p in self.peers.values() if p.alive]
+        when = max(now, self.next_notice)
+        self.next_notice = when + self.timers.notice_gap
         for peer in told:
-            peer.next_probe = min(peer.next_probe, now)
+            peer.next_probe = min(peer.next_probe, when)
         return told
 
     def due_probes(self, now: float) -> list[Peer]:
