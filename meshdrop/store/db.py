@@ -138,10 +138,10 @@ def _nearly_full(folder: Path) -> bool:
 
 
 def is_disk_full(exc: sqlite3.Error) -> bool:
-    # SQLite says SQLITE_FULL, or a plain I/O error when even its 32 KiB WAL index
-    # cannot be made.
+    """SQLITE_FULL, told by its result code (the low byte of an extended code). A plain
+    I/O error when even the WAL index cannot be made is ``_nearly_full``'s to tell."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
 class Database:
