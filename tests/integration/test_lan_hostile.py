@@ -294,19 +294,17 @@ def prepare(case: Case, tmp: Path, publisher: Publisher) -> Offer:
     return offer
 
 
-async def scenario(case: Case, tmp: Path, offer: Offer) -> None:
-    honest_home = tmp / "honest"
-    hostile: HostilePeer | SilentPeer
-    hostile = SilentPeer() if "never answers" in case.name else HostilePeer(offer, **case.bad)
-    await hostile.start()
-    events: list[Event] = []
-    home = tmp / "node"
+def beside(
+    hostile_port: int, home: Path, honest_home: Path, events: list[Event]
+) -> tuple[Node, Node]:
+    """The node under test, whose only peer is the hostile one at first, and an honest
+    node (added as its peer later in a test)."""
     node = Node(
         NodeConfig(
             home=home,
             bind="127.0.0.1",
             port=0,
-            peers=(("127.0.0.1", hostile.port),),
+            peers=(("127.0.0.1", hostile_port),),
             discovery=False,
             client=FAST,
             probe_interval=0.5,
@@ -316,6 +314,17 @@ async def scenario(case: Case, tmp: Path, offer: Offer) -> None:
     honest = Node(
         NodeConfig(home=honest_home, bind="127.0.0.1", port=0, discovery=False), lambda e: None
     )
+    return node, honest
+
+
+async def scenario(case: Case, tmp: Path, offer: Offer) -> None:
+    honest_home = tmp / "honest"
+    hostile: HostilePeer | SilentPeer
+    hostile = SilentPeer() if "never answers" in case.name else HostilePeer(offer, **case.bad)
+    await hostile.start()
+    events: list[Event] = []
+    home = tmp / "node"
+    node, honest = beside(hostile.port, home, honest_home, events)
     await node.start()
     await honest.start()
     try:

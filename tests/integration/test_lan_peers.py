@@ -11,13 +11,12 @@ import os
 from pathlib import Path
 
 from lankit import Nodes, read_tree, wait_until
-from test_lan_hostile import FAST, HostilePeer, bad_peer, listed, offer_of, wait_for, wrong_bytes
+from test_lan_hostile import HostilePeer, bad_peer, listed, offer_of, wait_for, wrong_bytes
 from test_lan_nodes import holding, names, trusting
 
 from conftest import Publisher, meshdrop_in_process, pack, write_tree
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.transports.lan.events import Event
-from meshdrop.transports.lan.node import Node, NodeConfig
 
 
 def bundle(publisher: Publisher, tmp: Path, name: str) -> Path:
@@ -97,29 +96,14 @@ def test_a_burst_of_bad_chunks_from_one_transfer_is_one_offence(
 
 
 async def _burst(tmp: Path, offer: object) -> None:
-    from test_lan_hostile import Offer
+    from test_lan_hostile import Offer, beside
 
     assert isinstance(offer, Offer)
     hostile = HostilePeer(offer, chunk=wrong_bytes)
     await hostile.start()
     events: list[Event] = []
     home = tmp / "node"
-    node = Node(
-        NodeConfig(
-            home=home,
-            bind="127.0.0.1",
-            port=0,
-            peers=(("127.0.0.1", hostile.port),),
-            discovery=False,
-            client=FAST,
-            probe_interval=0.5,
-        ),
-        events.append,
-    )
-    honest = Node(
-        NodeConfig(home=tmp / "honest", bind="127.0.0.1", port=0, discovery=False),
-        lambda e: None,
-    )
+    node, honest = beside(hostile.port, home, tmp / "honest", events)
     await node.start()
     await honest.start()
     try:
