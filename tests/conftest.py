@@ -52,6 +52,14 @@ def peak_memory_kib(argv: list[str]) -> tuple[int, int]:
     return int(code), int(kib)
 
 
+def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a meshdrop subprocess: no inherited MESHDROP_*
+    variable (a developer's MESHDROP_HOME must not leak into a test), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    env.update(extra or {})
+    return env
+
+
 @dataclass
 class Result:
     code: int
@@ -62,8 +70,7 @@ class Result:
 def run_meshdrop(
     *args: str | Path, env: dict[str, str] | None = None, check: bool = False, timeout: float = 120
 ) -> Result:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
-    full_env.update(env or {})
+    full_env = command_env(env)
     proc = subprocess.run(
         [meshdrop_executable(), *map(str, args)],
         capture_output=True,

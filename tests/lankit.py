@@ -6,7 +6,6 @@ read on a thread; every wait is bounded."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from conftest import chunk_files, meshdrop_executable, read_tree
+from conftest import chunk_files, command_env, meshdrop_executable, read_tree
 
 __all__ = ["NodeProc", "Nodes", "chunk_files", "read_tree", "wait_until"]
 
@@ -48,8 +47,7 @@ class NodeProc:
     ) -> None:
         self.home = home
         self.prefix = list(prefix)
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
-        full_env.update(env or {})
+        full_env = command_env(env)
         argv = [*prefix, meshdrop_executable(), "--home", str(home), "node"]
         argv += ["--bind", bind] if bind is not None else []
         self.proc = subprocess.Popen(

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Result, meshdrop_executable
+from conftest import Result, command_env, meshdrop_executable
 
 QUESTION_MARK = b"[y/N]"
 
@@ -21,8 +21,7 @@ def run_in_terminal(
     """Run meshdrop on a new pseudo-terminal; once it asks a "[y/N]" question, type
     ``answer`` and Enter. Everything the terminal showed is in ``out`` (``err`` is empty:
     a terminal has one screen). ``limit`` only stops a hung run; nothing here is timed."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
-    full_env.update(env or {})
+    full_env = command_env(env)
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [meshdrop_executable(), *map(str, args)],

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import random
 import re
 import signal
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from trustkit import YEAR, Chain, Delegation, bundle_bytes, publisher_file, signed, write
 
-from conftest import Publisher, Result, meshdrop_executable, run_meshdrop, write_tree
+from conftest import Publisher, Result, command_env, meshdrop_executable, run_meshdrop, write_tree
 from meshdrop.core.records import Reason
 from meshdrop.publish.keystore import load_publisher
 from meshdrop.publish.pack import pack_folder
@@ -265,7 +264,7 @@ def _leaky_publisher(folder: Path, now: int) -> dict[str, Path]:
 @contextlib.contextmanager
 def reader_server(home: Path, *extra: str) -> Iterator[str]:
     """`meshdrop --home HOME read --port 0` running; yields its base URL (ends in /)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    env = command_env()
     proc = subprocess.Popen(
         [meshdrop_executable(), "--home", str(home), "read", "--port", "0", *extra],
         stdout=subprocess.PIPE,

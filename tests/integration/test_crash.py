@@ -22,6 +22,7 @@ from conftest import (
     Result,
     chunk_files,
     chunk_folders,
+    command_env,
     list_json,
     make_publisher,
     meshdrop_executable,
@@ -157,7 +158,7 @@ def assert_consistent(home: Path, expected: list[Bundle], out: Path) -> None:
 
 
 def start_import(home: Path, bundle: Bundle) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    env = command_env()
     return subprocess.Popen(
         [meshdrop_executable(), "--home", str(home), "import", "--quiet", str(bundle.path)],
         stdin=subprocess.DEVNULL,

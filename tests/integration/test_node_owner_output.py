@@ -28,7 +28,7 @@ from trustkit import (
     write,
 )
 
-from conftest import meshdrop_executable, meshdrop_in_process, run_meshdrop
+from conftest import command_env, meshdrop_executable, meshdrop_in_process, run_meshdrop
 from meshdrop.cli.common import format_time
 from meshdrop.core.keys import key_id
 from meshdrop.core.manifest import CHUNK_SIZE
@@ -186,7 +186,7 @@ def run_on_a_sizeless_terminal(*args: str | Path) -> bytes:
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    env = command_env()
     env.pop("COLUMNS", None)
     try:
         proc = subprocess.Popen(

@@ -22,6 +22,7 @@ from conftest import (
     Result,
     assert_clean_error,
     chunk_files,
+    command_env,
     list_json,
     manifest_hash,
     meshdrop_executable,
@@ -414,7 +415,7 @@ def test_import_onto_a_nearly_full_disk_fails_cleanly_whatever_space_is_left(
 
 
 def start(*args: str | Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    env = command_env()
     return subprocess.Popen(
         [meshdrop_executable(), *map(str, args)],
         stdin=subprocess.DEVNULL,
