@@ -27,6 +27,10 @@ class UnsafePathError(FormatError):
     """A path inside a bundle that could escape a folder or clash on some file system."""
 
 
+class ShortNameClashError(UnsafePathError):
+    """A bundle path that could be the FAT 8.3 short name of another path beside it."""
+
+
 class SignatureError(MeshdropError):
     """A signature that does not verify, or a key that is not acceptable."""
 

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from meshdrop.errors import UnsafePathError
+from meshdrop.errors import ShortNameClashError, UnsafePathError
 
 MAX_PATH_BYTES = 1024  # whole path, UTF-8
 MAX_COMPONENT_CHARS = 255  # per name, counted in UTF-16 units like FAT32, exFAT and NTFS do
@@ -287,9 +287,9 @@ def _clash(first: str, second: str) -> UnsafePathError:
     )
 
 
-def _short_name_clash(shaped: _Entry, long: _Entry) -> UnsafePathError:
+def _short_name_clash(shaped: _Entry, long: _Entry) -> ShortNameClashError:
     opening = "In this bundle, " if shaped.is_folder else "The bundle path "
-    return UnsafePathError(
+    return ShortNameClashError(
         f"{opening}{shaped.shown()} could be the FAT short name of {long.shown()} in the same"
         " folder, so on a USB stick or Windows writing one could overwrite the other."
     )
