@@ -18,6 +18,7 @@ from meshdrop.cli.common import (
     printable,
     withdrawal_line,
 )
+from meshdrop.cli.reader import checked_reader_code, reader_code_option
 from meshdrop.store.models import Withdrawal
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ def describe(event: Event) -> str | None:
     help="What the reader's pages call this library (default: Library). No page names "
     "the software.",
 )
+@reader_code_option
 @click.option(
     "--watch-root",
     "watch_roots",
@@ -181,6 +183,7 @@ def node(
     no_discovery: bool,
     no_reader: bool,
     name: str | None,
+    reader_code: str | None,
     watch_roots: tuple[Path, ...],
     no_watch: bool,
     allowed: tuple[str, ...],
@@ -201,6 +204,11 @@ def node(
     from meshdrop.transports.lan.node import Node, NodeConfig, parse_peer
 
     home = home_path(ctx)
+    code = checked_reader_code(reader_code)
+    if code is not None and no_reader:
+        from meshdrop.errors import UsageError
+
+        raise UsageError("--reader-code (or MESHDROP_READER_CODE) has no use with --no-reader")
     background: tuple[Callable[[], Awaitable[None]], ...] = ()
     if not no_watch:
         options = export_options((), (), stick_max_bytes, stick_reserve, None, False)
@@ -214,7 +222,7 @@ def node(
         background=background,
     )
     urls: list[str] = []
-    hook = None if no_reader else _reader_hook(home, urls, name)
+    hook = None if no_reader else _reader_hook(home, urls, name, code)
     node = Node(config, _say(as_json, urls, reader=hook is not None), hook=hook)
     import asyncio
 
@@ -257,7 +265,7 @@ def _stick_watcher(
 
 
 def _reader_hook(
-    home: Path, urls: list[str], name: str | None = None
+    home: Path, urls: list[str], name: str | None = None, code: str | None = None
 ) -> Callable[[web.Application], None]:
     """The reader's pages on the node's own server (see meshdrop/reader/__init__.py);
     its share page shows the node's current LAN addresses."""
@@ -267,7 +275,7 @@ def _reader_hook(
         return [f"{u}/" for u in urls if not _is_loopback_url(u)]
 
     def hook(app: web.Application) -> None:
-        install_reader(app, home, share_urls=shared, name=name)
+        install_reader(app, home, share_urls=shared, name=name, access_code=code)
 
     return hook
 
@@ -335,6 +343,14 @@ def _print_status(info: dict[str, Any]) -> None:
         f"served        {served['requests']} requests, {served['chunks']} chunks, "
         f"{human_size(served['bytes'])}"
     )
+    conns = info.get("connections") or {}
+    if conns:
+        click.echo(
+            f"connections   {conns['open']} open of {conns['limit']} allowed "
+            f"({conns['per_address']} per address), {conns['peers']} from peers; "
+            f"closed {conns['closed_idle']} idle, {conns['closed_for_room']} for room; "
+            f"refused {conns['refused']}"
+        )
     for peer in info["peers"]:
         state = "alive" if peer["alive"] else "unreachable"
         if peer["banned"]:

@@ -33,7 +33,8 @@ Safety (see docs/THREATS.md, "The reader")
   img-src 'self'; media-src 'self'; style-src 'self' 'unsafe-inline'`` and nosniff, and
   articles are shown in ``<iframe sandbox>`` with no allow-* tokens; the page's
   ``frame-src 'self'`` keeps the frame on this node (``headers.py``).
-- No cookie but ``lang`` (a session cookie set by the language link); no ``Server:``
+- No cookie but ``lang`` (a session cookie set by the language link) and, with an access
+  code (``access_code``, ``accesscode.py``), ``access``; no ``Server:``
   header; ``Cache-Control: no-store`` so what was read does not stay in the browser cache.
 
 Limits

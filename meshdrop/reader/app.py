@@ -4,7 +4,6 @@ pages show is shaped in ``views.py``)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import re
@@ -18,9 +17,9 @@ from aiohttp import web
 
 from meshdrop.core.manifest import FileEntry, Manifest
 from meshdrop.reader import headers, i18n, views
+from meshdrop.reader.accesscode import AccessGate
 from meshdrop.reader.assets import Asset, load_assets
 from meshdrop.reader.library import Library, find_file
-from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
 from meshdrop.reader.render import (
     MAX_RENDERED_BYTES,
     is_local_link,
@@ -28,6 +27,7 @@ from meshdrop.reader.render import (
     qr_svg,
     render_markdown,
 )
+from meshdrop.reader.sending import Damaged, send_publisher_file
 from meshdrop.store.models import StoredBundle
 from meshdrop.transports.lan.serverguard import plain_errors
 
@@ -59,6 +59,7 @@ class Reader:
     home: Path
     share_urls: ShareUrls | None = None
     name: str | None = None  # the owner's name for it; else a neutral word (i18n "site")
+    access_code: str | None = None  # asked of every browser first (accesscode.py)
     library: Library = field(init=False)
     pages: asyncio.Semaphore = field(init=False)
     streams: asyncio.Semaphore = field(init=False)
@@ -66,6 +67,7 @@ class Reader:
     templates: jinja2.Environment = field(init=False)
     static: dict[str, Asset] = field(init=False)
     backfill: asyncio.Task[None] | None = field(init=False, default=None)
+    gate: AccessGate | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.library = Library(self.home)
@@ -85,6 +87,8 @@ class Reader:
         )
         for name in self.templates.list_templates():
             self.templates.get_template(name)
+        if self.access_code is not None:
+            self.gate = AccessGate(self.access_code, self.render)
 
     # Wiring
 
@@ -106,6 +110,7 @@ class Reader:
     def _guard(self, slots: asyncio.Semaphore, handler: Handler) -> Handler:
         """Run ``handler`` within the reader's own limit, and turn every failure into a
         short page that names no path or bundle (nothing about reading is logged)."""
+        handler = self.gate.wrap(handler) if self.gate else handler
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             try:
@@ -330,71 +335,7 @@ class Reader:
 
     async def publisher_file(self, request: web.Request) -> web.StreamResponse:
         _bundle, _manifest, entry = await self._file(request)
-        etag = '"' + hashlib.sha256(b"".join(entry.chunks)).hexdigest()[:32] + '"'
-        attachment = "download" in request.query or not headers.shows_inline(entry.media_type)
-        response = web.StreamResponse()
-        response.headers.update(headers.PUBLISHER)
-        response.headers["ETag"] = etag
-        response.headers["Content-Disposition"] = headers.content_disposition(
-            entry.path, attachment
-        )
-        try:
-            wanted = parse_range(
-                request.headers.get("Range"), entry.size, request.headers.get("If-Range"), etag
-            )
-        except Unsatisfiable:
-            response.set_status(416)
-            response.headers["Content-Range"] = f"bytes */{entry.size}"
-            response.content_length = 0
-            await response.prepare(request)
-            return response
-        if wanted is None:
-            part = ByteRange(0, entry.size - 1)
-        else:
-            part = wanted
-            response.set_status(206)
-            response.headers["Content-Range"] = wanted.content_range(entry.size)
-        response.content_type = headers.content_type(entry.media_type)
-        response.content_length = part.length if entry.size else 0
-        if request.method == "HEAD" or entry.size == 0:
-            await response.prepare(request)
-            return response
-        await self._send(request, response, entry, part)
-        return response
-
-    async def _send(
-        self, request: web.Request, response: web.StreamResponse, entry: FileEntry, part: ByteRange
-    ) -> None:
-        """Send ``part`` of the file chunk by chunk, each re-hashed as it is read, reading
-        the next chunk while this one is sent."""
-        pieces = chunk_pieces(part)
-        upcoming: asyncio.Future[bytes | None] | None = self._read(entry, pieces[0][0])
-        try:
-            for number, (_index, begin, end) in enumerate(pieces):
-                assert upcoming is not None
-                data = await upcoming
-                upcoming = None
-                if number + 1 < len(pieces):
-                    upcoming = self._read(entry, pieces[number + 1][0])
-                if data is None:
-                    if number == 0:
-                        raise Damaged
-                    response.force_close()  # the client sees a short body, never wrong bytes
-                    return
-                if number == 0:
-                    await response.prepare(request)
-                await response.write(data[begin:end])
-        finally:
-            if upcoming is not None:
-                upcoming.cancel()
-        await response.write_eof()
-
-    def _read(self, entry: FileEntry, index: int) -> asyncio.Future[bytes | None]:
-        return asyncio.ensure_future(self.library.read_chunk(entry, index))
-
-
-class Damaged(Exception):
-    """A stored chunk failed its hash on reading (fsck --repair and import again)."""
+        return await send_publisher_file(request, self.library, entry)
 
 
 def language(request: web.Request) -> str:
@@ -413,11 +354,13 @@ def install_reader(
     home: Path,
     share_urls: ShareUrls | None = None,
     name: str | None = None,
+    access_code: str | None = None,
 ) -> Reader:
     """Add the reader's routes, start-up and clean-up to ``app`` (its answers to paths no
     other route takes are the reader's 404 page), its pages titled ``name`` (else a
-    neutral word: no page names the software). Returns the Reader."""
-    reader = Reader(home, share_urls, name)
+    neutral word: no page names the software), each asking first for ``access_code`` if
+    one is given. Returns the Reader."""
+    reader = Reader(home, share_urls, name, access_code)
     app.add_routes(reader.routes())
     app.on_startup.append(reader.on_startup)
     app.on_cleanup.append(reader.on_cleanup)
@@ -434,10 +377,13 @@ async def drop_server_header(_request: web.Request, response: web.StreamResponse
 
 
 def make_reader_app(
-    home: Path, share_urls: ShareUrls | None = None, name: str | None = None
+    home: Path,
+    share_urls: ShareUrls | None = None,
+    name: str | None = None,
+    access_code: str | None = None,
 ) -> web.Application:
     """The reader as an application of its own (see the package docstring to mount it);
     every HTTP error it raises gets a short body of its own (``plain_errors``)."""
     app = web.Application(client_max_size=64 * 1024, middlewares=[plain_errors])
-    install_reader(app, home, share_urls, name)
+    install_reader(app, home, share_urls, name, access_code)
     return app

@@ -72,6 +72,12 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "error_title": "Something went wrong",
         "error": "This node could not show this page. Try again later.",
         "damaged": "Part of this file is damaged on this node and cannot be shown.",
+        "code_title": "Enter the code",
+        "code_intro": "Reading here needs a code. Ask the person who runs this node.",
+        "code_label": "Code",
+        "code_button": "Continue",
+        "code_wrong": "That code is not right. Try again.",
+        "code_wait": "Too many wrong codes. Wait a few minutes, then try again.",
         "traces": (
             "This reader keeps no record of what you read. Your browser may: "
             "use a private tab, and clear its history when you are done."
@@ -145,6 +151,12 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "error_title": "문제가 생겼습니다",
         "error": "이 노드가 이 페이지를 보여 줄 수 없습니다. 나중에 다시 시도하세요.",
         "damaged": "이 파일의 일부가 이 노드에서 손상되어 보여 줄 수 없습니다.",
+        "code_title": "코드를 입력하세요",
+        "code_intro": "여기서 읽으려면 코드가 필요합니다. 이 노드를 운영하는 사람에게 물어보세요.",
+        "code_label": "코드",
+        "code_button": "계속",
+        "code_wrong": "코드가 맞지 않습니다. 다시 입력하세요.",
+        "code_wait": "틀린 코드를 너무 많이 입력했습니다. 몇 분 기다린 뒤 다시 시도하세요.",
         "traces": (
             "이 리더는 무엇을 읽었는지 기록하지 않습니다. 브라우저는 기록할 수 있으니 "
             "비공개 탭을 쓰고, 다 읽은 뒤 방문 기록을 지우세요."

@@ -69,15 +69,21 @@ def quiet_server() -> None:
 
 
 async def serve(
-    home: Path, bind: str, port: int, announce: Callable[[str], None], name: str | None = None
+    home: Path,
+    bind: str,
+    port: int,
+    announce: Callable[[str], None],
+    name: str | None = None,
+    access_code: str | None = None,
 ) -> None:
     """Serve until stopped, with the node's bounds: connections capped below the raised
-    descriptor limit, idle ones closed, errors answered and logged briefly (serverguard)."""
+    descriptor limit, idle ones closed, errors answered and logged briefly (serverguard);
+    every browser asked first for ``access_code`` if one is given."""
     quiet_server()
     quiet_exceptions(asyncio.get_running_loop())
     guard = ConnectionGuard(ConnectionLimits.for_descriptors(raise_descriptor_limit()))
     shared: list[str] = []
-    app = make_reader_app(home, share_urls=lambda: shared, name=name)
+    app = make_reader_app(home, share_urls=lambda: shared, name=name, access_code=access_code)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     try:
         await runner.setup()
@@ -94,6 +100,8 @@ async def serve(
         announce(f"meshdrop reader on {url_for(shown, actual)} (Ctrl-C stops)")
         for url in shared:
             announce(f"others on this network: {url}")
+        if access_code is not None:
+            announce("browsers are asked for the reader code first")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -103,6 +103,7 @@ def test_three_nodes_discover_each_other_converge_and_spread_a_new_bundle(
 
     human = run_meshdrop("--home", b, "status", check=True)
     assert "peer" in human.out and node_a.address in human.out
+    assert re.search(r"^connections +\d+ open of \d+ allowed .* from peers", human.out, re.M)
     for node in (node_a, node_b, node_c):
         node.terminate()  # all three at once; each must then end cleanly
     for node in (node_a, node_b, node_c):

@@ -131,3 +131,29 @@ async def _burst(tmp: Path, offer: object) -> None:
         await node.stop()
         await honest.stop()
         await hostile.stop()
+
+
+def test_a_peers_pings_ride_one_kept_connection(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    """Timers shortened (MESHDROP_LAN_TIMERS, a variable for tests and benchmarks) to
+    scale: a ping every 3 s (120 s by default) and a stranger's idle connection closed
+    after 2 s (15 s by default), so pings come further apart than a stranger may stay
+    idle. Several pings later, the server has not seen a single new connection from its
+    peer: they all ride the one kept open (the idle cost of two nodes is then a ping's
+    bytes, with no TCP handshake; in a circle, no TLS one)."""
+    fast = {"MESHDROP_LAN_TIMERS": "ping=3,head_timeout=2"}
+    a, b = (trusting(tmp_path / n, publisher) for n in "ab")
+    node_a = nodes.start(a, "--no-discovery", env=fast)
+    node_b = nodes.start(b, "--no-discovery", "--peer", node_a.address, env=fast)
+    wait_until(lambda: node_a.alive_peers() == {node_b.address}, what="A to know B")
+    wait_until(lambda: node_b.alive_peers() == {node_a.address}, what="B to know A")
+    before = node_a.status()
+    opened = before["connections"]["peers_opened"]
+    wait_until(
+        lambda: node_a.status()["served"]["requests"] >= before["served"]["requests"] + 4,
+        what="four more pings from B",
+    )
+    after = node_a.status()["connections"]
+    assert after["peers_opened"] == opened
+    assert after["peers"] >= 1

@@ -24,11 +24,14 @@ from meshdrop.transports.lan.interfaces import (
     choose_address,
 )
 from meshdrop.transports.lan.limits import (
+    HEAD_TIMEOUT,
+    PEER_KEEPALIVE,
     Admit,
     ConnectionLimits,
     ConnectionTable,
     Refuse,
     Throttle,
+    idle_expired,
 )
 from meshdrop.transports.lan.serverguard import ConnectionGuard, GuardedSite, plain_errors
 
@@ -292,6 +295,60 @@ def test_aiohttp_marks_a_connection_waiting_for_its_head_idle_and_one_answered_b
             release.set()
             quiet.close()
             writer.close()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_idle_time_allowed_is_short_for_strangers_and_long_for_peers() -> None:
+    assert not idle_expired(HEAD_TIMEOUT - 0.1, peer=False)
+    assert idle_expired(HEAD_TIMEOUT, peer=False)
+    assert not idle_expired(HEAD_TIMEOUT * 4, peer=True)
+    assert idle_expired(PEER_KEEPALIVE, peer=True)
+
+
+def test_the_sweep_closes_an_idle_strangers_connection_and_keeps_an_idle_peers() -> None:
+    """A connection that carried a peer API request stays open between a peer's rare
+    pings (one connection per peer); any other idle one is closed after HEAD_TIMEOUT.
+    The sweep is given its clock, so no test waits 15 s."""
+
+    async def scenario() -> None:
+        app = web.Application()
+        runner = web.AppRunner(app, access_log=None)
+        guard = ConnectionGuard(ConnectionLimits(total=8, per_address=8))
+
+        async def peer(request: web.Request) -> web.Response:
+            guard.mark_peer(request.transport)
+            return web.Response(text="peer")
+
+        async def page(_: web.Request) -> web.Response:
+            return web.Response(text="page")
+
+        app.router.add_get("/peer", peer)
+        app.router.add_get("/page", page)
+        await runner.setup()
+        await GuardedSite(runner, "127.0.0.1", 0, guard, keepalive_timeout=600.0).start()
+        port = runner.addresses[0][1]
+        try:
+            kept = {}
+            for path in ("/peer", "/page"):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                await asyncio.wait_for(reader.readuntil(path[1:].encode()), 10)
+                kept[path] = (reader, writer)
+            await asyncio.sleep(0.1)
+            assert guard.status()["peers"] == 1
+            guard.sweep(1000.0)  # both seen idle now
+            guard.sweep(1000.0 + HEAD_TIMEOUT + 1)
+            assert await asyncio.wait_for(kept["/page"][0].read(), 10) == b""  # closed
+            assert len(guard.table) == 1 and guard.status()["closed_idle"] == 1
+            guard.sweep(1000.0 + PEER_KEEPALIVE - 1)
+            assert len(guard.table) == 1
+            guard.sweep(1000.0 + PEER_KEEPALIVE + 1)
+            assert await asyncio.wait_for(kept["/peer"][0].read(), 10) == b""
+            for _, writer in kept.values():
+                writer.close()
         finally:
             await runner.cleanup()
 

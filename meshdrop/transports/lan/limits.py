@@ -26,6 +26,8 @@ MAX_CONNECTIONS = 1024  # more gains a LAN node nothing, and each costs memory
 MIN_CONNECTIONS = 16
 PER_ADDRESS = 64  # a phone browser uses about 6 connections, a peer at most 6
 LOG_INTERVAL = 60.0  # seconds: one line per kind of error at most this often
+HEAD_TIMEOUT = 15.0  # seconds a connection may wait for (the rest of) a request head
+PEER_KEEPALIVE = 300.0  # seconds a peer's connection may wait between requests
 
 K = TypeVar("K", bound=Hashable)
 
@@ -114,6 +116,16 @@ class ConnectionTable(Generic[K]):
             if found is not None:
                 return found
         return None
+
+
+def idle_expired(idle_for: float, peer: bool, head_timeout: float = HEAD_TIMEOUT) -> bool:
+    """Close a connection waiting this long for a request head? A browser or a stranger
+    gets ``head_timeout`` (HEAD_TIMEOUT; tests shorten it); a connection that already
+    carried a peer API request keeps PEER_KEEPALIVE, longer than the peers' ping
+    interval, so a peer's pings reuse one connection instead of opening a new one each
+    time. Under pressure idle connections
+    are still closed for room first (``ConnectionTable.admit``), peers' included."""
+    return idle_for >= (PEER_KEEPALIVE if peer else head_timeout)
 
 
 @dataclass

@@ -45,7 +45,7 @@ from meshdrop.transports.lan.events import (
     StoppedEvent,
 )
 from meshdrop.transports.lan.interfaces import chosen_address
-from meshdrop.transports.lan.limits import ConnectionLimits
+from meshdrop.transports.lan.limits import PEER_KEEPALIVE, ConnectionLimits
 from meshdrop.transports.lan.liveness import timers_from_env
 from meshdrop.transports.lan.nodefile import (
     NODE_FILE,
@@ -70,7 +70,6 @@ DEFAULT_PORT = 8470
 DIGEST_POLL = 1.0  # seconds between looks at whether the inventory changed
 NETWORK_POLL = 5.0  # seconds between looks at which network to serve (no --bind)
 NO_NETWORK = "127.0.0.1"  # served while no network qualifies, until one does
-KEEPALIVE = 15.0  # idle connections closed after this; also the time to send a head
 
 ExtraApps = Sequence[tuple[str, web.Application]]
 AppHook = Callable[[web.Application], None]
@@ -109,15 +108,34 @@ def quiet_server() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _peer_marker(guard: ConnectionGuard) -> Any:
+    """A middleware telling the guard which connections carry peer API requests (kept
+    open between a peer's rare pings; others are closed soon when idle)."""
+
+    @web.middleware
+    async def mark(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.startswith(PREFIX):
+            guard.mark_peer(request.transport)
+        return await handler(request)
+
+    return mark
+
+
 def make_node_app(
     peer_app: web.Application,
     status_app: web.Application | None = None,
     extra_apps: ExtraApps = (),
     hook: AppHook | None = None,
+    guard: ConnectionGuard | None = None,
 ) -> web.Application:
     """The one server's application: the peer API under /peer/v1/, the owner's status
     under /node/, and whatever else (the reader) under its own prefixes or via ``hook``."""
-    app = web.Application(client_max_size=64 * 1024, middlewares=[plain_errors])
+    middlewares: list[Any] = [plain_errors]
+    if guard is not None:
+        middlewares.append(_peer_marker(guard))
+    app = web.Application(client_max_size=64 * 1024, middlewares=middlewares)
     app.on_response_prepare.append(_strip_banner)
     app.add_subapp(PREFIX.rstrip("/"), peer_app)
     if status_app is not None:
@@ -217,12 +235,16 @@ class Node:
         quiet_server()
         quiet_exceptions(asyncio.get_running_loop())
         descriptors = raise_descriptor_limit()
-        self.guard = ConnectionGuard(ConnectionLimits.for_descriptors(descriptors))
+        timers = timers_from_env(config.probe_interval)
+        limits = ConnectionLimits.for_descriptors(descriptors)
+        self.guard = guard = ConnectionGuard(limits, timers.head_timeout)
         if config.bind is None:
             self.bind = await _choose_network()
         self.storeio = StoreIO(config.home)
         self.server = PeerServer(self.storeio, self.node_id, config.server)
-        app = make_node_app(self.server.app(), self._status_app(), self.extra_apps, self.hook)
+        app = make_node_app(
+            self.server.app(), self._status_app(), self.extra_apps, self.hook, self.guard
+        )
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await self.runner.setup()
         try:
@@ -240,7 +262,6 @@ class Node:
         local = None if config.bind is None or is_wildcard(config.bind) else config.bind
         self.client = PeerClient(config.client, local_host=local)
         await self.client.start()
-        timers = timers_from_env(config.probe_interval)
         book = PeerBook(self_ids={self.node_id}, timers=timers)
         for address in config.peers:
             book.add_manual(address)
@@ -281,13 +302,15 @@ class Node:
         if config.bind is None:
             self._tasks.append(asyncio.ensure_future(self._follow_network()))
         self._tasks.append(asyncio.ensure_future(self.engine.run()))
+        self._tasks.append(asyncio.ensure_future(guard.run_sweeps()))
         self._tasks.append(asyncio.ensure_future(self._watch_inventory(snap.inventory.digest)))
         for job in config.background:
             self._tasks.append(asyncio.ensure_future(job()))
 
     async def _serve_on(self, host: str, port: int) -> GuardedSite:
         """Listen on ``host`` (None for "::": every address), connections counted by the
-        guard; idle ones (and ones that send no head) closed after KEEPALIVE seconds."""
+        guard; idle ones (and ones that send no head) closed by the guard's sweeps, aiohttp's
+        keep-alive timer only a backstop."""
         assert self.runner is not None and self.guard is not None
         site = GuardedSite(
             self.runner,
@@ -295,7 +318,7 @@ class Node:
             port,
             self.guard,
             backlog=128,
-            keepalive_timeout=KEEPALIVE,
+            keepalive_timeout=PEER_KEEPALIVE + 5.0,
             access_log=None,
         )
         await site.start()

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 
+from meshdrop.transports.lan.limits import HEAD_TIMEOUT
 from meshdrop.transports.lan.protocol import Address, format_address
 
 SYNC_RETRY_FIRST = 5.0
@@ -46,6 +47,8 @@ class PeerTimers:
     # At most one change notice per this many seconds: while many small bundles arrive,
     # a notice per commit would make every peer walk our inventory again and again.
     notice_gap: float = 2.0
+    # The server's: how long a connection that is not a peer's may wait for a request.
+    head_timeout: float = HEAD_TIMEOUT
 
     @classmethod
     def parse(cls, text: str, base: PeerTimers | None = None) -> PeerTimers:

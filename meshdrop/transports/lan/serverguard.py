@@ -13,9 +13,10 @@ of ``limits.py``.
   that failed with nobody waiting) said in one line per kind per minute, no traceback.
 
 A connection is idle when aiohttp's handler waits for the next request head
-(``RequestHandler._waiter`` set: aiohttp's own keep-alive timer closes such a connection
-after ``keepalive_timeout``, which is thus also the head timeout). That attribute is
-aiohttp's; tests/test_lan_limits.py checks it still means what this module assumes.
+(``RequestHandler._waiter`` set). That attribute is aiohttp's; tests/test_lan_limits.py
+checks it still means what this module assumes. ``ConnectionGuard.sweep`` closes idle
+connections after ``limits.idle_expired`` (a short head timeout; long for a peer's
+connection, marked by ``mark_peer``); aiohttp's own keep-alive timer is only a backstop.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from meshdrop.transports.lan.limits import (
+    HEAD_TIMEOUT,
     Admit,
     ConnectionLimits,
     ConnectionTable,
     Throttle,
+    idle_expired,
 )
 from meshdrop.transports.lan.protocol import format_address
 
@@ -138,6 +141,8 @@ class GuardedProtocol(asyncio.Protocol):
         self.guard = guard
         self.transport: asyncio.BaseTransport | None = None
         self.refused = False
+        self.peer = False  # carried a peer API request: kept open longer when idle
+        self.idle_seen: float | None = None  # when the sweep first saw it idle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -178,11 +183,39 @@ class GuardedProtocol(asyncio.Protocol):
 class ConnectionGuard:
     """Counts the server's connections against ``ConnectionLimits``."""
 
-    def __init__(self, limits: ConnectionLimits) -> None:
+    def __init__(self, limits: ConnectionLimits, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.limits = limits
+        self.head_timeout = head_timeout
         self.table: ConnectionTable[GuardedProtocol] = ConnectionTable(limits, _is_idle)
         self.refused = 0
         self.evicted = 0
+        self.expired = 0
+        self.peer_connections = 0  # ever opened by peers: pings must not add to it
+        self._by_transport: dict[int, GuardedProtocol] = {}
+
+    def mark_peer(self, transport: asyncio.BaseTransport | None) -> None:
+        """The connection on ``transport`` carries a peer's requests: keep it when idle."""
+        connection = self._by_transport.get(id(transport))
+        if connection is not None and not connection.peer:
+            connection.peer = True
+            self.peer_connections += 1
+
+    def sweep(self, now: float) -> None:
+        """Close the connections idle for longer than they may be (``idle_expired``)."""
+        for connection in self.table:
+            if not connection.idle():
+                connection.idle_seen = None
+            elif connection.idle_seen is None:
+                connection.idle_seen = now
+            elif idle_expired(now - connection.idle_seen, connection.peer, self.head_timeout):
+                self.expired += 1
+                connection.close_for_room()
+
+    async def run_sweeps(self, interval: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep(loop.time())
 
     def opened(self, connection: GuardedProtocol, transport: asyncio.BaseTransport) -> bool:
         peer = transport.get_extra_info("peername")
@@ -194,17 +227,23 @@ class ConnectionGuard:
         if isinstance(decision.evict, GuardedProtocol):
             self.evicted += 1
             decision.evict.close_for_room()
+        self._by_transport[id(transport)] = connection
         return True
 
     def closed(self, connection: GuardedProtocol) -> None:
         self.table.remove(connection)
+        if connection.transport is not None:
+            self._by_transport.pop(id(connection.transport), None)
 
     def status(self) -> dict[str, int]:
         return {
             "open": len(self.table),
             "limit": self.limits.total,
             "per_address": self.limits.per_address,
+            "peers": sum(1 for c in self.table if c.peer),
+            "peers_opened": self.peer_connections,
             "closed_for_room": self.evicted,
+            "closed_idle": self.expired,
             "refused": self.refused,
         }
 

@@ -45,7 +45,10 @@ class ClientLimits:
     min_time: float = 10.0  # ... once this long has passed (any request may take it)
     per_peer: int = 6
     total: int = 24
-    keepalive: float = 10.0  # under the servers' 15 s, so a reused connection is open
+    # Under the servers' PEER_KEEPALIVE (limits.py), above the ping interval: a peer's
+    # pings ride one connection (a new one would cost a TCP, and in a circle a TLS,
+    # handshake each time).
+    keepalive: float = 240.0
 
 
 @dataclass(frozen=True)
