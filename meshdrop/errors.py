@@ -132,3 +132,36 @@ class ConfirmationNeededError(UsageError):
 
 class DeclinedError(MeshdropError):
     """The person asked answered no: nothing was done."""
+
+
+class InviteError(UsageError):
+    """A circle invite code that cannot be read: each kind of fault its own type, so that
+    the message can say what to check (docs/PROTOCOL.md, "Circles")."""
+
+
+class InviteCharacterError(InviteError):
+    """A character that is not in the invite alphabet (A-Z, 2-7; 0, 1, 8 read as O, I, B)."""
+
+
+class InviteLengthError(InviteError):
+    """An invite code with too few or too many characters."""
+
+
+class InviteChecksumError(InviteError):
+    """An invite code whose check characters do not match: most likely a typo."""
+
+
+class InviteVersionError(InviteError):
+    """A well-formed invite code of a kind this meshdrop does not know (made by a newer one)."""
+
+
+class UnknownCircleError(UsageError):
+    """No circle on this node has the name given."""
+
+
+class CircleExistsError(UsageError):
+    """A new or joined circle whose name is taken, or whose secret this node already holds."""
+
+
+class CircleFileError(StoreError):
+    """A circle file in the node's home that cannot be read: damaged, truncated, not ours."""

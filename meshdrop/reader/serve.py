@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import logging
 import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import web, web_response
+from aiohttp import web
 
 from meshdrop.reader.app import make_reader_app
 from meshdrop.transports.lan.errors import cannot_listen
@@ -20,6 +19,7 @@ from meshdrop.transports.lan.serverguard import (
     ConnectionGuard,
     GuardedSite,
     quiet_exceptions,
+    quiet_server,
     raise_descriptor_limit,
 )
 
@@ -56,16 +56,6 @@ def share_hosts(bind: str) -> list[str]:
         if bind == "localhost":
             return []
     return [bind]
-
-
-def quiet_server() -> None:
-    """No version banner and no request logs, process-wide. aiohttp answers a request it
-    cannot parse (400) itself, before any application code runs, so on_response_prepare
-    never sees that answer: its default Server value is emptied instead. Its loggers
-    would print every request at INFO, and a traceback per malformed request."""
-    setattr(web_response, "SERVER_SOFTWARE", "")  # noqa: B010 (a Final constant to mypy)
-    for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 async def serve(

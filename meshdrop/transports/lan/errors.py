@@ -11,6 +11,7 @@ from meshdrop.errors import NetworkError
 EXIT_NETWORK = NetworkError.exit_code
 __all__ = [
     "EXIT_NETWORK",
+    "CircleTLSError",
     "NetworkError",
     "PeerBusy",
     "PeerMisbehaved",
@@ -35,6 +36,11 @@ class PeerNotFound(NetworkError):
 class PeerMisbehaved(NetworkError):
     """A peer sent what the protocol forbids: too much, malformed, not what was asked.
     The peer is penalised; the data is fetched from someone else."""
+
+
+class CircleTLSError(NetworkError):
+    """A circle's TLS cannot be set up on this device: a clock too far off to write in a
+    certificate, a temporary folder that cannot hold the node's key for a moment."""
 
 
 def cannot_listen(address: str, exc: OSError) -> NetworkError:

@@ -18,16 +18,15 @@ import contextlib
 import hmac
 import ipaddress
 import json
-import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web, web_response
+from aiohttp import web
 
 from meshdrop.errors import StoreError
 from meshdrop.fs import atomic_write
@@ -47,9 +46,9 @@ from meshdrop.transports.lan.events import (
 from meshdrop.transports.lan.interfaces import chosen_address
 from meshdrop.transports.lan.limits import PEER_KEEPALIVE, ConnectionLimits
 from meshdrop.transports.lan.liveness import timers_from_env
+from meshdrop.transports.lan.nodeapp import AppHook, ExtraApps, make_node_app
 from meshdrop.transports.lan.nodefile import (
     NODE_FILE,
-    STATUS_PREFIX,
     TOKEN_HEADER,
     refuse_second_node,
 )
@@ -59,8 +58,8 @@ from meshdrop.transports.lan.protocol import Address, format_address
 from meshdrop.transports.lan.serverguard import (
     ConnectionGuard,
     GuardedSite,
-    plain_errors,
     quiet_exceptions,
+    quiet_server,
     raise_descriptor_limit,
 )
 from meshdrop.transports.lan.storeio import StoreIO
@@ -70,9 +69,6 @@ DEFAULT_PORT = 8470
 DIGEST_POLL = 1.0  # seconds between looks at whether the inventory changed
 NETWORK_POLL = 5.0  # seconds between looks at which network to serve (no --bind)
 NO_NETWORK = "127.0.0.1"  # served while no network qualifies, until one does
-
-ExtraApps = Sequence[tuple[str, web.Application]]
-AppHook = Callable[[web.Application], None]
 
 
 @dataclass(frozen=True)
@@ -89,62 +85,6 @@ class NodeConfig:
     sync: SyncLimits = field(default_factory=SyncLimits)
     probe_interval: float = 120.0  # between hellos to a live peer (MESHDROP_LAN_TIMERS)
     background: tuple[Callable[[], Awaitable[None]], ...] = field(default=())
-
-
-async def _strip_banner(request: web.Request, response: web.StreamResponse) -> None:
-    # aiohttp adds "Server: Python/x aiohttp/y" to every answer: a version banner that
-    # says what runs here. Nothing else needs it.
-    response.headers.popall("Server", None)
-
-
-def quiet_server() -> None:
-    """No banner and no logs, process-wide. aiohttp answers a malformed request itself,
-    before any application sees it (so on_response_prepare never runs): its default
-    Server value is emptied so that answer names no versions either. Its loggers would
-    print a traceback per malformed request and, at INFO, every request: a node keeps no
-    record of who asked for what."""
-    setattr(web_response, "SERVER_SOFTWARE", "")  # noqa: B010 (a Final constant to mypy)
-    for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web", "zeroconf"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _peer_marker(guard: ConnectionGuard) -> Any:
-    """A middleware telling the guard which connections carry peer API requests (kept
-    open between a peer's rare pings; others are closed soon when idle)."""
-
-    @web.middleware
-    async def mark(
-        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.path.startswith(PREFIX):
-            guard.mark_peer(request.transport)
-        return await handler(request)
-
-    return mark
-
-
-def make_node_app(
-    peer_app: web.Application,
-    status_app: web.Application | None = None,
-    extra_apps: ExtraApps = (),
-    hook: AppHook | None = None,
-    guard: ConnectionGuard | None = None,
-) -> web.Application:
-    """The one server's application: the peer API under /peer/v1/, the owner's status
-    under /node/, and whatever else (the reader) under its own prefixes or via ``hook``."""
-    middlewares: list[Any] = [plain_errors]
-    if guard is not None:
-        middlewares.append(_peer_marker(guard))
-    app = web.Application(client_max_size=64 * 1024, middlewares=middlewares)
-    app.on_response_prepare.append(_strip_banner)
-    app.add_subapp(PREFIX.rstrip("/"), peer_app)
-    if status_app is not None:
-        app.add_subapp(STATUS_PREFIX.rstrip("/"), status_app)
-    for prefix, sub in extra_apps:
-        app.add_subapp(prefix, sub)
-    if hook is not None:
-        hook(app)
-    return app
 
 
 def _local_url(bind: str, port: int) -> str:

@@ -22,12 +22,13 @@ connection, marked by ``mark_peer``); aiohttp's own keep-alive timer is only a b
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -57,6 +58,23 @@ REASONS = {
     504: "Timeout",
 }
 _KEPT_HEADERS = ("Allow", "Retry-After", "Location", "Content-Range")
+
+
+async def strip_banner(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp adds "Server: Python/x aiohttp/y" to every answer: a version banner that
+    # says what runs here. Nothing else needs it.
+    response.headers.popall("Server", None)
+
+
+def quiet_server() -> None:
+    """No banner and no logs, process-wide. aiohttp answers a malformed request itself,
+    before any application sees it (so on_response_prepare never runs): its default
+    Server value is emptied so that answer names no versions either. Its loggers would
+    print a traceback per malformed request and, at INFO, every request: a node keeps no
+    record of who asked for what."""
+    setattr(web_response, "SERVER_SOFTWARE", "")  # noqa: B010 (a Final constant to mypy)
+    for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web", "zeroconf"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def raise_descriptor_limit() -> int:
