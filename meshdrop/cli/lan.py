@@ -54,6 +54,16 @@ def _say(as_json: bool, urls: list[str], reader: bool) -> Emit:
     return say
 
 
+OPEN_PORT = 8470
+QUIET_PORT = 8080  # not meshdrop's own: a quiet node's reader looks like any web page
+MODE_WORDS = {
+    "open": "open: anyone on this network can see this node, list what it holds and fetch "
+    "it (for a public place; to sync only with people you know: meshdrop circle new NAME)",
+    "quiet": "quiet: syncing only with members of {circles}, encrypted; this node announces "
+    "nothing that names it (--open to serve everyone as well)",
+    "open+circles": "open (--open): anyone on this network can see this node, list what it "
+    "holds and fetch it; members of {circles} also reach it encrypted",
+}
 PEER_STATE_WORDS = {"introduced": "reached us (said hello first); pulling from it too"}
 
 
@@ -61,11 +71,14 @@ def describe(event: Event) -> str | None:
     """One line for a person, or None for events only scripts care about."""
     if event["event"] == "listening":
         urls = ", ".join(event["urls"])
+        api = f"peer API at {event['peer_api']}" if event["peer_api"] else "no open peer API"
         return (
-            f"listening on {urls} (peer API at {event['peer_api']}); "
+            f"listening on {urls} ({api}); "
             f"{plural(event['bundles'], 'bundle')} of "
             f"{plural(event['publishers'], 'trusted publisher')}"
         )
+    if event["event"] == "mode":
+        return MODE_WORDS[event["mode"]].format(circles=", ".join(event["circles"]))
     if event["event"] == "peer":
         state = PEER_STATE_WORDS.get(event["state"], event["state"])
         return f"peer {event['peer']}: {state}"
@@ -127,9 +140,9 @@ def describe(event: Event) -> str | None:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8470,
-    show_default=True,
-    help="TCP port (0 picks a free one).",
+    help="TCP port of the reader (and, in the open mesh, of the peer API); 0 picks a free "
+    "one. Default: 8470 for an open node, 8080 (a port countless devices serve web pages "
+    "on) for a quiet node in a circle.",
 )
 @click.option(
     "--peer",
@@ -142,6 +155,23 @@ def describe(event: Event) -> str | None:
     "--no-discovery",
     is_flag=True,
     help="Neither advertise this node nor look for others with mDNS (use --peer).",
+)
+@click.option(
+    "--open",
+    "open_mesh",
+    is_flag=True,
+    help="In a circle, also serve and announce the open peer API, to anyone on the "
+    "network (a library, a shelter). A node in no circle is always open.",
+)
+@click.option(
+    "--circle-port",
+    "circle_ports",
+    multiple=True,
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="The port of the listener for a circle, in 'circle ls' order (repeatable; "
+    "default: a new random port at each start). Fix one so that members can name this "
+    "node with --peer where multicast does not pass.",
 )
 @click.option(
     "--no-reader",
@@ -178,9 +208,11 @@ def describe(event: Event) -> str | None:
 def node(
     ctx: click.Context,
     bind: str | None,
-    port: int,
+    port: int | None,
     peers: tuple[str, ...],
     no_discovery: bool,
+    open_mesh: bool,
+    circle_ports: tuple[int, ...],
     no_reader: bool,
     name: str | None,
     reader_code: str | None,
@@ -199,9 +231,14 @@ def node(
     Prints where it listens and a line per sync. Bundles arrive only when every byte
     verified; an interrupted transfer resumes where it stopped, from any peer. It also
     runs the stick watcher (see 'meshdrop watch'): a stick with a courier folder that
-    appears under a watched folder is imported from, then topped up."""
+    appears under a watched folder is imported from, then topped up.
+
+    In a circle ('meshdrop circle'), the node is quiet: it syncs only with the circle's
+    members, over TLS, on a port of its own, and announces nothing that names it.
+    --open serves everyone as well."""
     from meshdrop.cli.courier import export_options
-    from meshdrop.transports.lan.node import Node, NodeConfig, parse_peer
+    from meshdrop.transports.lan.interfaces import parse_peer
+    from meshdrop.transports.lan.node import Node, NodeConfig
 
     home = home_path(ctx)
     code = checked_reader_code(reader_code)
@@ -209,6 +246,11 @@ def node(
         from meshdrop.errors import UsageError
 
         raise UsageError("--reader-code (or MESHDROP_READER_CODE) has no use with --no-reader")
+    from meshdrop.store.circles import CircleStore
+
+    book = CircleStore(home).load()
+    book.require_intact()  # a damaged circle file must not turn a quiet node open
+    circles = tuple(stored.circle for stored in book.circles)
     background: tuple[Callable[[], Awaitable[None]], ...] = ()
     if not no_watch:
         options = export_options((), (), stick_max_bytes, stick_reserve, None, False)
@@ -216,10 +258,13 @@ def node(
     config = NodeConfig(
         home=home,
         bind=None if bind is None else _check_bind(bind),
-        port=port,
+        port=port if port is not None else QUIET_PORT if circles and not open_mesh else OPEN_PORT,
         peers=tuple(parse_peer(p) for p in peers),
         discovery=not no_discovery,
         background=background,
+        circles=circles,
+        circle_ports=circle_ports,
+        open_mesh=open_mesh,
     )
     urls: list[str] = []
     hook = None if no_reader else _reader_hook(home, urls, name, code)
@@ -343,6 +388,8 @@ def _print_status(info: dict[str, Any]) -> None:
         f"served        {served['requests']} requests, {served['chunks']} chunks, "
         f"{human_size(served['bytes'])}"
     )
+    for circle, port in (info.get("circles") or {}).items():
+        click.echo(f"circle        {circle}: members only, TLS on port {port} ({info['mode']})")
     conns = info.get("connections") or {}
     if conns:
         click.echo(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import hmac
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ _SLOT_BUNDLE = b"meshdrop/v1/slot-bundle\0"
 _SLOT_PUBLISHER = b"meshdrop/v1/slot-publisher\0"
 _SLOT_PARTIAL = b"meshdrop/v1/slot-partial\0"
 _MARK = b"meshdrop/v1/inventory-entry\0"
+_ADVERTISED = b"meshdrop/v1/advertised-digest\0"
+SALT_BYTES = 32
 
 
 def bundle_slot(publisher: bytes, name: str) -> bytes:
@@ -245,3 +248,11 @@ def trust_digest(chains: Iterable[tuple[bytes, int]]) -> bytes:
     for publisher, version in sorted(chains):
         h.update(publisher + version.to_bytes(8, "big"))
     return h.digest()[:MARK_BYTES]
+
+
+def advertised_digest(salt: bytes, digest: bytes) -> bytes:
+    """What a node tells others of its inventory digest (TXT ``d=``, hello): HMAC-SHA256
+    of it under a random ``salt`` of this start, MARK_BYTES long. It changes when the
+    inventory does, and says nothing else: no one can compute it from publisher files
+    and bundles, compare it with another node's, or match two starts of one node."""
+    return hmac.new(salt, _ADVERTISED + digest, hashlib.sha256).digest()[:MARK_BYTES]

@@ -104,16 +104,18 @@ class ChunkStore:
         os.close(fd)
         return Path(temp)
 
-    def publish(self, temps: Iterable[Path]) -> set[Path]:
+    def publish(self, temps: Iterable[Path], cached: bool = False) -> set[Path]:
         """Make a batch of temp chunk files durable with one file-system sync, then give
         them their names. Far cheaper than a sync per chunk for big bundles; the caller
-        syncs the folders (``sync_folders``) before relying on the names."""
+        syncs the folders (``sync_folders``) before relying on the names. ``cached``:
+        keep their pages (small bundles about to be committed, which reads them back)."""
         temps = list(temps)
         syncfs(self.root)
         folders = set()
         for temp in temps:
             path = os.fspath(temp)
-            drop_cached(path)  # a batch is streamed through, not kept in memory
+            if not cached:
+                drop_cached(path)  # a batch is streamed through, not kept in memory
             folder, _, name = path.rpartition("/")
             os.replace(path, f"{folder}/{name.rsplit('-', 1)[1]}")  # noqa: PTH105 (per chunk)
             folders.add(folder)

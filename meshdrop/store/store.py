@@ -242,11 +242,11 @@ class Store(Publishers, Catalog):
         except OSError as exc:
             raise StoreError(os_error_message(exc, "storing a chunk")) from exc
 
-    def publish_chunks(self, temps: Iterable[Path]) -> set[Path]:
+    def publish_chunks(self, temps: Iterable[Path], cached: bool = False) -> set[Path]:
         """One file-system sync for a batch of staged chunks, then their names. Returns
-        the folders to pass to commit."""
+        the folders to pass to commit. ``cached``: see ``ChunkStore.publish``."""
         try:
-            folders = self.chunks.publish(temps)
+            folders = self.chunks.publish(temps, cached)
         except OSError as exc:
             raise StoreError(os_error_message(exc, "storing chunks")) from exc
         crash_point("after-chunk")

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lankit import read_tree
 
 from conftest import Publisher, make_publisher, meshdrop_in_process, pack, write_tree
+from meshdrop.core import codec
 from meshdrop.core.bundle import Envelope, parse_envelope
 from meshdrop.core.inventory import Entry, Inventory
 from meshdrop.core.keys import Domain, public_bytes, sign
@@ -37,16 +38,23 @@ from meshdrop.transports.lan.protocol import Hello, InventoryResponse
 WAIT = 30.0
 FAST = ClientLimits(connect_timeout=1.0, read_timeout=1.0, min_rate=256 * 1024, min_time=1.0)
 FILES = {"index.html": b"<p>the real thing</p>", "media.bin": os.urandom(3 * CHUNK_SIZE + 7)}
+# A small bundle (transfer.py's SMALL_BUNDLE_BYTES): its envelope and its three chunks of
+# different sizes are asked for in batches (PROTOCOL 3.8, 3.9).
+SMALL_FILES = {"index.html": b"<p>small</p>", "a.txt": os.urandom(5000), "b.txt": os.urandom(7)}
 
 
 @dataclass
 class Offer:
-    """What a hostile peer offers: inventory entries, envelopes and chunks by digest."""
+    """What a hostile peer offers: the publishers it says it holds, inventory entries,
+    envelopes and chunks by digest; and every request it was sent (``received``: the
+    path with its query, then the body)."""
 
     entries: list[Entry]
     envelopes: dict[bytes, bytes]
     chunks: dict[bytes, bytes]
+    publishers: list[bytes] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    received: list[bytes] = field(default_factory=list)
 
 
 def offer_of(home: Path) -> Offer:
@@ -69,7 +77,7 @@ def offer_of(home: Path) -> Offer:
                 assert data is not None
                 chunks[ref.digest] = data
     bundles = [e for e in entries if e.digest in envelopes]
-    return Offer(bundles, envelopes, chunks)
+    return Offer(bundles, envelopes, chunks, sorted({e.publisher for e in entries}))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -90,9 +98,12 @@ class HostilePeer:
         app[OFFER] = self.offer
         for name, method, path in (
             ("hello", "GET", "/peer/v1/hello"),
+            ("publishers", "GET", "/peer/v1/publishers"),
             ("inventory", "POST", "/peer/v1/inventory"),
             ("envelope", "GET", "/peer/v1/envelope/{digest}"),
             ("chunk", "GET", "/peer/v1/chunk/{digest}"),
+            ("envelopes", "POST", "/peer/v1/envelopes"),
+            ("chunks", "POST", "/peer/v1/chunks"),
         ):
             handler = self.bad.get(name) or getattr(self, name)
             app.router.add_route(method, path, self._counting(name, handler))
@@ -105,6 +116,7 @@ class HostilePeer:
     def _counting(self, name: str, handler: Handler) -> Handler:
         async def counted(request: web.Request) -> web.StreamResponse:
             self.offer.requests.append(name)
+            self.offer.received.append(request.path_qs.encode() + b"\n" + await request.read())
             return await handler(request)
 
         return counted
@@ -116,6 +128,10 @@ class HostilePeer:
     async def hello(self, request: web.Request) -> web.Response:
         hello = Hello(protocol.PROTOCOL_VERSION, os.urandom(8), b"hostile!")
         return web.Response(body=protocol.encode_hello(hello))
+
+    async def publishers(self, request: web.Request) -> web.Response:
+        body = protocol.encode_held_publishers(os.urandom(16), self.offer.publishers)
+        return web.Response(body=body)
 
     async def inventory(self, request: web.Request) -> web.Response:
         asked = protocol.parse_inventory_request(await request.read())
@@ -136,6 +152,23 @@ class HostilePeer:
         if data is None:
             raise web.HTTPNotFound()
         return web.Response(body=data)
+
+    async def envelopes(self, request: web.Request) -> web.Response:
+        asked = protocol.parse_digests(await request.read(), protocol.MAX_BATCH_ENVELOPES, "")
+        found = [self.offer.envelopes.get(digest) for digest in asked]
+        return web.Response(body=protocol.encode_envelope_batch(found))
+
+    async def chunks(self, request: web.Request) -> web.Response:
+        return web.Response(body=b"".join(await asked_chunks(request)))
+
+
+async def asked_chunks(request: web.Request) -> list[bytes]:
+    """The chunks a batch request asks for, in order (404 if one is not offered)."""
+    asked = protocol.parse_digests(await request.read(), protocol.MAX_BATCH_CHUNKS, "")
+    offered = request.app[OFFER].chunks
+    if any(digest not in offered for digest in asked):
+        raise web.HTTPNotFound()
+    return [offered[digest] for digest in asked]
 
 
 class SilentPeer:
@@ -205,6 +238,36 @@ async def malformed_inventory(request: web.Request) -> web.Response:
     return web.Response(body=b"\x82\xa5nodes\xc1\xa5scope\x90")
 
 
+async def batch_of_wrong_bytes(request: web.Request) -> web.Response:
+    """Each chunk the right size, with the wrong bytes."""
+    return web.Response(body=b"".join(os.urandom(len(c)) for c in await asked_chunks(request)))
+
+
+async def batch_one_byte_short(request: web.Request) -> web.Response:
+    return web.Response(body=b"".join(await asked_chunks(request))[:-1])
+
+
+async def batch_one_byte_long(request: web.Request) -> web.Response:
+    return web.Response(body=b"".join(await asked_chunks(request)) + b"x")
+
+
+async def batch_reordered(request: web.Request) -> web.Response:
+    """The right chunks, the right total length, in the reverse order."""
+    return web.Response(body=b"".join(reversed(await asked_chunks(request))))
+
+
+async def envelopes_beyond_those_asked(request: web.Request) -> web.Response:
+    found = list(request.app[OFFER].envelopes.values())
+    return web.Response(body=protocol.encode_envelope_batch(found * 2))
+
+
+async def unsorted_publishers(request: web.Request) -> web.Response:
+    """Every publisher the peer holds, twice: tags repeated (and so out of order)."""
+    nonce = os.urandom(16)
+    tags = sorted(protocol.publisher_tag(nonce, p) for p in request.app[OFFER].publishers)
+    return web.Response(body=codec.pack({"nonce": nonce, "tags": b"".join(tags * 2)}))
+
+
 # The scenario
 
 
@@ -215,6 +278,7 @@ class Case:
     offer: str = "honest"  # "resigned": signed by another key; "stranger": another publisher
     expect: Callable[[Event], bool] = lambda e: False
     penalised: bool = True
+    small: bool = False  # a small bundle (SMALL_FILES): fetched in batches
 
 
 def bad_peer(event: Event) -> bool:
@@ -239,6 +303,17 @@ CASES = [
         penalised=False,
     ),
     Case("a malformed inventory", {"inventory": malformed_inventory}, expect=bad_peer),
+    Case("a malformed list of publishers", {"publishers": unsorted_publishers}, expect=bad_peer),
+    Case("a batch of wrong bytes", {"chunks": batch_of_wrong_bytes}, expect=bad_peer, small=True),
+    Case("a batch one byte short", {"chunks": batch_one_byte_short}, expect=bad_peer, small=True),
+    Case("a batch one byte long", {"chunks": batch_one_byte_long}, expect=bad_peer, small=True),
+    Case("a batch reordered", {"chunks": batch_reordered}, expect=bad_peer, small=True),
+    Case(
+        "a batch of envelopes beyond those asked",
+        {"envelopes": envelopes_beyond_those_asked},
+        expect=bad_peer,
+        small=True,
+    ),
 ]
 
 
@@ -263,20 +338,22 @@ async def answers_hello(port: int) -> bool:
 def prepare(case: Case, tmp: Path, publisher: Publisher) -> Offer:
     """Set-up, in process before any event loop runs: the honest peer's store (tmp/honest),
     the node's trust (tmp/node), and what the hostile peer will offer."""
-    bundle = pack(publisher, write_tree(tmp / "src", FILES), tmp / "news.mdrop", "news")
+    files = SMALL_FILES if case.small else FILES
+    bundle = pack(publisher, write_tree(tmp / "src", files), tmp / "news.mdrop", "news")
     honest_home = tmp / "honest"
     meshdrop_in_process("--home", honest_home, "trust", "add", "--yes", publisher.pub, check=True)
     meshdrop_in_process("--home", honest_home, "import", "--quiet", bundle, check=True)
     meshdrop_in_process("--home", tmp / "node", "trust", "add", "--yes", publisher.pub, check=True)
     if case.offer == "stranger":
         stranger = make_publisher(tmp / "stranger", "Stranger")
-        forged = pack(stranger, write_tree(tmp / "s", FILES), tmp / "f.mdrop", "news")
+        forged = pack(stranger, write_tree(tmp / "s", files), tmp / "f.mdrop", "news")
         stranger_home = tmp / "stranger-home"
         meshdrop_in_process(
             "--home", stranger_home, "trust", "add", "--yes", stranger.pub, check=True
         )
         meshdrop_in_process("--home", stranger_home, "import", "--quiet", forged, check=True)
         offer = offer_of(stranger_home)
+        offer.publishers = offer_of(honest_home).publishers  # it says it holds the real one
     else:
         offer = offer_of(honest_home)
     if case.offer == "resigned":
@@ -333,6 +410,7 @@ async def scenario(case: Case, tmp: Path, offer: Offer) -> None:
         assert await answers_hello(node.port)
         assert await asyncio.to_thread(listed, home) == []
         assert any(bad_peer(e) for e in events) == case.penalised, events
+        assert not case.small or set(case.bad) <= set(offer.requests)  # the batch was asked
         # Phase 2: an honest peer too. The bundle arrives, verified.
         assert node.engine is not None
         node.engine.book.add_manual(("127.0.0.1", honest.port))
@@ -352,4 +430,4 @@ def test_hostile_peer(case: Case, tmp_path: Path, publisher: Publisher) -> None:
     asyncio.run(scenario(case, tmp_path, offer))
     out = tmp_path / "out"
     meshdrop_in_process("--home", tmp_path / "node", "get", "news", "-o", out, check=True)
-    assert read_tree(out) == FILES
+    assert read_tree(out) == (SMALL_FILES if case.small else FILES)

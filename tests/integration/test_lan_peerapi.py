@@ -17,11 +17,13 @@ import pytest
 from aiohttp import web
 
 from conftest import FIXED_CREATED, Publisher, meshdrop_in_process, pack, run_meshdrop, write_tree
+from meshdrop.core import codec
 from meshdrop.core.inventory import publisher_slot
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
 from meshdrop.store.inventory import PeerView
 from meshdrop.store.store import Store
+from meshdrop.transports.lan import protocol
 from meshdrop.transports.lan.node import AppHook, ExtraApps, Node, NodeConfig
 
 FILES = {"a.txt": b"hello", "b.bin": bytes(range(256)) * (CHUNK_SIZE // 128)}
@@ -104,6 +106,37 @@ def test_request_bodies_are_capped(holder: Path) -> None:
             return status
 
     assert asyncio.run(scenario()) == 413
+
+
+def test_batches_answer_what_is_served_and_refuse_the_rest(holder: Path) -> None:
+    """POST envelopes and chunks (PROTOCOL 3.8, 3.9): the envelope of a visible bundle
+    and nil for an unknown hash; the chunks back to back in the order asked; 404 for a
+    batch naming a chunk not served; 400 for a malformed request; 413 over the cap."""
+    [manifest], chunks = digests_of(holder)
+    ordered = sorted(chunks)
+    with Store(holder) as store:
+        expected = b"".join(store.chunks.read(d) or b"" for d in reversed(ordered))
+        envelope = PeerView(store).envelope(manifest)
+    unknown = bytes(32)
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        async with running(holder) as (_, base):
+            answers = []
+            for path, body in (
+                ("envelopes", protocol.encode_digests([manifest, unknown])),
+                ("chunks", protocol.encode_digests(list(reversed(ordered)))),
+                ("chunks", protocol.encode_digests([*ordered, unknown])),
+                ("chunks", codec.pack([manifest[:31]])),
+                ("envelopes", bytes(protocol.MAX_BATCH_REQUEST_BYTES + 1)),
+            ):
+                status, _, answer = await post(f"{base}/peer/v1/{path}", body)
+                answers.append((status, answer))
+            return answers
+
+    envelopes, batch, missing, malformed, oversized = asyncio.run(scenario())
+    assert envelopes == (200, protocol.encode_envelope_batch([envelope, None]))
+    assert batch == (200, expected)
+    assert [missing[0], malformed[0], oversized[0]] == [404, 400, 413]
 
 
 def test_it_serves_a_visible_bundle_and_nothing_of_a_partial_one(

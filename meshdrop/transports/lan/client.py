@@ -17,6 +17,7 @@ a buffer of the caller's (``chunk_into``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from meshdrop.core.bundle import MAX_ENVELOPE_BYTES
 from meshdrop.core.holdings import bitmap_bytes
@@ -30,16 +31,25 @@ from meshdrop.transports.lan.errors import (
     PeerNotFound,
     PeerUnreachable,
 )
-from meshdrop.transports.lan.protocol import Address, Hello, InventoryRequest, InventoryResponse
-from meshdrop.transports.lan.wire import ClientLimits, Pool, request_bytes
+from meshdrop.transports.lan.protocol import (
+    Address,
+    HeldPublishers,
+    Hello,
+    InventoryRequest,
+    InventoryResponse,
+)
+from meshdrop.transports.lan.wire import ClientLimits, Pool, TLSFor, no_tls, request_bytes
 
 MAX_PUBLISHER_FILE_BYTES = 16 * 1024 * 1024
 
 
 class PeerClient:
-    def __init__(self, limits: ClientLimits, local_host: str | None = None) -> None:
+    def __init__(
+        self, limits: ClientLimits, local_host: str | None = None, tls: TLSFor = no_tls
+    ) -> None:
         self.limits = limits
         self.local_host = local_host
+        self.tls = tls  # the TLS context to call an address with (circles), None: plain
         self._pool: Pool | None = None
         self._total = asyncio.Semaphore(limits.total)
         self._per_peer: dict[Address, asyncio.Semaphore] = {}
@@ -47,7 +57,7 @@ class PeerClient:
         self.bytes_received = 0
 
     async def start(self) -> None:
-        self._pool = Pool(self.limits, self.local_host)
+        self._pool = Pool(self.limits, self.local_host, self.tls)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -146,6 +156,15 @@ class PeerClient:
         except (FormatError, TypeError, ValueError) as exc:
             raise PeerMisbehaved(str(exc)) from exc
 
+    async def held_publishers(self, address: Address) -> HeldPublishers:
+        """Which publishers the peer holds, blinded (protocol.HeldPublishers)."""
+        path = "publishers"
+        data = bytes(await self._fetch(address, path, protocol.MAX_HELD_RESPONSE_BYTES))
+        try:
+            return protocol.parse_held_publishers(data)
+        except (FormatError, TypeError, ValueError) as exc:
+            raise PeerMisbehaved(str(exc)) from exc
+
     async def inventory(self, address: Address, request: InventoryRequest) -> InventoryResponse:
         body = protocol.encode_inventory_request(request)
         data = bytes(
@@ -162,6 +181,29 @@ class PeerClient:
         """The envelope as sent (not yet checked); its size is taken from ``hold``."""
         path = f"envelope/{manifest_hash.hex()}"
         return bytes(await self._fetch(address, path, MAX_ENVELOPE_BYTES, hold=hold))
+
+    async def envelopes(
+        self, address: Address, manifest_hashes: Sequence[bytes], hold: Hold
+    ) -> list[bytes | None]:
+        """Several envelopes as sent (not yet checked), in the order asked: None for one
+        the peer does not serve, and the list cut short where the rest did not fit in
+        its answer (3.8). The answer's size is taken from ``hold``."""
+        body = protocol.encode_digests(manifest_hashes)
+        limit = protocol.MAX_BATCH_ENVELOPE_BYTES + 1024
+        data = bytes(await self._fetch(address, "envelopes", limit, body=body, hold=hold))
+        try:
+            return await asyncio.to_thread(
+                protocol.parse_envelope_batch, data, len(manifest_hashes)
+            )
+        except (FormatError, TypeError, ValueError) as exc:
+            raise PeerMisbehaved(str(exc)) from exc
+
+    async def chunks(self, address: Address, refs: Sequence[ChunkRef]) -> memoryview:
+        """Several chunks' bytes as sent (not yet verified), back to back: exactly the sum
+        of their signed sizes, or PeerMisbehaved before a byte of the body is read (3.9)."""
+        into = memoryview(bytearray(sum(ref.size for ref in refs)))
+        body = protocol.encode_digests(ref.digest for ref in refs)
+        return await self._fetch(address, "chunks", len(into), into=into, body=body)
 
     async def chunk_into(self, address: Address, ref: ChunkRef, buffer: memoryview) -> memoryview:
         """The chunk's bytes as sent (not yet verified), received into ``buffer``; the

@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from meshdrop.core.bundle import Envelope, parse_envelope
-from meshdrop.core.inventory import Entry, Reconciler, decide_wants, offered_slot
-from meshdrop.core.keys import Domain, verify
+from meshdrop.core.inventory import Entry, Reconciler, decide_wants
 from meshdrop.core.trust import PublisherState
-from meshdrop.core.verify import VerifiedManifest, signing_publishers
-from meshdrop.errors import (
-    FormatError,
-    MeshdropError,
-    RollbackError,
-    SignatureError,
-    StoreError,
-    TrustError,
-)
-from meshdrop.store.models import ImportResult, Outcome
+from meshdrop.core.verify import VerifiedManifest
+from meshdrop.errors import MeshdropError, StoreError
+from meshdrop.store.models import Outcome
 from meshdrop.store.store import IngestHold
-from meshdrop.transports.lan.buffers import ByteBudget, ChunkBuffers, Hold
+from meshdrop.transports.lan.batches import ChunkBatcher, EnvelopeBatcher
+from meshdrop.transports.lan.buffers import ByteBudget, ChunkBuffers
 from meshdrop.transports.lan.client import PeerClient
 from meshdrop.transports.lan.errors import PeerMisbehaved, PeerUnreachable
 from meshdrop.transports.lan.events import (
@@ -41,43 +31,18 @@ from meshdrop.transports.lan.events import (
     BundleEvent,
     Emit,
     ErrorEvent,
-    PublisherEvent,
     RefusedEvent,
     SyncEvent,
-    emit_withdrawals,
 )
 from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.liveness import Liveness, peer_status
+from meshdrop.transports.lan.offers import SyncOutcome, accept_envelope, fetch_publisher
 from meshdrop.transports.lan.peers import SYNC_OFFENCE, Peer, PeerBook, Refusals, Verdict
-from meshdrop.transports.lan.protocol import MAX_SCOPE, InventoryRequest
+from meshdrop.transports.lan.protocol import MAX_SCOPE, Address, InventoryRequest
 from meshdrop.transports.lan.storeio import StoreIO
 from meshdrop.transports.lan.transfer import SyncLimits, Totals, Transfer
 
 T = TypeVar("T")
-
-
-def forged(envelope: Envelope, states: Mapping[bytes, PublisherState]) -> bool:
-    """Whether a refused envelope is one no honest peer could hold: of a publisher not
-    asked about, with a bad signature, or signed by a key its own chain does not
-    delegate. (An expired bundle, or one a newer record revoked, is no one's fault.)"""
-    try:
-        if not signing_publishers(envelope, states):
-            return True
-        return not verify(
-            envelope.signer, envelope.signature, Domain.MANIFEST, envelope.manifest_bytes
-        )
-    except MeshdropError:
-        return True
-
-
-@dataclass
-class SyncOutcome:
-    complete: bool = True
-    bundles: int = 0
-    publishers: int = 0
-    refused: int = 0
-    bytes: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class SyncEngine:
@@ -98,10 +63,11 @@ class SyncEngine:
         self.envelope_budget = ByteBudget(limits.envelope_bytes)
         self.committer = GroupCommit(storeio, self.keep_task)
         self.transfers: dict[bytes, Transfer] = {}
+        self._batchers: dict[Address, tuple[EnvelopeBatcher, ChunkBatcher]] = {}
         self.holds: dict[bytes, IngestHold] = {}  # each transfer's hold of the ingest lock
         self.refusals = Refusals()
         self.totals = Totals()
-        self.own_digest = b""
+        self.own_digest = b""  # as advertised (salted): never equal to a peer's
         self.trust_digest = b""
         self._wake = asyncio.Event()
         self.liveness = Liveness(client, book, emit, self.wake)
@@ -131,8 +97,9 @@ class SyncEngine:
             snap = await self.storeio.snapshot()
             if snap.trust_digest != self.trust_digest:
                 self.refusals.clear()
-            changed = bool(self.own_digest) and snap.inventory.digest != self.own_digest
-            self.own_digest, self.trust_digest = snap.inventory.digest, snap.trust_digest
+            advertised = self.storeio.advertised_digest(snap.inventory)
+            changed = bool(self.own_digest) and advertised != self.own_digest
+            self.own_digest, self.trust_digest = advertised, snap.trust_digest
             now = time.monotonic()
             self.liveness.run_due(now, self.own_digest, changed)
             for peer in self.book.due_syncs(now, self.own_digest, self.trust_digest):
@@ -164,6 +131,9 @@ class SyncEngine:
         for hold in self.holds.values():
             hold.release()
         self.holds.clear()
+        for batchers in self._batchers.values():
+            for batcher in batchers:
+                await batcher.close()
 
     def penalise(self, peer: Peer, reason: str) -> None:
         """A bad answer. Those of one transfer in one sync (the worker calling this is one
@@ -229,7 +199,10 @@ class SyncEngine:
         if address is None:
             raise PeerUnreachable(f"peer {peer.label} has no working address")
         snap = await self.storeio.snapshot()
-        scope = tuple(sorted(snap.states))[:MAX_SCOPE]
+        # Asked of every peer, even by a node that trusts no one: the question says nothing.
+        held = await self.client.held_publishers(address)
+        # Only what both trust is named to the peer: one that holds nothing learns nothing.
+        scope = (await asyncio.to_thread(held.of, snap.states))[:MAX_SCOPE]
         if not scope:
             return
         walk = Reconciler(snap.inventory)
@@ -245,15 +218,16 @@ class SyncEngine:
             self.refusals.current(time.monotonic()),
         )
         for publisher, entry in wants.publishers:
-            await self._fetch_publisher(peer, address, publisher, entry, outcome)
-        slots = asyncio.Semaphore(self.limits.bundles_per_peer)
+            await fetch_publisher(self, peer, address, publisher, entry, outcome)
+        slots = asyncio.Semaphore(self.limits.small_bundles_per_peer)
+        big = asyncio.Semaphore(self.limits.bundles_per_peer)  # of those, not small ones
         # Fewer envelopes at once than bundles: an envelope may be 24 MiB of whatever the
         # peer sends until it is checked; an accepted one is a trusted publisher's.
         envelopes = asyncio.Semaphore(self.limits.envelopes_per_peer)
 
         async def one(entry: Entry) -> None:
             async with slots:
-                await self._fetch_bundle(peer, entry, snap.states, outcome, envelopes)
+                await self._fetch_bundle(peer, entry, snap.states, outcome, envelopes, big)
 
         results = await asyncio.gather(*(one(e) for e in wants.bundles), return_exceptions=True)
         for result in results:
@@ -266,40 +240,6 @@ class SyncEngine:
             elif isinstance(result, BaseException):
                 raise result
 
-    async def _fetch_publisher(
-        self,
-        peer: Peer,
-        address: tuple[str, int],
-        publisher: bytes,
-        entry: Entry,
-        outcome: SyncOutcome,
-    ) -> None:
-        data = await self.client.publisher_file(address, publisher)
-        if hashlib.sha256(data).digest() != entry.digest:
-            raise PeerMisbehaved(f"peer {peer.label} sent another publisher file than it listed")
-        try:
-            result = await self.storeio.update_publisher(
-                data, f"a publisher file from {peer.label}"
-            )
-        except MeshdropError as exc:
-            self.refused(entry.digest, peer, str(exc))
-            outcome.refused += 1
-            if isinstance(exc, (FormatError, SignatureError, TrustError)):
-                self.penalise(peer, str(exc))
-            return
-        if result.outcome is Outcome.PUBLISHER_UPDATED:
-            outcome.publishers += 1
-            self.totals.publishers += 1
-            self.emit(
-                PublisherEvent(
-                    event="publisher",
-                    peer=peer.label,
-                    publisher=result.publisher,
-                    version=result.version,
-                )
-            )
-            emit_withdrawals(self.emit, result.withdrawn, peer.label)
-
     async def _fetch_bundle(
         self,
         peer: Peer,
@@ -307,11 +247,11 @@ class SyncEngine:
         states: Mapping[bytes, PublisherState],
         outcome: SyncOutcome,
         envelopes: asyncio.Semaphore,
+        big: asyncio.Semaphore,
     ) -> None:
         transfer = self.transfers.get(entry.digest)
         if transfer is None:
-            async with envelopes, self.envelope_budget.hold() as hold:
-                verified = await self._accept_envelope(peer, entry, states, outcome, hold)
+            verified = await self._envelope(peer, entry, states, outcome, envelopes)
             if verified is None:
                 return
             # Held until the transfer ends, as every ingest holds it: fsck --repair waits.
@@ -335,8 +275,9 @@ class SyncEngine:
             finally:
                 if self.holds.get(entry.digest) is not ingest:
                     ingest.release()
-        transfer.add_source(peer, entry.partial)
-        result = await asyncio.shield(transfer.result)
+        async with contextlib.nullcontext() if transfer.small else big:
+            transfer.add_source(peer, entry.partial)
+            result = await asyncio.shield(transfer.result)
         outcome.bytes += transfer.bytes_from.get(peer.key, 0)
         if result is None:
             if not transfer.drained(peer):
@@ -365,46 +306,33 @@ class SyncEngine:
                     )
                 )
 
-    async def _accept_envelope(
+    async def _envelope(
         self,
         peer: Peer,
         entry: Entry,
         states: Mapping[bytes, PublisherState],
         outcome: SyncOutcome,
-        hold: Hold,
+        envelopes: asyncio.Semaphore,
     ) -> VerifiedManifest | None:
+        """``entry``'s envelope, checked (offers.py): asked for in a batch with the other
+        bundles' (batches.py), or alone if it did not fit in one."""
         assert peer.address is not None
-        data = await self.client.envelope(peer.address, entry.digest, hold)
-        try:
-            envelope = await asyncio.to_thread(
-                parse_envelope, data, f"an envelope from {peer.label}"
-            )
-        except (FormatError, TypeError, ValueError) as exc:
-            raise PeerMisbehaved(str(exc)) from exc
-        if hashlib.sha256(envelope.manifest_bytes).digest() != entry.digest:
-            raise PeerMisbehaved(f"peer {peer.label} sent another envelope than it listed")
-        try:
-            accepted = await self.storeio.accept(envelope)
-        except (FormatError, SignatureError, TrustError, RollbackError) as exc:
-            outcome.refused += 1
-            if not isinstance(exc, RollbackError) and await asyncio.to_thread(
-                forged, envelope, states
-            ):
-                # The peer's fault, not the manifest's: an honest peer may offer the same
-                # manifest hash with a good envelope, so nothing is remembered about it.
-                self.penalise(peer, str(exc))
-            else:
-                self.refused(entry.digest, peer, str(exc))
-            return None
-        if isinstance(accepted, ImportResult):
-            return None
-        m = accepted.manifest
-        slot = offered_slot(m.publisher, m.name, entry.partial)
-        if slot != entry.slot or m.version != entry.version:
-            raise PeerMisbehaved(
-                f"peer {peer.label} listed a bundle under another name or version than its own"
-            )
-        return accepted
+        data = await self.batchers(peer.address)[0].envelope(entry.digest)
+        if data is not None:
+            return await accept_envelope(self, peer, entry, states, outcome, data)
+        async with envelopes, self.envelope_budget.hold() as hold:
+            data = await self.client.envelope(peer.address, entry.digest, hold)
+            return await accept_envelope(self, peer, entry, states, outcome, data)
+
+    def batchers(self, address: Address) -> tuple[EnvelopeBatcher, ChunkBatcher]:
+        """The batches of requests to the peer at ``address`` (batches.py)."""
+        found = self._batchers.get(address)
+        if found is None:
+            if len(self._batchers) > 256:  # forget idle peers'
+                self._batchers = {a: b for a, b in self._batchers.items() if b[0].busy}
+            envelopes = EnvelopeBatcher(self.client, address, self.envelope_budget)
+            found = self._batchers[address] = (envelopes, ChunkBatcher(self.client, address))
+        return found
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -30,6 +30,15 @@ class NoDiscoveryEvent(TypedDict):
     reason: str
 
 
+class ModeEvent(TypedDict):
+    """Who can see this node: "open" (no circle: anyone on the network), "quiet" (only
+    its circles' members), "open+circles" (--open: both). ``circles``: name -> port."""
+
+    event: Literal["mode"]
+    mode: Literal["open", "quiet", "open+circles"]
+    circles: dict[str, int]
+
+
 class PeerEvent(TypedDict):
     event: Literal["peer"]
     peer: str
@@ -119,6 +128,7 @@ Event = (
     ListeningEvent
     | AddressesEvent
     | NoDiscoveryEvent
+    | ModeEvent
     | PeerEvent
     | SyncEvent
     | BundleEvent

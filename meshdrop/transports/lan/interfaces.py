@@ -28,6 +28,9 @@ from dataclasses import dataclass
 
 import ifaddr
 
+from meshdrop.errors import UsageError
+from meshdrop.transports.lan.protocol import Address
+
 MDNS_GROUP = "224.0.0.251"
 _RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 _LINK_LOCAL4 = ipaddress.ip_network("169.254.0.0/16")
@@ -124,3 +127,19 @@ def multicast_source() -> str | None:
 def chosen_address() -> str | None:
     """This machine's address for the node now (see the module docstring)."""
     return choose_address(read_interfaces(), multicast_source())
+
+
+def parse_peer(text: str) -> Address:
+    """HOST:PORT or [IPv6]:PORT, HOST an IP address (never a name: no DNS lookups)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError as exc:
+        raise UsageError(
+            f"--peer {text!r} is not an IP address and port (like 192.168.1.20:8470)"
+        ) from exc
+    if not sep or not 0 < number < 65536:
+        raise UsageError(f"--peer {text!r} has no valid port")
+    return host, number

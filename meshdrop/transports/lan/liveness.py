@@ -70,6 +70,8 @@ class Liveness:
         self.node_id = b""
         self.port = 0
         self.bind = "127.0.0.1"
+        # The port a hello to an address introduces, when not ``port`` (a circle's).
+        self.port_for: Callable[[Address], int | None] = lambda _: None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def introduce(self, node_id: bytes, port: int, bind: str) -> None:
@@ -89,11 +91,12 @@ class Liveness:
             task.add_done_callback(self._tasks.discard)
 
     async def _probe(self, peer: Peer, own_digest: bytes) -> None:
-        query = ""
-        if self.port:
-            query = encode_query(Introduction(self.node_id, own_digest, self.port))
         try:
             for address in list(peer.addresses):
+                query = ""
+                port = self.port_for(address) or self.port  # a circle's listener, or ours
+                if port:
+                    query = encode_query(Introduction(self.node_id, own_digest, port))
                 try:
                     async with asyncio.timeout(self.book.timers.probe_timeout):
                         hello = await self.client.hello(address, query)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import os
 import secrets
@@ -28,8 +27,10 @@ from typing import Any
 
 from aiohttp import web
 
+from meshdrop.core.circles import Circle
 from meshdrop.errors import StoreError
 from meshdrop.fs import atomic_write
+from meshdrop.transports.lan.circlemesh import CircleMesh, clock_behind, mode_event
 from meshdrop.transports.lan.client import ClientLimits, PeerClient
 from meshdrop.transports.lan.discovery import Discovery, is_loopback, is_wildcard
 from meshdrop.transports.lan.engine import SyncEngine
@@ -64,6 +65,7 @@ from meshdrop.transports.lan.serverguard import (
 )
 from meshdrop.transports.lan.storeio import StoreIO
 from meshdrop.transports.lan.transfer import SyncLimits
+from meshdrop.transports.lan.wire import no_tls
 
 DEFAULT_PORT = 8470
 DIGEST_POLL = 1.0  # seconds between looks at whether the inventory changed
@@ -78,6 +80,12 @@ class NodeConfig:
     # address: only that one ("0.0.0.0" or "::": every interface, the owner's choice).
     bind: str | None = None
     port: int = DEFAULT_PORT
+    # The circles this node is in (store/circles.py). With any, the node is quiet: it
+    # syncs only with their members, over TLS, unless ``open_mesh`` (--open) keeps the
+    # open peer API and announcement too.
+    circles: tuple[Circle, ...] = ()
+    circle_ports: tuple[int, ...] = ()  # per circle; 0 or none: a new port at each start
+    open_mesh: bool = False
     peers: tuple[Address, ...] = ()
     discovery: bool = True
     client: ClientLimits = field(default_factory=ClientLimits)
@@ -112,6 +120,7 @@ class Node:
         self.client: PeerClient | None = None
         self.engine: SyncEngine | None = None
         self.discovery: Discovery | None = None
+        self.mesh: CircleMesh | None = None
         self.runner: web.AppRunner | None = None
         self.site: GuardedSite | None = None
         self.guard: ConnectionGuard | None = None
@@ -145,7 +154,9 @@ class Node:
             "pid": os.getpid(),
             "urls": self.urls,
             "uptime_seconds": round(time.time() - self.started),
-            "discovery": self.discovery is not None,
+            "discovery": self.discovery is not None or bool(self.mesh and self.mesh.discovery),
+            "mode": "quiet" if self.mesh is not None and self.mesh.quiet else "open",
+            "circles": self.mesh.ports() if self.mesh is not None else {},
             "connections": self.guard.status() if self.guard else {},
             "inventory": {
                 "entries": len(snap.inventory),
@@ -182,9 +193,9 @@ class Node:
             self.bind = await _choose_network()
         self.storeio = StoreIO(config.home)
         self.server = PeerServer(self.storeio, self.node_id, config.server)
-        app = make_node_app(
-            self.server.app(), self._status_app(), self.extra_apps, self.hook, self.guard
-        )
+        quiet = bool(config.circles) and not config.open_mesh
+        open_app = None if quiet else self.server.app()
+        app = make_node_app(open_app, self._status_app(), self.extra_apps, self.hook, guard)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await self.runner.setup()
         try:
@@ -194,19 +205,31 @@ class Node:
             await self.storeio.aclose()
             raise cannot_listen(format_address((self.bind, config.port)), exc) from exc
         self.port = int(self.runner.addresses[0][1])
+        if config.circles:
+            self.mesh = CircleMesh(config.circles, guard, quiet, self.server.app)
+            try:
+                await self.mesh.start(self.bind, config.circle_ports)
+            except OSError as exc:
+                await self.mesh.close()
+                await self.runner.cleanup()
+                await self.storeio.aclose()
+                raise cannot_listen(f"{self.bind} (a circle's port)", exc) from exc
         self.urls = self._advertised_urls()
         about = {"pid": os.getpid(), "url": _local_url(self.bind, self.port), "token": self.token}
         await asyncio.to_thread(
             atomic_write, self._node_file, json.dumps(about).encode(), mode=0o600
         )
         local = None if config.bind is None or is_wildcard(config.bind) else config.bind
-        self.client = PeerClient(config.client, local_host=local)
+        tls = self.mesh.tls_for if self.mesh is not None else no_tls
+        self.client = PeerClient(config.client, local_host=local, tls=tls)
         await self.client.start()
         book = PeerBook(self_ids={self.node_id}, timers=timers)
         for address in config.peers:
             book.add_manual(address)
         self.engine = SyncEngine(self.storeio, self.client, book, self.emit, config.sync)
         self.engine.liveness.introduce(self.node_id, self.port, self.bind)
+        if self.mesh is not None:
+            self.engine.liveness.port_for = self.mesh.port_for
         self.server.on_hello = self.engine.liveness.heard
         # What a killed node (or import) was still staging is of no use: its transfers
         # resume from the chunks it had named. Before this node stages anything itself.
@@ -220,15 +243,25 @@ class Node:
                 event="listening",
                 urls=self.urls,
                 port=self.port,
-                peer_api=PREFIX,
+                peer_api="" if quiet else PREFIX,  # none in the open: circles' own
                 bundles=len(snap.inventory) - len(snap.states),
                 publishers=len(snap.states),
             )
         )
-        if config.discovery:
+        self.emit(mode_event(self.mesh, quiet))
+        late = clock_behind(time.time(), snap.clock_floor) if self.mesh is not None else None
+        if late is not None:
+            self.emit(ErrorEvent(event="error", reason=late))
+        if self.mesh is not None:
+            self._tasks.append(asyncio.ensure_future(self.mesh.follow_epochs()))
+            if config.discovery:
+                await self._start_circle_discovery()
+                requery = self.engine.liveness.requery_while_alone(self._requery)
+                self._tasks.append(asyncio.ensure_future(requery))
+        if config.discovery and not quiet:
             discovery = self._discovery()
             try:
-                await discovery.start(snap.inventory.digest)
+                await discovery.start(self.storeio.advertised_digest(snap.inventory))
             except Exception as exc:  # no multicast here (a phone, a locked-down network)
                 await discovery.close()
                 self.emit(
@@ -264,12 +297,22 @@ class Node:
         await site.start()
         return site
 
+    async def _start_circle_discovery(self) -> None:
+        assert self.mesh is not None
+        try:
+            await self.mesh.discover(self.bind, self._found, self._gone)
+        except Exception as exc:  # no multicast here
+            reason = f"{type(exc).__name__}: {exc}"
+            self.emit(NoDiscoveryEvent(event="no-discovery", reason=reason))
+
     def _discovery(self) -> Discovery:
         return Discovery(self.bind, self.port, self._found, self._gone, self._addresses_changed)
 
     async def _requery(self) -> None:
         if self.discovery is not None:
             await self.discovery.requery()
+        if self.mesh is not None and self.mesh.discovery is not None:
+            await self.mesh.discovery.requery()
 
     async def _follow_network(self) -> None:
         """Without --bind: when the chosen network changes (another Wi-Fi, a new DHCP
@@ -290,13 +333,19 @@ class Node:
         if self.site is not None:
             await self.site.stop()
         self.site, self.bind = site, host
+        if self.mesh is not None:
+            await self.mesh.move(host)
+            if self.config.discovery:
+                await self._start_circle_discovery()
         self.engine.liveness.introduce(self.node_id, self.port, host)
-        if self.config.discovery:
+        quiet = self.mesh is not None and self.mesh.quiet
+        if self.config.discovery and not quiet:
             if self.discovery is not None:
                 await self.discovery.close()  # goodbye on the old network
             self.discovery = self._discovery()
             try:
-                await self.discovery.start((await self.storeio.snapshot()).inventory.digest)
+                snap = await self.storeio.snapshot()
+                await self.discovery.start(self.storeio.advertised_digest(snap.inventory))
             except Exception as exc:  # no multicast on the new network
                 await self.discovery.close()
                 self.discovery = None
@@ -344,7 +393,8 @@ class Node:
             if snap.inventory.digest != digest:
                 digest = snap.inventory.digest
                 if self.discovery is not None:
-                    await self.discovery.update_digest(digest)
+                    advertised = self.storeio.advertised_digest(snap.inventory)
+                    await self.discovery.update_digest(advertised)
                 self.engine.wake()
 
     async def stop(self) -> None:
@@ -358,6 +408,8 @@ class Node:
             await self.discovery.close()
         if self.engine is not None:
             await self.engine.close()
+        if self.mesh is not None:
+            await self.mesh.close()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.client is not None:
@@ -383,21 +435,3 @@ async def _choose_network() -> str:
     qualifies (no Wi-Fi yet): the node then moves when one appears."""
     chosen: str | None = await asyncio.to_thread(chosen_address)
     return chosen or NO_NETWORK
-
-
-def parse_peer(text: str) -> Address:
-    """HOST:PORT or [IPv6]:PORT, HOST an IP address (never a name: no DNS lookups)."""
-    from meshdrop.errors import UsageError
-
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError as exc:
-        raise UsageError(
-            f"--peer {text!r} is not an IP address and port (like 192.168.1.20:8470)"
-        ) from exc
-    if not sep or not 0 < number < 65536:
-        raise UsageError(f"--peer {text!r} has no valid port")
-    return host, number

@@ -34,20 +34,22 @@ def _peer_marker(guard: ConnectionGuard) -> Any:
 
 
 def make_node_app(
-    peer_app: web.Application,
+    peer_app: web.Application | None,
     status_app: web.Application | None = None,
     extra_apps: ExtraApps = (),
     hook: AppHook | None = None,
     guard: ConnectionGuard | None = None,
 ) -> web.Application:
-    """The one server's application: the peer API under /peer/v1/, the owner's status
-    under /node/, and whatever else (the reader) under its own prefixes or via ``hook``."""
+    """The one server's application: the peer API under /peer/v1/ (none in a quiet
+    node: its peers are served on circle listeners), the owner's status under /node/,
+    and whatever else (the reader) under its own prefixes or via ``hook``."""
     middlewares: list[Any] = [plain_errors]
     if guard is not None:
         middlewares.append(_peer_marker(guard))
     app = web.Application(client_max_size=64 * 1024, middlewares=middlewares)
     app.on_response_prepare.append(strip_banner)
-    app.add_subapp(PREFIX.rstrip("/"), peer_app)
+    if peer_app is not None:
+        app.add_subapp(PREFIX.rstrip("/"), peer_app)
     if status_app is not None:
         app.add_subapp(STATUS_PREFIX.rstrip("/"), status_app)
     for prefix, sub in extra_apps:

@@ -1,7 +1,8 @@
 """The peer API server: an aiohttp sub-application mounted at /peer/v1/ (docs/PROTOCOL.md).
 
-It answers only what a node may pass on (store/inventory.py): the inventory of visible
-bundles and trusted chains, their envelopes, their chunks and publisher files. Its own
+It answers only what a node may pass on (store/inventory.py): which publishers it holds
+(blinded: only a caller who knows a publisher's id can tell it is listed), the inventory
+of visible bundles and trusted chains, their envelopes, their chunks and publisher files. Its own
 limits: concurrent requests in all and per remote address (503 when full), request
 bodies capped, nothing compressed, no access log (what others fetched is not recorded).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,8 +78,11 @@ class PeerServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._limit])
         app.router.add_get("/hello", self.hello)
+        app.router.add_get("/publishers", self.publishers)
         app.router.add_post("/inventory", self.inventory)
         app.router.add_get("/envelope/{digest}", self.envelope)
+        app.router.add_post("/envelopes", self.envelopes)
+        app.router.add_post("/chunks", self.chunks)
         app.router.add_get("/chunk/{digest}", self.chunk)
         app.router.add_get("/have/{digest}", self.have)
         app.router.add_get("/publisher/{digest}", self.publisher)
@@ -134,9 +139,15 @@ class PeerServer:
         if intro is not None and self.on_hello is not None and request.remote:
             self.on_hello(request.remote, intro)
         snap = await self.storeio.snapshot()
-        body = protocol.encode_hello(
-            Hello(protocol.PROTOCOL_VERSION, snap.inventory.digest, self.node_id)
-        )
+        digest = self.storeio.advertised_digest(snap.inventory)
+        body = protocol.encode_hello(Hello(protocol.PROTOCOL_VERSION, digest, self.node_id))
+        return web.Response(body=body, content_type=MSGPACK)
+
+    async def publishers(self, request: web.Request) -> web.Response:
+        """The publishers this node holds, each blinded under a fresh nonce (3.7)."""
+        snap = await self.storeio.snapshot()
+        nonce = secrets.token_bytes(protocol.NONCE_BYTES)
+        body = await asyncio.to_thread(protocol.encode_held_publishers, nonce, snap.states)
         return web.Response(body=body, content_type=MSGPACK)
 
     async def inventory(self, request: web.Request) -> web.Response:
@@ -169,6 +180,32 @@ class PeerServer:
         self.stats.envelopes += 1
         self.stats.bytes_sent += len(data)
         return web.Response(body=data, content_type=OCTETS)
+
+    async def envelopes(self, request: web.Request) -> web.Response:
+        """Several envelopes at once (3.8), as many as fit in one answer."""
+        asked = await self._digests(request, protocol.MAX_BATCH_ENVELOPES, "envelopes")
+        found = await self.storeio.envelopes(asked, protocol.MAX_BATCH_ENVELOPE_BYTES)
+        body = protocol.encode_envelope_batch(found)
+        self.stats.envelopes += sum(1 for envelope in found if envelope is not None)
+        self.stats.bytes_sent += len(body)
+        return web.Response(body=body, content_type=MSGPACK)
+
+    async def chunks(self, request: web.Request) -> web.Response:
+        """Several chunks at once (3.9), back to back, or 404 if any is not served."""
+        asked = await self._digests(request, protocol.MAX_BATCH_CHUNKS, "chunks")
+        data = await self.storeio.visible_chunks(asked, protocol.MAX_BATCH_CHUNK_BYTES)
+        if data is None:
+            raise web.HTTPNotFound()
+        self.stats.chunks += len(asked)
+        self.stats.bytes_sent += len(data)
+        return web.Response(body=data, content_type=OCTETS)
+
+    async def _digests(self, request: web.Request, max_items: int, what: str) -> tuple[bytes, ...]:
+        body = await self._body(request, protocol.MAX_BATCH_REQUEST_BYTES)
+        try:
+            return protocol.parse_digests(body, max_items, f"a request for {what}")
+        except (FormatError, TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest() from exc
 
     async def have(self, request: web.Request) -> web.Response:
         """Which chunks of a visible or partly held bundle this node holds (3.6)."""

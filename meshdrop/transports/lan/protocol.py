@@ -1,12 +1,15 @@
 """The peer API's messages and constants (docs/PROTOCOL.md sections 3 and 4): what a
-hello and an inventory request and answer are on the wire, parsed with caps and checked
-against what was asked. Pure: bytes in, values or FormatError out; no sockets and no
-asyncio (as python-zeroconf keeps its ``_protocol`` apart from its sockets). The
-inventory trie these messages carry is core/inventory.py's.
+hello, a list of held publishers, and an inventory request and answer are on the wire,
+parsed with caps and checked against what was asked. Pure: bytes in, values or
+FormatError out; no sockets and no asyncio (as python-zeroconf keeps its ``_protocol``
+apart from its sockets). The inventory trie these messages carry is core/inventory.py's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from meshdrop.core import codec
@@ -34,6 +37,10 @@ MAX_VERSION = 2**63 - 1
 MAX_REQUEST_BYTES = 256 * 1024
 MAX_INVENTORY_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_HELLO_BYTES = 1024
+NONCE_BYTES = 16  # of a list of held publishers: fresh for every answer
+TAG_BYTES = 16  # one held publisher, blinded under that nonce
+MAX_HELD_RESPONSE_BYTES = MAX_SCOPE * TAG_BYTES + 64
+_HELD_TAG = b"meshdrop/v1/held-publisher\0"
 
 Address = tuple[str, int]
 
@@ -53,6 +60,14 @@ _REQUEST_LIMITS = codec.Limits(
     max_str=MAX_DEPTH,
     max_bin=SLOT_BYTES,
 )
+_HELD_LIMITS = codec.Limits(
+    max_bytes=MAX_HELD_RESPONSE_BYTES,
+    max_depth=1,
+    max_items=2,
+    max_str=8,
+    max_bin=MAX_SCOPE * TAG_BYTES,
+    keys=frozenset({"nonce", "tags"}),
+)
 _RESPONSE_LIMITS = codec.Limits(
     max_bytes=MAX_INVENTORY_RESPONSE_BYTES,
     max_depth=5,
@@ -65,7 +80,7 @@ _RESPONSE_LIMITS = codec.Limits(
 @dataclass(frozen=True)
 class Hello:
     protocol: int
-    digest: bytes  # MARK_BYTES: the inventory digest (as in the mDNS TXT record)
+    digest: bytes  # MARK_BYTES: the advertised digest (as in the mDNS TXT record)
     node: bytes  # a random id per start, so a node can recognise itself
 
 
@@ -87,9 +102,49 @@ def parse_hello(data: bytes) -> Hello:
     return Hello(protocol, digest, node)
 
 
+def publisher_tag(nonce: bytes, publisher: bytes) -> bytes:
+    """A held publisher as listed under ``nonce``: HMAC-SHA256 keyed by the nonce."""
+    return hmac.new(nonce, _HELD_TAG + publisher, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+@dataclass(frozen=True)
+class HeldPublishers:
+    """The publishers a server holds (chains and bundles of), each blinded under a fresh
+    nonce: a client learns which of the publishers it knows the server holds, and no one
+    learns a publisher id they did not know already (PROTOCOL.md section 3.7)."""
+
+    nonce: bytes
+    tags: frozenset[bytes]
+
+    def of(self, publishers: Iterable[bytes]) -> tuple[bytes, ...]:
+        """Those of ``publishers`` the server holds, sorted."""
+        return tuple(sorted(p for p in publishers if publisher_tag(self.nonce, p) in self.tags))
+
+
+def encode_held_publishers(nonce: bytes, publishers: Iterable[bytes]) -> bytes:
+    tags = sorted({publisher_tag(nonce, p) for p in publishers})[:MAX_SCOPE]
+    return codec.pack({"nonce": nonce, "tags": b"".join(tags)})
+
+
+def parse_held_publishers(data: bytes) -> HeldPublishers:
+    what = "a peer's list of publishers"
+    value = codec.unpack(data, _HELD_LIMITS, what)
+    if not isinstance(value, dict) or set(value) != {"nonce", "tags"}:
+        raise FormatError(f"{what} does not have the fields nonce, tags")
+    nonce, tags = value["nonce"], value["tags"]
+    if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
+        raise FormatError(f"{what} has a malformed nonce")
+    if not isinstance(tags, bytes) or len(tags) % TAG_BYTES:
+        raise FormatError(f"{what} has malformed tags")
+    split = [tags[i : i + TAG_BYTES] for i in range(0, len(tags), TAG_BYTES)]
+    if split != sorted(set(split)):
+        raise FormatError(f"{what} has tags out of order or repeated")
+    return HeldPublishers(nonce, frozenset(split))
+
+
 @dataclass(frozen=True)
 class InventoryRequest:
-    scope: tuple[bytes, ...]  # publisher ids the client trusts
+    scope: tuple[bytes, ...]  # publisher ids the client trusts and the server holds
     prefixes: tuple[str, ...]
 
 
@@ -207,3 +262,54 @@ def _parse_entries(raw: object, prefix: str, what: str) -> tuple[Entry, ...]:
             raise FormatError(f"{what} has an entry outside the node it is listed under")
         entries.append(Entry(slot, version, digest, have=have))
     return tuple(entries)
+
+
+# Batches (3.8, 3.9): many envelopes or chunks in one request, for small bundles.
+
+MAX_BATCH_ENVELOPES = 64  # manifest hashes in one request for envelopes
+MAX_BATCH_ENVELOPE_BYTES = 2 * 1024 * 1024  # envelopes in one answer, all told
+MAX_BATCH_CHUNKS = 256  # chunk hashes in one request for chunks
+MAX_BATCH_CHUNK_BYTES = 4 * 1024 * 1024  # chunks in one answer, all told
+MAX_BATCH_REQUEST_BYTES = 16 * 1024  # either request: 256 hashes of 32 bytes, and framing
+
+
+def encode_digests(digests: Iterable[bytes]) -> bytes:
+    return codec.pack(list(digests))
+
+
+def parse_digests(data: bytes, max_items: int, what: str) -> tuple[bytes, ...]:
+    """A batch request: 1 to ``max_items`` distinct 32-byte digests."""
+    limits = codec.Limits(
+        max_bytes=MAX_BATCH_REQUEST_BYTES, max_depth=1, max_items=max_items, max_bin=SLOT_BYTES
+    )
+    value = codec.unpack(data, limits, what)
+    if not isinstance(value, list) or not 1 <= len(value) <= max_items:
+        raise FormatError(f"{what} must name 1 to {max_items} digests")
+    if not all(isinstance(d, bytes) and len(d) == DIGEST_BYTES for d in value):
+        raise FormatError(f"{what} names a digest that is not 32 bytes")
+    if len(set(value)) != len(value):
+        raise FormatError(f"{what} names a digest twice")
+    return tuple(value)
+
+
+def encode_envelope_batch(envelopes: Iterable[bytes | None]) -> bytes:
+    return codec.pack(list(envelopes))
+
+
+def parse_envelope_batch(data: bytes, asked: int) -> list[bytes | None]:
+    """The answer to a request for ``asked`` envelopes: one item per manifest hash, in
+    the order asked, each the envelope as sent (not yet checked) or None (not served
+    here); fewer items than asked when the rest did not fit in one answer."""
+    what = "a peer's batch of envelopes"
+    limits = codec.Limits(
+        max_bytes=MAX_BATCH_ENVELOPE_BYTES + 1024,
+        max_depth=1,
+        max_items=asked,
+        max_bin=MAX_BATCH_ENVELOPE_BYTES,
+    )
+    value = codec.unpack(data, limits, what)
+    if not isinstance(value, list) or len(value) > asked:
+        raise FormatError(f"{what} has more envelopes than were asked for")
+    if not all(item is None or (isinstance(item, bytes) and item) for item in value):
+        raise FormatError(f"{what} has an item that is neither an envelope nor nil")
+    return value

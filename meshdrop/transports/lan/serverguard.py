@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -58,6 +59,7 @@ REASONS = {
     504: "Timeout",
 }
 _KEPT_HEADERS = ("Allow", "Retry-After", "Location", "Content-Range")
+HANDSHAKE_TIMEOUT = 15.0  # a TLS handshake holds a connection no longer than a head may
 
 
 async def strip_banner(request: web.Request, response: web.StreamResponse) -> None:
@@ -152,15 +154,23 @@ class QuietRequestHandler(RequestHandler):
 
 class GuardedProtocol(asyncio.Protocol):
     """One accepted connection: counted by the guard, then handed to aiohttp's handler,
-    or closed at once if the guard refuses it."""
+    or closed at once if the guard refuses it. With ``tls`` (a circle's listener), the
+    TLS handshake runs after the guard counted the connection, so half-open handshakes
+    count against the caps like idle connections (and are closed for room first)."""
 
-    def __init__(self, handler: RequestHandler, guard: ConnectionGuard) -> None:
+    def __init__(
+        self, handler: RequestHandler, guard: ConnectionGuard, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.handler = handler
         self.guard = guard
+        self.tls = tls
         self.transport: asyncio.BaseTransport | None = None
         self.refused = False
+        self.handshaking = False
+        self.handed = False  # the handler has the connection
         self.peer = False  # carried a peer API request: kept open longer when idle
         self.idle_seen: float | None = None  # when the sweep first saw it idle
+        self._handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -168,13 +178,47 @@ class GuardedProtocol(asyncio.Protocol):
             self.refused = True
             transport.abort()  # type: ignore[attr-defined]
             return
+        if self.tls is None:
+            self._hand(transport)
+            return
+        self.handshaking = True
+        self._handshake = asyncio.ensure_future(self._secure(transport, self.tls))
+
+    async def _secure(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secured = await loop.start_tls(
+                transport,  # type: ignore[arg-type]
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+            )
+        except (OSError, TimeoutError, ConnectionError, asyncio.CancelledError):
+            self.handshaking = False
+            transport.abort()  # type: ignore[attr-defined]
+            self.guard.closed(self)
+            return
+        self.handshaking = False
+        if secured is None:  # closed meanwhile
+            self.guard.closed(self)
+            return
+        self.guard.rebind(self, secured)
+        self.transport = secured
+        self._hand(secured)
+
+    def _hand(self, transport: asyncio.BaseTransport) -> None:
+        self.handed = True
         self.handler.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.refused:
             return
         self.guard.closed(self)
-        self.handler.connection_lost(exc)
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.cancel()
+        if self.handed:
+            self.handler.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self.handler.data_received(data)
@@ -190,8 +234,9 @@ class GuardedProtocol(asyncio.Protocol):
         self.handler.resume_writing()
 
     def idle(self) -> bool:
-        """Waiting for the next request (or the rest of its head): may be closed."""
-        return getattr(self.handler, "_waiter", None) is not None
+        """Waiting for the next request (or the rest of its head), or still in its TLS
+        handshake: may be closed."""
+        return self.handshaking or getattr(self.handler, "_waiter", None) is not None
 
     def close_for_room(self) -> None:
         if self.transport is not None:
@@ -253,6 +298,12 @@ class ConnectionGuard:
         if connection.transport is not None:
             self._by_transport.pop(id(connection.transport), None)
 
+    def rebind(self, connection: GuardedProtocol, transport: asyncio.BaseTransport) -> None:
+        """``connection`` now speaks through ``transport`` (TLS over its socket)."""
+        if connection.transport is not None:
+            self._by_transport.pop(id(connection.transport), None)
+        self._by_transport[id(transport)] = connection
+
     def status(self) -> dict[str, int]:
         return {
             "open": len(self.table),
@@ -282,12 +333,14 @@ class GuardedSite(web.BaseSite):
         guard: ConnectionGuard,
         *,
         backlog: int = 128,
+        tls: ssl.SSLContext | None = None,
         **handler_options: Any,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
         self._guard = guard
+        self._tls = tls
         self._options = handler_options
 
     @property
@@ -302,7 +355,7 @@ class GuardedSite(web.BaseSite):
 
         def protocol() -> GuardedProtocol:
             handler = QuietRequestHandler(server, loop=loop, **self._options)
-            return GuardedProtocol(handler, self._guard)
+            return GuardedProtocol(handler, self._guard, self._tls)
 
         self._server = await loop.create_server(
             protocol, self._host, self._port, backlog=self._backlog, reuse_address=True

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from meshdrop.core.bundle import Envelope
+from meshdrop.core.inventory import SALT_BYTES, Inventory, advertised_digest
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import EquivocationError, MeshdropError
@@ -56,6 +59,13 @@ class StoreIO:
         # The data threads use this store's chunk files only, never its SQLite connection
         # (which belongs to the thread that made the StoreIO).
         self._chunks = Store(home)
+        # New on every start: what this node advertises of its inventory (TXT, hello)
+        # links none of its starts and can be computed by no one else.
+        self._digest_salt = secrets.token_bytes(SALT_BYTES)
+
+    def advertised_digest(self, inventory: Inventory) -> bytes:
+        """The digest this node announces and says in hellos (PROTOCOL.md 4.4)."""
+        return advertised_digest(self._digest_salt, inventory.digest)
 
     def _open_view(self, store: Store) -> None:
         self.threads.local.view = PeerView(store)
@@ -72,6 +82,48 @@ class StoreIO:
 
     async def envelope(self, manifest_hash: bytes) -> bytes | None:
         return await self.threads.read(lambda _: self._view().envelope(manifest_hash))
+
+    async def envelopes(
+        self, manifest_hashes: Sequence[bytes], max_bytes: int
+    ) -> list[bytes | None]:
+        """Each envelope as ``envelope`` gives it, in order, while they total at most
+        ``max_bytes``: the list stops before the first that would go past."""
+
+        def read(_: Store) -> list[bytes | None]:
+            view, found, total = self._view(), [], 0
+            for manifest_hash in manifest_hashes:
+                envelope = view.envelope(manifest_hash)
+                total += 0 if envelope is None else len(envelope)
+                if total > max_bytes:
+                    break
+                found.append(envelope)
+            return found
+
+        return await self.threads.read(read)
+
+    async def visible_chunks(self, digests: Sequence[bytes], max_bytes: int) -> bytes | None:
+        """The chunks' bytes back to back, as stored (see ``open_visible_chunk``), or None
+        if any is not offered or not here, or they total more than ``max_bytes``."""
+
+        def offered(_: Store) -> bool:
+            view = self._view()
+            return all(view.chunk_offered(digest) for digest in digests)
+
+        def read() -> bytes | None:
+            pieces, total = [], 0
+            for digest in digests:
+                data = self._chunks.chunks.read(digest)
+                if data is None:
+                    return None
+                total += len(data)
+                if total > max_bytes:
+                    return None
+                pieces.append(data)
+            return b"".join(pieces)
+
+        if not await self.threads.read(offered):
+            return None
+        return await self.threads.data(read)
 
     async def publisher_file(self, publisher: bytes) -> bytes | None:
         return await self.threads.read(lambda _: self._view().publisher_file(publisher))
@@ -133,11 +185,12 @@ class StoreIO:
         chunks); ``publish_chunks`` makes a batch of them durable and names them."""
         return await self.threads.data(lambda: self._chunks.stage_chunk(ref, data))
 
-    async def publish_chunks(self, temps: list[Path]) -> set[Path]:
+    async def publish_chunks(self, temps: list[Path], cached: bool = False) -> set[Path]:
         """One file-system sync for a batch of staged chunks, then their names; batches
-        are published one at a time, in the order they were handed over."""
+        are published one at a time, in the order they were handed over. ``cached``:
+        their pages are kept (a commit that reads them back follows at once)."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._publish, lambda: self._chunks.publish_chunks(temps)
+            self._publish, lambda: self._chunks.publish_chunks(temps, cached)
         )
 
     async def remove_leftover_temp_files(self) -> int:

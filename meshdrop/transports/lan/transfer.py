@@ -12,6 +12,10 @@ another peer, and the peer is penalised. Chunks are received into reused buffers
 A bundle of PARTIAL_SHARE_BYTES or more is staged while it is fetched (store/staging.py):
 its chunks are kept if the transfer stops, and offered to peers as they arrive, so two
 nodes that each got part of it before its source left complete each other.
+
+A bundle of at most SMALL_BUNDLE_BYTES still to fetch is *small*: its chunks are asked
+for in batches with other small bundles' (batches.py), and written under temp names
+without a sync each; its group commit names them after one sync (groupcommit.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from mmap import mmap
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -38,6 +43,7 @@ from meshdrop.errors import (
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.ingest import BATCH_BYTES
 from meshdrop.store.models import ImportResult
+from meshdrop.transports.lan.batches import ChunkBatcher, EnvelopeBatcher
 from meshdrop.transports.lan.buffers import ChunkBuffers
 from meshdrop.transports.lan.client import PeerClient
 from meshdrop.transports.lan.errors import (
@@ -49,6 +55,7 @@ from meshdrop.transports.lan.events import Emit, ErrorEvent, emit_withdrawals
 from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.peers import Peer
 from meshdrop.transports.lan.plan import ChunkPlan
+from meshdrop.transports.lan.protocol import Address
 from meshdrop.transports.lan.storeio import StoreIO
 
 T = TypeVar("T")
@@ -56,6 +63,8 @@ T = TypeVar("T")
 # A transfer this big is staged, so that its chunks are offered while it runs: one more
 # index transaction, worth it only where fetching takes longer than a moment.
 PARTIAL_SHARE_BYTES = 4 * 1024 * 1024
+# A transfer this small fetches its chunks in batches, and has them synced by its commit.
+SMALL_BUNDLE_BYTES = 1024 * 1024
 
 # The limits and totals are the whole sync's; they live here, below engine.py, so that the
 # engine imports the transfer and never the other way round.
@@ -65,6 +74,9 @@ PARTIAL_SHARE_BYTES = 4 * 1024 * 1024
 class SyncLimits:
     peers: int = 4  # peers synced with at once
     bundles_per_peer: int = 32  # bundles fetched (chunks, then commit) at once from one peer
+    # ... of which small ones (SMALL_BUNDLE_BYTES) count apart, so that many of them are
+    # under way while a group commits (their requests travel in batches: batches.py).
+    small_bundles_per_peer: int = 128
     envelopes_per_peer: int = 8  # envelopes fetched and accepted at once from one peer
     chunk_workers_per_peer: int = 8  # chunks of one bundle fetched or stored at once, per peer
     chunks_in_memory: int = 24  # chunks fetched but not yet stored, in all (~1 MiB each)
@@ -98,6 +110,8 @@ class TransferHost(Protocol):
     emit: Emit
 
     def keep_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]: ...
+
+    def batchers(self, address: Address) -> tuple[EnvelopeBatcher, ChunkBatcher]: ...
 
     def penalise(self, peer: Peer, reason: str) -> None: ...
 
@@ -147,6 +161,8 @@ class Transfer:
         self._committing = False
         self.tasks: set[asyncio.Task[None]] = set()
         self.staged = sum(ref.size for ref in missing) >= PARTIAL_SHARE_BYTES
+        self.small = sum(ref.size for ref in missing) <= SMALL_BUNDLE_BYTES
+        self.temps: list[Path] = []  # a small bundle's chunks, verified, not yet named
         if self.staged:
             engine.keep_task(engine.storeio.stage(verified))
         if not missing:
@@ -187,7 +203,8 @@ class Transfer:
         self._notify()
 
     def _start_workers(self, peer: Peer) -> None:
-        for _ in range(self.engine.limits.chunk_workers_per_peer):
+        workers = self.engine.limits.chunk_workers_per_peer
+        for _ in range(min(workers, self.total_chunks) if self.small else workers):
             self.workers[peer.key] += 1
             self._spawn(self._worker(peer))
 
@@ -240,10 +257,10 @@ class Transfer:
                         return  # everything left is what this peer got wrong
                     await self._changed.wait()
                     continue
-                buffer = await engine.buffers.acquire()
+                buffer = None if self.small else await engine.buffers.acquire()
                 stored: asyncio.Task[Path | None] | None = None
                 try:
-                    data = await engine.client.chunk_into(peer.address, ref, memoryview(buffer))
+                    data = await self._fetch(peer.address, ref, buffer)
                     # The store works on the buffer in a thread, which a cancelled worker
                     # (a stop) cannot interrupt: the buffer is released when that ends,
                     # and a chunk written under a temp name is still handed to publish.
@@ -280,12 +297,24 @@ class Transfer:
                         self.folders.add(folder)
                         self._stored(1)
                 finally:
-                    engine.buffers.release_after(buffer, stored)
+                    if buffer is not None:
+                        engine.buffers.release_after(buffer, stored)
                     self._notify()
                 if len(self.publishing) >= engine.limits.batches_publishing:
                     await asyncio.shield(self.publishing[0])  # the disk is behind: wait
         finally:
             self._leave(peer)
+
+    async def _fetch(self, address: Address, ref: ChunkRef, buffer: mmap | None) -> memoryview:
+        """A chunk's bytes as sent: into ``buffer``, or for a small bundle (no buffer) in
+        a batch, or alone if the peer refused the batch."""
+        if buffer is not None:
+            return await self.engine.client.chunk_into(address, ref, memoryview(buffer))
+        data = await self.engine.batchers(address)[1].fetch(ref)
+        if data is not None:
+            return data
+        own = memoryview(bytearray(ref.size))
+        return await self.engine.client.chunk_into(address, ref, own)
 
     def _leave(self, peer: Peer) -> None:
         """One of ``peer``'s workers (or its bitmap's fetch) ended."""
@@ -296,6 +325,7 @@ class Transfer:
         if not self.result.done() and not self.sources and not self._committing:
             self.result.set_result(None)  # nobody can supply the rest now
             self.publish_staged()  # what verified is kept for the next try
+            self._drop_temps()
             self.engine.transfer_ended(self)
         self._notify()
 
@@ -309,6 +339,9 @@ class Transfer:
     async def _store(self, ref: ChunkRef, data: memoryview) -> Path | None:
         """Verify a fetched chunk and store it: durably (the folder to sync at commit is
         returned), or for a big bundle staged under a temp name (None)."""
+        if self.small:
+            self.temps.append(await self.engine.storeio.stage_chunk(ref, data))
+            return None
         if not self.batched:
             return await self.engine.storeio.store_chunk(ref, data)
         temp = await self.engine.storeio.stage_chunk(ref, data)
@@ -360,8 +393,9 @@ class Transfer:
                 self.result.set_result(None)  # the chunks of a failed batch are missing
                 return
             for _ in range(engine.limits.commit_attempts):
+                temps, self.temps = self.temps, []  # the group names them, or removes them
                 try:
-                    result = await engine.committer.commit(self.verified, self.folders)
+                    result = await engine.committer.commit(self.verified, self.folders, temps)
                 except MissingChunksError:
                     # Another writer removed a shared chunk we counted on: fetch it again.
                     missing = await engine.storeio.missing_chunks(self.verified)
@@ -384,6 +418,7 @@ class Transfer:
             self.result.set_result(None)
         finally:
             if self.result.done():
+                self._drop_temps()
                 engine.transfer_ended(self)
                 self._notify()
 
@@ -397,6 +432,13 @@ class Transfer:
             "chunks_left": self.plan.remaining,
             "sources": sorted(p.label for p in self.sources.values()),
         }
+
+    def _drop_temps(self) -> None:
+        """A small bundle's chunks staged but never committed: removed (a stopped node
+        removes those left when it starts again)."""
+        if self.temps:
+            temps, self.temps = self.temps, []
+            self.engine.keep_task(asyncio.to_thread(_remove, temps))
 
 
 def _remove(paths: list[Path]) -> None:

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from meshdrop.transports.lan.errors import PeerMisbehaved
 from meshdrop.transports.lan.protocol import Address, format_address
@@ -261,12 +264,21 @@ class Connection(asyncio.BufferedProtocol):
             )
 
 
-class Pool:
-    """Idle keep-alive connections per peer; new ones from ``local_host`` when given."""
+TLSFor = Callable[[Address], ssl.SSLContext | None]
 
-    def __init__(self, limits: ClientLimits, local_host: str | None) -> None:
+
+def no_tls(_: Address) -> ssl.SSLContext | None:
+    return None
+
+
+class Pool:
+    """Idle keep-alive connections per peer; new ones from ``local_host`` when given,
+    over TLS with the context ``tls(address)`` gives (a circle member), else plain."""
+
+    def __init__(self, limits: ClientLimits, local_host: str | None, tls: TLSFor = no_tls) -> None:
         self.limits = limits
         self.local_host = local_host
+        self.tls = tls
         self._idle: dict[Address, list[Connection]] = {}
 
     async def request(self, address: Address, request: bytes) -> tuple[Connection, Head]:
@@ -325,12 +337,16 @@ class Pool:
         loop = asyncio.get_running_loop()
         who = format_address(address)
         host, port = address
+        context = self.tls(address)
+        # No server name: no SNI in the clear, and circle certificates name no host.
+        secure: dict[str, Any] = {} if context is None else {"ssl": context, "server_hostname": ""}
         async with asyncio.timeout(self.limits.connect_timeout):
             _, protocol = await loop.create_connection(
                 lambda: Connection(self.limits, who),
                 host,
                 port,
                 local_addr=(self.local_host, 0) if self.local_host else None,
+                **secure,
             )
         return protocol
 
