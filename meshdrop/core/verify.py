@@ -163,6 +163,10 @@ def verify_envelope(
     if chosen is None or manifest.publisher != chosen.publisher:
         raise SignatureError("the manifest names another publisher than the one that signed it")
     signer = chosen.check_signer(envelope.signer, manifest.name, manifest.created)
+    check_not_expired(manifest, now)
+    return VerifiedManifest(_TOKEN, manifest, envelope, chosen, signer)
+
+
+def check_not_expired(manifest: Manifest, now: int) -> None:
     if manifest.expires is not None and manifest.expires < now:
         raise TrustError(f"bundle {manifest.name!r} expired on {describe_time(manifest.expires)}")
-    return VerifiedManifest(_TOKEN, manifest, envelope, chosen, signer)

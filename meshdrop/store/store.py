@@ -16,7 +16,7 @@ from meshdrop.core.manifest import (
     ChunkRef,
     verify_chunk,
 )
-from meshdrop.core.verify import VerifiedManifest, verify_envelope
+from meshdrop.core.verify import VerifiedManifest, check_not_expired, verify_envelope
 from meshdrop.errors import (
     EquivocationError,
     MeshdropError,
@@ -147,6 +147,20 @@ class Store(Publishers, Catalog):
         verified = verify_envelope(envelope, self.trusted(), self.now())
         return self._check_version(verified) or verified
 
+    def _accept_again(
+        self, verified: VerifiedManifest, now: int
+    ) -> VerifiedManifest | ImportResult:
+        """``accept`` once more, under the write lock: the publisher's chain, the clock and
+        the version marks may have moved since. While the chain is the one the envelope
+        was verified against (the same signed records), its signature needs no second
+        check: expiry and the version marks are looked at again."""
+        state = self.trusted().get(verified.state.publisher)
+        if state is None or state.signed != verified.state.signed:
+            again = verify_envelope(verified.envelope, self.trusted(), now)
+            return self._check_version(again) or again
+        check_not_expired(verified.manifest, now)
+        return self._check_version(verified) or verified
+
     def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
         """Step 2a: the chunks of the bundle this store does not hold yet, in data order."""
         seen: set[bytes] = set()
@@ -184,7 +198,8 @@ class Store(Publishers, Catalog):
             self._delete_pending()  # what a writer killed after its commit left behind
             try:
                 with self.transaction() as conn:
-                    results = [self._commit_one(conn, verified) for verified in bundles]
+                    now = self.now()
+                    results = [self._commit_one(conn, verified, now) for verified in bundles]
             finally:
                 self.db.forget()  # a record saved or rolled back: read it again
             crash_point("after-commit")
@@ -192,11 +207,11 @@ class Store(Publishers, Catalog):
         return results
 
     def _commit_one(
-        self, conn: sqlite3.Connection, verified: VerifiedManifest
+        self, conn: sqlite3.Connection, verified: VerifiedManifest, now: int
     ) -> ImportResult | MeshdropError:
         conn.execute("SAVEPOINT bundle")
         try:
-            again = self.accept(verified.envelope)
+            again = self._accept_again(verified, now)
             if isinstance(again, ImportResult):
                 result: ImportResult | MeshdropError = again
             else:
