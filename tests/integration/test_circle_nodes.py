@@ -173,3 +173,22 @@ def test_a_quiet_nodes_reader_is_on_a_common_web_port_by_default(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_readers_share_page_never_shows_a_circle_invite(
+    tmp_path: Path, publisher: Publisher, nodes: Nodes
+) -> None:
+    """Phones cannot join circles, and the reader's pages are plain HTTP to anyone on
+    the Wi-Fi: its share page gives the reader's address only, never an invite code
+    (in any of its typed forms) or the circle's name."""
+    home = trusting(tmp_path / "a", publisher)
+    invite = new_circle(home, "dorm-secret-name")
+    node = nodes.start(home, "--no-discovery")
+    asked = urllib.request.Request(  # as a phone on the Wi-Fi asks for it
+        f"http://127.0.0.1:{node.port}/share", headers={"Host": "192.168.7.20:8080"}
+    )
+    with urllib.request.urlopen(asked, timeout=10) as answer:
+        page = answer.read().decode()
+    assert "http://192.168.7.20:8080/" in page  # the page works: it gives the address
+    for form in (invite, invite.replace("-", ""), invite.lower(), "dorm-secret-name"):
+        assert form not in page

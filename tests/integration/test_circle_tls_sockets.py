@@ -377,3 +377,74 @@ def test_refresh_moves_the_listening_socket_to_the_next_epoch(secret: CircleSecr
         # And a member still on the old day, inside both windows.
         yesterday = CircleTLS(secret, NOW).client_context()
         assert application_data_of(listener.port, yesterday) == GREETING + b"HELLO\n"
+
+
+def test_a_replayed_handshake_gets_no_application_data(secret: CircleSecret) -> None:
+    """Everything a member's client sent on one connection (its ClientHello, its
+    certificate and Finished, its request), captured by a relay and sent again on a new
+    connection, gets no line back: TLS 1.3 binds the handshake to the server's fresh
+    random, so the replayed Finished cannot verify and nothing is decrypted."""
+    server_side, client_side = CircleTLS(secret, NOW), CircleTLS(secret, NOW)
+
+    async def scenario() -> tuple[bytes, bytes, list[bytes]]:
+        received: list[bytes] = []  # what the server's application read, connection by connection
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                line = await reader.readline()
+                received.append(line)
+                writer.write(line.upper())
+                await writer.drain()
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=server_side.server_context())
+        port = server.sockets[0].getsockname()[1]
+        sent = bytearray()
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, keep: bool) -> None:
+            while data := await src.read(65536):
+                if keep:
+                    sent.extend(data)
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.gather(
+                pipe(reader, up_writer, keep=True),
+                pipe(up_reader, writer, keep=False),
+                return_exceptions=True,
+            )
+
+        relay_server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        relay_port = relay_server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", relay_port, ssl=client_side.client_context(), server_hostname=""
+        )
+        writer.write(b"the member's request\n")
+        answer = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        await asyncio.sleep(0.2)
+        raw_reader, raw_writer = await asyncio.open_connection("127.0.0.1", port)
+        raw_writer.write(bytes(sent))
+        try:
+            replayed = await asyncio.wait_for(raw_reader.read(), 10)
+        except (OSError, TimeoutError):
+            replayed = b""
+        raw_writer.close()
+        for s in (server, relay_server):
+            s.close()
+            await s.wait_closed()
+        await asyncio.sleep(0.2)
+        return answer, replayed, received
+
+    answer, replayed, received = asyncio.run(scenario())
+    assert answer == b"THE MEMBER'S REQUEST\n"
+    # The server's application read the request once, from the member; the replay never
+    # reached it (its handshake failed: the server answered its own hello, then nothing).
+    assert received == [b"the member's request\n"]
+    assert b"THE MEMBER'S REQUEST" not in replayed
