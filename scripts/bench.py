@@ -37,13 +37,14 @@ PACK_BATCH = 250  # small bundles per task when packing them in worker processes
 
 # "store" is this file's own table; the others live in scripts/bench_<area>.py, each with
 # run(workdir, quick) -> rows of name, value, unit, baseline, ratio, target.
-AREAS = ("store", "get", "courier", "parts", "lan", "reader")
+AREAS = ("store", "get", "courier", "parts", "lan", "reader", "circle")
 
 EPILOG = """\
 examples:
   ./scripts/bench --quick                  # 64 MiB, 200 small, 2000 listed: about a minute
   ./scripts/bench                          # 512 MiB, 1000 small, 10000 listed
   ./scripts/bench --size-mib 2048 --workdir /media/stick --json > bench.json
+  ./scripts/bench --quick --areas circle   # circles vs open nodes and Syncthing: ~2 min
 
 Every figure is the best of 3 runs of the installed command, timed around the whole
 process (Python start-up included). Progress goes to stderr; the table (or --json) to

@@ -269,9 +269,15 @@ class ChunkFileResponse(web.StreamResponse):
                 transport = request.transport
                 if transport is None:
                     raise ConnectionResetError("the peer went away")
-                await asyncio.get_running_loop().sendfile(
-                    transport, self._file, 0, self.content_length
-                )
+                if transport.get_extra_info("sslcontext") is not None:
+                    # Over TLS (a circle) there is no sendfile: asyncio's fallback reads
+                    # and writes 256 KiB at a time, one after the other (~0.15 x plain).
+                    # A chunk is at most 1 MiB: read once, encrypt and write once.
+                    await super().write(await asyncio.to_thread(self._file.read))
+                else:
+                    await asyncio.get_running_loop().sendfile(
+                        transport, self._file, 0, self.content_length
+                    )
             await super().write_eof()
             return writer
         finally:
