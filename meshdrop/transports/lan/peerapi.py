@@ -272,10 +272,8 @@ class ChunkFileResponse(web.StreamResponse):
                 if transport.get_extra_info("sslcontext") is not None:
                     # Over TLS (a circle) there is no sendfile: asyncio's fallback reads
                     # and writes 256 KiB at a time, one after the other (~0.15 x plain).
-                    # A chunk is at most 1 MiB: read once, encrypt and write once. Read
-                    # here, not on a thread: the hop cost ~10 % of the rate, and the
-                    # plain path's sendfile(2) reads the file on this thread too.
-                    await super().write(self._file.read())
+                    # A chunk is at most 1 MiB: read once, encrypt and write once.
+                    await super().write(await asyncio.to_thread(self._file.read))
                 else:
                     await asyncio.get_running_loop().sendfile(
                         transport, self._file, 0, self.content_length
