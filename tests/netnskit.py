@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
-from test_lan_netns import Lan, _why_unavailable
+from test_lan_netns import Lan
 from zeroconf import DNSIncoming, DNSPointer, DNSRecord, DNSService, DNSText
 
 WAIT = 30.0
@@ -38,21 +37,6 @@ DER_CERTIFICATE = re.compile(
     rb"\x30(?:[\x00-\x7f]|\x81.|\x82..)\x30(?:[\x00-\x7f]|\x81.|\x82..)\xa0\x03\x02\x01\x02",
     re.DOTALL,
 )
-
-
-def a_lan() -> Iterator[Lan]:
-    """The body of a ``lan`` fixture (test_lan_netns.py's): a bridge in a namespace,
-    deleted with every host namespace at the end; the test skipped, with the reason,
-    where namespaces are unavailable."""
-    reason = _why_unavailable()
-    if reason is not None:
-        pytest.skip(f"network namespaces unavailable: {reason}")
-    network = Lan()
-    try:
-        network.create()
-        yield network
-    finally:
-        network.delete()
 
 
 def host_ns(lan: Lan, number: int) -> str:

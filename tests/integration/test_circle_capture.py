@@ -28,7 +28,6 @@ from netnskit import (
     Announced,
     Avahi,
     Packet,
-    a_lan,
     announced,
     capturing,
     clear_tls,
@@ -40,7 +39,7 @@ from netnskit import (
     tcp_streams,
     tls_records,
 )
-from test_lan_netns import Lan
+from test_lan_netns import Lan, a_lan
 from test_lan_nodes import holding, names, trusting
 
 from conftest import Publisher, make_publisher, manifest_hash, meshdrop_in_process, pack, write_tree

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from lankit import Nodes, read_tree, wait_until
-from netnskit import a_lan, capturing, connected, host_ns, in_namespace, tls_records
+from netnskit import capturing, connected, host_ns, in_namespace, tls_records
 from test_circle_capture import (
     PUBLISHER_NAME,
     circle_port,
@@ -49,7 +49,7 @@ from test_lan_hostile import (
     prepare,
     wait_for,
 )
-from test_lan_netns import Lan
+from test_lan_netns import Lan, a_lan
 from test_lan_nodes import holding, names, trusting
 from zeroconf import ServiceBrowser, ServiceInfo, Zeroconf
 

@@ -84,8 +84,10 @@ class Lan:
         self.namespaces.clear()
 
 
-@pytest.fixture
-def lan() -> Iterator[Lan]:
+def a_lan() -> Iterator[Lan]:
+    """The body of a ``lan`` fixture: a bridge in a namespace, deleted with every host
+    namespace at the end; the test skipped, with the reason, where namespaces are
+    unavailable (not root, no ``ip netns``: CI runs as root)."""
     reason = _why_unavailable()
     if reason is not None:
         pytest.skip(f"network namespaces unavailable: {reason}")
@@ -95,6 +97,11 @@ def lan() -> Iterator[Lan]:
         yield network
     finally:
         network.delete()
+
+
+@pytest.fixture
+def lan() -> Iterator[Lan]:
+    yield from a_lan()
 
 
 def start_in(nodes: Nodes, lan: Lan, ns: str, home: Path) -> NodeProc:

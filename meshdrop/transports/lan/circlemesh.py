@@ -24,10 +24,9 @@ from meshdrop.core.circles import EPOCH_SECONDS, WINDOW_EPOCHS, Circle
 from meshdrop.transports.lan.circlediscovery import CircleDiscovery, CircleService
 from meshdrop.transports.lan.circletls import CircleTLS
 from meshdrop.transports.lan.events import ModeEvent
-from meshdrop.transports.lan.limits import PEER_KEEPALIVE
 from meshdrop.transports.lan.nodeapp import make_node_app
 from meshdrop.transports.lan.protocol import Address
-from meshdrop.transports.lan.serverguard import ConnectionGuard, GuardedSite
+from meshdrop.transports.lan.serverguard import ConnectionGuard, GuardedSite, serve_guarded
 
 Found = Callable[[str, list[Address], "bytes | None"], None]
 EPOCH_CHECK = 60.0  # seconds between looks at whether the epoch changed
@@ -99,18 +98,8 @@ class CircleMesh:
         return mark
 
     async def _serve(self, listener: CircleListener, host: str, port: int) -> GuardedSite:
-        site = GuardedSite(
-            listener.runner,
-            None if host == "::" else host,
-            port,
-            self.guard,
-            backlog=128,
-            tls=listener.tls.server_context(),
-            keepalive_timeout=PEER_KEEPALIVE + 5.0,
-            access_log=None,
-        )
-        await site.start()
-        return site
+        tls = listener.tls.server_context()
+        return await serve_guarded(listener.runner, host, port, self.guard, tls)
 
     async def move(self, host: str) -> None:
         """Serve on ``host`` instead (the chosen network changed), at the same ports."""

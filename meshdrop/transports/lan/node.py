@@ -45,7 +45,7 @@ from meshdrop.transports.lan.events import (
     StoppedEvent,
 )
 from meshdrop.transports.lan.interfaces import chosen_address
-from meshdrop.transports.lan.limits import PEER_KEEPALIVE, ConnectionLimits
+from meshdrop.transports.lan.limits import ConnectionLimits
 from meshdrop.transports.lan.liveness import timers_from_env
 from meshdrop.transports.lan.nodeapp import AppHook, ExtraApps, make_node_app
 from meshdrop.transports.lan.nodefile import (
@@ -62,6 +62,7 @@ from meshdrop.transports.lan.serverguard import (
     quiet_exceptions,
     quiet_server,
     raise_descriptor_limit,
+    serve_guarded,
 )
 from meshdrop.transports.lan.storeio import StoreIO
 from meshdrop.transports.lan.transfer import SyncLimits
@@ -281,21 +282,8 @@ class Node:
             self._tasks.append(asyncio.ensure_future(job()))
 
     async def _serve_on(self, host: str, port: int) -> GuardedSite:
-        """Listen on ``host`` (None for "::": every address), connections counted by the
-        guard; idle ones (and ones that send no head) closed by the guard's sweeps, aiohttp's
-        keep-alive timer only a backstop."""
         assert self.runner is not None and self.guard is not None
-        site = GuardedSite(
-            self.runner,
-            None if host == "::" else host,
-            port,
-            self.guard,
-            backlog=128,
-            keepalive_timeout=PEER_KEEPALIVE + 5.0,
-            access_log=None,
-        )
-        await site.start()
-        return site
+        return await serve_guarded(self.runner, host, port, self.guard)
 
     async def _start_circle_discovery(self) -> None:
         assert self.mesh is not None

@@ -35,6 +35,7 @@ from aiohttp.web_request import BaseRequest
 
 from meshdrop.transports.lan.limits import (
     HEAD_TIMEOUT,
+    PEER_KEEPALIVE,
     Admit,
     ConnectionLimits,
     ConnectionTable,
@@ -360,6 +361,31 @@ class GuardedSite(web.BaseSite):
         self._server = await loop.create_server(
             protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
         )
+
+
+async def serve_guarded(
+    runner: web.BaseRunner,
+    host: str,
+    port: int,
+    guard: ConnectionGuard,
+    tls: ssl.SSLContext | None = None,
+) -> GuardedSite:
+    """Listen on ``host`` ("::": every address) for the node (its main server, or a
+    circle's listener with ``tls``): connections counted by ``guard``, idle ones (and
+    ones that send no head) closed by its sweeps; aiohttp's keep-alive timer is only a
+    backstop, past the peers' keep-alive."""
+    site = GuardedSite(
+        runner,
+        None if host == "::" else host,
+        port,
+        guard,
+        backlog=128,
+        tls=tls,
+        keepalive_timeout=PEER_KEEPALIVE + 5.0,
+        access_log=None,
+    )
+    await site.start()
+    return site
 
 
 def quiet_exceptions(
