@@ -5,7 +5,8 @@ Reader pages (templates the node renders) run no script at all and load only fro
 node itself. Publisher files are served with a CSP ``sandbox`` policy: even opened
 directly, a publisher page is a document of a unique, opaque origin that cannot run
 script, submit forms, open windows or navigate the top page, and may load only images,
-media and styles from this node. In the reader they are shown in an ``<iframe sandbox>``
+media and styles from this node; its HTML is rewritten first (sanitize.py), so no link,
+hint or address in it leads off the node. In the reader they are shown in an ``<iframe sandbox>``
 (no allow-* tokens), and the reader page's ``frame-src 'self'`` stops the frame from being
 navigated to any other host, even by a click on a link the publisher wrote.
 """
@@ -32,6 +33,9 @@ COMMON: Mapping[str, str] = {
     # What was read must not linger in the browser's disk cache of a phone that may be
     # searched (the static assets, which say nothing about reading, are the exception).
     "Cache-Control": "no-store",
+    # No speculative DNS look-ups for host names a page mentions (sanitize.py removes
+    # off-node links from publisher HTML; this covers whatever a browser still guesses).
+    "X-DNS-Prefetch-Control": "off",
 }
 PAGE: Mapping[str, str] = {
     **COMMON,
@@ -61,7 +65,14 @@ _INLINE_TYPES = frozenset(
 )
 
 
+# SVG is a document with links of its own: opened at its raw address it could take a tap
+# off the node, so it is only ever a download there (an <img> still shows it).
+_NEVER_INLINE = frozenset({"image/svg+xml"})
+
+
 def shows_inline(media_type: str) -> bool:
+    if media_type in _NEVER_INLINE:
+        return False
     return media_type in _INLINE_TYPES or media_type.startswith(_INLINE_PREFIXES)
 
 

@@ -1,6 +1,6 @@
 """Sending a publisher's file to a browser: its signed media type and safety headers, byte
 ranges (media players seek), and every chunk re-hashed as it is read (moved out of
-``app.py`` as it stands apart from the pages)."""
+``app.py`` as it stands apart from the pages). HTML is sent as sanitize.py rewrites it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from meshdrop.core.manifest import FileEntry
 from meshdrop.reader import headers
 from meshdrop.reader.library import Library
 from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
+from meshdrop.reader.sanitize import MAX_REWRITTEN_BYTES, rewrite_html
+from meshdrop.store.search import HTML_TYPES
 
 
 class Damaged(Exception):
@@ -23,8 +25,12 @@ async def send_publisher_file(
     request: web.Request, library: Library, entry: FileEntry
 ) -> web.StreamResponse:
     """The whole file or the range asked for, with an ETag from its chunk hashes."""
-    etag = '"' + hashlib.sha256(b"".join(entry.chunks)).hexdigest()[:32] + '"'
     attachment = "download" in request.query or not headers.shows_inline(entry.media_type)
+    if entry.media_type in HTML_TYPES and not attachment:
+        if entry.size <= MAX_REWRITTEN_BYTES:
+            return await _send_rewritten_html(request, library, entry)
+        attachment = True
+    etag = '"' + hashlib.sha256(b"".join(entry.chunks)).hexdigest()[:32] + '"'
     response = web.StreamResponse()
     response.headers.update(headers.PUBLISHER)
     response.headers["ETag"] = etag
@@ -51,6 +57,25 @@ async def send_publisher_file(
         await response.prepare(request)
         return response
     await _send(request, response, library, entry, part)
+    return response
+
+
+async def _send_rewritten_html(
+    request: web.Request, library: Library, entry: FileEntry
+) -> web.Response:
+    """Publisher HTML as sanitize.py rewrites it: whole (no ranges: its length is not the
+    signed file's), the rewriting on a worker thread so pages never wait behind it."""
+    parts = []
+    for index in range(len(entry.chunks)):
+        data = await library.read_chunk(entry, index)
+        if data is None:
+            raise Damaged
+        parts.append(data)
+    body = await asyncio.to_thread(rewrite_html, b"".join(parts), entry.path)
+    response = web.Response(body=body, content_type="text/html", charset="utf-8")
+    response.headers.update(headers.PUBLISHER)
+    response.headers["Accept-Ranges"] = "none"
+    response.headers["Content-Disposition"] = headers.content_disposition(entry.path, False)
     return response
 
 

@@ -300,10 +300,9 @@ async def _read_like_a_person(cdp: DevTools, base: str, node: Node, trap_hits: l
         await asyncio.sleep(1.5)
     top = await cdp.evaluate("location.pathname")
     said = " ".join(e["entry"]["text"] for e in cdp.of("Log.entryAdded"))
-    assert "violates the following Content Security Policy directive: \"frame-src 'self'\"" in (
-        said
-    ), "the tap on the link in the frame was not refused by the reader page's frame-src"
-    assert "Unsafe attempt to initiate navigation" in said, "the tap on the top link did nothing"
+    # The outside links arrive inert (reader/sanitize.py, issue 17): a tap is not even
+    # an attempt to leave that the browser must refuse (test_reader_contact.py counts).
+    assert "frame-src" not in said and "Unsafe attempt" not in said, said
     assert top == node.bundle_path("tricky") + "v/hostile.html"
     assert trap_hits == [], f"publisher content reached another host: {trap_hits}"
     assert _loaded(cdp, "/f/chart.png"), "the hostile page's own image did not load"
