@@ -5,6 +5,7 @@ case here whose code README does not list, fails."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -221,7 +222,30 @@ def _pack_with_wrong_passphrase(world: World, tmp_path: Path, _r: pytest.Fixture
     )  # fmt: skip
 
 
+def _circle(kind: str) -> Callable[[World, Path, pytest.FixtureRequest], Result]:
+    """A circle made on a fresh home (in process: set-up), then the command under test:
+    ``new`` itself, ``join`` with a mistyped invite, or ``ls`` of a damaged circle file."""
+
+    def run(world: World, tmp_path: Path, _request: pytest.FixtureRequest) -> Result:
+        home = tmp_path / "circles"
+        if kind == "new":
+            return run_meshdrop("--home", home, "circle", "new", "dorm")
+        made = meshdrop_in_process("--home", home, "circle", "new", "dorm", "--json", check=True)
+        invite = json.loads(made.out)["invite"]
+        if kind == "typo":
+            typo = ("B" if invite[5] != "B" else "C").join((invite[:5], invite[6:]))
+            return run_meshdrop("--home", tmp_path / "other", "circle", "join", typo)
+        (circle_file,) = (home / "circles").glob("*.circle")
+        circle_file.write_bytes(circle_file.read_bytes()[:20])  # cut short by a pulled plug
+        return run_meshdrop("--home", home, "circle", "ls")
+
+    return run
+
+
 CASES = {
+    "circle-new": Case("circle", 0, _circle("new")),
+    "circle-join-mistyped-invite": Case("circle", 2, _circle("typo")),
+    "circle-damaged-file": Case("circle", 7, _circle("damaged")),
     "import-one-good": Case("import", 0, _import("fresh")),
     "import-several-one-refused": Case("import", 1, _import("fresh", "junk")),
     "import-malformed": Case("import", 3, _import("junk")),
