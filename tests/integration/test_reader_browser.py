@@ -18,7 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -61,10 +61,15 @@ async def trap_server() -> AsyncIterator[tuple[str, list[str]]]:
         await runner.cleanup()
 
 
+NOWHERE = "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2"
+
+
 @contextlib.contextmanager
-def chromium() -> Iterator[int]:
+def chromium(resolver_rules: str = NOWHERE, extra: Sequence[str] = ()) -> Iterator[int]:
     """Headless Chromium with a new profile; yields its DevTools port. The profile is
-    removed once every Chromium process has exited."""
+    removed once every Chromium process has exited. ``resolver_rules`` says where host
+    names go (by default nowhere but this machine's test servers); ``extra`` flags are
+    added before the profile's."""
     profile = Path(tempfile.mkdtemp(prefix="meshdrop-chromium-"))
     proc = subprocess.Popen(
         [
@@ -80,7 +85,8 @@ def chromium() -> Iterator[int]:
             "--disable-dev-shm-usage",
             "--mute-audio",
             "--hide-scrollbars",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2",
+            f"--host-resolver-rules={resolver_rules}",
+            *extra,
             f"--user-data-dir={profile}",
             "--remote-debugging-port=0",
             "about:blank",

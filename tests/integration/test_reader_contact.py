@@ -14,16 +14,12 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
-import subprocess
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from readerkit import PNG_1X1, DevTools, Node, build_node, fetch, pack_in_process, reader_server
-from test_reader_browser import _tap, chromium_path, navigate, open_page, stop_process_group
+from test_reader_browser import _tap, chromium, chromium_path, navigate, open_page
 
 from conftest import Publisher, run_meshdrop, write_tree
 from meshdrop.reader.sanitize import rewrite_html
@@ -119,25 +115,16 @@ async def listener() -> AsyncIterator[tuple[int, Listener]]:
         await server.wait_closed()
 
 
-@contextlib.contextmanager
-def counted_chromium(listener_port: int, net_log: Path) -> Iterator[int]:
+def counted_chromium(listener_port: int, net_log: Path) -> contextlib.AbstractContextManager[int]:
     """Headless Chromium as test_reader_browser starts it, but with every host name
     mapped to the listener and a NetLog of every host look-up and connection."""
-    profile = Path(tempfile.mkdtemp(prefix="meshdrop-chromium-"))
-    proc = subprocess.Popen(
+    return chromium(
+        # Chromium's own services (network time, component updates, account checks)
+        # call Google hosts whatever the flags say: those fail, uncounted; the corpus
+        # names none of them.
+        "MAP *.google.com ~NOTFOUND, MAP *.googleapis.com ~NOTFOUND,"
+        f" MAP * 127.0.0.3:{listener_port}, EXCLUDE 127.0.0.1",
         [
-            chromium_path(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--mute-audio",
-            "--hide-scrollbars",
             # Chromium's own background traffic, which would be counted too.
             "--disable-extensions",
             "--disable-default-apps",
@@ -147,34 +134,9 @@ def counted_chromium(listener_port: int, net_log: Path) -> Iterator[int]:
             "--safebrowsing-disable-auto-update",
             "--metrics-recording-only",
             "--no-pings",
-            # Chromium's own services (network time, component updates, account checks)
-            # call Google hosts whatever the flags say: those fail, uncounted; the
-            # corpus names none of them.
-            "--host-resolver-rules=MAP *.google.com ~NOTFOUND, MAP *.googleapis.com ~NOTFOUND,"
-            f" MAP * 127.0.0.3:{listener_port}, EXCLUDE 127.0.0.1",
             f"--log-net-log={net_log}",
-            f"--user-data-dir={profile}",
-            "--remote-debugging-port=0",
-            "about:blank",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
     )
-    try:
-        active = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (active.exists() and active.read_text().strip()):
-            assert proc.poll() is None, "chromium exited at start"
-            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
-            time.sleep(0.1)
-        yield int(active.read_text().split()[0])
-    finally:
-        try:
-            stop_process_group(proc)
-        finally:
-            shutil.rmtree(profile)
 
 
 def look_ups_beyond_the_node(net_log: Path) -> list[str]:
