@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,8 @@ from bench_lan import (
     Netns,
     row,
     running,
+    scratch_folder,
+    twin_homes,
     write_random,
 )
 from benchkit import area_main, md, set_aside
@@ -273,15 +274,9 @@ def bench_idle(maker: Maker, work: Path, quick: bool) -> list[dict[str, object]]
     count, seconds = (1000, 30.0) if quick else (10_000, 300.0)
     timers = ("env", "MESHDROP_LAN_TIMERS=ping=10") if quick else ()
     say(f"3. idle: two members of the same {count} bundles, {seconds:.0f} s (making is untimed)")
-    shm = Path("/dev/shm")
-    scratch = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else work, prefix="bench-circle-"))
+    scratch = scratch_folder(work, "bench-circle-")
     try:
-        bundles = maker.pack_many(scratch / "bundles", count, 64)
-        first = maker.home(scratch / "idle-a")
-        md("--home", first, "import", bundles, "-q")
-        set_aside(bundles)
-        second = scratch / "idle-b"
-        shutil.copytree(first, second)
+        first, second = twin_homes(maker, scratch, count)
         join(second, new_circle(first))
         with LinkedPair() as link:
             if link.prefixes is None:

@@ -456,17 +456,29 @@ def bench_small(maker: Maker, work: Path, count: int) -> list[dict[str, object]]
     ]
 
 
+def scratch_folder(work: Path, prefix: str) -> Path:
+    """A new folder for many small files: in memory (/dev/shm) where there is one."""
+    shm = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else work, prefix=prefix))
+
+
+def twin_homes(maker: Maker, scratch: Path, count: int) -> tuple[Path, Path]:
+    """Two homes under ``scratch`` holding the same ``count`` bundles of 64 bytes (the
+    second a copy of the first: making them is not timed)."""
+    bundles = maker.pack_many(scratch / "bundles", count, 64)
+    first = maker.home(scratch / "idle-a")
+    md("--home", first, "import", bundles, "-q")
+    set_aside(bundles)
+    second = scratch / "idle-b"
+    shutil.copytree(first, second)
+    return first, second
+
+
 def bench_idle(maker: Maker, work: Path, count: int, seconds: float) -> list[dict[str, object]]:
     say(f"idle: two nodes holding the same {count} bundles (making them is not timed)")
-    shm = Path("/dev/shm")
-    scratch = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() else work, prefix="bench-lan-"))
+    scratch = scratch_folder(work, "bench-lan-")
     try:
-        bundles = maker.pack_many(scratch / "bundles", count, 64)
-        first = maker.home(scratch / "idle-a")
-        md("--home", first, "import", bundles, "-q")
-        set_aside(bundles)
-        second = scratch / "idle-b"
-        shutil.copytree(first, second)
+        first, second = twin_homes(maker, scratch, count)
         with Netns() as ns:
             a = BenchNode(first, prefix=ns.prefix)
             b = BenchNode(second, prefix=ns.prefix)
