@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from lankit import NodeProc, Nodes, wait_until
-from test_lan_netns import Lan, lan  # noqa: F401 (the fixture)
+from test_lan_netns import Lan, lan, move_host  # noqa: F401 (the fixture)
 from test_lan_nodes import holding, names, trusting
 
 from conftest import Publisher, meshdrop_in_process, pack, write_tree
@@ -36,13 +36,7 @@ def test_a_quiet_node_moves_its_circle_listener_with_its_address(
     (port,) = node1.wait_event(lambda e: e["event"] == "mode")["circles"].values()
     assert node1.urls == [f"http://{lan.address(1)}:{node1.port}"]
     wait_until(lambda: f"{lan.address(1)}:{port}" in node2.alive_peers(), what="the member")
-    moved = lan.address(101)
-    lan.run("-n", ns1, "addr", "del", f"{lan.address(1)}/24", "dev", "eth0")
-    lan.run("-n", ns1, "addr", "add", f"{moved}/24", "dev", "eth0")
-    node1.wait_event(
-        lambda e: e["event"] == "addresses" and f"http://{moved}:{node1.port}" in e["urls"],
-        what="the node noticing its move",
-    )
+    moved = move_host(lan, ns1, 1, node1)
     bundle = pack(publisher, write_tree(tmp_path / "s", {"a": b"after the move"}),
                   tmp_path / "m.mdrop", "moved")  # fmt: skip
     holding(first, bundle)

@@ -127,6 +127,19 @@ def test_nodes_in_separate_namespaces_discover_each_other_over_multicast_and_con
     wait_until(lambda: all(names(h) == wanted for h in homes), what="convergence")
 
 
+def move_host(lan: Lan, ns: str, number: int, node: NodeProc) -> str:
+    """Host ``number`` moves to another address (a laptop that joined another network);
+    returns it once ``node`` said it noticed."""
+    moved = lan.address(100 + number)
+    lan.run("-n", ns, "addr", "del", f"{lan.address(number)}/24", "dev", "eth0")
+    lan.run("-n", ns, "addr", "add", f"{moved}/24", "dev", "eth0")
+    node.wait_event(
+        lambda e: e["event"] == "addresses" and f"http://{moved}:{node.port}" in e["urls"],
+        what="the node noticing its move",
+    )
+    return moved
+
+
 def test_a_node_whose_address_changes_is_found_again_at_the_new_one(
     lan: Lan, nodes: Nodes, tmp_path: Path, publisher: Publisher
 ) -> None:
@@ -135,14 +148,7 @@ def test_a_node_whose_address_changes_is_found_again_at_the_new_one(
     ns1, ns2 = lan.add_host(1), lan.add_host(2)
     node1, node2 = start_in(nodes, lan, ns1, first), start_in(nodes, lan, ns2, second)
     wait_until(lambda: f"{lan.address(1)}:{node1.port}" in node2.alive_peers(), what="discovery")
-    # The first host moves to another address (a laptop that joined another network).
-    moved = lan.address(101)
-    lan.run("-n", ns1, "addr", "del", f"{lan.address(1)}/24", "dev", "eth0")
-    lan.run("-n", ns1, "addr", "add", f"{moved}/24", "dev", "eth0")
-    node1.wait_event(
-        lambda e: e["event"] == "addresses" and f"http://{moved}:{node1.port}" in e["urls"],
-        what="the node noticing its move",
-    )
+    moved = move_host(lan, ns1, 1, node1)
     bundle = pack(publisher, write_tree(tmp_path / "s", {"a": b"after the move"}),
                   tmp_path / "m.mdrop", "moved")  # fmt: skip
     holding(first, bundle)
