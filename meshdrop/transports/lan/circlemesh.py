@@ -28,7 +28,7 @@ from meshdrop.transports.lan.nodeapp import make_node_app
 from meshdrop.transports.lan.protocol import Address
 from meshdrop.transports.lan.serverguard import ConnectionGuard, GuardedSite, serve_guarded
 
-Found = Callable[[str, list[Address], "bytes | None"], None]
+Found = Callable[[str, list[Address], bytes | None], None]
 EPOCH_CHECK = 60.0  # seconds between looks at whether the epoch changed
 MAX_MEMBERS = 4096  # addresses remembered as members (peers come and go for days)
 
