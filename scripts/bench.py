@@ -37,7 +37,7 @@ PACK_BATCH = 250  # small bundles per task when packing them in worker processes
 
 # "store" is this file's own table; the others live in scripts/bench_<area>.py, each with
 # run(workdir, quick) -> rows of name, value, unit, baseline, ratio, target.
-AREAS = ("store", "get", "courier", "parts", "lan", "reader", "circle")
+AREAS = ("store", "get", "courier", "parts", "lan", "reader", "circle", "search")
 
 EPILOG = """\
 examples:

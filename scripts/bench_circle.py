@@ -26,16 +26,19 @@ and side by side with Syncthing 1.19, each figure's baseline measured in the sam
 
 Run time: quick about 2 minutes; full about 15 minutes (two 5-minute idle windows).
 As root with `ip netns` (rows 3 and 4 need it; without it, row 4 runs on 127.0.0.1 and
-row 3 is skipped). `python scripts/bench_circle.py [--quick]` runs it alone.
+row 3 is skipped). `python scripts/bench_circle.py [--quick] [--rows 1,2]` runs it (or
+some of its rows) alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -381,25 +384,50 @@ def spread(maker: Maker, work: Path, early: Path, late: Path, member: bool) -> t
     return first - started, second - imported
 
 
-def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
+ROWS = (1, 2, 3, 4, 5)
+
+
+def run(workdir: Path, quick: bool, only: tuple[int, ...] = ROWS) -> list[dict[str, object]]:
     work = workdir / "bench-circle"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     maker = Maker(work)
     sources = Sources(maker, work, (64 if quick else 512) * MIB, 200 if quick else 1000)
+    benches: dict[int, Callable[[], list[dict[str, object]]]] = {
+        1: lambda: bench_big(sources),
+        2: lambda: bench_small(sources),
+        3: lambda: bench_idle(maker, work, quick),
+        4: lambda: side_by_side(sources),
+        5: lambda: bench_spread(maker, work),
+    }
     rows: list[dict[str, object]] = []
-    rows += bench_big(sources)
-    rows += bench_small(sources)
-    rows += bench_idle(maker, work, quick)
-    rows += side_by_side(sources)
-    rows += bench_spread(maker, work)
+    for number in only:
+        rows += benches[number]()
     os.sync()
     set_aside(work)
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    return area_main(run, __doc__, "64 MiB, 200 small, 1000 idle over 30 s (a few minutes)", argv)
+    rows = argparse.ArgumentParser(add_help=False)
+    rows.add_argument("--rows", type=row_numbers, default=ROWS)
+    chosen, rest = rows.parse_known_args(argv)  # --help: the docstring says --rows
+    return area_main(
+        lambda workdir, quick: run(workdir, quick, chosen.rows),
+        __doc__,
+        "64 MiB, 200 small, 1000 idle over 30 s (a few minutes)",
+        rest,
+    )
+
+
+def row_numbers(text: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not row numbers: {text!r} (say e.g. 1,2)") from None
+    if not numbers or not set(numbers) <= set(ROWS):
+        raise argparse.ArgumentTypeError(f"rows are {ROWS[0]} to {ROWS[-1]}, not {text!r}")
+    return numbers
 
 
 if __name__ == "__main__":

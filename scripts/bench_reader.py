@@ -270,7 +270,7 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
         with reader(home) as base:
             say(f"reader at {base}")
             page = asyncio.run(_fetch(base + "/"))
-            file_url = base + _file_url(asyncio.run(_fetch(base + _first_bundle(page))))
+            file_url = base + _file_url(asyncio.run(_fetch(base + _first_bundle(base))))
             static = work / "static"
             static.mkdir()
             (static / "index.html").write_bytes(page)
@@ -315,15 +315,22 @@ async def _fetch(url: str) -> bytes:
         return await reply.read()
 
 
-def _first_bundle(page: bytes) -> str:
-    found = re.search(rb'href="(/b/\w+/)issue-\d+/"', page)
-    if found is None:
-        raise SystemExit("bench_reader: no bundle on the home page")
-    return found.group(1).decode() + "issue-000/"
+def _first_bundle(base: str) -> str:
+    """The bundle with the 1 MiB file ("Issue 0", the oldest), found by following the
+    home pages: reader URLs name nothing (opaque ids)."""
+    for number in range(1, 20):
+        page = asyncio.run(_fetch(f"{base}/?page={number}"))
+        found = re.search(rb'href="(/b/[a-z2-7]{16}/)"[^>]*>(?:<[^>]+>|\s)*Issue 0<', page)
+        if found is not None:
+            return found.group(1).decode()
+    raise SystemExit("bench_reader: the first bundle is not on the home pages")
 
 
 def _file_url(bundle_page: bytes) -> str:
-    found = re.search(rb'href="(/b/[^"]+/f/file\.bin)\?download"', bundle_page)
+    found = re.search(
+        rb'href="(/b/[a-z2-7]{16}/f/[a-z2-7]{16})\?download"[^>]*>(?:<[^>]+>|\s)*file\.bin<',
+        bundle_page,
+    )
     if found is None:
         raise SystemExit("bench_reader: the 1 MiB file is not listed")
     return found.group(1).decode()

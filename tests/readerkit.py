@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import http.client
 import json
 import random
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from trustkit import YEAR, Chain, Delegation, bundle_bytes, publisher_file, signed, write
@@ -27,11 +28,13 @@ from conftest import Publisher, Result, command_env, meshdrop_executable, run_me
 from meshdrop.core.records import Reason
 from meshdrop.publish.keystore import load_publisher
 from meshdrop.publish.pack import pack_folder
+from meshdrop.reader import readerids
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "bundles"
 MIB = 1024 * 1024
 BIG_SIZE = 2 * MIB + 123_457  # three chunks, the last one partial
+ID = "[a-z2-7]{16}"  # an opaque id in reader URLs
 
 
 def pack_in_process(
@@ -118,9 +121,46 @@ class Node:
     leaky_fingerprint: str  # the publisher whose leaked key signed "leaked"
     trap: str  # http://127.0.0.2:PORT: "another host" that publisher content must not reach
     names: list[str] = field(default_factory=list)
+    titles: dict[str, str] = field(default_factory=dict)  # bundle name -> its title
+    found: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def bundle_path(self, name: str, fingerprint: str | None = None) -> str:
-        return f"/b/{(fingerprint or self.fingerprint).replace('-', '')}/{name}/"
+    def url(self, base: str, name: str, rest: str = "") -> str:
+        """A reader URL found the way a person finds it, by following links: the bundle
+        ``name`` by its title on the home page; with ``rest`` ("v/PATH", "f/PATH",
+        "f/PATH?download") the file by its name in the bundle page's downloads."""
+        if (base, name) not in self.found:
+            wanted = self.titles.get(name) or name
+            found = [h for h, text in links(fetch(base, "/").text) if text == wanted]
+            [self.found[(base, name)]] = {h for h in found if re.fullmatch(f"/b/{ID}/", h)}
+        bundle = self.found[(base, name)]
+        if not rest:
+            return bundle
+        kind, _, path = rest.partition("/")
+        path, mark, query = path.partition("?")
+        downloads = {
+            text: href
+            for href, text in links(fetch(base, bundle).text)
+            if re.fullmatch(f"/b/{ID}/f/{ID}\\?download", href)
+        }
+        raw = downloads[path].removesuffix("?download")
+        return (raw if kind == "f" else raw.replace("/f/", "/v/")) + mark + query
+
+    def made_up_url(self, name: str, fingerprint: str | None = None, path: str = "") -> str:
+        """The URL this node would give the bundle (or file) ``name`` if it showed it:
+        computed with the node's reader key, for bundles no page links to."""
+        key = (self.home / readerids.KEY_FILE).read_bytes()
+        publisher = fingerprint or self.fingerprint
+        url = f"/b/{readerids.bundle_id(key, publisher, name)}/"
+        return url + f"f/{readerids.file_id(key, publisher, name, path)}" if path else url
+
+
+def links(page: str) -> list[tuple[str, str]]:
+    """(href, first piece of text) of every link in a page."""
+    found = []
+    for href, inner in re.findall(r'<a\b[^>]*?\shref="([^"]*)"[^>]*>(.*?)</a>', page, re.S):
+        pieces = [p.strip() for p in re.split(r"<[^>]*>", inner) if p.strip()]
+        found.append((html.unescape(href), html.unescape(pieces[0]) if pieces else ""))
+    return found
 
 
 def build_node(
@@ -139,8 +179,10 @@ def build_node(
     run("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     out = folder / "bundles"
     out.mkdir()
+    titles = {"rights-ko": "노동자 권리 안내", "tricky": "Tricky <b>content</b> & edge cases"}
     for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
         src, name, title, description, language, _priority = line.split("\t")
+        titles[name] = title
         pack_in_process(
             publisher,
             SAMPLES / src,
@@ -165,7 +207,7 @@ def build_node(
         korean,
         out / "rights-ko.mdrop",
         "rights-ko",
-        title="노동자 권리 안내",
+        title=titles["rights-ko"],
         description="여권, 임금명세서, 초과근무에 대해 알아야 할 것",
         language="ko",
         created=now - 2,
@@ -186,7 +228,7 @@ def build_node(
         tricky,
         out / "tricky.mdrop",
         "tricky",
-        title="Tricky <b>content</b> & edge cases",
+        title=titles["tricky"],
         description="A hostile page, a download, a big file",
         created=now - 1,
     )
@@ -216,6 +258,7 @@ def build_node(
         fingerprints["Leaky Press"],
         trap,
         sorted(states),
+        {**titles, "honest": "honest v1"},  # trustkit's bundle_bytes titles it so
     )
 
 
@@ -312,16 +355,40 @@ class Reply:
         return self.body.decode("utf-8")
 
 
-def fetch(base: str, path: str, method: str = "GET", **headers: str) -> Reply:
+def fetch(
+    base: str, path: str, method: str = "GET", body: bytes | None = None, **headers: str
+) -> Reply:
     """One plain HTTP/1.1 request (no compression unless asked), as raw as it comes."""
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=20)
     try:
-        conn.request(method, path, headers={k.replace("_", "-"): v for k, v in headers.items()})
+        sent = {k.replace("_", "-"): v for k, v in headers.items()}
+        conn.request(method, path, body=body, headers=sent)
         response = conn.getresponse()
         return Reply(response.status, response.getheaders(), response.read())
     finally:
         conn.close()
+
+
+def search(base: str, query: str, **headers: str) -> Reply:
+    """The search form as a browser sends it: a POST of the field ``q``."""
+    body = urlencode({"q": query}).encode()
+    kind = "application/x-www-form-urlencoded"
+    return fetch(base, "/search", "POST", body, Content_Type=kind, **headers)
+
+
+def results(reply: Reply) -> list[str]:
+    found = re.search(r'<ul class="list results">(.*?)</ul>', reply.text, re.S)
+    return [href for href, _text in links(found.group(1))] if found else []
+
+
+def search_until_indexed(base: str, query: str) -> Reply:
+    """Search runs on an index its own process builds after the reader starts: wait
+    (bounded) until a query that must find something does."""
+    deadline = time.monotonic() + 60
+    while not results(reply := search(base, query)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return reply
 
 
 class DevTools:

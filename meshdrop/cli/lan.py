@@ -18,7 +18,14 @@ from meshdrop.cli.common import (
     printable,
     withdrawal_line,
 )
-from meshdrop.cli.reader import checked_reader_code, reader_code_option
+from meshdrop.cli.reader import (
+    checked_reader_code,
+    https_option,
+    https_port_option,
+    node_reader_over_tls,
+    reader_code_option,
+    run_node_with_tls_reader,
+)
 from meshdrop.store.models import Withdrawal
 
 if TYPE_CHECKING:
@@ -184,6 +191,8 @@ def describe(event: Event) -> str | None:
     "the software.",
 )
 @reader_code_option
+@https_option
+@https_port_option
 @click.option(
     "--watch-root",
     "watch_roots",
@@ -216,6 +225,8 @@ def node(
     no_reader: bool,
     name: str | None,
     reader_code: str | None,
+    https: bool,
+    https_port: int | None,
     watch_roots: tuple[Path, ...],
     no_watch: bool,
     allowed: tuple[str, ...],
@@ -246,6 +257,14 @@ def node(
         from meshdrop.errors import UsageError
 
         raise UsageError("--reader-code (or MESHDROP_READER_CODE) has no use with --no-reader")
+    if https and no_reader:
+        from meshdrop.errors import UsageError
+
+        raise UsageError("--https has no use with --no-reader (it is for the reader's pages)")
+    if https_port is not None and not https:
+        from meshdrop.errors import UsageError
+
+        raise UsageError("--https-port has no use without --https")
     from meshdrop.store.circles import CircleStore
 
     book = CircleStore(home).load()
@@ -267,11 +286,15 @@ def node(
         open_mesh=open_mesh,
     )
     urls: list[str] = []
-    hook = None if no_reader else _reader_hook(home, urls, name, code)
-    node = Node(config, _say(as_json, urls, reader=hook is not None), hook=hook)
+    hook = None if no_reader or https else _reader_hook(home, urls, name, code)
+    say = _say(as_json, urls, reader=hook is not None)
+    tls_reader = node_reader_over_tls(home, https_port, name, code, as_json) if https else None
+    if tls_reader is not None:
+        say = tls_reader.follow(say)
+    node = Node(config, say, hook=hook)
     import asyncio
 
-    asyncio.run(_run(node))
+    asyncio.run(_run(node, tls_reader))
 
 
 STICK_INTERVAL = 5.0  # seconds between looks for sticks
@@ -344,13 +367,16 @@ def _check_bind(bind: str) -> str:
     return bind
 
 
-async def _run(node: Any) -> None:
+async def _run(node: Any, tls_reader: Any = None) -> None:
     import asyncio
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if tls_reader is not None:
+        await run_node_with_tls_reader(node, tls_reader, stop)
+        return
     await node.run(stop)
 
 

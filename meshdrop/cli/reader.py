@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from meshdrop.cli.common import home_path
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from meshdrop.reader.serve import NodeReaderOverTLS
+    from meshdrop.transports.lan.node import Node
 
 READER_CODE_ENV = "MESHDROP_READER_CODE"
 
@@ -18,6 +26,15 @@ reader_code_option = click.option(
     show_envvar=True,
     help="Ask every browser for this code (4 characters or more) before showing anything. "
     "Set it in the environment variable instead to keep it out of `ps`.",
+)
+
+
+https_option = click.option(
+    "--https",
+    is_flag=True,
+    help="Serve the pages over HTTPS only, with a certificate this node makes and keeps "
+    "(browsers warn once; readers check its fingerprint, shown at start and on the share "
+    "page). Hides what is read from others on the Wi-Fi.",
 )
 
 
@@ -38,7 +55,7 @@ def checked_reader_code(given: str | None) -> str | None:
     return check_code(given)
 
 
-@click.command(epilog="Example: meshdrop --home ~/node read --bind 0.0.0.0 --port 8080")
+@click.command(epilog="Example: meshdrop --home ~/node read --bind 0.0.0.0 --port 8080 --https")
 @click.option(
     "--bind",
     default="127.0.0.1",
@@ -57,18 +74,76 @@ def checked_reader_code(given: str | None) -> str | None:
     help="What the pages call this library (default: Library). No page names the software.",
 )
 @reader_code_option
+@https_option
 @click.pass_context
 def read(
-    ctx: click.Context, bind: str, port: int, name: str | None, reader_code: str | None
+    ctx: click.Context,
+    bind: str,
+    port: int,
+    name: str | None,
+    reader_code: str | None,
+    https: bool,
 ) -> None:
     """Serve the verified bundles of this node to web browsers until Ctrl-C.
 
-    Prints the address to open. Only verified, current bundles are shown; nothing is
-    logged about who read what."""
+    Prints the address to open (and with --https the certificate's fingerprint). Only
+    verified, current bundles are shown; nothing is logged about who read what."""
     import asyncio
 
     from meshdrop.reader.serve import serve
 
     code = checked_reader_code(reader_code)
     home = home_path(ctx)
-    asyncio.run(serve(home, bind, port, announce=click.echo, name=name, access_code=code))
+    asyncio.run(
+        serve(home, bind, port, announce=click.echo, name=name, access_code=code, https=https)
+    )
+
+
+NODE_HTTPS_PORT = 8443
+
+https_port_option = click.option(
+    "--https-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help=f"With --https: the port of the reader's HTTPS listener (default {NODE_HTTPS_PORT}; "
+    "0 picks a free one). The node's own port then serves no reader page.",
+)
+
+
+def node_reader_over_tls(
+    home: Path, port: int | None, name: str | None, code: str | None, as_json: bool
+) -> NodeReaderOverTLS:
+    """`meshdrop node --https`: the reader on a TLS listener of its own, whose addresses
+    and certificate fingerprint are printed each time it starts serving somewhere."""
+    from meshdrop.cli.common import emit_json
+    from meshdrop.reader.serve import NodeReaderOverTLS
+    from meshdrop.reader.tlscert import grouped, share_link
+
+    def serving(urls: list[str], fingerprint: str, made: str | None) -> None:
+        if as_json:
+            emit_json(
+                {"event": "reader", "urls": urls, "fingerprint": fingerprint, "new": made or ""}
+            )
+            return
+        if made:
+            click.echo(f"made a new certificate for the reader ({made})")
+        click.echo("readers: open " + ", ".join(urls) + " in a phone's browser")
+        click.echo(f"certificate fingerprint (SHA-256): {grouped(fingerprint)}")
+        for url in urls:
+            click.echo(f"share link (checks it): {share_link(url, fingerprint)}")
+
+    chosen = NODE_HTTPS_PORT if port is None else port
+    return NodeReaderOverTLS(home, chosen, serving, name=name, access_code=code)
+
+
+async def run_node_with_tls_reader(
+    node: Node, reader: NodeReaderOverTLS, stop: asyncio.Event
+) -> None:
+    """The node, then its reader at the node's address, until ``stop``."""
+    await node.start()
+    try:
+        await reader.start(lambda: str(node.bind))
+        await stop.wait()
+    finally:
+        await reader.close()
+        await node.stop()

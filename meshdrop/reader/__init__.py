@@ -29,10 +29,11 @@ Safety (see docs/THREATS.md, "The reader")
 - Every reader page carries a strict CSP (``default-src 'self'``, ``script-src 'none'``):
   the reader runs no JavaScript at all, and every asset (CSS, icon) is served by the node.
   Fonts are the system's own.
-- Publisher files are served with ``Content-Security-Policy: sandbox; default-src 'none';
-  img-src 'self'; media-src 'self'; style-src 'self' 'unsafe-inline'`` and nosniff, and
-  articles are shown in ``<iframe sandbox>`` with no allow-* tokens; the page's
-  ``frame-src 'self'`` keeps the frame on this node (``headers.py``).
+- URLs name nothing: opaque per-node ids, ``/b/<bid>/``, ``/b/<bid>/v/<fid>``,
+  ``/b/<bid>/f/<fid>`` (``readerids.py``); searches are POSTs.
+- Every publisher response carries the bundle's own CSP (``sandbox``, loads only from
+  ``/b/<bid>/f/``, never framed; ``headers.publisher_csp``); an HTML article's view is
+  the rewritten publisher page itself under a small reader bar (``article.py``).
 - No cookie but ``lang`` (a session cookie set by the language link) and, with an access
   code (``access_code``, ``accesscode.py``), ``access``; no ``Server:``
   header; ``Cache-Control: no-store`` so what was read does not stay in the browser cache.

@@ -8,6 +8,13 @@ memory (never the code: a cookie read off a seized phone does not give the code 
 sends the browser back to the page it asked for, which must be a path on this node. The
 token dies with the process, so a restarted reader asks again.
 
+A publisher's article is a sandboxed document of an opaque origin (headers.py): the
+browser sends its requests for images, styles and fonts without SameSite cookies. Its
+page therefore names its own bundle's files with a pass (``grant``: ``?k=`` and an HMAC
+of the file's path under the token), good for that one file while the token lives. The
+cookie is SameSite=Lax, so that a tap on a link in an article (a top-level navigation)
+still carries it.
+
 Guessing is slowed per address: after ``MAX_TRIES`` wrong codes an address is refused for
 ``LOCK_SECONDS``; each further wrong code after that locks it again. IPv6 addresses count
 per /64 (one host can use a whole /64). The table of addresses is bounded; a LAN gives one
@@ -19,10 +26,12 @@ the pages, and the code itself when it is sent (docs/THREATS.md, "The reader").
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import secrets
 import time
 import unicodedata
@@ -36,6 +45,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from meshdrop.errors import UsageError
 from meshdrop.reader import headers, i18n
+from meshdrop.reader.readerids import ID_PATTERN
 
 log = logging.getLogger("meshdrop.reader")
 
@@ -47,6 +57,8 @@ UNLOCK_PATH = "/unlock"
 # What the code page itself needs: its stylesheet and icon, and the language links (they
 # only set the language cookie and come back to a local page, which is again gated).
 OPEN_PREFIXES = ("/static/", "/lang/")
+GRANT = "k"  # the query parameter holding a file's pass
+_FILE_PATH = re.compile(f"/b/{ID_PATTERN}/f/{ID_PATTERN}")
 MAX_TRIES = 5
 LOCK_SECONDS = 300.0
 FORGET_SECONDS = 3600.0  # a quiet hour wipes an address's wrong tries
@@ -176,9 +188,18 @@ class AccessGate:
 
         return gated
 
+    def grant(self, path: str) -> str:
+        """``path`` (a publisher file's, /b/<bid>/f/<fid>) with its pass appended."""
+        mac = hmac.new(self._token.encode(), path.encode(), hashlib.sha256).digest()[:16]
+        return f"{path}?{GRANT}={base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
     def _lets_through(self, request: web.Request) -> bool:
         if request.path.startswith(OPEN_PREFIXES):
             return True
+        given = request.query.get(GRANT)
+        if given is not None and _FILE_PATH.fullmatch(request.path):
+            wanted = self.grant(request.path).rsplit("=", 1)[1]
+            return hmac.compare_digest(given.encode(errors="replace"), wanted.encode())
         cookie = request.cookies.get(COOKIE, "")
         return hmac.compare_digest(cookie.encode(errors="replace"), self._token.encode())
 
@@ -206,7 +227,7 @@ class AccessGate:
         response = web.HTTPSeeOther(target)
         response.headers.update(headers.COMMON)
         # A session cookie, like the language one: nothing that outlives the browser.
-        response.set_cookie(COOKIE, self._token, path="/", httponly=True, samesite="Strict")
+        response.set_cookie(COOKIE, self._token, path="/", httponly=True, samesite="Lax")
         raise response
 
     def _refuse(self, request: web.Request, target: str, who: str) -> web.Response:

@@ -18,8 +18,11 @@ from aiohttp import web
 from meshdrop.core.manifest import FileEntry, Manifest
 from meshdrop.reader import headers, i18n, views
 from meshdrop.reader.accesscode import AccessGate
+from meshdrop.reader.article import BAR_TEMPLATE, article_page
 from meshdrop.reader.assets import Asset, load_assets
-from meshdrop.reader.library import Library, find_file
+from meshdrop.reader.library import Library, ShelvedBundle
+from meshdrop.reader.links import BundleLinks
+from meshdrop.reader.readerids import ID_PATTERN
 from meshdrop.reader.render import (
     MAX_RENDERED_BYTES,
     is_local_link,
@@ -27,8 +30,9 @@ from meshdrop.reader.render import (
     qr_svg,
     render_markdown,
 )
-from meshdrop.reader.sending import Damaged, send_publisher_file
-from meshdrop.store.models import StoredBundle
+from meshdrop.reader.sanitize import MAX_REWRITTEN_BYTES
+from meshdrop.reader.sending import Damaged, read_whole, send_publisher_file
+from meshdrop.reader.tlscert import grouped, share_link
 from meshdrop.transports.lan.serverguard import plain_errors
 
 log = logging.getLogger("meshdrop.reader")
@@ -60,13 +64,13 @@ class Reader:
     share_urls: ShareUrls | None = None
     name: str | None = None  # the owner's name for it; else a neutral word (i18n "site")
     access_code: str | None = None  # asked of every browser first (accesscode.py)
+    fingerprint: str | None = None  # of the HTTPS certificate (tlscert.py), if served so
     library: Library = field(init=False)
     pages: asyncio.Semaphore = field(init=False)
     streams: asyncio.Semaphore = field(init=False)
     assets: dict[str, Asset] = field(init=False)
     templates: jinja2.Environment = field(init=False)
     static: dict[str, Asset] = field(init=False)
-    backfill: asyncio.Task[None] | None = field(init=False, default=None)
     gate: AccessGate | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -94,16 +98,20 @@ class Reader:
 
     def routes(self) -> list[web.RouteDef]:
         page, stream = self.pages, self.streams
+        bundle, file = f"/b/{{bid:{ID_PATTERN}}}", f"{{fid:{ID_PATTERN}}}"
         return [
             web.get("/", self._guard(page, self.home_page)),
             web.get("/search", self._guard(page, self.search_page)),
+            web.post("/search", self._guard(page, self.search_page)),
             web.get("/share", self._guard(page, self.share_page)),
             web.get("/lang/{code}", self._guard(page, self.set_language)),
+            web.get("/text/{size}", self._guard(page, self.set_text_size)),
             web.get("/static/{name}", self._guard(page, self.static_file)),
-            web.get("/b/{fp}/{name}", self._guard(page, self.add_slash)),
-            web.get("/b/{fp}/{name}/", self._guard(page, self.bundle_page)),
-            web.get("/b/{fp}/{name}/v/{path:.+}", self._guard(page, self.view_page)),
-            web.get("/b/{fp}/{name}/f/{path:.+}", self._guard(stream, self.publisher_file)),
+            # Opaque ids only (readerids.py); any other form, old ones included, is a 404.
+            web.get(bundle, self._guard(page, self.add_slash)),
+            web.get(bundle + "/", self._guard(page, self.bundle_page)),
+            web.get(f"{bundle}/v/{file}", self._guard(page, self.view_page)),
+            web.get(f"{bundle}/f/{file}", self._guard(stream, self.publisher_file)),
             web.route("*", "/{tail:.*}", self._guard(page, self.nothing_here)),
         ]
 
@@ -138,21 +146,11 @@ class Reader:
         return guarded
 
     async def on_startup(self, _app: web.Application) -> None:
-        await self.library.shelf()  # a store that cannot be read stops the start, in one line
-        # Bundles stored before search existed become searchable (in the background:
-        # the reader answers meanwhile, with search covering what is indexed so far).
-        self.backfill = asyncio.get_running_loop().create_task(self._backfill())
-
-    async def _backfill(self) -> None:
-        try:
-            await self.library.backfill_search()
-        except Exception as exc:
-            log.error("reader: could not index older bundles for search (%s)", type(exc).__name__)
+        # A store that cannot be read stops the start, in one line. The first shelf also
+        # starts the search index catching up, in a process of its own (searching.py).
+        await self.library.shelf()
 
     async def on_cleanup(self, _app: web.Application) -> None:
-        if self.backfill is not None:
-            self.backfill.cancel()
-            await asyncio.gather(self.backfill, return_exceptions=True)
         await self.library.close()
 
     # Pages
@@ -163,6 +161,8 @@ class Reader:
         lang = language(request)
         here = request.path_qs if request.method == "GET" and status == 200 else "/"
         other = "ko" if lang == "en" else "en"
+        size = views.text_size(request.cookies.get(views.TEXT_COOKIE))
+        other_size = "normal" if size == "large" else "large"
         context = {
             "lang": lang,
             "t": i18n.STRINGS[lang],
@@ -171,6 +171,8 @@ class Reader:
             "icon": self.assets["icon.svg"].url,
             "switch_url": f"/lang/{other}?next={quote(here, safe='/')}",
             "other_lang": other,
+            "text_size": size,
+            "size_url": f"/text/{other_size}?next={quote(here, safe='/')}",
             "query": "",
             **values,
         }
@@ -202,7 +204,11 @@ class Reader:
         )
 
     async def search_page(self, request: web.Request) -> web.StreamResponse:
-        query = " ".join(request.query.get("q", "").split())[:MAX_QUERY_CHARS]
+        # Terms come only in a POST's body: never in a URL (history, logs); GET is the
+        # empty search page.
+        form = await request.post() if request.method == "POST" else {}
+        text = form.get("q", "")
+        query = " ".join(text.split())[:MAX_QUERY_CHARS] if isinstance(text, str) else ""
         found = await self.library.search(query) if query else []
         lang = language(request)
         results = [views.search_result(f, lang) for f in found[:50]]
@@ -210,8 +216,12 @@ class Reader:
 
     async def share_page(self, request: web.Request) -> web.StreamResponse:
         urls = self.addresses(request)
-        qr = qr_svg(urls[0]) if urls else ""
-        return self.render(request, "share.html", urls=urls, qr=qr)
+        link = urls[0] if urls else ""
+        if link and self.fingerprint:
+            link = share_link(link, self.fingerprint)  # the QR lets a phone check it once
+        fingerprint = grouped(self.fingerprint) if self.fingerprint else ""
+        qr = qr_svg(link) if link else ""
+        return self.render(request, "share.html", urls=urls, qr=qr, fingerprint=fingerprint)
 
     def addresses(self, request: web.Request) -> list[str]:
         """Addresses others on the network can use: the one this browser used (unless it
@@ -219,7 +229,7 @@ class Reader:
         found = []
         host = request.host
         if _HOST.fullmatch(host) and not _LOOPBACK.match(host):
-            found.append(f"http://{host}/")
+            found.append(f"{request.scheme}://{host}/")
         for url in self.share_urls() if self.share_urls else ():
             if url not in found:
                 found.append(url)
@@ -229,14 +239,13 @@ class Reader:
         code = request.match_info["code"]
         if code not in i18n.LANGUAGES:
             raise NotFound
-        target = request.query.get("next", "/")
-        if not target.startswith("/") or not is_local_link(target) or "\n" in target:
-            target = "/"
-        response = web.HTTPSeeOther(target)
-        response.headers.update(headers.COMMON)
-        # A session cookie (gone when the browser closes): the only cookie the reader sets.
-        response.set_cookie(i18n.COOKIE, code, path="/", httponly=True, samesite="Strict")
-        raise response
+        raise _back_with_cookie(request, i18n.COOKIE, code)
+
+    async def set_text_size(self, request: web.Request) -> web.StreamResponse:
+        size = request.match_info["size"]
+        if size not in views.TEXT_SIZES:
+            raise NotFound
+        raise _back_with_cookie(request, views.TEXT_COOKIE, size)
 
     async def static_file(self, request: web.Request) -> web.StreamResponse:
         asset = self.static.get(request.match_info["name"])
@@ -254,9 +263,9 @@ class Reader:
     async def nothing_here(self, request: web.Request) -> web.StreamResponse:
         raise NotFound
 
-    async def _bundle(self, request: web.Request) -> tuple[StoredBundle, Manifest]:
+    async def _bundle(self, request: web.Request) -> tuple[ShelvedBundle, Manifest]:
         shelf = await self.library.shelf()
-        bundle = shelf.find(request.match_info["fp"], request.match_info["name"])
+        bundle = shelf.find(request.match_info["bid"])
         if bundle is None:
             raise NotFound
         manifest = await self.library.manifest(bundle)
@@ -264,12 +273,13 @@ class Reader:
             raise NotFound
         return bundle, manifest
 
-    async def _file(self, request: web.Request) -> tuple[StoredBundle, Manifest, FileEntry]:
-        bundle, manifest = await self._bundle(request)
-        entry = find_file(manifest, request.match_info["path"])
-        if entry is None:
+    async def _file(self, request: web.Request) -> tuple[ShelvedBundle, Manifest, FileEntry]:
+        shelf = await self.library.shelf()
+        bundle = shelf.find(request.match_info["bid"])
+        found = await self.library.file(bundle, request.match_info["fid"]) if bundle else None
+        if bundle is None or found is None or found[1] is None:
             raise NotFound
-        return bundle, manifest, entry
+        return bundle, found[0], found[1]
 
     async def bundle_page(self, request: web.Request) -> web.StreamResponse:
         bundle, manifest = await self._bundle(request)
@@ -281,36 +291,54 @@ class Reader:
         if page > 1 and not files:
             raise NotFound
         base = views.bundle_url(bundle)
-        publisher = shelf.publishers.get(bundle.publisher)
+        newest = views.newest_content(shelf.bundles).get(bundle.publisher)
+        rows = views.with_titles(
+            [views.file_row(bundle, f, lang) for f in files], await self.library.titles(bundle)
+        )
+        first = views.start_file(manifest, lang)
         return self.render(
             request,
             "bundle.html",
             bundle=bundle,
             info=views.bundle_info(bundle, lang),
-            fresh=views.freshness(publisher.newest_signed if publisher else None, shelf.now, lang),
-            start=views.start_file(manifest, lang),
+            fresh=views.freshness(newest, shelf.now, lang),
+            start=views.article_url(bundle, first) if first else "",
             base=base,
-            files=[views.file_row(base, f, lang) for f in files],
+            articles=views.readable(rows),
+            files=rows,
             newer=f"{base}?page={page - 1}" if page > 1 else "",
             older=f"{base}?page={page + 1}" if start + FILES_PER_PAGE < len(manifest.files) else "",
         )
 
     async def view_page(self, request: web.Request) -> web.StreamResponse:
-        bundle, _manifest, entry = await self._file(request)
+        bundle, manifest, entry = await self._file(request)
         lang = language(request)
         base = views.bundle_url(bundle)
         kind = kind_of(entry.media_type)
-        row = views.file_row(base, entry, lang)
+        titles = await self.library.titles(bundle)
+        row = views.with_titles([views.file_row(bundle, entry, lang)], titles)[0]
+        if kind == "html" and entry.size <= MAX_REWRITTEN_BYTES:
+            site = self.name or i18n.STRINGS[lang]["site"]
+            values = {"lang": lang, "site": site, "back": base}
+            return await article_page(
+                self.library,
+                self.templates.get_template(BAR_TEMPLATE),
+                bundle,
+                entry,
+                _links(bundle, manifest, self.gate),
+                headers.publisher_csp(_origin(request), bundle.bid),
+                {**values, "download": row["download"]},
+            )
         content: object = ""
-        too_big = False
+        too_big = kind == "html"
         if kind in ("markdown", "text"):
             if entry.size > MAX_RENDERED_BYTES:
                 too_big = True
             else:
-                text = (await self._whole_file(entry)).decode("utf-8", errors="replace")
-                content = (
-                    render_markdown(text, entry.path, base + "f/") if kind == "markdown" else text
-                )
+                text = (await read_whole(self.library, entry)).decode("utf-8", errors="replace")
+                links = _links(bundle, manifest, self.gate)
+                content = render_markdown(text, entry.path, links) if kind == "markdown" else text
+        [row] = views.with_titles([row], await self.library.titles(bundle))
         return self.render(
             request,
             "view.html",
@@ -322,24 +350,53 @@ class Reader:
             too_big=too_big,
         )
 
-    async def _whole_file(self, entry: FileEntry) -> bytes:
-        parts = []
-        for index in range(len(entry.chunks)):
-            data = await self.library.read_chunk(entry, index)
-            if data is None:
-                raise Damaged
-            parts.append(data)
-        return b"".join(parts)
-
     # Publisher files
 
     async def publisher_file(self, request: web.Request) -> web.StreamResponse:
-        _bundle, _manifest, entry = await self._file(request)
-        return await send_publisher_file(request, self.library, entry)
+        bundle, manifest, entry = await self._file(request)
+        csp = headers.publisher_csp(_origin(request), bundle.bid)
+        return await send_publisher_file(
+            request, self.library, entry, _links(bundle, manifest, self.gate), csp
+        )
+
+
+def _links(bundle: ShelvedBundle, manifest: Manifest, gate: AccessGate | None) -> BundleLinks:
+    """How a publisher file of ``bundle`` names the bundle's files (links.py); behind an
+    access code each file with its pass (accesscode.py: a sandboxed page's requests
+    carry no cookie)."""
+
+    def file(path: str) -> str:
+        url = views.file_url(bundle, path)
+        return gate.grant(url) if gate else url
+
+    paths = frozenset(f.path for f in manifest.files)
+    return BundleLinks(paths, lambda path: views.article_url(bundle, path), file)
+
+
+def _origin(request: web.Request) -> str | None:
+    """``scheme://host[:port]`` as this browser reached the node, for the per-bundle CSP;
+    None (the CSP then says 'self') if the Host header is not a plain host[:port]: it is
+    written into a header, where anything else could add directives or break it."""
+    host = request.host
+    return f"{request.scheme}://{host}" if _HOST.fullmatch(host) else None
 
 
 def language(request: web.Request) -> str:
     return i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("Accept-Language"))
+
+
+def _back_with_cookie(request: web.Request, name: str, value: str) -> web.HTTPSeeOther:
+    """Back to the local page in ``next`` with a preference set (the reader's cookies are
+    session cookies, gone when the browser closes: the language and the text size)."""
+    target = request.query.get("next", "/")
+    if not target.startswith("/") or not is_local_link(target) or "\n" in target:
+        target = "/"
+    response = web.HTTPSeeOther(target)
+    response.headers.update(headers.COMMON)
+    # Lax, not Strict: a tap on a link in an article (a sandboxed page of an opaque
+    # origin, headers.py) is a cross-site navigation to the browser.
+    response.set_cookie(name, value, path="/", httponly=True, samesite="Lax")
+    return response
 
 
 def _page_number(request: web.Request) -> int:
@@ -355,12 +412,13 @@ def install_reader(
     share_urls: ShareUrls | None = None,
     name: str | None = None,
     access_code: str | None = None,
+    fingerprint: str | None = None,
 ) -> Reader:
     """Add the reader's routes, start-up and clean-up to ``app`` (its answers to paths no
     other route takes are the reader's 404 page), its pages titled ``name`` (else a
     neutral word: no page names the software), each asking first for ``access_code`` if
     one is given. Returns the Reader."""
-    reader = Reader(home, share_urls, name, access_code)
+    reader = Reader(home, share_urls, name, access_code, fingerprint)
     app.add_routes(reader.routes())
     app.on_startup.append(reader.on_startup)
     app.on_cleanup.append(reader.on_cleanup)
@@ -381,9 +439,10 @@ def make_reader_app(
     share_urls: ShareUrls | None = None,
     name: str | None = None,
     access_code: str | None = None,
+    fingerprint: str | None = None,
 ) -> web.Application:
     """The reader as an application of its own (see the package docstring to mount it);
     every HTTP error it raises gets a short body of its own (``plain_errors``)."""
     app = web.Application(client_max_size=64 * 1024, middlewares=[plain_errors])
-    install_reader(app, home, share_urls, name, access_code)
+    install_reader(app, home, share_urls, name, access_code, fingerprint)
     return app

@@ -1,14 +1,15 @@
 """The headers that keep readers safe: Content-Security-Policy for the reader's own pages
 and for publisher content, and the rest of what every answer carries.
 
-Reader pages (templates the node renders) run no script at all and load only from the
-node itself. Publisher files are served with a CSP ``sandbox`` policy: even opened
-directly, a publisher page is a document of a unique, opaque origin that cannot run
-script, submit forms, open windows or navigate the top page, and may load only images,
-media and styles from this node; its HTML is rewritten first (sanitize.py), so no link,
-hint or address in it leads off the node. In the reader they are shown in an ``<iframe sandbox>``
-(no allow-* tokens), and the reader page's ``frame-src 'self'`` stops the frame from being
-navigated to any other host, even by a click on a link the publisher wrote.
+Reader pages (templates the node renders) run no script at all, frame nothing and load
+only from the node itself. Every publisher file (the article view of an HTML file, which
+is the publisher's page itself, and every raw file) is served with a per-bundle CSP
+(``publisher_csp``): ``sandbox`` makes it a document of a unique, opaque origin that
+cannot run script, submit forms, open windows or navigate other frames; images, media,
+styles and fonts load only from this bundle's own file URLs (``/b/<bid>/f/``), so a page
+cannot load another bundle's files, even by an address it learned; nothing may frame it.
+Its HTML is rewritten first (sanitize.py), so no link, hint or address in it leads off
+the node.
 """
 
 from __future__ import annotations
@@ -19,13 +20,22 @@ from urllib.parse import quote
 
 READER_CSP = (
     "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-src 'self'; frame-ancestors 'none'"
+    "form-action 'self'; frame-src 'none'; frame-ancestors 'none'"
 )
-PUBLISHER_CSP = (
-    "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; "
-    "style-src 'self' 'unsafe-inline'; form-action 'none'; base-uri 'none'; "
-    "frame-ancestors 'self'"
-)
+
+
+def publisher_csp(origin: str | None, bid: str) -> str:
+    """The CSP of every answer with a publisher's content, for the bundle ``bid`` on the
+    node reached at ``origin`` (``scheme://host[:port]``). CSP source expressions with a
+    path need a host, hence the origin; without one (``None``), ``'self'`` (any file of
+    this node) is the fallback."""
+    files = f"{origin}/b/{bid}/f/" if origin else "'self'"
+    return (
+        f"sandbox; default-src 'none'; img-src {files}; media-src {files}; "
+        f"style-src {files} 'unsafe-inline'; font-src {files}; form-action 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
+
 
 COMMON: Mapping[str, str] = {
     "X-Content-Type-Options": "nosniff",
@@ -45,10 +55,9 @@ PAGE: Mapping[str, str] = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Vary": "Accept-Language, Cookie",
 }
-PUBLISHER: Mapping[str, str] = {
+PUBLISHER: Mapping[str, str] = {  # with publisher_csp() beside it
     **COMMON,
-    "Content-Security-Policy": PUBLISHER_CSP,
-    "X-Frame-Options": "SAMEORIGIN",
+    "X-Frame-Options": "DENY",
     "Accept-Ranges": "bytes",
 }
 STATIC: Mapping[str, str] = {

@@ -35,11 +35,22 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         ),
         "publisher": "Publisher",
         "fingerprint": "Fingerprint",
+        "signed": "Signed",
         "signed_on": "Signed {date}",
         "expires_on": "Until {date}",
-        "version": "Version",
         "size": "Size",
         "files": "Files",
+        "articles": "Read here",
+        "no_articles": "Nothing here can be shown in the browser; see the downloads below.",
+        "downloads": "Downloads",
+        "downloads_note": (
+            "Saves the file on this phone, where it stays until you delete it. "
+            "Reading above leaves no file behind."
+        ),
+        "text_larger": "A+",
+        "text_larger_label": "Larger text",
+        "text_normal": "A-",
+        "text_normal_label": "Normal text size",
         "newest_signed": "Newest content signed on {date}",
         "nothing_signed": "No content from this publisher yet",
         "stale": "Nothing newer for {days} days: this node may be cut off.",
@@ -64,6 +75,11 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "code with their phone camera. Nothing here needs the internet."
         ),
         "share_none": "This node's network address is not known; ask its owner.",
+        "share_fingerprint": (
+            "The browser will warn that this connection is not private: this node made its "
+            "own certificate. Check once that the browser shows this fingerprint (SHA-256); "
+            "the code above carries it too."
+        ),
         "address": "Address",
         "not_found_title": "Not found",
         "not_found": "There is nothing at this address on this node.",
@@ -114,11 +130,22 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         ),
         "publisher": "발행자",
         "fingerprint": "지문",
+        "signed": "서명",
         "signed_on": "{date} 서명",
         "expires_on": "{date}까지",
-        "version": "버전",
         "size": "크기",
         "files": "파일",
+        "articles": "여기서 읽기",
+        "no_articles": "브라우저에서 보여 줄 수 있는 것이 없습니다. 아래에서 내려받으세요.",
+        "downloads": "내려받기",
+        "downloads_note": (
+            "파일을 이 휴대폰에 저장합니다. 지우기 전까지 남아 있습니다. "
+            "위에서 읽으면 파일이 남지 않습니다."
+        ),
+        "text_larger": "가+",
+        "text_larger_label": "글자 크게",
+        "text_normal": "가-",
+        "text_normal_label": "글자 보통 크기로",
         "newest_signed": "가장 최근 콘텐츠 서명일: {date}",
         "nothing_signed": "이 발행자의 콘텐츠가 아직 없습니다",
         "stale": "{days}일 동안 새 콘텐츠가 없습니다. 이 노드가 끊겨 있을 수 있습니다.",
@@ -143,6 +170,11 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "코드를 찍으면 됩니다. 인터넷은 필요 없습니다."
         ),
         "share_none": "이 노드의 네트워크 주소를 알 수 없습니다. 노드 주인에게 물어보세요.",
+        "share_fingerprint": (
+            "브라우저가 이 연결은 비공개가 아니라고 경고합니다. 이 노드가 스스로 만든 인증서이기 "
+            "때문입니다. 브라우저에 보이는 지문(SHA-256)이 이것과 같은지 한 번 확인하세요. 위의 "
+            "코드에도 들어 있습니다."
+        ),
         "address": "주소",
         "not_found_title": "찾을 수 없음",
         "not_found": "이 노드의 이 주소에는 아무것도 없습니다.",
@@ -208,13 +240,17 @@ def language_label(code: str, lang: str) -> str:
     return STRINGS[lang].get(f"lang_{primary}", code)
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def format_date(ts: int | None, lang: str) -> str:
+    """A signing time as readers say dates ("3 Dec 2026", "2026년 12월 3일"), in UTC."""
     if ts is None:
         return "-"
     moment = datetime.fromtimestamp(min(max(ts, 0), 253_402_300_799), UTC)
     if lang == "ko":
         return f"{moment.year}년 {moment.month}월 {moment.day}일"
-    return moment.strftime("%Y-%m-%d")
+    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year}"  # not the C locale's
 
 
 def human_size(size: int) -> str:

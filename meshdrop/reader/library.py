@@ -3,7 +3,8 @@
 SQLite connections are not thread-safe, so every index query runs on ONE thread owned by
 the reader; chunk files are read and re-hashed on a small pool of their own (both
 through store/threaded.py, as the LAN's StoreIO). Neither is shared with the peer API,
-so a busy reader cannot starve sync of threads, nor sync the reader.
+so a busy reader cannot starve sync of threads, nor sync the reader. Search has a
+process and a thread of its own (searching.py), so pages never wait behind it.
 
 What may be shown is a ``Shelf``: the committed bundles in state "ok" (verified, of a
 trusted publisher, neither withdrawn nor expired), taken from ``Store.list_bundles``. It
@@ -16,13 +17,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
 from meshdrop.core.manifest import FileEntry, Manifest
 from meshdrop.errors import MeshdropError
-from meshdrop.store import search as fts
+from meshdrop.reader import readerids
+from meshdrop.reader.searching import SearchService
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.models import StoredBundle, TrustedPublisher
 from meshdrop.store.store import Store
@@ -33,37 +35,56 @@ T = TypeVar("T")
 REFRESH_SECONDS = 30.0
 READ_THREADS = 4
 MANIFESTS_CACHED = 32
-SEARCH_LIMIT = 100
+SEARCH_LIMIT = 50  # hits asked of the index (the search page shows 50)
 
 
-def compact(fingerprint: str) -> str:
-    """A fingerprint as it appears in reader URLs: its 32 characters without dashes."""
-    return fingerprint.replace("-", "")
+@dataclass(frozen=True)
+class ShelvedBundle(StoredBundle):
+    """A bundle as the reader shows it, with its opaque id in this node's URLs
+    (readerids.py) and what computes its files' ids."""
+
+    bid: str = ""
+    key: bytes = field(default=b"", repr=False, compare=False)  # the node's reader secret
+
+    @classmethod
+    def of(cls, bundle: StoredBundle, key: bytes) -> ShelvedBundle:
+        values = {f.name: getattr(bundle, f.name) for f in fields(StoredBundle)}
+        return cls(**values, bid=readerids.bundle_id(key, bundle.publisher, bundle.name), key=key)
+
+    def file_id(self, path: str) -> str:
+        return readerids.file_id(self.key, self.publisher, self.name, path)
 
 
 @dataclass(frozen=True)
 class Shelf:
     """What the reader may show right now."""
 
-    bundles: tuple[StoredBundle, ...]  # state "ok" only, newest first
+    bundles: tuple[ShelvedBundle, ...]  # state "ok" only, newest first
     publishers: dict[str, TrustedPublisher]  # by fingerprint
     now: int  # the node's effective time (never before the newest signed time seen)
-    by_key: dict[tuple[str, str], StoredBundle] = field(default_factory=dict)
-    by_id: dict[int, StoredBundle] = field(default_factory=dict)
+    by_bid: dict[str, ShelvedBundle] = field(default_factory=dict)
+    by_id: dict[int, ShelvedBundle] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for bundle in self.bundles:
-            self.by_key[(compact(bundle.publisher), bundle.name)] = bundle
+            self.by_bid[bundle.bid] = bundle
             self.by_id[bundle.id] = bundle
 
-    def find(self, fingerprint: str, name: str) -> StoredBundle | None:
-        return self.by_key.get((fingerprint, name))
+    def find(self, bid: str) -> ShelvedBundle | None:
+        """The bundle whose opaque id (in this node's URLs) is ``bid``."""
+        return self.by_bid.get(bid)
 
 
 @dataclass(frozen=True)
-class Found:
-    bundle: StoredBundle
-    hit: fts.Hit
+class FoundFile:
+    """A search hit: a file of a shown bundle (path "": the bundle itself)."""
+
+    bundle: ShelvedBundle
+    path: str
+    title: str  # the article's own title, "" if it names none
+    before: str  # the snippet around the first match in its text
+    match: str
+    after: str
 
 
 class Library:
@@ -76,7 +97,12 @@ class Library:
         self._data_version: int | None = None
         self._shelf: Shelf | None = None
         self._shelf_until = 0.0
-        self._manifests: OrderedDict[tuple[int, int], Manifest] = OrderedDict()
+        # Each with its files by opaque id (the ids in this node's URLs).
+        self._manifests: OrderedDict[tuple[int, int], tuple[Manifest, dict[str, FileEntry]]]
+        self._manifests = OrderedDict()
+        self._key: bytes | None = None  # the reader secret (readerids.py), read once
+        self.searching = SearchService(home)  # its own process and thread (searching.py)
+        self._store_changed = False  # set on the store thread, seen on the event loop
 
     # The event loop's side
 
@@ -84,37 +110,42 @@ class Library:
         return await self.threads.read(lambda _: work())
 
     async def shelf(self) -> Shelf:
-        return await self._on_store_thread(self._current_shelf)
+        shelf = await self._on_store_thread(self._current_shelf)
+        if self._store_changed:
+            self._store_changed = False
+            self.searching.store_changed()
+        return shelf
 
     async def manifest(self, bundle: StoredBundle) -> Manifest | None:
         """The bundle's manifest; None if it is no longer the stored one."""
-        return await self._on_store_thread(lambda: self._manifest(bundle))
+        found = await self._on_store_thread(lambda: self._manifest(bundle))
+        return found[0] if found else None
 
-    async def search(self, query: str) -> list[Found]:
+    async def file(
+        self, bundle: ShelvedBundle, fid: str
+    ) -> tuple[Manifest, FileEntry | None] | None:
+        """The bundle's manifest and its file whose opaque id is ``fid`` (None if no file
+        has it); None if the manifest is no longer the stored one."""
+        found = await self._on_store_thread(lambda: self._manifest(bundle))
+        return (found[0], found[1].get(fid)) if found else None
+
+    async def search(self, query: str) -> list[FoundFile]:
+        """One hit per matching file, best first, on bundles shown right now at the
+        version shown (the index may hold others, or not hold the newest yet)."""
         shelf = await self.shelf()
-        hits = await self._on_store_thread(lambda: self._search(query))
-        if hits is None:  # no FTS5 in this SQLite: titles and descriptions only
-            words = [w.casefold() for w in fts.query_terms(query)]
-            return [
-                Found(b, fts.Hit(b.id, "", -1, 0))
-                for b in shelf.bundles
-                if words and all(w in f"{b.title}\n{b.description}".casefold() for w in words)
-            ]
-        return [Found(shelf.by_id[h.bundle_id], h) for h in hits if h.bundle_id in shelf.by_id]
+        hits = await self.searching.search(query, SEARCH_LIMIT)
+        shown = {(b.publisher, b.name): b for b in shelf.bundles}
+        found = []
+        for hit in hits:
+            bundle = shown.get((hit.publisher, hit.name))
+            if bundle is not None and bundle.version == hit.version:
+                found.append(FoundFile(bundle, hit.path, hit.title, *hit.snippet))
+        return found
 
-    async def backfill_search(self) -> int:
-        """Index bundles stored before search existed, a batch at a time, so that pages
-        are answered in between."""
-        if not await self._on_store_thread(lambda: fts.purge(self._open().db)):
-            return 0
-        done = 0
-
-        def index_some() -> int:
-            return fts.index_some(self._open().db, self.chunks)
-
-        while count := await self._on_store_thread(index_some):
-            done += count
-        return done
+    async def titles(self, bundle: StoredBundle) -> dict[str, str]:
+        """Path -> the article's own title, for the files of ``bundle`` that name one
+        ({} until the search index holds this version)."""
+        return await self.searching.titles(bundle.publisher, bundle.name, bundle.version)
 
     async def read_chunk(self, entry: FileEntry, index: int) -> bytes | None:
         """Chunk ``index`` of a file, re-hashed; None if missing or damaged."""
@@ -122,6 +153,7 @@ class Library:
         return await self.threads.data(lambda: self.chunks.read(digest))
 
     async def close(self) -> None:
+        await self.searching.close()
         await self.threads.aclose()
 
     # The store thread's side
@@ -136,12 +168,16 @@ class Library:
         if changed:  # another process committed (the store reloads trust by itself)
             self._data_version = version
             self._manifests.clear()
+            self._store_changed = True  # the search index catches up (searching.py)
         if self._shelf is None or changed or time.monotonic() >= self._shelf_until:
             self._shelf = self._load_shelf(store)
         return self._shelf
 
     def _load_shelf(self, store: Store) -> Shelf:
-        bundles = tuple(store.list_bundles())
+        if self._key is None:
+            self._key = readerids.reader_key(self.home)
+        key = self._key
+        bundles = tuple(ShelvedBundle.of(b, key) for b in store.list_bundles())
         publishers = {p.fingerprint: p for p in store.trust_list()}
         now = store.now()
         wait = REFRESH_SECONDS
@@ -151,25 +187,23 @@ class Library:
         self._shelf_until = time.monotonic() + wait
         return Shelf(bundles, publishers, now)
 
-    def _manifest(self, bundle: StoredBundle) -> Manifest | None:
+    def _manifest(self, bundle: StoredBundle) -> tuple[Manifest, dict[str, FileEntry]] | None:
+        """The bundle's manifest and, for a shelved bundle, its files by opaque id (both
+        cached; the ids only once asked for with a ShelvedBundle, which knows the key)."""
         key = (bundle.id, bundle.version)
         cached = self._manifests.get(key)
         if cached is None:
             try:
-                cached = self._open().manifest(bundle)
+                cached = (self._open().manifest(bundle), {})
             except MeshdropError:
                 return None
             self._manifests[key] = cached
             while len(self._manifests) > MANIFESTS_CACHED:
                 self._manifests.popitem(last=False)
+        manifest, files = cached
         # A row id can be reused by another bundle once the shelf is rebuilt: check.
-        if (cached.name, cached.version) != (bundle.name, bundle.version):
+        if (manifest.name, manifest.version) != (bundle.name, bundle.version):
             return None
+        if not files and isinstance(bundle, ShelvedBundle):
+            files.update((bundle.file_id(f.path), f) for f in manifest.files)
         return cached
-
-    def _search(self, query: str) -> list[fts.Hit] | None:
-        return self._open().search(query, SEARCH_LIMIT)
-
-
-def find_file(manifest: Manifest, path: str) -> FileEntry | None:
-    return next((f for f in manifest.files if f.path == path), None)

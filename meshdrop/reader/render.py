@@ -1,5 +1,5 @@
 """Turning stored content into what a reader page shows: Markdown rendered on the node,
-file kinds, search snippets, and the QR code of the node's address.
+file kinds, and the QR code of the node's address.
 
 Markdown is rendered with markdown-it-py (CommonMark, the library the Python tooling
 ecosystem maintains, pure Python) with raw HTML turned off: any HTML in a Markdown file
@@ -9,16 +9,18 @@ Only links within the node are live; a link to anywhere else stays visible as te
 
 from __future__ import annotations
 
-import posixpath
 import re
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 import segno
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markupsafe import Markup
 
-from meshdrop.store.search import HTML_TYPES, MARKDOWN_TYPES
+from meshdrop.core.articletext import HTML_TYPES, MARKDOWN_TYPES
+
+if TYPE_CHECKING:  # links.py uses is_local_link from here
+    from meshdrop.reader.links import BundleLinks
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 MAX_RENDERED_BYTES = 2 * 1024 * 1024  # Markdown and text shown in a page; bigger: download
@@ -53,39 +55,37 @@ _MARKDOWN = _LocalOnly("commonmark", {"html": False, "linkify": False, "typograp
 _MARKDOWN.enable(["table", "strikethrough"])
 
 
-def render_markdown(source: str, file_path: str, raw_base: str) -> Markup:
-    """HTML for a Markdown file at ``file_path`` in a bundle whose files are served under
-    ``raw_base`` (ending in "/"). Relative images load from the bundle's files."""
+def render_markdown(source: str, file_path: str, links: BundleLinks) -> Markup:
+    """HTML for a Markdown file at ``file_path`` in a bundle whose files ``links`` names:
+    relative links lead to the bundle's articles, images load from its files, each by
+    its opaque URL; a reference to anything else is dropped (the link text stays)."""
     tokens = _MARKDOWN.parse(source)
-    folder = posixpath.dirname(file_path)
     for token in tokens:
         for child in token.children or ():
             if child.type == "image":
-                _point_image(child, folder, raw_base)
+                _point(child, "src", links.resolve(_attr(child, "src"), file_path, False))
+            elif child.type == "link_open":
+                _point(child, "href", links.resolve(_attr(child, "href"), file_path, True))
     return Markup(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))  # noqa: S704
 
 
-def _point_image(token: Token, folder: str, raw_base: str) -> None:
-    src = str(token.attrGet("src") or "")
-    target = posixpath.normpath(posixpath.join(folder, src.split("#")[0].split("?")[0]))
-    if not src or src.startswith("/") or target.startswith(".."):
-        token.attrSet("src", "")
-        return
-    token.attrSet("src", raw_base + quote(target))
+def _attr(token: Token, name: str) -> str:
+    return str(token.attrGet(name) or "")
+
+
+def _point(token: Token, name: str, url: str | None) -> None:
+    if url is not None:
+        token.attrSet(name, url)
+    elif name == "src":
+        token.attrSet("src", "")  # an image of nothing
+    else:
+        token.attrs.pop(name, None)  # the link text stays, inert
 
 
 def qr_svg(url: str) -> Markup:
     """The URL as a QR code, drawn on the node as inline SVG (no external service)."""
     code = segno.make(url, error="m", micro=False)
     return Markup(code.svg_inline(scale=6, border=2, dark="#000", light="#fff"))  # noqa: S704
-
-
-def snippet_parts(snippet: str, at: int, length: int) -> tuple[str, str, str]:
-    """A search snippet split around the match, for <mark>: (before, match, after)."""
-    if at < 0:
-        return (snippet, "", "")
-    before = ("…" if at > 0 else "") + snippet[:at]
-    return (before, snippet[at : at + length], snippet[at + length :] + "…")
 
 
 def shorten(text: str, limit: int) -> str:

@@ -1,6 +1,8 @@
 """Sending a publisher's file to a browser: its signed media type and safety headers, byte
 ranges (media players seek), and every chunk re-hashed as it is read (moved out of
-``app.py`` as it stands apart from the pages). HTML is sent as sanitize.py rewrites it."""
+``app.py`` as it stands apart from the pages). HTML is sent as sanitize.py rewrites it,
+CSS with its url()s pointing at the bundle's own files (links.py); every answer carries
+the bundle's own CSP (headers.publisher_csp)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import hashlib
 
 from aiohttp import web
 
+from meshdrop.core.articletext import HTML_TYPES
 from meshdrop.core.manifest import FileEntry
 from meshdrop.reader import headers
 from meshdrop.reader.library import Library
+from meshdrop.reader.links import BundleLinks, rewrite_css
 from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
 from meshdrop.reader.sanitize import MAX_REWRITTEN_BYTES, rewrite_html
-from meshdrop.store.search import HTML_TYPES
 
 
 class Damaged(Exception):
@@ -22,17 +25,25 @@ class Damaged(Exception):
 
 
 async def send_publisher_file(
-    request: web.Request, library: Library, entry: FileEntry
+    request: web.Request, library: Library, entry: FileEntry, links: BundleLinks, csp: str
 ) -> web.StreamResponse:
     """The whole file or the range asked for, with an ETag from its chunk hashes."""
     attachment = "download" in request.query or not headers.shows_inline(entry.media_type)
-    if entry.media_type in HTML_TYPES and not attachment:
+    rewritten = entry.media_type in HTML_TYPES or entry.media_type == "text/css"
+    if rewritten and not attachment:
         if entry.size <= MAX_REWRITTEN_BYTES:
-            return await _send_rewritten_html(request, library, entry)
+            whole = await read_whole(library, entry)
+            if entry.media_type == "text/css":
+                text = whole.decode("utf-8", errors="replace")
+                css = await asyncio.to_thread(rewrite_css, text, entry.path, links)
+                return rewritten_response(css.encode("utf-8"), "text/css", entry, csp)
+            body = await asyncio.to_thread(rewrite_html, whole, entry.path, links)
+            return rewritten_response(body, "text/html", entry, csp)
         attachment = True
     etag = '"' + hashlib.sha256(b"".join(entry.chunks)).hexdigest()[:32] + '"'
     response = web.StreamResponse()
     response.headers.update(headers.PUBLISHER)
+    response.headers["Content-Security-Policy"] = csp
     response.headers["ETag"] = etag
     response.headers["Content-Disposition"] = headers.content_disposition(entry.path, attachment)
     try:
@@ -60,20 +71,23 @@ async def send_publisher_file(
     return response
 
 
-async def _send_rewritten_html(
-    request: web.Request, library: Library, entry: FileEntry
-) -> web.Response:
-    """Publisher HTML as sanitize.py rewrites it: whole (no ranges: its length is not the
-    signed file's), the rewriting on a worker thread so pages never wait behind it."""
+async def read_whole(library: Library, entry: FileEntry) -> bytes:
+    """The whole file, every chunk re-hashed (for files rewritten or shown in a page)."""
     parts = []
     for index in range(len(entry.chunks)):
         data = await library.read_chunk(entry, index)
         if data is None:
             raise Damaged
         parts.append(data)
-    body = await asyncio.to_thread(rewrite_html, b"".join(parts), entry.path)
-    response = web.Response(body=body, content_type="text/html", charset="utf-8")
+    return b"".join(parts)
+
+
+def rewritten_response(body: bytes, media_type: str, entry: FileEntry, csp: str) -> web.Response:
+    """A publisher file as rewritten (the rewriting runs on a worker thread, so pages
+    never wait behind it): whole, no ranges (its length is not the signed file's)."""
+    response = web.Response(body=body, content_type=media_type, charset="utf-8")
     response.headers.update(headers.PUBLISHER)
+    response.headers["Content-Security-Policy"] = csp
     response.headers["Accept-Ranges"] = "none"
     response.headers["Content-Disposition"] = headers.content_disposition(entry.path, False)
     return response

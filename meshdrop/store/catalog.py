@@ -11,7 +11,6 @@ from meshdrop.core.keys import key_id, parse_fingerprint
 from meshdrop.core.manifest import FileEntry, Manifest, parse_manifest
 from meshdrop.core.trust import PublisherState
 from meshdrop.errors import IntegrityError, UsageError
-from meshdrop.store import search
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.db import Database
 from meshdrop.store.models import PartialImport, StoredBundle, Withdrawal
@@ -126,7 +125,3 @@ class Catalog:
                     "store; run 'meshdrop fsck --repair' and import the bundle again"
                 )
             yield data
-
-    def search(self, query: str, limit: int) -> list[search.Hit] | None:
-        """Bundles whose text matches ``query`` (None: the query has no usable term)."""
-        return search.search(self.db.conn, query, limit)

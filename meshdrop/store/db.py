@@ -14,7 +14,7 @@ from typing import TypeVar, cast
 from meshdrop.errors import StoreError
 
 T = TypeVar("T")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -119,6 +119,8 @@ def connect(path: Path) -> sqlite3.Connection:
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] == 2:
+            _upgrade_from_2(conn)
         elif row[0] != SCHEMA_VERSION:
             raise StoreError(f"the store at {path.parent} was made by another meshdrop version")
     except sqlite3.DatabaseError as exc:
@@ -126,6 +128,19 @@ def connect(path: Path) -> sqlite3.Connection:
             raise StoreError(f"the disk is full: cannot open the store in {path.parent}") from exc
         raise StoreError(f"cannot open the store index {path}: {exc}") from exc
     return conn
+
+
+def _upgrade_from_2(conn: sqlite3.Connection) -> None:
+    # Version 2 kept a search table in the index, written inside each commit; the search
+    # index is now search.sqlite beside it (store/searchindex.py).
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DROP TABLE IF EXISTS bundle_text")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _nearly_full(folder: Path) -> bool:

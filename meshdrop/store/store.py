@@ -25,7 +25,7 @@ from meshdrop.errors import (
     StoreError,
 )
 from meshdrop.fs import os_error_message
-from meshdrop.store import db, fsck, search, trustdb
+from meshdrop.store import db, fsck, trustdb
 from meshdrop.store.catalog import Catalog
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
@@ -326,7 +326,6 @@ class Store(Publishers, Catalog):
                 trustdb.record_equivocation(conn, twin)
             _drop_bundle(conn, old[0])
         self._insert_bundle(conn, verified)
-        search.index_bundle(conn, self.chunks, m)  # searchable exactly when visible
         known = self.trusted()[verified.state.publisher]
         withdrawn: tuple[Withdrawal, ...] = ()
         if verified.state.version > known.version:

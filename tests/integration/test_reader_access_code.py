@@ -7,6 +7,7 @@ and the node's status are not behind the code."""
 
 from __future__ import annotations
 
+import html
 import http.client
 import json
 import re
@@ -16,7 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from lankit import Nodes
-from readerkit import Node, Reply, build_node, reader_server
+from readerkit import Node, Reply, build_node, links, reader_server
 
 from conftest import meshdrop_in_process, run_meshdrop
 from meshdrop.reader.accesscode import (
@@ -116,11 +117,12 @@ def assert_code_page(reply: Reply, node: Node, status: int = 403, asked: str = "
         "/",
         "/search?q=passport",
         "/share",
-        "/b/{fp}/rights-ko/",
-        "/b/{fp}/rights-ko",
-        "/b/{fp}/rights-ko/v/index.md",
-        "/b/{fp}/rights-ko/f/chart.png",
-        "/b/{fp}/no-such-bundle/",
+        "/b/{id}/",
+        "/b/{id}",
+        "/b/{id}/v/{id}",
+        "/b/{id}/f/{id}",
+        "/b/{id}/f/{id}?download",
+        "/b/{fp}/rights-ko/",  # the old form, naming the bundle
         "/nothing/here",
         "/unlock",
     ],
@@ -128,7 +130,7 @@ def assert_code_page(reply: Reply, node: Node, status: int = 403, asked: str = "
 def test_every_reader_page_without_the_cookie_is_the_code_page(
     node: Node, base: str, path: str
 ) -> None:
-    asked = path.format(fp=node.fingerprint.replace("-", ""))
+    asked = path.format(fp=node.fingerprint.replace("-", ""), id="a" * 16)
     reply = request(base, asked)
     assert_code_page(reply, node, asked=asked)
     assert f'name="next" value="{asked}"' in reply.text  # comes back here once unlocked
@@ -172,7 +174,7 @@ def test_the_right_code_sets_the_cookie_and_goes_back_to_the_page(node: Node, ba
     token = rest.split(";", 1)[0]
     assert name == "access" and len(token) >= 32
     assert "river" not in cookie and "4417" not in cookie  # a token, not the code
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
     assert "secure" not in cookie.lower()  # plain HTTP: a Secure cookie would never return
     assert "expires" not in cookie.lower() and "max-age" not in cookie.lower()  # session only
     assert reply.header("Server") is None and reply.header("Cache-Control") == "no-store"
@@ -183,16 +185,44 @@ def test_the_right_code_sets_the_cookie_and_goes_back_to_the_page(node: Node, ba
 def test_the_cookie_lets_every_page_through(node: Node, base: str) -> None:
     cookie = cookie_of(send_code(base, CODE, source="127.0.0.4"))
     home = request(base, "/", Cookie=cookie)
-    assert home.status == 200 and node.bundle_path("rights-ko") in home.text
-    assert "노동자 권리 안내" in home.text
-    page = request(base, node.bundle_path("rights-ko"), Cookie=cookie)
+    assert home.status == 200 and "노동자 권리 안내" in home.text
+    [bundle] = [href for href, text in links(home.text) if text == "노동자 권리 안내"]
+    page = request(base, bundle, Cookie=cookie)
     assert page.status == 200 and "index.md" in page.text
-    picture = request(base, node.bundle_path("rights-ko") + "f/chart.png", Cookie=cookie)
+    [chart] = [h for h, text in links(page.text) if text == "chart.png" and "?download" in h]
+    picture = request(base, chart.removesuffix("?download"), Cookie=cookie)
     assert picture.status == 200 and picture.body.startswith(b"\x89PNG")
     missing = request(base, "/nothing/here", Cookie=cookie)
     assert missing.status == 404 and CODE_PAGE not in missing.text
     # Any client may hold it: the cookie is what lets in, not the address.
     assert request(base, "/share", Cookie=cookie, source="127.0.0.5").status == 200
+
+
+def test_an_article_names_its_own_files_with_passes_that_open_only_them(
+    node: Node, base: str
+) -> None:
+    """An article is a sandboxed page: its image requests carry no cookie (SameSite), so
+    its own files are named with a pass each; a pass opens that file and nothing else."""
+    cookie = cookie_of(send_code(base, CODE, source="127.0.0.6"))
+    home = request(base, "/", Cookie=cookie).text
+    [bundle] = [h for h, text in links(home) if text == "Workers' News (sample)"]
+    files = {t: h for h, t in links(request(base, bundle, Cookie=cookie).text) if "?download" in h}
+    view = files["overtime.html"].removesuffix("?download").replace("/f/", "/v/")
+    article = request(base, view, Cookie=cookie)
+    assert article.status == 200
+    [image] = re.findall(r'<img [^>]*src="([^"]+)"', article.text)
+    chart = files["overtime-chart.png"].removesuffix("?download")
+    assert re.fullmatch(re.escape(chart) + r"\?k=[\w-]{22}", html.unescape(image))
+    passed = request(base, html.unescape(image))  # no cookie, as the sandboxed page sends it
+    assert passed.status == 200 and passed.body.startswith(b"\x89PNG")
+    key = html.unescape(image).split("?", 1)[1]
+    for wrong in (
+        chart + "?k=" + "A" * 22,  # a made-up pass
+        files["overtime.html"].removesuffix("?download") + "?" + key,  # another file's
+        view + "?" + key,  # a page, not a file
+        bundle + "?" + key,
+    ):
+        assert_code_page(request(base, wrong), node, asked=wrong)
 
 
 @pytest.mark.parametrize(
@@ -390,7 +420,7 @@ def test_tries_count_per_address_and_per_ipv6_64(remote: str | None, key: str) -
     ("target", "kept"),
     [
         ("/", True),
-        ("/b/abc/news/v/a%20b.md?page=2", True),
+        ("/b/abcdefghijklmnop/?page=2", True),
         ("/search?q=%EC%97%AC%EA%B6%8C", True),
         ("//evil", False),
         ("/\\evil", False),

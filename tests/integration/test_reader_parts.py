@@ -1,5 +1,5 @@
 """The reader's parts on their own: range parsing, file names, language choice, Markdown,
-the search index in the store, and the reader's own limits (in-process app, real socket)."""
+the Library's search (its own worker), and the reader's own limits (in-process app, real socket)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.reader import app as reader_app
 from meshdrop.reader import i18n
 from meshdrop.reader.headers import content_disposition
+from meshdrop.reader.library import Library
+from meshdrop.reader.links import BundleLinks
 from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
 from meshdrop.reader.render import is_local_link, render_markdown
-from meshdrop.store import search
-from meshdrop.store.store import Store
 
 ETAG = '"abc"'
 
@@ -131,16 +131,23 @@ def test_only_links_within_the_node_are_live(url: str, local: bool) -> None:
 
 
 def test_markdown_renders_without_raw_html() -> None:
+    bundle = BundleLinks(
+        frozenset({"docs/img/p.png", "docs/next.md"}),
+        lambda path: "/b/B/v/" + path.replace("/", "~"),
+        lambda path: "/b/B/f/" + path.replace("/", "~"),
+    )
     html = render_markdown(
         "# T\n\n<img src=x onerror=alert(1)>\n\n![a](img/p.png) ![b](../../escape.png)\n"
-        "[x](http://127.0.0.2/)",
+        "![c](img/missing.png) [x](http://127.0.0.2/) [next](next.md#s) [gone](gone.md)",
         "docs/page.md",
-        "/b/F/n/f/",
+        bundle,
     )
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert '<img src="/b/F/n/f/docs/img/p.png" alt="a" />' in html
+    assert '<img src="/b/B/f/docs~img~p.png" alt="a" />' in html  # its opaque URL
     assert '<img src="" alt="b" />' in html  # outside the bundle: no image
-    assert "<a " not in html
+    assert '<img src="" alt="c" />' in html  # not a file of the bundle: no image
+    assert '<a href="/b/B/v/docs~next.md#s">next</a>' in html
+    assert "<a>gone</a>" in html and "127.0.0.2" in html and 'href="http' not in html
 
 
 # The search index in the store
@@ -170,66 +177,59 @@ def store_with_bundles(tmp_path: Path) -> Path:
     return home
 
 
-def names_for(store: Store, query: str) -> list[str]:
-    hits = search.search(store.conn, query) or []
-    ids = {b.id: b.name for b in store.list_bundles()}
-    return sorted(ids[h.bundle_id] for h in hits if h.bundle_id in ids)
+def test_library_searches_files_on_its_own_worker(store_with_bundles: Path) -> None:
+    """The reader's Library: the index is built by a child process at the start, then
+    one hit per file of a shown bundle, with its title and snippet, and titles per bundle."""
+
+    async def scenario() -> None:
+        library = Library(store_with_bundles)
+        try:
+            shelf = await library.shelf()  # the first shelf starts the index catching up
+            await library.searching.indexed()
+            [hit] = await library.search("여권")
+            assert (hit.bundle.name, hit.path, hit.title) == ("ko", "index.html", "제목")
+            assert (hit.before, hit.match) == ("고용주는 ", "여권")
+            assert [(f.bundle.name, f.path) for f in await library.search("overtime pay")] == [
+                ("en", "a.txt")
+            ]
+            assert await library.search("secretword") == []
+            ko = next(b for b in shelf.bundles if b.name == "ko")
+            assert await library.titles(ko) == {"index.html": "제목", "notes.md": "메모"}
+        finally:
+            await library.close()
+
+    asyncio.run(scenario())
 
 
-def test_search_index_is_written_at_commit(store_with_bundles: Path) -> None:
-    with Store(store_with_bundles) as store:
-        assert names_for(store, "여권") == ["ko"]  # short term: LIKE
-        assert names_for(store, "보관할") == ["ko"]  # trigram MATCH
-        assert names_for(store, "초과근무 수당") == ["ko"]
-        assert names_for(store, "overtime pay") == ["en"]
-        assert names_for(store, "title") == ["en", "ko", "long"]
-        assert names_for(store, "secretword") == []  # script is not text
-        assert names_for(store, "binaryword") == []  # not a text file
-        assert names_for(store, "needleword") == []  # beyond the indexed start of the file
-        assert names_for(store, 'a"b OR *') == []  # query syntax is only ever text
-        assert names_for(store, "100%") == []
-        [hit] = search.search(store.conn, "여권") or []
-        assert "여권" in hit.snippet and hit.snippet[hit.match_at : hit.match_at + 2] == "여권"
-
-
-def test_backfill_indexes_bundles_stored_before_search_existed(
-    store_with_bundles: Path,
-) -> None:
-    with Store(store_with_bundles) as store:
-        store.conn.execute(f"DROP TABLE {search.TABLE}")
-        assert search.search(store.conn, "여권") is None
-        assert search.backfill(store.db, store.chunks) == 3
-        assert names_for(store, "여권") == ["ko"]
-        assert search.backfill(store.db, store.chunks) == 0
-        # A row left by a bundle that is gone is purged.
-        store.conn.execute(
-            f"INSERT INTO {search.TABLE} (rowid, title, description, body) "
-            "VALUES (999, 'ghost', '', 'ghostword')"
-        )
-        search.backfill(store.db, store.chunks)
-        assert store.conn.execute(f"SELECT count(*) FROM {search.TABLE}").fetchone()[0] == 3
-
-
-def test_replaced_bundle_is_searched_in_its_new_version(tmp_path: Path) -> None:
+def test_library_shows_no_hit_on_a_version_it_does_not_show(tmp_path: Path) -> None:
     publisher = make_publisher(tmp_path / "publisher")
     home = tmp_path / "node"
     meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     now = int(time.time())
-    for version, word in ((now - 10, "firstword"), (now - 5, "secondword")):
+
+    def publish(word: str, created: int) -> None:
         src = write_tree(tmp_path / word, {"a.txt": word.encode()})
         out = tmp_path / f"{word}.mdrop"
-        pack_in_process(publisher, src, out, "news", title="news", created=version)
+        pack_in_process(publisher, src, out, "news", title="news", created=created)
         meshdrop_in_process("--home", home, "import", out, check=True)
-    with Store(home) as store:
-        assert names_for(store, "secondword") == ["news"]
-        assert names_for(store, "firstword") == []
 
+    async def searched(*queries: str) -> list[list[str]]:
+        library = Library(home)
+        try:
+            await library.shelf()
+            # Right away: whatever the index holds, only the version shown is a hit.
+            found = [[f.path for f in await library.search(q)] for q in queries]
+            await library.searching.indexed()
+            return found + [[f.path for f in await library.search(q)] for q in queries]
+        finally:
+            await library.close()
 
-def test_html_and_markdown_to_text() -> None:
-    assert search.html_to_text("<p>a<b>b</b></p><p>c &amp; d</p><script>x</script>") == "ab\nc & d"
-    assert search.markdown_to_text("# Title\n\n* **bold** [link](u.md) `code`") == (
-        "Title\nbold link code"
-    )
+    publish("firstword", now - 10)
+    assert asyncio.run(searched("firstword"))[-1] == ["a.txt"]
+    publish("secondword", now - 5)  # the index still holds the first version
+    first, second, first_then, second_then = asyncio.run(searched("firstword", "secondword"))
+    assert first == [] and second in ([], ["a.txt"])
+    assert (first_then, second_then) == ([], ["a.txt"])
 
 
 # The reader's own limits

@@ -15,6 +15,7 @@ from pathlib import Path
 from lankit import NodeProc, Nodes, wait_until
 
 from conftest import make_publisher, meshdrop_in_process, pack, run_meshdrop, write_tree
+from meshdrop.reader import readerids
 from meshdrop.transports.courier.layout import COURIER_FOLDER, publisher_file_name
 
 # The revocation and the stick import run as real processes, as do the nodes; the set-up
@@ -68,7 +69,11 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
     src2 = write_tree(tmp_path / "src2", {"index.html": b"<h1>notice</h1>"})
     notice = pack(publisher, src2, tmp_path / "notice.mdrop", "notice", "--signer", second)
     fingerprint = str(show(publisher.folder)["fingerprint"])
-    key = fingerprint.replace("-", "")
+
+    def bundle_url(node: NodeProc, home: Path, name: str) -> str:
+        """Where the node's reader shows ``name`` (opaque ids, by the node's reader key)."""
+        key = (home / readerids.KEY_FILE).read_bytes()
+        return f"http://{node.address}/b/{readerids.bundle_id(key, fingerprint, name)}/"
 
     # Three nodes that trust the publisher and hold both bundles, running on loopback.
     homes = [tmp_path / name for name in ("a", "b", "c")]
@@ -76,10 +81,10 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
         meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
         meshdrop_in_process("--home", home, "import", "--quiet", news, notice, check=True)
     running = [nodes.start(home) for home in homes]
-    for node in running:
+    for home, node in zip(homes, running, strict=True):
         wait_until(partial(meets_others, node), what="three nodes meeting")
-        assert status_of(f"http://{node.address}/b/{key}/notice/") == 200
-        assert status_of(f"http://{node.address}/b/{key}/news/") == 200
+        assert status_of(bundle_url(node, home, "notice")) == 200
+        assert status_of(bundle_url(node, home, "news")) == 200
 
     # On the laptop, the second key is reported compromised; the new publisher.pub goes
     # onto a stick as a courier would carry it, and only node A ever sees the stick.
@@ -106,9 +111,9 @@ def test_compromise_crosses_by_stick_then_wifi_and_leaves_every_reader(
             partial(has_version, home, fingerprint, 3), what=f"the revocation reaching {home.name}"
         )
         wait_until(
-            partial(answers, f"http://{node.address}/b/{key}/notice/", 404),
+            partial(answers, bundle_url(node, home, "notice"), 404),
             what=f"{home.name}'s reader dropping the withdrawn bundle",
         )
-        assert status_of(f"http://{node.address}/b/{key}/news/") == 200
+        assert status_of(bundle_url(node, home, "news")) == 200
         listed = meshdrop_in_process("--home", home, "ls", "--json", check=True).out
         assert [json.loads(line)["name"] for line in listed.splitlines()] == ["news"]

@@ -1,0 +1,64 @@
+"""The README's search examples on the sample bundles (bundles/, packed as scripts/demo
+packs them), through `meshdrop read` run as a real process: each finds its article first,
+by the article's own title, linking to the article."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from readerkit import SAMPLES, fetch, links, pack_in_process, reader_server, search
+
+from conftest import make_publisher, meshdrop_in_process
+
+# README (the "search" example) -> the article each must find first.
+EXAMPLES = {
+    "여권": "여권은 내 것입니다",  # news/passport.ko.html
+    "임금명세서": "임금명세서, 이렇게 확인하세요",  # news/payslip.ko.html
+    "overtime pay": "How to count your overtime pay",  # news/overtime.html
+}
+
+
+@pytest.fixture(scope="module")
+def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("samples")
+    publisher = make_publisher(folder / "publisher")
+    home = folder / "node"
+    meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
+    now = int(time.time())
+    for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        src, name, title, description, language, _priority = line.split("\t")
+        out = folder / f"{name}.mdrop"
+        pack_in_process(
+            publisher,
+            SAMPLES / src,
+            out,
+            name,
+            title=title,
+            description=description,
+            language=language,
+            created=now - 1,
+        )
+        meshdrop_in_process("--home", home, "import", out, check=True)
+    return home
+
+
+def hits(base: str, query: str) -> list[tuple[str, str]]:
+    found = re.search(r'<ul class="list results">(.*?)</ul>', search(base, query).text, re.S)
+    return links(found.group(1)) if found else []
+
+
+def test_readme_examples_find_their_articles(sample_home: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{query}`" in readme for query in EXAMPLES)
+    with reader_server(sample_home) as base:
+        deadline = time.monotonic() + 60  # the index is built by its own process
+        while not hits(base, "여권") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for query, title in EXAMPLES.items():
+            found = hits(base, query)
+            assert found and found[0][1] == title, (query, found)
+            article = fetch(base, found[0][0])
+            assert article.status == 200 and title in article.text
