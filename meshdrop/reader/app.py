@@ -149,6 +149,7 @@ class Reader:
         # A store that cannot be read stops the start, in one line. The first shelf also
         # starts the search index catching up, in a process of its own (searching.py).
         await self.library.shelf()
+        self.library.watch()
 
     async def on_cleanup(self, _app: web.Application) -> None:
         await self.library.close()

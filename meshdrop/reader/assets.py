@@ -1,5 +1,6 @@
 """The reader's own files (its stylesheet and icon), served under names that carry a hash
-of their bytes, so browsers may cache them for good and still see a new version at once."""
+of their bytes, so a browser never mixes an old stylesheet with a new page. They are not
+cached (headers.STATIC): a cache entry would be a trace of the visit."""
 
 from __future__ import annotations
 

@@ -61,10 +61,6 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "open": "Open",
         "download": "Download",
         "back_to_bundle": "← All files of this bundle",
-        "sandbox_note": (
-            "Shown as the publisher made it, in a safe frame: it cannot run programs "
-            "or contact anything outside this node."
-        ),
         "no_preview": "This file cannot be shown here; download it to open it.",
         "too_big_to_show": "This file is too big to show here; download it instead.",
         "audio_fallback": "Your browser cannot play this audio; download it instead.",
@@ -156,10 +152,6 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "open": "열기",
         "download": "내려받기",
         "back_to_bundle": "← 이 묶음의 모든 파일",
-        "sandbox_note": (
-            "발행자가 만든 그대로, 안전한 틀 안에 보여 줍니다. 이 내용은 프로그램을 "
-            "실행하거나 이 노드 밖의 어떤 곳에도 연결할 수 없습니다."
-        ),
         "no_preview": "이 파일은 여기서 보여 줄 수 없습니다. 내려받아 여세요.",
         "too_big_to_show": "이 파일은 너무 커서 여기서 보여 줄 수 없습니다. 내려받으세요.",
         "audio_fallback": "이 브라우저는 이 오디오를 재생할 수 없습니다. 내려받으세요.",

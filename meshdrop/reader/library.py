@@ -14,6 +14,8 @@ shown bundle reaches its expiry, and at least every REFRESH_SECONDS.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,9 +32,12 @@ from meshdrop.store.models import StoredBundle, TrustedPublisher
 from meshdrop.store.store import Store
 from meshdrop.store.threaded import ThreadedStore
 
+log = logging.getLogger("meshdrop.reader")
+
 T = TypeVar("T")
 
 REFRESH_SECONDS = 30.0
+WATCH_SECONDS = 5.0  # how often an unread reader looks for new bundles to index
 READ_THREADS = 4
 MANIFESTS_CACHED = 32
 SEARCH_LIMIT = 50  # hits asked of the index (the search page shows 50)
@@ -103,6 +108,7 @@ class Library:
         self._key: bytes | None = None  # the reader secret (readerids.py), read once
         self.searching = SearchService(home)  # its own process and thread (searching.py)
         self._store_changed = False  # set on the store thread, seen on the event loop
+        self._watching: asyncio.Task[None] | None = None
 
     # The event loop's side
 
@@ -115,6 +121,19 @@ class Library:
             self._store_changed = False
             self.searching.store_changed()
         return shelf
+
+    def watch(self) -> None:
+        """Look at the store every WATCH_SECONDS even when nobody reads, so what a sync or
+        an import brings is indexed for search before the first reader asks."""
+        self._watching = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                await self.shelf()
+            except MeshdropError as exc:  # the pages say so; the watch goes on
+                log.error("reader: the store could not be read (%s)", type(exc).__name__)
 
     async def manifest(self, bundle: StoredBundle) -> Manifest | None:
         """The bundle's manifest; None if it is no longer the stored one."""
@@ -153,6 +172,9 @@ class Library:
         return await self.threads.data(lambda: self.chunks.read(digest))
 
     async def close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            await asyncio.gather(self._watching, return_exceptions=True)
         await self.searching.close()
         await self.threads.aclose()
 

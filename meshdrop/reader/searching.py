@@ -8,8 +8,8 @@ again at its end if the store changed meanwhile. A child of its own for each run
 than a pool) so that ``close`` can stop a long run at once: the index commits one
 bundle at a time, so a stopped run loses nothing but the bundle it was on.
 
-Queries run on ONE thread with its own read connection to search.sqlite, opened again if
-the file was replaced (deleted and rebuilt).
+Queries run on QUERY_THREADS threads of their own, each with its own read connection to
+search.sqlite, opened again if the file was replaced (deleted and rebuilt).
 """
 
 from __future__ import annotations
@@ -32,12 +32,16 @@ from meshdrop.store.searchquery import FileHit
 
 T = TypeVar("T")
 log = logging.getLogger("meshdrop.reader")
+# SQLite lets go of the GIL while it answers: two questions at once use both cores of a
+# small machine, so one long search does not hold up the next (each thread its own
+# connection).
+QUERY_THREADS = 2
 
 
 class SearchService:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self._thread = ThreadPoolExecutor(1, "meshdrop-reader-search")
+        self._thread = ThreadPoolExecutor(QUERY_THREADS, "meshdrop-reader-search")
         self._local = threading.local()
         self._child: BaseProcess | None = None
         self._watcher: asyncio.Task[None] | None = None

@@ -5,6 +5,8 @@ by the article's own title, linking to the article."""
 from __future__ import annotations
 
 import re
+import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -62,3 +64,42 @@ def test_readme_examples_find_their_articles(sample_home: Path) -> None:
             assert found and found[0][1] == title, (query, found)
             article = fetch(base, found[0][0])
             assert article.status == 200 and title in article.text
+
+
+def test_a_bundle_imported_while_nobody_reads_is_indexed(sample_home: Path, tmp_path: Path) -> None:
+    """The reader looks at the store on its own (Library.watch): what an import or a sync
+    brings is indexed before anyone opens a page. Nothing is asked of the reader here."""
+    publisher = make_publisher(tmp_path / "publisher")
+    home = tmp_path / "node"
+    shutil.copytree(sample_home, home)
+    trust = ("trust", "add", "--yes", "--allow-same-name", publisher.pub)
+    meshdrop_in_process("--home", home, *trust, check=True)
+    folder = tmp_path / "late"
+    folder.mkdir()
+    (folder / "late.html").write_text("<title>A late notice</title><p>latecomer</p>", "utf-8")
+    out = tmp_path / "late.mdrop"
+    pack_in_process(
+        publisher, folder, out, "late-notice", title="Late", created=int(time.time()) - 1
+    )
+
+    def indexed_names() -> set[str]:
+        path = home / "search.sqlite"
+        if not path.exists():
+            return set()
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            return {name for (name,) in conn.execute("SELECT name FROM bundles")}
+        except sqlite3.OperationalError:  # the indexer has not made its tables yet
+            return set()
+        finally:
+            conn.close()
+
+    with reader_server(home):
+        deadline = time.monotonic() + 60
+        while "news" not in indexed_names() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "news" in indexed_names()  # the start's own catch-up
+        meshdrop_in_process("--home", home, "import", out, check=True)
+        while "late-notice" not in indexed_names() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "late-notice" in indexed_names()
