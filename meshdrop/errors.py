@@ -165,3 +165,88 @@ class CircleExistsError(UsageError):
 
 class CircleFileError(StoreError):
     """A circle file in the node's home that cannot be read: damaged, truncated, not ours."""
+
+
+class SignedObjectKindError(FormatError):
+    """A signed object of one kind given where another was expected (a report key's
+    retirement read as a report key, say): docs/FORMAT.md, "Report keys"."""
+
+
+class SignedObjectSignerError(SignatureError):
+    """A report key, retirement or ack list whose signature does not verify, or whose
+    signer was not a signing key of its publisher at the time the object claims."""
+
+
+class SignedObjectPublisherError(TrustError):
+    """A report key, retirement or ack list of another publisher than the one asked about."""
+
+
+class ReportKeyExpiredError(TrustError):
+    """A report key whose not-after time has passed: nothing may be sealed to it."""
+
+
+class ReportKeySuiteError(FormatError):
+    """A report key of an unknown suite, or whose public key bytes cannot be used."""
+
+
+class ReportTooLargeError(UsageError):
+    """A report over the caps of a drop (text, attachment count or total size)."""
+
+
+class DropError(FormatError):
+    """A drop (a sealed report) that every node refuses before storing or relaying it:
+    docs/FORMAT.md, "Drops". Each kind of fault is its own type."""
+
+
+class DropSizeError(DropError):
+    """A drop whose length is not one of the size classes."""
+
+
+class DropTruncatedError(DropSizeError):
+    """A drop shorter than the size class it should fill (cut short, or not a drop)."""
+
+
+class DropOversizedError(DropSizeError):
+    """A drop longer than the largest size class."""
+
+
+class DropVersionError(DropError):
+    """A drop of a version this meshdrop does not know."""
+
+
+class DropExpiredError(DropError):
+    """A drop whose expiry has passed."""
+
+
+class DropExpiryTooFarError(DropError):
+    """A drop whose expiry lies further ahead than a drop may live."""
+
+
+class DropStampError(DropError):
+    """A drop whose proof-of-work stamp does not check: altered, or never stamped."""
+
+
+class DropContentError(DropError):
+    """A drop that decrypts but whose report inside is malformed (made by a broken or
+    hostile sender; only the recipient can see this)."""
+
+
+class AttachmentError(UsageError):
+    """A file given to a report that cannot be made safe to send (reader/imageclean.py):
+    each kind of fault its own type; ``kind`` is what the file is, in words."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class UncleanableKindError(AttachmentError):
+    """A file of a kind whose identifying metadata cannot be removed (a PDF, a video)."""
+
+
+class ImageTooLargeError(AttachmentError):
+    """A picture of more pixels than may be decoded (a decompression bomb, or simply huge)."""
+
+
+class DamagedImageError(AttachmentError):
+    """A picture whose bytes cannot be decoded: cut short or broken."""

@@ -1,7 +1,8 @@
 """Write docs/vectors/ed25519.json: keys and signatures that pin what meshdrop verifies
-(docs/FORMAT.md sections 8.3, 8.4 and 14), for a second implementation to check itself.
+(docs/FORMAT.md sections 8.3, 8.4 and 14), for a second implementation to check itself;
+and docs/vectors/drops.json through scripts/drop_vectors.py (report keys and drops).
 
-    python scripts/make_vectors.py            # (re)write docs/vectors/ed25519.json
+    python scripts/make_vectors.py            # (re)write docs/vectors/*.json
     python scripts/make_vectors.py --check    # exit 1 if the committed file differs
 
 Run once: the JSON is committed, and tests/test_vectors.py checks meshdrop against its
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -428,15 +431,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args()
-    text = document()
+    drop_vectors = load_drop_vectors()
+    previous = drop_vectors.OUT.read_text(encoding="utf-8") if drop_vectors.OUT.exists() else None
+    outputs = [(OUT, document()), (drop_vectors.OUT, drop_vectors.document(previous))]
     if args.check:
-        same = OUT.read_text(encoding="utf-8") == text
-        print(f"make_vectors: {OUT} is {'up to date' if same else 'out of date'}")
-        return 0 if same else 1
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text, encoding="utf-8")
-    print(f"make_vectors: wrote {OUT}")
+        stale = [out for out, text in outputs if out.read_text(encoding="utf-8") != text]
+        for out, _ in outputs:
+            print(f"make_vectors: {out} is {'out of date' if out in stale else 'up to date'}")
+        return 1 if stale else 0
+    for out, text in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"make_vectors: wrote {out}")
     return 0
+
+
+def load_drop_vectors() -> Any:
+    """scripts/drop_vectors.py (docs/vectors/drops.json), loaded by path: this script is
+    also loaded by path from the tests, where scripts/ is not on sys.path."""
+    path = Path(__file__).resolve().with_name("drop_vectors.py")
+    spec = importlib.util.spec_from_file_location("drop_vectors", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ SIGNATURE_BYTES = 64
 class Domain(Enum):
     MANIFEST = b"meshdrop/v1/manifest\0"
     PUBLISHER_RECORD = b"meshdrop/v1/publisher-record\0"
+    REPORT_KEY = b"meshdrop/v1/report-key\0"
+    REPORT_KEY_RETIREMENT = b"meshdrop/v1/report-key-retirement\0"
+    DROP_ACKS = b"meshdrop/v1/drop-acks\0"
 
 
 _KEY_ID_PREFIX = b"meshdrop/v1/key-id\0"

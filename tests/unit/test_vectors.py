@@ -1,5 +1,5 @@
 """The committed Ed25519 vectors (docs/vectors/ed25519.json) checked as bytes, and the
-torsion check on public keys.
+torsion check on public keys; then the report-key and drop vectors (docs/vectors/drops.json).
 
 Each vector's outcome is asked of meshdrop's `verify` and `check_public_key`, and
 separately of OpenSSL alone (`cryptography`'s raw verify, without meshdrop's key checks).
@@ -19,6 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshdrop.core import codec
+from meshdrop.core.acks import verify_ack_list
+from meshdrop.core.drops import check_drop, open_drop
 from meshdrop.core.keys import (
     Domain,
     check_public_key,
@@ -28,6 +30,8 @@ from meshdrop.core.keys import (
     verify,
 )
 from meshdrop.core.records import PublisherRecord, Signer, parse_record, publisher_id
+from meshdrop.core.reportkeys import ReportPrivateKey, Suite, verify_report_key, verify_retirement
+from meshdrop.core.reports import Attachment, Report
 from meshdrop.errors import SignatureError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,3 +172,65 @@ def test_publisher_record_with_a_mixed_order_key_is_refused(where: str) -> None:
     )
     with pytest.raises(SignatureError, match=TORSION_MESSAGE):
         parse_record(codec.pack(record.to_value()))
+
+
+# docs/vectors/drops.json: report keys, drops, a retirement and an ack list, written by
+# scripts/drop_vectors.py from primitives alone and checked here against meshdrop.
+DROPS_FILE = REPO / "docs" / "vectors" / "drops.json"
+DROPS: dict[str, Any] = json.loads(DROPS_FILE.read_text(encoding="utf-8"))
+
+
+def drop_vector_signers(when: int) -> set[bytes]:
+    return {bytes.fromhex(DROPS["signer"])}
+
+
+def vector_report() -> Report:
+    expected = DROPS["report"]
+    return Report(
+        expected["text"],
+        tuple(
+            Attachment(a["name"], a["media_type"], bytes.fromhex(a["data"]))
+            for a in expected["attachments"]
+        ),
+        expected["receipt"],
+    )
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["x25519", "mlkem768-x25519"])
+def test_report_key_vector(index: int) -> None:
+    vector = DROPS["report_keys"][index]
+    publisher = bytes.fromhex(DROPS["publisher"])
+    key = verify_report_key(
+        bytes.fromhex(vector["signed"]), publisher, drop_vector_signers, DROPS["now"]
+    )
+    private = ReportPrivateKey(Suite(vector["suite"]), bytes.fromhex(vector["seed"]))
+    assert key.public_key.hex() == vector["public_key"] == private.public_key.hex()
+    assert key.key_id.hex() == vector["key_id"] == private.key_id.hex()
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["x25519", "mlkem768-x25519"])
+def test_drop_vector(index: int) -> None:
+    vector = DROPS["drops"][index]
+    blob = bytes.fromhex(vector["drop"])
+    checked = check_drop(blob, DROPS["now"], stamp_bits=DROPS["stamp_bits"])
+    assert checked.drop_id.hex() == vector["drop_id"] and checked.expiry == vector["expiry"]
+    private = ReportPrivateKey(Suite(vector["suite"]), bytes.fromhex(vector["seed"]))
+    assert open_drop(blob, [private]) == vector_report()
+    other = DROPS["drops"][1 - index]
+    stranger = ReportPrivateKey(Suite(other["suite"]), bytes.fromhex(other["seed"]))
+    assert open_drop(blob, [stranger]) is None
+
+
+def test_retirement_and_ack_vectors() -> None:
+    publisher = bytes.fromhex(DROPS["publisher"])
+    retirement = verify_retirement(
+        bytes.fromhex(DROPS["retirement"]), publisher, drop_vector_signers
+    )
+    assert retirement.key_id.hex() == DROPS["report_keys"][0]["key_id"]
+    acks = verify_ack_list(bytes.fromhex(DROPS["acks"]), publisher, drop_vector_signers)
+    assert {i.hex() for i in acks.drops} == {d["drop_id"] for d in DROPS["drops"]}
+
+
+def test_committed_drop_vectors_are_what_the_generator_writes() -> None:
+    committed = DROPS_FILE.read_text(encoding="utf-8")
+    assert GENERATOR.load_drop_vectors().document(committed) == committed
