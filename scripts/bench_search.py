@@ -23,15 +23,14 @@ import os
 import random
 import re
 import sqlite3
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import aiohttp
-from benchkit import area_main, md, meshdrop
+from bench_reader import reader
+from benchkit import area_main, md
 
 BUNDLES, QUICK_BUNDLES = 1000, 100
 FILES = 10  # articles per bundle
@@ -132,28 +131,6 @@ def build(work: Path, bundles: int) -> tuple[Path, int]:
     md("--home", home, "import", out, "--quiet")
     text_bytes = len(" ".join(paragraphs(0, 400)).encode()) / len(" ".join(paragraphs(0, 400)))
     return home, int(bundles * CHARS * text_bytes)
-
-
-@contextlib.contextmanager
-def reader(home: Path) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
-    proc = subprocess.Popen(
-        [meshdrop(), "--home", str(home), "read", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    found = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
-    try:
-        if found is None:
-            raise RuntimeError("meshdrop read did not start")
-        yield found.group(0)
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def indexed_bundles(home: Path) -> int:

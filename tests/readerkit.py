@@ -325,15 +325,22 @@ def reader_server(home: Path, *extra: str) -> Iterator[str]:
     try:
         yield found.group(0)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        errors = proc.stderr.read()
-        assert code == 0, errors
-        assert "Traceback" not in errors, errors
+        stop_reader(proc)
+
+
+def stop_reader(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM a `meshdrop read` started with stderr piped: it must stop cleanly (exit 0,
+    no traceback) within 15 s."""
+    assert proc.stderr is not None
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    errors = proc.stderr.read()
+    assert code == 0, errors
+    assert "Traceback" not in errors, errors
 
 
 @dataclass

@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshdrop.errors import StoreError
 from meshdrop.fs import atomic_write, os_error_message
+from meshdrop.transports.lan.circlecerts import leaf_key_usage
 
 FOLDER_NAME = "reader-tls"
 KEY_NAME = "key.pem"
@@ -200,20 +201,7 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, wanted: Names) -> x509.Certifi
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(leaf_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)

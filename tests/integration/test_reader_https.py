@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import ipaddress
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lankit import Nodes
-from readerkit import Reply
+from readerkit import Reply, stop_reader
 from test_reader_browser import chromium, chromium_path, navigate, open_page
 
 from conftest import command_env, meshdrop_executable, run_meshdrop
@@ -74,15 +73,7 @@ def https_reader(home: Path, *extra: str) -> Iterator[HttpsReader]:
     try:
         yield HttpsReader(url.group(0), int(url.group(1)), found.group(1).replace(" ", ""), lines)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        errors = proc.stderr.read()
-        assert code == 0, errors
-        assert "Traceback" not in errors, errors
+        stop_reader(proc)
 
 
 def pinned_get(reader: HttpsReader, path: str, **headers: str) -> Reply:

@@ -102,7 +102,7 @@ def issue_leaf(ca: CircleCA) -> Leaf:
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_leaf_key_usage(), critical=True)
+        .add_extension(leaf_key_usage(), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -132,7 +132,8 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
-def _leaf_key_usage() -> x509.KeyUsage:
+def leaf_key_usage() -> x509.KeyUsage:
+    """A TLS server or client certificate's key usage: signatures only (also the reader's)."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
