@@ -19,11 +19,13 @@ from meshdrop.cli.common import (
     withdrawal_line,
 )
 from meshdrop.cli.reader import (
+    check_reports_over_http,
     checked_reader_code,
     https_option,
     https_port_option,
     node_reader_over_tls,
     reader_code_option,
+    reports_over_http_option,
     run_node_with_tls_reader,
 )
 from meshdrop.store.models import Withdrawal
@@ -193,6 +195,7 @@ def describe(event: Event) -> str | None:
 @reader_code_option
 @https_option
 @https_port_option
+@reports_over_http_option
 @click.option(
     "--watch-root",
     "watch_roots",
@@ -227,6 +230,7 @@ def node(
     reader_code: str | None,
     https: bool,
     https_port: int | None,
+    reports_over_http: bool,
     watch_roots: tuple[Path, ...],
     no_watch: bool,
     allowed: tuple[str, ...],
@@ -265,6 +269,11 @@ def node(
         from meshdrop.errors import UsageError
 
         raise UsageError("--https-port has no use without --https")
+    if reports_over_http and no_reader:
+        from meshdrop.errors import UsageError
+
+        raise UsageError("--reports-over-http has no use with --no-reader")
+    check_reports_over_http(reports_over_http, https)
     from meshdrop.store.circles import CircleStore
 
     book = CircleStore(home).load()
@@ -286,7 +295,7 @@ def node(
         open_mesh=open_mesh,
     )
     urls: list[str] = []
-    hook = None if no_reader or https else _reader_hook(home, urls, name, code)
+    hook = None if no_reader or https else _reader_hook(home, urls, name, code, reports_over_http)
     say = _say(as_json, urls, reader=hook is not None)
     tls_reader = node_reader_over_tls(home, https_port, name, code, as_json) if https else None
     if tls_reader is not None:
@@ -333,7 +342,11 @@ def _stick_watcher(
 
 
 def _reader_hook(
-    home: Path, urls: list[str], name: str | None = None, code: str | None = None
+    home: Path,
+    urls: list[str],
+    name: str | None = None,
+    code: str | None = None,
+    reports_over_http: bool = False,
 ) -> Callable[[web.Application], None]:
     """The reader's pages on the node's own server (see meshdrop/reader/__init__.py);
     its share page shows the node's current LAN addresses."""
@@ -343,7 +356,7 @@ def _reader_hook(
         return [f"{u}/" for u in urls if not _is_loopback_url(u)]
 
     def hook(app: web.Application) -> None:
-        install_reader(app, home, share_urls=shared, name=name, access_code=code)
+        install_reader(app, home, shared, name, code, reports_over_http=reports_over_http)
 
     return hook
 

@@ -9,7 +9,7 @@ import traceback
 import click
 
 from meshdrop import __version__
-from meshdrop.cli import bundles, circle, courier, lan, node, publisher, reader, trust
+from meshdrop.cli import bundles, circle, courier, lan, node, publisher, reader, reports, trust
 from meshdrop.cli.globalopts import rearrange
 from meshdrop.errors import MeshdropError
 
@@ -55,6 +55,7 @@ reader.register(cli)
 courier.register(cli)
 lan.register(cli)
 circle.register(cli)
+reports.register(cli)
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(remove)
 
 
-IMPORTABLE_SUFFIXES = (".mdrop", ".pub")
+IMPORTABLE_SUFFIXES = (".mdrop", ".pub", ".drop")
 
 
 def find_bundle_files(paths: tuple[Path, ...]) -> Iterator[Path]:
@@ -61,7 +61,8 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
     folder or a stick that holds one (see 'meshdrop export'; only the courier folder is read).
 
     Publisher files (*.pub) found there update publishers this node already trusts (new
-    keys, revocations); they never make it trust a new one. One line per file: imported,
+    keys, revocations); they never make it trust a new one. Drop files (*.drop: sealed
+    reports) are checked and kept to pass on. One line per file: imported,
     already had, or refused with the reason; then one line per stored bundle that a new
     publisher record withdrew. A bad file never stops the others.
 
@@ -88,6 +89,9 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
         with BatchImport(store) as batch:
             for path in find_bundle_files(paths):
                 seen += 1
+                if path.suffix == ".drop":  # a sealed report: the drops' own ingest path
+                    codes += _import_drop(as_json, store.home, path)
+                    continue
                 if path.suffix == ".pub":  # may change what the bundles after it need
                     report_all(batch.finish())
                     try:
@@ -105,6 +109,18 @@ def import_bundles(ctx: click.Context, paths: tuple[Path, ...], as_json: bool, q
     if seen == 0:
         raise UsageError("no .mdrop files found in " + ", ".join(str(p) for p in paths))
     ctx.exit(import_exit_code(codes, single))
+
+
+def _import_drop(as_json: bool, home: Path, path: Path) -> list[int]:
+    from meshdrop.cli.reports import import_drop_file
+
+    try:
+        outcome, detail = import_drop_file(home, path)
+    except MeshdropError as exc:
+        _report(as_json, path, "refused", str(exc), exit_code=exc.exit_code)
+        return [exc.exit_code]
+    _report(as_json, path, outcome, detail)
+    return []
 
 
 def import_exit_code(codes: list[int], single: bool) -> int:

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 
 
 def register(cli: click.Group) -> None:
-    from meshdrop.cli import ceremony
+    from meshdrop.cli import ceremony, reportkeys
 
     ceremony.register(publisher_group)
+    reportkeys.register(publisher_group)
     cli.add_command(publisher_group)
 
 
@@ -59,6 +60,12 @@ _PROPOSE_HELP = (
     type=click.IntRange(1, 64),
     help="How many root keys must sign each change (default: more than half).",
 )
+@click.option(
+    "--no-reports",
+    is_flag=True,
+    help="Make no report key: nobody can send this publisher reports (add one later with "
+    "'publisher add-report-key').",
+)
 @click.option("--unencrypted", is_flag=True, help=UNENCRYPTED_HELP)
 @click.option("--weak-passphrase", is_flag=True, help=WEAK_PASSPHRASE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
@@ -67,6 +74,7 @@ def publisher_new(
     name: str,
     roots: int,
     threshold: int | None,
+    no_reports: bool,
     unencrypted: bool,
     weak_passphrase: bool,
     as_json: bool,
@@ -75,7 +83,11 @@ def publisher_new(
 
     The passphrase comes from MESHDROP_PASSPHRASE or a prompt. Give node owners
     FOLDER/publisher.pub and read them the fingerprint by a channel you trust; keep the
-    root-*.key files offline (with several, give each to a different person)."""
+    root-*.key files offline (with several, give each to a different person).
+
+    Unless --no-reports, it also makes a report key (FOLDER/report-<key id>.key, for
+    'meshdrop reports open' on the machine that receives reports) and the bundle that
+    tells nodes about it, FOLDER/report-keys.mdrop: hand it out like any bundle."""
     from meshdrop.core.keys import key_id
     from meshdrop.publish.keystore import check_root_shape, create_publisher, majority
 
@@ -84,6 +96,11 @@ def publisher_new(
     passphrase = KeyPassphrase(unencrypted, weak_passphrase).get()
     record = create_publisher(folder, name, passphrase, int(time.time()), roots=roots, threshold=k)
     pub = folder / "publisher.pub"
+    report_key, reports_bundle = None, None
+    if not no_reports:
+        from meshdrop.cli.reportkeys import make_first_key
+
+        report_key, reports_bundle = make_first_key(folder, passphrase)
     if as_json:
         emit_json(
             {
@@ -94,7 +111,10 @@ def publisher_new(
                 "threshold": record.threshold,
                 "roots": [key_id(r) for r in record.roots],
                 "folder": str(folder),
-                "files": [str(pub), *map(str, sorted(folder.glob("*.key")))],
+                # Everything made: the key files, and the report-keys folder and bundle.
+                "files": [str(pub), *(str(p) for p in sorted(folder.iterdir()) if p != pub)],
+                "report_key": report_key,
+                "report_keys_bundle": str(reports_bundle) if reports_bundle else None,
             }
         )
         return
@@ -102,6 +122,8 @@ def publisher_new(
     click.echo(f"fingerprint: {record.fingerprint}")
     click.echo(f"root keys: {k} of {len(record.roots)} must sign each change")
     click.echo(f"give node owners: {pub}")
+    if reports_bundle is not None:
+        click.echo(f"report key {report_key}: give nodes {reports_bundle} too")
     click.echo(f"print a card for them: meshdrop publisher card {folder}")
 
 

@@ -38,6 +38,22 @@ https_option = click.option(
 )
 
 
+reports_over_http_option = click.option(
+    "--reports-over-http",
+    is_flag=True,
+    help="Offer the report form (write to a publisher) over plain HTTP to other devices "
+    "too: only on a link you control, such as a hotspot this machine runs. Without it, "
+    "and without --https, only a browser on this machine is offered the form.",
+)
+
+
+def check_reports_over_http(reports_over_http: bool, https: bool) -> None:
+    if reports_over_http and https:
+        from meshdrop.errors import UsageError
+
+        raise UsageError("--reports-over-http has no use with --https (the form is offered)")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(read)
 
@@ -75,6 +91,7 @@ def checked_reader_code(given: str | None) -> str | None:
 )
 @reader_code_option
 @https_option
+@reports_over_http_option
 @click.pass_context
 def read(
     ctx: click.Context,
@@ -83,6 +100,7 @@ def read(
     name: str | None,
     reader_code: str | None,
     https: bool,
+    reports_over_http: bool,
 ) -> None:
     """Serve the verified bundles of this node to web browsers until Ctrl-C.
 
@@ -93,9 +111,19 @@ def read(
     from meshdrop.reader.serve import serve
 
     code = checked_reader_code(reader_code)
+    check_reports_over_http(reports_over_http, https)
     home = home_path(ctx)
     asyncio.run(
-        serve(home, bind, port, announce=click.echo, name=name, access_code=code, https=https)
+        serve(
+            home,
+            bind,
+            port,
+            announce=click.echo,
+            name=name,
+            access_code=code,
+            https=https,
+            reports_over_http=reports_over_http,
+        )
     )
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meshdrop.core import signedobject
+from meshdrop.core import codec, signedobject
 from meshdrop.core.keys import Domain
 from meshdrop.core.signedobject import Kind, SignerKeysAt, sequence_field, time_field
 from meshdrop.errors import FormatError, ReportKeyExpiredError, ReportKeySuiteError
@@ -273,3 +273,36 @@ def verify_retirement(
         opened, RETIREMENT, publisher, retirement.created, signer_public_keys_valid_at
     )
     return retirement
+
+
+# The reserved bundle that carries a publisher's report keys, retirements and latest ack
+# list to every node (docs/FORMAT.md, "The report-keys bundle").
+REPORT_KEYS_BUNDLE = "report-keys"
+KEYS_FILE = "keys.bin"
+ACKS_FILE = "acks.bin"
+MAX_KEY_OBJECTS = 256
+MAX_KEYS_FILE_BYTES = MAX_KEY_OBJECTS * (REPORT_KEY.max_bytes + 256)
+
+
+def encode_keys_file(blobs: list[bytes]) -> bytes:
+    """``keys.bin``: the canonical msgpack array of signed report-key and retirement
+    objects, in sequence order."""
+    if len(blobs) > MAX_KEY_OBJECTS:
+        raise ValueError(f"a keys file holds at most {MAX_KEY_OBJECTS} objects")
+    return codec.pack(list(blobs))
+
+
+def parse_keys_file(data: bytes) -> list[bytes]:
+    """The signed objects in a ``keys.bin`` (each still to be verified)."""
+    what = "the report keys file"
+    limits = codec.Limits(
+        max_bytes=MAX_KEYS_FILE_BYTES,
+        max_depth=1,
+        max_items=MAX_KEY_OBJECTS,
+        max_containers=1,
+        max_bin=REPORT_KEY.max_bytes + 256,
+    )
+    value = codec.unpack(data, limits, what)
+    if not isinstance(value, list) or not all(isinstance(b, bytes) for b in value):
+        raise FormatError(f"{what} is not a list of signed objects")
+    return list(value)

@@ -271,3 +271,45 @@ def read_public_key_file(path: Path) -> bytes:
         return check_public_key(public, f"the key in {path}")
     except MeshdropError as exc:
         raise FormatError(str(exc)) from exc
+
+
+def seal_secret(secret: bytes, passphrase: bytes, aad: bytes) -> dict[str, codec.Value]:
+    """The fields of a key file that hold ``secret`` sealed with ``passphrase`` (kdf
+    "scrypt", as for signing keys): for other kinds of private key file (report keys)."""
+    if not passphrase:
+        raise UsageError("the passphrase must not be empty")
+    salt = os.urandom(SALT_BYTES)
+    nonce = os.urandom(NONCE_BYTES)
+    key = _scrypt(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return {
+        "kdf": "scrypt",
+        "n": SCRYPT_N,
+        "r": SCRYPT_R,
+        "p": SCRYPT_P,
+        "salt": salt,
+        "nonce": nonce,
+        "sealed": ChaCha20Poly1305(key).encrypt(nonce, secret, aad),
+    }
+
+
+def open_secret(fields: Fields, passphrase: bytes, aad: bytes, path: Path) -> bytes:
+    """The secret that ``seal_secret`` sealed (its fields read from ``fields``, which must
+    be checked already for integrity): PassphraseError if the passphrase is wrong."""
+    n = fields.integer("n", 1, 2**32)
+    r = fields.integer("r", 1, 2**16)
+    p = fields.integer("p", 1, 2**16)
+    if n not in _SCRYPT_N_ALLOWED or (r, p) != (SCRYPT_R, SCRYPT_P):
+        raise FormatError(f"{path} asks for a passphrase strength this meshdrop does not allow")
+    salt = fields.binary("salt", SALT_BYTES)
+    nonce = fields.binary("nonce", NONCE_BYTES)
+    sealed = fields.binary("sealed", None, max_len=SEED_BYTES + 16)
+    try:
+        return ChaCha20Poly1305(_scrypt(passphrase, salt, n, r, p)).decrypt(nonce, sealed, aad)
+    except InvalidTag as exc:
+        raise PassphraseError(f"wrong passphrase for {path}") from exc
+
+
+def key_file_check(fields: dict[str, codec.Value]) -> bytes:
+    """The ``check`` digest of a key file's other fields (tells damage from a wrong
+    passphrase)."""
+    return _check_digest(fields)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +24,23 @@ from meshdrop.reader.links import BundleLinks
 from meshdrop.reader.readerids import ID_PATTERN
 from meshdrop.reader.render import (
     MAX_RENDERED_BYTES,
-    is_local_link,
     kind_of,
     qr_svg,
     render_markdown,
 )
+from meshdrop.reader.requestinfo import (
+    HOST,
+    LOOPBACK,
+    NotFound,
+    back_with_cookie,
+    language,
+    origin,
+    page_number,
+)
 from meshdrop.reader.sanitize import MAX_REWRITTEN_BYTES
 from meshdrop.reader.sending import Damaged, read_whole, send_publisher_file
 from meshdrop.reader.tlscert import grouped, share_link
+from meshdrop.reader.writing import RECEIPT_PATH, WRITE_PATH, Writing
 from meshdrop.transports.lan.serverguard import plain_errors
 
 log = logging.getLogger("meshdrop.reader")
@@ -50,13 +58,6 @@ PAGE_SIZE = 50  # bundles per home page: keeps it small on slow links
 FILES_PER_PAGE = 200  # files listed per bundle page
 MAX_QUERY_CHARS = 200
 
-_HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?")
-_LOOPBACK = re.compile(r"^(localhost|127\.[\d.]+|\[::1\])(:\d+)?$")
-
-
-class NotFound(Exception):
-    """Answer the one 404 page: the same for never-existed, withdrawn and expired."""
-
 
 @dataclass
 class Reader:
@@ -65,7 +66,9 @@ class Reader:
     name: str | None = None  # the owner's name for it; else a neutral word (i18n "site")
     access_code: str | None = None  # asked of every browser first (accesscode.py)
     fingerprint: str | None = None  # of the HTTPS certificate (tlscert.py), if served so
+    reports_over_http: bool = False  # the owner declared plain HTTP links controlled (writing.py)
     library: Library = field(init=False)
+    writing: Writing = field(init=False)
     pages: asyncio.Semaphore = field(init=False)
     streams: asyncio.Semaphore = field(init=False)
     assets: dict[str, Asset] = field(init=False)
@@ -75,6 +78,7 @@ class Reader:
 
     def __post_init__(self) -> None:
         self.library = Library(self.home)
+        self.writing = Writing(self, self.reports_over_http)
         self.pages = asyncio.Semaphore(PAGE_SLOTS)
         self.streams = asyncio.Semaphore(STREAM_SLOTS)
         self.assets = load_assets()
@@ -112,6 +116,10 @@ class Reader:
             web.get(bundle + "/", self._guard(page, self.bundle_page)),
             web.get(f"{bundle}/v/{file}", self._guard(page, self.view_page)),
             web.get(f"{bundle}/f/{file}", self._guard(stream, self.publisher_file)),
+            web.get(WRITE_PATH, self._guard(page, self.writing.form_page)),
+            web.post(WRITE_PATH, self._guard(self.writing.sending, self.writing.send)),
+            web.get(RECEIPT_PATH, self._guard(page, self.writing.receipt_form)),
+            web.post(RECEIPT_PATH, self._guard(page, self.writing.receipt_check)),
             web.route("*", "/{tail:.*}", self._guard(page, self.nothing_here)),
         ]
 
@@ -190,7 +198,7 @@ class Reader:
 
     async def home_page(self, request: web.Request) -> web.StreamResponse:
         shelf = await self.library.shelf()
-        page = _page_number(request)
+        page = page_number(request)
         start = (page - 1) * PAGE_SIZE
         shown = shelf.bundles[start : start + PAGE_SIZE]
         if page > 1 and not shown:
@@ -200,6 +208,7 @@ class Reader:
             request,
             "home.html",
             groups=views.group_for_home(shown, shelf, lang),
+            write=await self.writing.links(),
             newer=f"/?page={page - 1}" if page > 1 else "",
             older=f"/?page={page + 1}" if start + PAGE_SIZE < len(shelf.bundles) else "",
         )
@@ -229,7 +238,7 @@ class Reader:
         is this machine's loopback) and those the node or the command knows."""
         found = []
         host = request.host
-        if _HOST.fullmatch(host) and not _LOOPBACK.match(host):
+        if HOST.fullmatch(host) and not LOOPBACK.match(host):
             found.append(f"{request.scheme}://{host}/")
         for url in self.share_urls() if self.share_urls else ():
             if url not in found:
@@ -240,13 +249,13 @@ class Reader:
         code = request.match_info["code"]
         if code not in i18n.LANGUAGES:
             raise NotFound
-        raise _back_with_cookie(request, i18n.COOKIE, code)
+        raise back_with_cookie(request, i18n.COOKIE, code)
 
     async def set_text_size(self, request: web.Request) -> web.StreamResponse:
         size = request.match_info["size"]
         if size not in views.TEXT_SIZES:
             raise NotFound
-        raise _back_with_cookie(request, views.TEXT_COOKIE, size)
+        raise back_with_cookie(request, views.TEXT_COOKIE, size)
 
     async def static_file(self, request: web.Request) -> web.StreamResponse:
         asset = self.static.get(request.match_info["name"])
@@ -286,7 +295,7 @@ class Reader:
         bundle, manifest = await self._bundle(request)
         shelf = await self.library.shelf()
         lang = language(request)
-        page = _page_number(request)
+        page = page_number(request)
         start = (page - 1) * FILES_PER_PAGE
         files = manifest.files[start : start + FILES_PER_PAGE]
         if page > 1 and not files:
@@ -303,6 +312,7 @@ class Reader:
             bundle=bundle,
             info=views.bundle_info(bundle, lang),
             fresh=views.freshness(newest, shelf.now, lang),
+            write=(await self.writing.links()).get(bundle.publisher, ""),
             start=views.article_url(bundle, first) if first else "",
             base=base,
             articles=views.readable(rows),
@@ -327,7 +337,7 @@ class Reader:
                 bundle,
                 entry,
                 _links(bundle, manifest, self.gate),
-                headers.publisher_csp(_origin(request), bundle.bid),
+                headers.publisher_csp(origin(request), bundle.bid),
                 {**values, "download": row["download"]},
             )
         content: object = ""
@@ -355,7 +365,7 @@ class Reader:
 
     async def publisher_file(self, request: web.Request) -> web.StreamResponse:
         bundle, manifest, entry = await self._file(request)
-        csp = headers.publisher_csp(_origin(request), bundle.bid)
+        csp = headers.publisher_csp(origin(request), bundle.bid)
         return await send_publisher_file(
             request, self.library, entry, _links(bundle, manifest, self.gate), csp
         )
@@ -374,39 +384,6 @@ def _links(bundle: ShelvedBundle, manifest: Manifest, gate: AccessGate | None) -
     return BundleLinks(paths, lambda path: views.article_url(bundle, path), file)
 
 
-def _origin(request: web.Request) -> str | None:
-    """``scheme://host[:port]`` as this browser reached the node, for the per-bundle CSP;
-    None (the CSP then says 'self') if the Host header is not a plain host[:port]: it is
-    written into a header, where anything else could add directives or break it."""
-    host = request.host
-    return f"{request.scheme}://{host}" if _HOST.fullmatch(host) else None
-
-
-def language(request: web.Request) -> str:
-    return i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("Accept-Language"))
-
-
-def _back_with_cookie(request: web.Request, name: str, value: str) -> web.HTTPSeeOther:
-    """Back to the local page in ``next`` with a preference set (the reader's cookies are
-    session cookies, gone when the browser closes: the language and the text size)."""
-    target = request.query.get("next", "/")
-    if not target.startswith("/") or not is_local_link(target) or "\n" in target:
-        target = "/"
-    response = web.HTTPSeeOther(target)
-    response.headers.update(headers.COMMON)
-    # Lax, not Strict: a tap on a link in an article (a sandboxed page of an opaque
-    # origin, headers.py) is a cross-site navigation to the browser.
-    response.set_cookie(name, value, path="/", httponly=True, samesite="Lax")
-    return response
-
-
-def _page_number(request: web.Request) -> int:
-    text = request.query.get("page", "1")
-    if not text.isdigit() or not 1 <= int(text) <= 100_000:
-        raise NotFound
-    return int(text)
-
-
 def install_reader(
     app: web.Application,
     home: Path,
@@ -414,12 +391,13 @@ def install_reader(
     name: str | None = None,
     access_code: str | None = None,
     fingerprint: str | None = None,
+    reports_over_http: bool = False,
 ) -> Reader:
     """Add the reader's routes, start-up and clean-up to ``app`` (its answers to paths no
     other route takes are the reader's 404 page), its pages titled ``name`` (else a
     neutral word: no page names the software), each asking first for ``access_code`` if
     one is given. Returns the Reader."""
-    reader = Reader(home, share_urls, name, access_code, fingerprint)
+    reader = Reader(home, share_urls, name, access_code, fingerprint, reports_over_http)
     app.add_routes(reader.routes())
     app.on_startup.append(reader.on_startup)
     app.on_cleanup.append(reader.on_cleanup)
@@ -441,9 +419,10 @@ def make_reader_app(
     name: str | None = None,
     access_code: str | None = None,
     fingerprint: str | None = None,
+    reports_over_http: bool = False,
 ) -> web.Application:
     """The reader as an application of its own (see the package docstring to mount it);
     every HTTP error it raises gets a short body of its own (``plain_errors``)."""
     app = web.Application(client_max_size=64 * 1024, middlewares=[plain_errors])
-    install_reader(app, home, share_urls, name, access_code, fingerprint)
+    install_reader(app, home, share_urls, name, access_code, fingerprint, reports_over_http)
     return app

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from meshdrop.core.manifest import FileEntry, Manifest
+from meshdrop.core.reportkeys import REPORT_KEYS_BUNDLE
 from meshdrop.errors import MeshdropError
 from meshdrop.reader import readerids
 from meshdrop.reader.searching import SearchService
@@ -199,7 +200,9 @@ class Library:
         if self._key is None:
             self._key = readerids.reader_key(self.home)
         key = self._key
-        bundles = tuple(ShelvedBundle.of(b, key) for b in store.list_bundles())
+        # A publisher's report keys and acks travel as a bundle; nobody reads it.
+        listed = (b for b in store.list_bundles() if b.name != REPORT_KEYS_BUNDLE)
+        bundles = tuple(ShelvedBundle.of(b, key) for b in listed)
         publishers = {p.fingerprint: p for p in store.trust_list()}
         now = store.now()
         wait = REFRESH_SECONDS

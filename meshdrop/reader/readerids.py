@@ -63,5 +63,10 @@ def file_id(key: bytes, publisher: str, name: str, path: str) -> str:
     return _opaque(key, "file", publisher, name, path)
 
 
+def publisher_id(key: bytes, fingerprint: str) -> str:
+    """The id of the page that writes to the publisher ``fingerprint`` (writing.py)."""
+    return _opaque(key, "write", fingerprint)
+
+
 def looks_like_id(text: str) -> bool:
     return _ID.fullmatch(text) is not None

@@ -80,6 +80,7 @@ async def serve(
     name: str | None = None,
     access_code: str | None = None,
     https: bool = False,
+    reports_over_http: bool = False,
 ) -> None:
     """Serve until stopped, with the node's bounds: connections capped below the raised
     descriptor limit, idle ones closed, errors answered and logged briefly (serverguard);
@@ -110,6 +111,7 @@ async def serve(
         name=name,
         access_code=access_code,
         fingerprint=fingerprint,
+        reports_over_http=reports_over_http,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     try:

@@ -97,6 +97,7 @@ def group_for_home(bundles: Sequence[ShelvedBundle], shelf: Shelf, lang: str) ->
         result.append(
             {
                 "name": names[fingerprint],
+                "fingerprint": fingerprint,
                 "short_fp": short_fingerprint(fingerprint),
                 "fresh": freshness(newest.get(fingerprint), shelf.now, lang),
                 "sections": [

@@ -108,7 +108,7 @@ class ChunkStore:
         """Make a batch of temp chunk files durable with one file-system sync, then give
         them their names. Far cheaper than a sync per chunk for big bundles; the caller
         syncs the folders (``sync_folders``) before relying on the names. ``cached``:
-        keep their pages (small bundles about to be committed, which reads them back)."""
+        leave their pages in the cache (small bundles' chunks: not worth a drop each)."""
         temps = list(temps)
         syncfs(self.root)
         folders = set()

@@ -25,7 +25,7 @@ from meshdrop.errors import (
     StoreError,
 )
 from meshdrop.fs import os_error_message
-from meshdrop.store import db, fsck, trustdb
+from meshdrop.store import db, fsck, reportkeys, trustdb
 from meshdrop.store.catalog import Catalog
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
@@ -204,6 +204,7 @@ class Store(Publishers, Catalog):
                 self.db.forget()  # a record saved or rolled back: read it again
             crash_point("after-commit")
             self._delete_pending()
+        reportkeys.after_commit(self, results)
         return results
 
     def _commit_one(

@@ -261,6 +261,24 @@ async def envelopes_beyond_those_asked(request: web.Request) -> web.Response:
     return web.Response(body=protocol.encode_envelope_batch(found * 2))
 
 
+async def batch_of_garbage_envelopes(request: web.Request) -> web.Response:
+    """Bytes that are no envelope at all, one for each envelope asked for."""
+    asked = protocol.parse_digests(await request.read(), protocol.MAX_BATCH_ENVELOPES, "")
+    return web.Response(body=protocol.encode_envelope_batch([b"\x93not an envelope"] * len(asked)))
+
+
+async def batch_of_envelopes_not_listed(request: web.Request) -> web.Response:
+    """Well-formed envelopes, each of another manifest than the one it was listed under."""
+    asked = protocol.parse_digests(await request.read(), protocol.MAX_BATCH_ENVELOPES, "")
+    offered = request.app[OFFER].envelopes
+    altered = []
+    for digest in asked:
+        real = parse_envelope(offered[digest], "test")
+        other = Envelope(real.manifest_bytes + b"\x00", real.signer, real.signature, real.records)
+        altered.append(other.encode())
+    return web.Response(body=protocol.encode_envelope_batch(altered))
+
+
 async def unsorted_publishers(request: web.Request) -> web.Response:
     """Every publisher the peer holds, twice: tags repeated (and so out of order)."""
     nonce = os.urandom(16)
@@ -308,6 +326,18 @@ CASES = [
     Case("a batch one byte short", {"chunks": batch_one_byte_short}, expect=bad_peer, small=True),
     Case("a batch one byte long", {"chunks": batch_one_byte_long}, expect=bad_peer, small=True),
     Case("a batch reordered", {"chunks": batch_reordered}, expect=bad_peer, small=True),
+    Case(
+        "a batch of garbage envelopes",
+        {"envelopes": batch_of_garbage_envelopes},
+        expect=bad_peer,
+        small=True,
+    ),
+    Case(
+        "a batch of envelopes not as listed",
+        {"envelopes": batch_of_envelopes_not_listed},
+        expect=bad_peer,
+        small=True,
+    ),
     Case(
         "a batch of envelopes beyond those asked",
         {"envelopes": envelopes_beyond_those_asked},

@@ -655,7 +655,7 @@ def test_encrypted_publisher_lifecycle_through_the_command(tmp_path: Path) -> No
     env = {"MESHDROP_PASSPHRASE": "correct horse"}
     folder = tmp_path / "pub"
     cli("publisher", "new", folder, "--name", "Sealed", "--roots", "2", env=env)
-    for key_file in folder.glob("*.key"):
+    for key_file in [*folder.glob("root-*.key"), *folder.glob("signer-*.key")]:
         assert parse_key_file(key_file.read_bytes(), key_file).encrypted
     wrong = run_meshdrop("publisher", "add-signer", folder, env={"MESHDROP_PASSPHRASE": "wrong"})
     assert_clean_error(wrong, "wrong passphrase for", "root-")

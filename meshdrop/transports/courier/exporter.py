@@ -27,6 +27,7 @@ from meshdrop.fs import (
     read_exactly,
 )
 from meshdrop.store.crashpoints import crash_point
+from meshdrop.store.drops import DropStore
 from meshdrop.store.export import (
     ChunkReader,
     load_exportable,
@@ -35,6 +36,7 @@ from meshdrop.store.export import (
 )
 from meshdrop.store.models import StoredBundle
 from meshdrop.store.store import Store
+from meshdrop.transports.courier.dropcarry import DropExport, export_drops
 from meshdrop.transports.courier.exportplan import (
     BundleWrite,
     Done,
@@ -73,6 +75,7 @@ class ExportSummary:
     publishers_written: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    drops: DropExport | None = None  # the drops (sealed reports) copied, after the bundles
     dry_run: bool = False
     free: int = 0  # bytes free on the stick before writing
     synced: bool = False  # everything written is on the device: safe to remove
@@ -139,17 +142,32 @@ class CourierExport:
             free=summary.free,
         )
         summary.reports.extend(plan.reports)
+        planned = sum(w.size for w in plan.writes)
         if summary.dry_run:
             summary.reports.extend(_planned(write) for write in plan.writes)
+            self._drops(folder, summary, planned)
             return summary
         for target, data in new_publishers:
             atomic_write(target, data)
         self.progress.start(sum(w.size for w in plan.writes), len(plan.writes))
         with ChunkReader(self.store) as reader:
             self._write_all(folder, plan.writes, reader, summary)
+        self._drops(folder, summary, planned)
         if not summary.failed:
             summary.synced = _sync(folder)
         return summary
+
+    def _drops(self, folder: Path, summary: ExportSummary, planned: int) -> None:
+        """The held drops, in the room the bundles left (dropcarry.py)."""
+        room = summary.free - self.options.reserve - planned
+        if self.options.max_bytes is not None:
+            room = min(room, self.options.max_bytes - planned)
+        drops = DropStore(self.store.home)
+        done = export_drops(drops, folder, max(0, room), self.store.now(), summary.dry_run)
+        summary.drops = done
+        if done.written or done.already_there or done.left_out or done.removed:
+            summary.notes.append(done.describe(summary.dry_run))
+        summary.notes.extend(done.problems)
 
     # Choosing
 

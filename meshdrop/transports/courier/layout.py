@@ -5,6 +5,7 @@ DEST/meshdrop/                   the courier folder
     <name>-<hash>.p001 ...       a bigger bundle, in parts of at most the part size
     <fingerprint>.pub            a trusted publisher's record chain (revocations travel)
     want.mdw                     what the next node already has (written by `want`)
+    drops/<drop id>.drop         a drop (a sealed report) the node held (dropcarry.py)
 
 Every name is short lower-case ASCII, so nothing depends on case, long-name support or
 characters FAT forbids: <name> is the bundle name (already [a-z0-9._-]), <hash> the first
@@ -23,6 +24,8 @@ COURIER_FOLDER = "meshdrop"
 BUNDLE_SUFFIX = ".mdrop"
 PUB_SUFFIX = ".pub"
 WANT_FILE = "want.mdw"
+DROPS_FOLDER = "drops"  # drops (sealed reports), each <64 hex digits of its id>.drop
+DROP_SUFFIX = ".drop"
 HASH_CHARS = 12
 FINGERPRINT_CHARS = 16
 MAX_PARTS = 999

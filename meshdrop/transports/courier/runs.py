@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshdrop.errors import UsageError
+from meshdrop.store.drops import DropStore
 from meshdrop.store.store import Store
+from meshdrop.transports.courier.dropcarry import import_drops
 from meshdrop.transports.courier.exporter import (
     CourierExport,
     ExportOptions,
@@ -76,7 +78,10 @@ def import_courier(
 ) -> list[Report]:
     """Import a courier folder, or the part files ``split_courier_paths`` found."""
     importer = CourierImport(store, progress)
-    return importer.run_files(list(source.files)) if source.files else importer.run(source.folder)
+    if source.files:
+        return importer.run_files(list(source.files))
+    reports = importer.run(source.folder)
+    return reports + import_drops(DropStore(store.home), source.folder, store.now())
 
 
 @dataclass(frozen=True)

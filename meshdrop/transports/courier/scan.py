@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshdrop.fs import TEMP_PREFIX, describe_kind
-from meshdrop.transports.courier.layout import BUNDLE_SUFFIX, PUB_SUFFIX, WANT_FILE, part_number
+from meshdrop.transports.courier.layout import (
+    BUNDLE_SUFFIX,
+    DROPS_FOLDER,
+    PUB_SUFFIX,
+    WANT_FILE,
+    part_number,
+)
 
 MAX_ENTRIES = 1_000_000  # entries of one courier folder looked at
 MAX_NAME = 255
@@ -40,6 +46,8 @@ def kind_of(name: str) -> str | None:
         return "pub"
     if lower == WANT_FILE:
         return "want"
+    if lower == DROPS_FOLDER:
+        return "drops"
     return None
 
 
@@ -59,6 +67,8 @@ def scan_folder(folder: Path, max_entries: int = MAX_ENTRIES) -> Scan:
             path = Path(entry.path)
             if kind == "want":  # whatever it is: reading it refuses all but a small file
                 scan.want = path
+                continue
+            if kind == "drops":  # read by dropcarry.py
                 continue
             try:
                 regular = entry.is_file(follow_symlinks=False)

@@ -218,6 +218,13 @@ class PeerClient:
         path = f"have/{manifest_hash.hex()}"
         return bytes(await self._fetch(address, path, len(into), into=into))
 
+    async def request(
+        self, address: Address, path: str, max_bytes: int, body: bytes | None = None
+    ) -> bytes:
+        """The answer to ``path`` (a POST with ``body``) as sent, at most ``max_bytes``:
+        for routes whose messages another module parses (dropsync.py)."""
+        return bytes(await self._fetch(address, path, max_bytes, body=body))
+
     async def publisher_file(self, address: Address, publisher: bytes) -> bytes:
         path = f"publisher/{publisher.hex()}"
         return bytes(await self._fetch(address, path, MAX_PUBLISHER_FILE_BYTES))

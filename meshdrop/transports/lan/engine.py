@@ -17,14 +17,16 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 from meshdrop.core.inventory import Entry, Reconciler, decide_wants
+from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.trust import PublisherState
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import MeshdropError, StoreError
+from meshdrop.errors import MeshdropError
 from meshdrop.store.models import Outcome
-from meshdrop.store.store import IngestHold
 from meshdrop.transports.lan.batches import ChunkBatcher, EnvelopeBatcher
 from meshdrop.transports.lan.buffers import ByteBudget, ChunkBuffers
 from meshdrop.transports.lan.client import PeerClient
+from meshdrop.transports.lan.coalesce import Coalescer
+from meshdrop.transports.lan.dropsync import DropService
 from meshdrop.transports.lan.errors import PeerMisbehaved, PeerUnreachable
 from meshdrop.transports.lan.events import (
     BadPeerEvent,
@@ -39,10 +41,18 @@ from meshdrop.transports.lan.liveness import Liveness, peer_status
 from meshdrop.transports.lan.offers import SyncOutcome, accept_envelope, fetch_publisher
 from meshdrop.transports.lan.peers import SYNC_OFFENCE, Peer, PeerBook, Refusals, Verdict
 from meshdrop.transports.lan.protocol import MAX_SCOPE, Address, InventoryRequest
-from meshdrop.transports.lan.storeio import StoreIO
+from meshdrop.transports.lan.sharedhold import SharedHold
+from meshdrop.transports.lan.storeio import Checked, StoreIO
 from meshdrop.transports.lan.transfer import SyncLimits, Totals, Transfer
 
 T = TypeVar("T")
+
+HANDOFF_ITEMS = 64  # envelopes checked, or chunks stored, in one store thread hand-off
+HANDOFF_BYTES = 1024 * 1024  # chunks stored in one hand-off, unless one alone is bigger
+
+
+def _chunk_size(chunk: tuple[ChunkRef, bytes | memoryview]) -> int:
+    return chunk[0].size
 
 
 class SyncEngine:
@@ -64,7 +74,14 @@ class SyncEngine:
         self.committer = GroupCommit(storeio, self.keep_task)
         self.transfers: dict[bytes, Transfer] = {}
         self._batchers: dict[Address, tuple[EnvelopeBatcher, ChunkBatcher]] = {}
-        self.holds: dict[bytes, IngestHold] = {}  # each transfer's hold of the ingest lock
+        # The ingest lock, held while any transfer runs (or its envelope is checked).
+        self.hold = SharedHold(storeio.hold_ingest)
+        self.holders: set[bytes] = set()  # the transfers that hold it
+        # Small bundles' envelopes checked, and their chunks stored, many per hand-off.
+        self.offer_checks = Coalescer(storeio.check_offers, self.keep_task, HANDOFF_ITEMS)
+        self.chunk_stager = Coalescer(
+            storeio.stage_chunks, self.keep_task, HANDOFF_ITEMS, _chunk_size, HANDOFF_BYTES
+        )
         self.refusals = Refusals()
         self.totals = Totals()
         self.own_digest = b""  # as advertised (salted): never equal to a peer's
@@ -76,6 +93,7 @@ class SyncEngine:
         self.keep: set[asyncio.Task[Any]] = set()
         self._syncing = 0
         self._reported: set[bytes] = set()
+        self.drops: DropService | None = None  # pulled after bundles (dropsync.py)
 
     def wake(self) -> None:
         self._wake.set()
@@ -128,9 +146,8 @@ class SyncEngine:
         for transfer in transfers:
             transfer.publish_staged()
         await asyncio.gather(*self.keep, return_exceptions=True)
-        for hold in self.holds.values():
-            hold.release()
-        self.holds.clear()
+        self.hold.close()
+        self.holders.clear()
         for batchers in self._batchers.values():
             for batcher in batchers:
                 await batcher.close()
@@ -156,9 +173,9 @@ class SyncEngine:
     def transfer_ended(self, transfer: Transfer) -> None:
         if self.transfers.get(transfer.digest) is transfer:
             del self.transfers[transfer.digest]
-            hold = self.holds.pop(transfer.digest, None)
-            if hold is not None:
-                hold.release()
+            if transfer.digest in self.holders:
+                self.holders.discard(transfer.digest)
+                self.hold.release()
 
     async def _sync(self, peer: Peer) -> None:
         digest = peer.advertised or b""
@@ -167,6 +184,8 @@ class SyncEngine:
         started = time.monotonic()
         try:
             await self._sync_with(peer, outcome)
+            if self.drops is not None:
+                await self.drops.pull(self, peer, outcome)
         except PeerMisbehaved as exc:
             outcome.complete = False
             self.penalise(peer, str(exc))
@@ -229,7 +248,13 @@ class SyncEngine:
             async with slots:
                 await self._fetch_bundle(peer, entry, snap.states, outcome, envelopes, big)
 
-        results = await asyncio.gather(*(one(e) for e in wants.bundles), return_exceptions=True)
+        if not wants.bundles:
+            return
+        await self.hold.acquire()  # once for all: each bundle's own use then never waits
+        try:
+            results = await asyncio.gather(*(one(e) for e in wants.bundles), return_exceptions=True)
+        finally:
+            self.hold.release()
         for result in results:
             if isinstance(result, PeerMisbehaved):
                 outcome.complete = False
@@ -251,30 +276,31 @@ class SyncEngine:
     ) -> None:
         transfer = self.transfers.get(entry.digest)
         if transfer is None:
-            verified = await self._envelope(peer, entry, states, outcome, envelopes)
-            if verified is None:
-                return
-            # Held until the transfer ends, as every ingest holds it: fsck --repair waits.
-            ingest = await self.storeio.hold_ingest()
+            # Held from before the missing chunks are counted until the transfer ends, as
+            # every ingest holds it: fsck --repair waits.
+            await self.hold.acquire()
+            handed = False  # to the transfer, which releases it when it ends
             try:
-                missing = await self.storeio.missing_chunks(verified)
-                try:  # refuse before fetching what could never be stored (a full disk)
-                    await self.storeio.check_free_space(
-                        sum(r.size for r in missing), verified.manifest.name
-                    )
-                except StoreError as exc:
+                checked = await self._envelope(peer, entry, states, outcome, envelopes)
+                if checked is None:
+                    return
+                verified = checked.accepted
+                assert isinstance(verified, VerifiedManifest)
+                if checked.no_room is not None:  # refused before fetching (a full disk)
                     outcome.complete = False
-                    self.emit(RefusedEvent(event="refused", peer=peer.label, reason=str(exc)))
+                    reason = str(checked.no_room)
+                    self.emit(RefusedEvent(event="refused", peer=peer.label, reason=reason))
                     return
                 transfer = self.transfers.get(entry.digest)  # another peer may have begun it
                 if transfer is None:
                     transfer = self.transfers[entry.digest] = Transfer(
-                        self, verified, entry.digest, missing
+                        self, verified, entry.digest, list(checked.missing)
                     )
-                    self.holds[entry.digest] = ingest
+                    self.holders.add(entry.digest)
+                    handed = True
             finally:
-                if self.holds.get(entry.digest) is not ingest:
-                    ingest.release()
+                if not handed:
+                    self.hold.release()
         async with contextlib.nullcontext() if transfer.small else big:
             transfer.add_source(peer, entry.partial)
             result = await asyncio.shield(transfer.result)
@@ -313,7 +339,7 @@ class SyncEngine:
         states: Mapping[bytes, PublisherState],
         outcome: SyncOutcome,
         envelopes: asyncio.Semaphore,
-    ) -> VerifiedManifest | None:
+    ) -> Checked | None:
         """``entry``'s envelope, checked (offers.py): asked for in a batch with the other
         bundles' (batches.py), or alone if it did not fit in one."""
         assert peer.address is not None

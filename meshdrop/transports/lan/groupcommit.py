@@ -81,7 +81,8 @@ class GroupCommit:
 
     async def _publish(self, temps: list[Path]) -> set[Path]:
         try:
-            # Kept in the page cache: the commit reads them back at once (the search index).
+            # Left in the page cache: dropping a small chunk's pages costs an open and a
+            # close of its own, for a few KiB (and the reader's indexer reads new bundles).
             return await self.storeio.publish_chunks(temps, cached=True)
         except MeshdropError:
             await asyncio.to_thread(_remove, temps)  # not named: of no use to anyone

@@ -30,9 +30,11 @@ from aiohttp import web
 from meshdrop.core.circles import Circle
 from meshdrop.errors import StoreError
 from meshdrop.fs import atomic_write
+from meshdrop.store.drops import DROPS_QUOTA, DropStore
 from meshdrop.transports.lan.circlemesh import CircleMesh, clock_behind, mode_event
 from meshdrop.transports.lan.client import ClientLimits, PeerClient
 from meshdrop.transports.lan.discovery import Discovery, is_loopback, is_wildcard
+from meshdrop.transports.lan.dropsync import DropService
 from meshdrop.transports.lan.engine import SyncEngine
 from meshdrop.transports.lan.errors import cannot_listen
 from meshdrop.transports.lan.events import (
@@ -94,6 +96,7 @@ class NodeConfig:
     sync: SyncLimits = field(default_factory=SyncLimits)
     probe_interval: float = 120.0  # between hellos to a live peer (MESHDROP_LAN_TIMERS)
     background: tuple[Callable[[], Awaitable[None]], ...] = field(default=())
+    drops_quota: int = DROPS_QUOTA  # bytes of drops (sealed reports) kept to pass on
 
 
 def _local_url(bind: str, port: int) -> str:
@@ -120,6 +123,7 @@ class Node:
         self.server: PeerServer | None = None
         self.client: PeerClient | None = None
         self.engine: SyncEngine | None = None
+        self.drops: DropService | None = None
         self.discovery: Discovery | None = None
         self.mesh: CircleMesh | None = None
         self.runner: web.AppRunner | None = None
@@ -176,6 +180,7 @@ class Node:
                 "bytes": self.client.bytes_received if self.client else 0,
             },
             **self.engine.status(),
+            "drops": vars(self.drops.totals) if self.drops is not None else {},
         }
         return info
 
@@ -194,6 +199,11 @@ class Node:
             self.bind = await _choose_network()
         self.storeio = StoreIO(config.home)
         self.server = PeerServer(self.storeio, self.node_id, config.server)
+        drop_store = await asyncio.to_thread(DropStore, config.home, config.drops_quota)
+        self.drops = DropService(drop_store)
+        self.drops.on_change = self._drops_changed
+        await self.drops.refresh()  # before the first announcement: it carries the mark
+        self.server.drops = self.drops
         quiet = bool(config.circles) and not config.open_mesh
         open_app = None if quiet else self.server.app()
         app = make_node_app(open_app, self._status_app(), self.extra_apps, self.hook, guard)
@@ -228,6 +238,7 @@ class Node:
         for address in config.peers:
             book.add_manual(address)
         self.engine = SyncEngine(self.storeio, self.client, book, self.emit, config.sync)
+        self.engine.drops = self.drops
         self.engine.liveness.introduce(self.node_id, self.port, self.bind)
         if self.mesh is not None:
             self.engine.liveness.port_for = self.mesh.port_for
@@ -278,6 +289,7 @@ class Node:
         self._tasks.append(asyncio.ensure_future(self.engine.run()))
         self._tasks.append(asyncio.ensure_future(guard.run_sweeps()))
         self._tasks.append(asyncio.ensure_future(self._watch_inventory(snap.inventory.digest)))
+        self._tasks.append(asyncio.ensure_future(self.drops.watch()))
         for job in config.background:
             self._tasks.append(asyncio.ensure_future(job()))
 
@@ -372,14 +384,19 @@ class Node:
         self.urls = self._advertised_urls()
         self.emit(AddressesEvent(event="addresses", urls=self.urls))
 
+    def _drops_changed(self) -> None:
+        if self.storeio is not None and self.drops is not None:
+            self.storeio.drops_mark = self.drops.mark  # _watch_inventory announces it
+
     async def _watch_inventory(self, digest: bytes) -> None:
         """Tell peers (TXT) and the sync loop when what this node holds changed."""
         assert self.storeio is not None and self.engine is not None
+        mark = self.storeio.drops_mark
         while True:
             await asyncio.sleep(DIGEST_POLL)
             snap = await self.storeio.snapshot()
-            if snap.inventory.digest != digest:
-                digest = snap.inventory.digest
+            if snap.inventory.digest != digest or self.storeio.drops_mark != mark:
+                digest, mark = snap.inventory.digest, self.storeio.drops_mark
                 if self.discovery is not None:
                     advertised = self.storeio.advertised_digest(snap.inventory)
                     await self.discovery.update_digest(advertised)

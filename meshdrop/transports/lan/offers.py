@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from meshdrop.core.bundle import Envelope, parse_envelope
+from meshdrop.core.bundle import Envelope
 from meshdrop.core.inventory import Entry, offered_slot
 from meshdrop.core.keys import Domain, verify
 from meshdrop.core.trust import PublisherState
@@ -24,11 +24,12 @@ from meshdrop.errors import (
     SignatureError,
     TrustError,
 )
-from meshdrop.store.models import ImportResult, Outcome
+from meshdrop.store.models import Outcome
 from meshdrop.transports.lan.errors import PeerMisbehaved
 from meshdrop.transports.lan.events import PublisherEvent, emit_withdrawals
 from meshdrop.transports.lan.peers import Peer
 from meshdrop.transports.lan.protocol import Address
+from meshdrop.transports.lan.storeio import Checked, Offered
 from meshdrop.transports.lan.transfer import TransferHost
 
 
@@ -96,32 +97,39 @@ async def accept_envelope(
     states: Mapping[bytes, PublisherState],
     outcome: SyncOutcome,
     data: bytes,
-) -> VerifiedManifest | None:
-    """The verified manifest of the envelope ``data`` a peer sent for ``entry``; None if
-    refused (penalising the peer where it is its fault) or already held here."""
+) -> Checked | None:
+    """The envelope ``data`` a peer sent for ``entry``, checked on a store thread with the
+    other envelopes of its turn (``StoreIO.check_offers``): accepted (its ``accepted`` is
+    the verified manifest, with the chunks missing here), or None if refused (penalising
+    the peer where it is its fault) or already held here."""
     try:
-        envelope = await asyncio.to_thread(parse_envelope, data, f"an envelope from {peer.label}")
+        checked = await host.offer_checks.call(
+            Offered(data, entry.digest, f"an envelope from {peer.label}")
+        )
     except (FormatError, TypeError, ValueError) as exc:
         raise PeerMisbehaved(str(exc)) from exc
-    if hashlib.sha256(envelope.manifest_bytes).digest() != entry.digest:
+    if not checked.as_listed:
         raise PeerMisbehaved(f"peer {peer.label} sent another envelope than it listed")
-    try:
-        accepted = await host.storeio.accept(envelope)
-    except (FormatError, SignatureError, TrustError, RollbackError) as exc:
+    refusal = checked.refusal
+    if refusal is not None:
         outcome.refused += 1
-        if not isinstance(exc, RollbackError) and await asyncio.to_thread(forged, envelope, states):
+        envelope = checked.envelope
+        if not isinstance(refusal, RollbackError) and await asyncio.to_thread(
+            forged, envelope, states
+        ):
             # The peer's fault, not the manifest's: an honest peer may offer the same
             # manifest hash with a good envelope, so nothing is remembered about it.
-            host.penalise(peer, str(exc))
+            host.penalise(peer, str(refusal))
         else:
-            host.refused(entry.digest, peer, str(exc))
+            host.refused(entry.digest, peer, str(refusal))
         return None
-    if isinstance(accepted, ImportResult):
-        return None
+    accepted = checked.accepted
+    if not isinstance(accepted, VerifiedManifest):
+        return None  # already held here
     m = accepted.manifest
     slot = offered_slot(m.publisher, m.name, entry.partial)
     if slot != entry.slot or m.version != entry.version:
         raise PeerMisbehaved(
             f"peer {peer.label} listed a bundle under another name or version than its own"
         )
-    return accepted
+    return checked

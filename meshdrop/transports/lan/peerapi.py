@@ -24,7 +24,7 @@ from aiohttp.web_request import BaseRequest
 
 from meshdrop.core.inventory import Inventory
 from meshdrop.errors import FormatError
-from meshdrop.transports.lan import protocol
+from meshdrop.transports.lan import dropsync, protocol
 from meshdrop.transports.lan.introduce import Introduction, parse_query
 from meshdrop.transports.lan.protocol import Hello, InventoryResponse
 from meshdrop.transports.lan.storeio import StoreIO
@@ -69,6 +69,7 @@ class PeerServer:
         self.stats = ServerStats()
         # Told of every hello that introduces its caller (liveness.py's Liveness.heard).
         self.on_hello: Callable[[str, Introduction], None] | None = None
+        self.drops: dropsync.DropService | None = None  # None: no drops served (404)
         self._total = asyncio.Semaphore(limits.total)
         self._per_remote: dict[str, asyncio.Semaphore] = {}
         # Keyed by content (digests), not by a store marker: each reader thread has its own
@@ -86,6 +87,8 @@ class PeerServer:
         app.router.add_get("/chunk/{digest}", self.chunk)
         app.router.add_get("/have/{digest}", self.have)
         app.router.add_get("/publisher/{digest}", self.publisher)
+        app.router.add_get("/drops", self.held_drops)
+        app.router.add_post("/drops", self.wanted_drops)
         return app
 
     @web.middleware
@@ -231,6 +234,27 @@ class PeerServer:
             raise web.HTTPNotFound()
         self.stats.bytes_sent += len(data)
         return web.Response(body=data, content_type=OCTETS)
+
+    async def held_drops(self, request: web.Request) -> web.Response:
+        """The drops this node holds: ids, sizes, expiries (dropsync.py)."""
+        if self.drops is None:
+            raise web.HTTPNotFound()
+        body = await self.drops.held_answer()
+        self.stats.bytes_sent += len(body)
+        return web.Response(body=body, content_type=MSGPACK)
+
+    async def wanted_drops(self, request: web.Request) -> web.Response:
+        """The drops asked for by id, as many as fit in one answer (dropsync.py)."""
+        if self.drops is None:
+            raise web.HTTPNotFound()
+        body = await self._body(request, protocol.MAX_BATCH_REQUEST_BYTES)
+        try:
+            asked = dropsync.parse_wanted(body)
+        except (FormatError, TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest() from exc
+        answer = await self.drops.batch_answer(asked)
+        self.stats.bytes_sent += len(answer)
+        return web.Response(body=answer, content_type=MSGPACK)
 
     async def _body(self, request: web.Request, limit: int) -> bytes:
         if request.content_length is not None and request.content_length > limit:

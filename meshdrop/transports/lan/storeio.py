@@ -1,35 +1,48 @@
 """The store, called from the event loop without blocking it.
 
 SQLite connections belong to one thread each, so there are two kinds of store thread:
-readers (the peer server's questions: inventory, envelopes, which chunks are visible)
-and one writer (accept, commit, publisher updates: it may wait on the store's write lock
-while another process imports). Verifying, writing and reading chunk files touches no
-SQLite and runs on a separate pool, so big transfers hash on every core; a big bundle's
-staged chunks are made durable and named a batch at a time on a thread of their own
-(``publish_chunks``), in the order the batches were handed over, while fetching goes on.
+readers (the peer server's questions: inventory, envelopes, which chunks are visible;
+and the checks of envelopes peers offer) and one writer (commit, publisher updates: it
+may wait on the store's write lock while another process imports). Verifying, writing
+and reading chunk files touches no SQLite and runs on a separate pool, so big transfers
+hash on every core; a big bundle's staged chunks are made durable and named a batch at a
+time on a thread of their own (``publish_chunks``), in the order the batches were handed
+over, while fetching goes on. Many small bundles' envelopes are checked, and their chunks
+stored, several per thread hand-off (``check_offers``, ``stage_chunks``: coalesce.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from meshdrop.core.bundle import Envelope
+from meshdrop.core.bundle import Envelope, parse_envelope
 from meshdrop.core.inventory import SALT_BYTES, Inventory, advertised_digest
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
-from meshdrop.errors import EquivocationError, MeshdropError
+from meshdrop.errors import (
+    EquivocationError,
+    FormatError,
+    MeshdropError,
+    RollbackError,
+    SignatureError,
+    StoreError,
+    TrustError,
+)
 from meshdrop.store import staging
 from meshdrop.store.ingest import IngestSession
 from meshdrop.store.inventory import PeerView, Snapshot
 from meshdrop.store.models import ImportResult
 from meshdrop.store.store import IngestHold, Store
 from meshdrop.store.threaded import ThreadedStore
+from meshdrop.transports.lan.coalesce import run_each
 
 T = TypeVar("T")
 
@@ -42,6 +55,33 @@ def _open_or_none(path: Path) -> BinaryIO | None:
 
 
 DATA_WORKERS = max(8, 2 * (os.cpu_count() or 2))  # chunk writes wait on fsync, not CPU
+
+# What refuses an envelope (``Store.accept``): its own fault or the peer's, not this node's.
+REFUSALS = (FormatError, SignatureError, TrustError, RollbackError)
+
+
+@dataclass(frozen=True)
+class Offered:
+    """An envelope a peer sent (not yet checked) for the manifest hash it listed it under;
+    ``what`` names it in errors."""
+
+    data: bytes
+    listed: bytes
+    what: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An offered envelope, parsed. If its manifest hash is the one listed, ``accept``'s
+    answer (``accepted``, or the ``refusal``); if accepted, the chunks this store lacks
+    and, if the disk has no room for them, why (``no_room``)."""
+
+    envelope: Envelope
+    as_listed: bool
+    accepted: VerifiedManifest | ImportResult | None = None
+    refusal: MeshdropError | None = None
+    missing: tuple[ChunkRef, ...] = ()
+    no_room: StoreError | None = None
 
 
 class StoreIO:
@@ -62,10 +102,11 @@ class StoreIO:
         # New on every start: what this node advertises of its inventory (TXT, hello)
         # links none of its starts and can be computed by no one else.
         self._digest_salt = secrets.token_bytes(SALT_BYTES)
+        self.drops_mark = b""  # of the drops held (dropsync.py): advertised with the inventory
 
     def advertised_digest(self, inventory: Inventory) -> bytes:
         """The digest this node announces and says in hellos (PROTOCOL.md 4.4)."""
-        return advertised_digest(self._digest_salt, inventory.digest)
+        return advertised_digest(self._digest_salt, inventory.digest + self.drops_mark)
 
     def _open_view(self, store: Store) -> None:
         self.threads.local.view = PeerView(store)
@@ -148,15 +189,47 @@ class StoreIO:
 
     # The client's side (the writer thread, and the data pool for chunks)
 
-    async def accept(self, envelope: Envelope) -> VerifiedManifest | ImportResult:
-        """Read-only (commit checks it all again in its transaction), so on a reader
-        thread: the writer thread is left to commits, which many small bundles queue on."""
-        try:
-            return await self.threads.read(lambda store: store.accept(envelope))
-        except EquivocationError as exc:  # kept for `trust show`, as every source does
-            twin = exc.twin
-            await self.threads.write(lambda store: store.record_equivocation(twin))
-            raise
+    async def check_offers(self, offers: Sequence[Offered]) -> list[Checked | Exception]:
+        """Each offered envelope parsed, checked against its listing and ``accept``ed, and
+        for one accepted its missing chunks and the disk's room for them: one reader
+        thread hand-off for many small bundles (read-only: the commit checks it all again
+        in its transaction; the writer thread is left to commits). The caller holds the
+        ingest lock (the missing chunks must stay missing or stored until its commit). A
+        parse error is that envelope's exception, in its place."""
+
+        def check(store: Store, offered: Offered) -> Checked:
+            envelope = parse_envelope(offered.data, offered.what)
+            if hashlib.sha256(envelope.manifest_bytes).digest() != offered.listed:
+                return Checked(envelope, as_listed=False)
+            try:
+                accepted = store.accept(envelope)
+            except REFUSALS as exc:
+                return Checked(envelope, True, refusal=exc)
+            if isinstance(accepted, ImportResult):
+                return Checked(envelope, True, accepted)
+            missing = store.missing_chunks(accepted)
+            try:
+                store.check_free_space(sum(r.size for r in missing), accepted.manifest.name)
+            except StoreError as exc:
+                return Checked(envelope, True, accepted, missing=tuple(missing), no_room=exc)
+            return Checked(envelope, True, accepted, missing=tuple(missing))
+
+        results = await self.threads.read(
+            lambda store: run_each(lambda offered: check(store, offered), offers)
+        )
+        twins = [
+            r.refusal.twin
+            for r in results
+            if isinstance(r, Checked) and isinstance(r.refusal, EquivocationError)
+        ]
+        if twins:  # kept for `trust show`, as every source does
+
+            def record(store: Store) -> None:
+                for twin in twins:
+                    store.record_equivocation(twin)
+
+            await self.threads.write(record)
+        return results
 
     async def missing_chunks(self, verified: VerifiedManifest) -> list[ChunkRef]:
         return await self.threads.read(lambda store: store.missing_chunks(verified))
@@ -174,9 +247,6 @@ class StoreIO:
         ``fsck --repair`` runs). The caller releases it when the transfer ends."""
         return await asyncio.to_thread(self._chunks.hold_ingest)
 
-    async def check_free_space(self, needed: int, name: str) -> None:
-        await self.threads.data(lambda: self._chunks.check_free_space(needed, name))
-
     async def store_chunk(self, ref: ChunkRef, data: bytes | memoryview) -> Path:
         return await self.threads.data(lambda: self._chunks.store_chunk(ref, data))
 
@@ -185,10 +255,21 @@ class StoreIO:
         chunks); ``publish_chunks`` makes a batch of them durable and names them."""
         return await self.threads.data(lambda: self._chunks.stage_chunk(ref, data))
 
+    async def stage_chunks(
+        self, chunks: Sequence[tuple[ChunkRef, bytes | memoryview]]
+    ) -> list[Path | Exception]:
+        """``stage_chunk`` for each chunk, on one data thread hand-off (many small
+        bundles' chunks): each chunk's temp file, or its own error (IntegrityError)."""
+
+        def stage(chunk: tuple[ChunkRef, bytes | memoryview]) -> Path:
+            return self._chunks.stage_chunk(*chunk)
+
+        return await self.threads.data(lambda: run_each(stage, chunks))
+
     async def publish_chunks(self, temps: list[Path], cached: bool = False) -> set[Path]:
         """One file-system sync for a batch of staged chunks, then their names; batches
         are published one at a time, in the order they were handed over. ``cached``:
-        their pages are kept (a commit that reads them back follows at once)."""
+        their pages are left in the cache (small chunks: not worth a drop each)."""
         return await asyncio.get_running_loop().run_in_executor(
             self._publish, lambda: self._chunks.publish_chunks(temps, cached)
         )

@@ -46,6 +46,7 @@ from meshdrop.store.models import ImportResult
 from meshdrop.transports.lan.batches import ChunkBatcher, EnvelopeBatcher
 from meshdrop.transports.lan.buffers import ChunkBuffers
 from meshdrop.transports.lan.client import PeerClient
+from meshdrop.transports.lan.coalesce import Coalescer
 from meshdrop.transports.lan.errors import (
     PeerMisbehaved,
     PeerNotFound,
@@ -56,7 +57,7 @@ from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.peers import Peer
 from meshdrop.transports.lan.plan import ChunkPlan
 from meshdrop.transports.lan.protocol import Address
-from meshdrop.transports.lan.storeio import StoreIO
+from meshdrop.transports.lan.storeio import Checked, Offered, StoreIO
 
 T = TypeVar("T")
 
@@ -107,6 +108,8 @@ class TransferHost(Protocol):
     client: PeerClient
     buffers: ChunkBuffers
     committer: GroupCommit
+    offer_checks: Coalescer[Offered, Checked]
+    chunk_stager: Coalescer[tuple[ChunkRef, bytes | memoryview], Path]
     emit: Emit
 
     def keep_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]: ...
@@ -339,8 +342,8 @@ class Transfer:
     async def _store(self, ref: ChunkRef, data: memoryview) -> Path | None:
         """Verify a fetched chunk and store it: durably (the folder to sync at commit is
         returned), or for a big bundle staged under a temp name (None)."""
-        if self.small:
-            self.temps.append(await self.engine.storeio.stage_chunk(ref, data))
+        if self.small:  # with the other small bundles' chunks of this turn
+            self.temps.append(await self.engine.chunk_stager.call((ref, data)))
             return None
         if not self.batched:
             return await self.engine.storeio.store_chunk(ref, data)

@@ -1,0 +1,288 @@
+"""The node's drops: sealed reports it holds to pass on (docs/FORMAT.md, "The drops folder").
+
+Every drop enters through ``DropStore.add`` (a file, a stick, a peer, the reader's form):
+``check_drop`` first (structure, size class, stamp, expiry), then a crash-safe write as
+``<home>/drops/<drop id in hex>``. The folder stays within a quota: beyond it the drops
+that arrived first are evicted. Drops a publisher acknowledged are deleted and their ids
+remembered (a bounded list), so a copy that comes back later is not stored again.
+
+Receipt codes are kept only as HMAC-SHA256 under a key of this node (``receipts.key``),
+each with the id of its drop: knowing a code, the node can say whether its drop was
+delivered; reading the folder, nobody learns the codes.
+
+All file access of drops lives in this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshdrop.core.drops import HEADER_BYTES, MAX_DROP_BYTES, check_drop
+from meshdrop.errors import DropOversizedError, StoreError, UsageError
+from meshdrop.fs import TEMP_PREFIX, atomic_write, open_regular_file, os_error_message, read_exactly
+
+DROPS_QUOTA = 64 * 1024 * 1024  # per node, oldest (by arrival) evicted first
+DROPS_FOLDER = "drops"
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+ACKED_FILE = "acked"  # 32-byte drop ids, oldest first
+ACKED_MAX = 65_536  # ids remembered (2 MiB); the oldest are forgotten first
+RECEIPTS_FILE = "receipts"  # records of HMAC (32) || drop id (32), oldest first
+RECEIPTS_MAX = 16_384
+RECEIPT_KEY_FILE = "receipts.key"
+LOCK_FILE = "drops.lock"
+ID_BYTES = 32
+_HEX_NAME_CHARS = 2 * ID_BYTES
+_STALE_TEMP_SECONDS = 3600  # a temp file this old is a killed writer's
+
+
+@dataclass(frozen=True)
+class StoredDrop:
+    drop_id: bytes
+    size: int
+    expiry: int
+    arrived: int
+
+
+def read_drop_file(path: Path) -> bytes:
+    """The bytes of a drop file to import (a regular file, at most the largest drop)."""
+    try:
+        fd = open_regular_file(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror})") from exc
+    try:
+        data = read_exactly(fd, MAX_DROP_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror})") from exc
+    finally:
+        os.close(fd)
+    if len(data) > MAX_DROP_BYTES:
+        raise DropOversizedError(f"the drop is over the limit of {MAX_DROP_BYTES} bytes")
+    return data
+
+
+class DropStore:
+    def __init__(self, home: Path, quota: int = DROPS_QUOTA) -> None:
+        self.folder = home / DROPS_FOLDER
+        self.quota = quota
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"creating {self.folder}")) from exc
+
+    # The one way in
+
+    def add(self, blob: bytes, now: int) -> StoredDrop | None:
+        """Check and store a drop; None if it is held already or was acknowledged.
+        Raises a DropError subclass saying what is wrong with a bad one."""
+        checked = check_drop(blob, now)
+        if checked.size > self.quota:
+            raise StoreError(
+                f"the drop is {checked.size} bytes, more than this node keeps for drops"
+            )
+        with self._locked():
+            path = self._path(checked.drop_id)
+            if path.exists() or checked.drop_id in self._acked():
+                return None
+            try:
+                atomic_write(path, blob, FILE_MODE)
+                os.utime(path, (now, now))
+            except OSError as exc:
+                raise StoreError(os_error_message(exc, "storing a drop")) from exc
+            stored = StoredDrop(checked.drop_id, checked.size, checked.expiry, now)
+            self._evict_beyond_quota(keep=checked.drop_id)
+        return stored
+
+    # Reading
+
+    def held(self) -> list[StoredDrop]:
+        """Every drop held, newest arrival first."""
+        found = []
+        for path in self._drop_paths():
+            stored = self._describe(path)
+            if stored is not None:
+                found.append(stored)
+        found.sort(key=lambda d: (d.arrived, d.drop_id), reverse=True)
+        return found
+
+    def read(self, drop_id: bytes) -> bytes | None:
+        try:
+            data = self._path(drop_id).read_bytes()
+        except (FileNotFoundError, ValueError):
+            return None
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, "reading a drop")) from exc
+        return data if hashlib.sha256(data).digest() == drop_id else None
+
+    # Removing
+
+    def remove(self, drop_ids: Iterable[bytes]) -> int:
+        """Delete the drops acknowledged in ``drop_ids`` and remember every id, so that
+        none of them is stored again. Returns how many were deleted."""
+        wanted = [i for i in dict.fromkeys(drop_ids) if len(i) == ID_BYTES]
+        with self._locked():
+            removed = sum(self._unlink(self._path(i)) for i in wanted)
+            acked = self._acked_list()
+            known = set(acked)
+            fresh = [i for i in wanted if i not in known]
+            if fresh:
+                kept = (acked + fresh)[-ACKED_MAX:]
+                self._write(ACKED_FILE, b"".join(kept))
+        return removed
+
+    def sweep(self, now: int) -> int:
+        """Delete the drops past their expiry, and temp files killed writers left."""
+        removed = 0
+        with self._locked():
+            for path in self._drop_paths():
+                stored = self._describe(path)
+                if stored is not None and now >= stored.expiry:
+                    removed += self._unlink(path)
+            self._remove_stale_temps()
+        return removed
+
+    # Receipt codes
+
+    def note_receipt(self, receipt: str, drop_id: bytes) -> None:
+        """Remember that the drop ``drop_id`` was sealed with ``receipt`` (only its HMAC)."""
+        tag = self._receipt_tag(receipt)  # before the lock: it may take it to make the key
+        with self._locked():
+            records = [r for r in self._receipt_records() if r[:ID_BYTES] != tag]
+            records.append(tag + drop_id)
+            self._write(RECEIPTS_FILE, b"".join(records[-RECEIPTS_MAX:]))
+
+    def receipt_state(self, receipt: str) -> str:
+        """ "delivered" once the receipt's drop was acknowledged, "waiting" before,
+        "unknown" for a code this node never issued (or has forgotten)."""
+        tag = self._receipt_tag(receipt)
+        for record in self._receipt_records():
+            if hmac.compare_digest(record[:ID_BYTES], tag):
+                return "delivered" if record[ID_BYTES:] in self._acked() else "waiting"
+        return "unknown"
+
+    # Inside
+
+    def _path(self, drop_id: bytes) -> Path:
+        if len(drop_id) != ID_BYTES:
+            raise ValueError("a drop id is 32 bytes")
+        return self.folder / drop_id.hex()
+
+    def _drop_paths(self) -> Iterator[Path]:
+        try:
+            names = [p.name for p in self.folder.iterdir()]
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"reading {self.folder}")) from exc
+        for name in sorted(names):
+            if len(name) == _HEX_NAME_CHARS and all(c in "0123456789abcdef" for c in name):
+                yield self.folder / name
+
+    def _describe(self, path: Path) -> StoredDrop | None:
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(HEADER_BYTES)
+                info = os.fstat(handle.fileno())
+        except FileNotFoundError:
+            return None  # removed meanwhile
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"reading {path}")) from exc
+        if len(header) < HEADER_BYTES:
+            return None
+        expiry = int.from_bytes(header[1:HEADER_BYTES], "big")
+        return StoredDrop(bytes.fromhex(path.name), info.st_size, expiry, int(info.st_mtime))
+
+    def _evict_beyond_quota(self, keep: bytes) -> None:
+        drops = sorted(self.held(), key=lambda d: (d.arrived, d.drop_id))
+        total = sum(d.size for d in drops)
+        for drop in drops:
+            if total <= self.quota:
+                break
+            if drop.drop_id != keep:
+                self._unlink(self._path(drop.drop_id))
+                total -= drop.size
+
+    def _unlink(self, path: Path) -> int:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"deleting {path}")) from exc
+        return 1
+
+    def _remove_stale_temps(self) -> None:
+        cutoff = time.time() - _STALE_TEMP_SECONDS
+        for path in self.folder.iterdir():
+            with contextlib.suppress(OSError):
+                if path.name.startswith(TEMP_PREFIX) and path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+    def _read_records(self, name: str, size: int) -> list[bytes]:
+        try:
+            data = (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"reading {self.folder / name}")) from exc
+        usable = len(data) - len(data) % size  # a damaged tail is dropped, not trusted
+        return [data[i : i + size] for i in range(0, usable, size)]
+
+    def _acked_list(self) -> list[bytes]:
+        return self._read_records(ACKED_FILE, ID_BYTES)
+
+    def _acked(self) -> set[bytes]:
+        return set(self._acked_list())
+
+    def _receipt_records(self) -> list[bytes]:
+        return self._read_records(RECEIPTS_FILE, 2 * ID_BYTES)
+
+    def _receipt_tag(self, receipt: str) -> bytes:
+        key = self._receipt_key()
+        return hmac.new(key, receipt.strip().upper().encode("utf-8"), hashlib.sha256).digest()
+
+    def _receipt_key(self) -> bytes:
+        path = self.folder / RECEIPT_KEY_FILE
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = b""
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"reading {path}")) from exc
+        if len(key) == ID_BYTES:
+            return key
+        with self._locked():
+            with contextlib.suppress(FileNotFoundError):
+                key = path.read_bytes()
+            if len(key) != ID_BYTES:  # none yet (or damaged: codes issued under it are lost)
+                key = secrets.token_bytes(ID_BYTES)
+                self._write(RECEIPT_KEY_FILE, key)
+        return key
+
+    def _write(self, name: str, data: bytes) -> None:
+        try:
+            atomic_write(self.folder / name, data, FILE_MODE)
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"writing {self.folder / name}")) from exc
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time across processes (a node, an import, the reader's form).
+        Not reentrant (flock on a second descriptor waits for the first): no locked
+        section takes it again."""
+        try:
+            fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, "locking the drops folder")) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
