@@ -50,9 +50,10 @@ def host_ns(lan: Lan, number: int) -> str:
 T = TypeVar("T")
 
 
-def in_namespace(ns: str, make: Callable[[], T]) -> T:
+def in_namespace(ns: str, make: Callable[[], T], timeout: float = WAIT) -> T:
     """``make()`` run on a thread that entered network namespace ``ns`` (a namespace is
-    per thread in Linux): the sockets it opens stay in ``ns`` wherever they are used."""
+    per thread in Linux): the sockets it opens stay in ``ns`` wherever they are used, and
+    the processes it starts run in ``ns``. ``make`` must end within ``timeout`` seconds."""
     result: list[T] = []
     failure: list[BaseException] = []
 
@@ -71,9 +72,10 @@ def in_namespace(ns: str, make: Callable[[], T]) -> T:
 
     thread = threading.Thread(target=enter_and_make)
     thread.start()
-    thread.join(WAIT)
+    thread.join(timeout)
     if failure:
         raise failure[0]
+    assert result, f"nothing done in namespace {ns} within {timeout} s"
     return result[0]
 
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from readerkit import PNG_1X1, DevTools, Node, build_node, fetch, pack_in_process, reader_server
 from test_reader_browser import _tap, chromium, chromium_path, navigate, open_page
@@ -142,18 +143,33 @@ def counted_chromium(listener_port: int, net_log: Path) -> contextlib.AbstractCo
     )
 
 
+def read_net_log(net_log: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Chromium's net log (its constants, its events), whole or as far as it was written:
+    Chromium writes the constants on the first line and one event per line, and closes
+    the list (`]`, then `"polledData"` and `}`) only if it has the time when it stops, so
+    the end may be missing or cut anywhere. A cut last event is left out."""
+    lines = net_log.read_text().splitlines()
+    constants = json.loads(lines[0].rstrip(",") + "}")["constants"]
+    events = []
+    for line in lines[2:]:
+        line = line.rstrip(",").removesuffix("]")
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the cut last line, or the closing lines
+        if isinstance(event, dict) and "type" in event:
+            events.append(event)
+    return constants, events
+
+
 def look_ups_beyond_the_node(net_log: Path) -> list[str]:
     """Hosts Chromium asked its resolver for, other than the node's 127.0.0.1 (a mapped
     name shows as 127.0.0.3: on a real network each would have been a DNS query)."""
-    text = net_log.read_text()
-    try:
-        log = json.loads(text)
-    except json.JSONDecodeError:  # not closed: Chromium stopped before finishing it
-        log = json.loads(text.rstrip().rstrip(",") + "]}")
-    request = log["constants"]["logEventTypes"]["HOST_RESOLVER_MANAGER_REQUEST"]
+    constants, events = read_net_log(net_log)
+    request = constants["logEventTypes"]["HOST_RESOLVER_MANAGER_REQUEST"]
     hosts = [
         e["params"]["host"]
-        for e in log["events"]
+        for e in events
         if e["type"] == request and "host" in e.get("params", {})
     ]
     return [h for h in hosts if "://127.0.0.1:" not in h and "://~notfound" not in h]
