@@ -209,6 +209,11 @@ class Reader:
             "home.html",
             groups=views.group_for_home(shown, shelf, lang),
             write=await self.writing.links(),
+            write_others=(
+                await self.writing.without_content({b.publisher for b in shown})
+                if page == 1
+                else []
+            ),
             newer=f"/?page={page - 1}" if page > 1 else "",
             older=f"/?page={page + 1}" if start + PAGE_SIZE < len(shelf.bundles) else "",
         )

@@ -98,6 +98,7 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "lang_mul": "Several languages",
         "lang_und": "Other",
         "write_link": "Write to {name}",
+        "write_others": "Write to a publisher",
         "write_heading": "Write to {name}",
         "write_intro": (
             "Tell {name} what is happening to you: unpaid wages, a passport taken, money "
@@ -293,6 +294,7 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "lang_mul": "여러 언어",
         "lang_und": "기타",
         "write_link": "{name}에 글 보내기",
+        "write_others": "발행자에게 글 보내기",
         "write_heading": "{name}에 글 보내기",
         "write_intro": (
             "겪고 있는 일을 {name}에 알리세요. 임금 체불, 빼앗긴 여권, 돈 요구 같은 일입니다. "

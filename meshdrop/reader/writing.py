@@ -178,6 +178,12 @@ class Writing:
         found, _shelf = await self.recipients()
         return {r.fingerprint: r.url for r in found.values()}
 
+    async def without_content(self, shown: set[str]) -> list[tuple[str, str]]:
+        """(name, write URL) of publishers one can write to whose content is not among
+        ``shown`` (fingerprints): a publisher may publish only its report key."""
+        found, _shelf = await self.recipients()
+        return sorted((r.name, r.url) for r in found.values() if r.fingerprint not in shown)
+
     async def _recipient(self, request: web.Request) -> tuple[Recipient, int] | None:
         found, shelf = await self.recipients()
         recipient = found.get(request.match_info["pid"])

@@ -258,6 +258,17 @@ def test_home_and_bundle_pages_link_to_an_opaque_write_page(writer: Writer) -> N
     assert EN["write_photos"] in html.unescape(page.text)
 
 
+def test_a_publisher_with_only_a_report_key_can_be_written_to_from_home(writer: Writer) -> None:
+    """A publisher may publish nothing but its report key: the home page still offers it."""
+    run_meshdrop("--home", writer.home, "rm", "guide", check=True)
+    with reader(writer.home) as base:
+        home = fetch(base, "/", Accept_Language="en")
+        assert EN["no_bundles"] in home.text and EN["write_others"] in home.text
+        [href] = [h for h, text in links(home.text) if text == f"Write to {NAME}"]
+        assert href == write_url(writer.home, writer.fingerprint)
+        assert fetch(base, href, Accept_Language="en").status == 200
+
+
 def test_write_page_in_korean_says_the_protection_before_sending(writer: Writer) -> None:
     with reader(writer.home) as base:
         page = fetch(base, write_url(writer.home, writer.fingerprint), Accept_Language="ko")
