@@ -1,6 +1,6 @@
-"""The reader's own files (its stylesheet and icon), served under names that carry a hash
-of their bytes, so a browser never mixes an old stylesheet with a new page. They are not
-cached (headers.STATIC): a cache entry would be a trace of the visit."""
+"""The reader's own files (its stylesheet, icon and sealing script), served under names
+that carry a hash of their bytes, so a browser never mixes an old stylesheet with a new
+page. They are not cached (headers.STATIC): a cache entry would be a trace of the visit."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def load_assets() -> dict[str, Asset]:
     for source, media_type in (
         ("reader.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),
+        ("seal.js", "text/javascript; charset=utf-8"),  # the write page's sealing
     ):
         data = resources.files("meshdrop.reader").joinpath("static", source).read_bytes()
         stem, _, suffix = source.rpartition(".")

@@ -24,6 +24,14 @@ READER_CSP = (
 )
 
 
+def write_page_csp(origin: str | None, script_url: str) -> str:
+    """The write page's CSP: the reader's, except that it may run the one sealing script
+    (static/seal.js at its hashed URL); every other reader page runs none. A source with a
+    path needs a host, hence the origin; without one, ``'self'``."""
+    script = f"{origin}{script_url}" if origin else "'self'"
+    return READER_CSP.replace("script-src 'none'", f"script-src {script}")
+
+
 def publisher_csp(origin: str | None, bid: str) -> str:
     """The CSP of every answer with a publisher's content, for the bundle ``bid`` on the
     node reached at ``origin`` (``scheme://host[:port]``). CSP source expressions with a

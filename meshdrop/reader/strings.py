@@ -136,6 +136,27 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "and camera. A photo can still identify a camera or a place by what it shows."
         ),
         "write_send": "Seal and send",
+        "protect_browser": (
+            "Protected: this browser seals what you write and your photos before anything is "
+            "sent, so only the recipient can open it; the node and others on the Wi-Fi see only "
+            "a sealed parcel. On a Wi-Fi you do not trust, someone in control of it could "
+            "still change this page itself: HTTPS or the node's own hotspot protect better."
+        ),
+        "protect_script_needed": (
+            "This connection is not encrypted: writing works here only with JavaScript turned "
+            "on, so that this browser seals your report before it is sent."
+        ),
+        "seal_pictures": "Cleaning the photos (place, time and camera are removed)...",
+        "seal_sealing": "Sealing in this browser...",
+        "seal_stamping": "Stamping the sealed report, tries:",
+        "seal_sending": "Sending the sealed report...",
+        "seal_failed": "Sealing or sending failed: nothing was sent. Try again.",
+        "seal_kind": "Only photos (JPEG, PNG, WebP, GIF) can be sent from this page.",
+        "drop_refused_title": "Not sent",
+        "drop_refused": (
+            "The sealed report arrived damaged or not as this page makes it, and was not kept. "
+            "Open the page again and send it again."
+        ),
         "write_wait_title": "Please wait",
         "write_wait": (
             "Too many reports from this device in a short time. Wait ten minutes, then send again."
@@ -330,6 +351,27 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "카메라 정보. 그래도 사진에 찍힌 것으로 카메라나 장소를 알아볼 수 있습니다."
         ),
         "write_send": "봉인해서 보내기",
+        "protect_browser": (
+            "보호됨: 보내기 전에 이 브라우저가 글과 사진을 봉인하므로 받는 곳만 열어 볼 수 "
+            "있습니다. 노드와 같은 와이파이의 다른 사람은 봉인된 꾸러미만 봅니다. 믿을 수 없는 "
+            "와이파이에서는 그 와이파이를 장악한 사람이 이 페이지 자체를 바꿀 수 있습니다. "
+            "HTTPS나 노드의 핫스팟이 더 안전합니다."
+        ),
+        "protect_script_needed": (
+            "이 연결은 암호화되지 않았습니다. 여기서는 자바스크립트를 켜야만 글을 쓸 수 "
+            "있습니다. 그래야 보내기 전에 이 브라우저가 봉인합니다."
+        ),
+        "seal_pictures": "사진 정리 중(위치, 시간, 카메라 정보를 지웁니다)...",
+        "seal_sealing": "이 브라우저에서 봉인하는 중...",
+        "seal_stamping": "봉인한 글에 도장 찍는 중, 시도 횟수:",
+        "seal_sending": "봉인한 글을 보내는 중...",
+        "seal_failed": "봉인하거나 보내지 못했습니다. 아무것도 보내지 않았습니다. 다시 해 보세요.",
+        "seal_kind": "이 페이지에서는 사진(JPEG, PNG, WebP, GIF)만 보낼 수 있습니다.",
+        "drop_refused_title": "보내지 못함",
+        "drop_refused": (
+            "봉인한 글이 손상되었거나 이 페이지가 만드는 형태가 아니어서 보관하지 않았습니다. "
+            "페이지를 다시 열고 다시 보내세요."
+        ),
         "write_wait_title": "잠시 기다리세요",
         "write_wait": "이 기기에서 짧은 시간에 너무 많이 보냈습니다. 10분 뒤에 다시 보내세요.",
         "report_empty": "먼저 내용을 쓰거나 사진을 고르세요.",

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from meshdrop.core.drops import drop_id, seal
+from meshdrop.core.drops import STAMP_BITS, drop_id, seal
 from meshdrop.core.reportkeys import ReportKey
 from meshdrop.core.reports import (
     RECEIPT_ALPHABET,
@@ -41,11 +42,12 @@ from meshdrop.core.reports import (
 from meshdrop.errors import (
     AttachmentError,
     DamagedImageError,
+    DropError,
     ImageTooLargeError,
     ReportKeyExpiredError,
     ReportTooLargeError,
 )
-from meshdrop.reader import i18n, imageclean, readerids
+from meshdrop.reader import headers, i18n, imageclean, readerids, sealedsend
 from meshdrop.reader.accesscode import address_key
 from meshdrop.reader.reportform import (
     FILES_MAX_BYTES,
@@ -55,6 +57,7 @@ from meshdrop.reader.reportform import (
     Submission,
     read_submission,
 )
+from meshdrop.reader.requestinfo import origin
 from meshdrop.store.drops import DropStore
 from meshdrop.store.reportkeys import report_keys
 from meshdrop.store.store import Store
@@ -202,6 +205,8 @@ class Writing:
         if found is None:
             return self._not_found(request)
         recipient, now = found
+        if sealedsend.is_sealed(request):  # sealed in the browser: any link may carry it
+            return await self._send_sealed(request, now)
         if protection(request, self.over_http) is Protection.NONE:
             return self._form(request, recipient, status=403)
         who = address_key(request.remote)
@@ -232,6 +237,25 @@ class Writing:
         await asyncio.to_thread(self._store, blob, receipt, now)
         return self.reader.render(request, "receipt.html", receipt=receipt, state="")
 
+    async def _send_sealed(self, request: web.Request, now: int) -> web.StreamResponse:
+        """A drop sealed by seal.js: checked like any drop (DropStore.add), never opened."""
+        who = address_key(request.remote)
+        if self.limit.full(who):
+            return self._too_many(request)
+        try:
+            receipt = sealedsend.receipt_of(request)
+            blob = await sealedsend.read_drop(request)
+        except sealedsend.SealedRefused as exc:
+            refused = exc.status
+            return self.reader.message_page(request, "drop_refused_title", "drop_refused", refused)
+        if not self.limit.take(who):
+            return self._too_many(request)
+        try:
+            await asyncio.to_thread(self._store, blob, receipt, now)
+        except DropError:
+            return self.reader.message_page(request, "drop_refused_title", "drop_refused", 422)
+        return self.reader.render(request, "receipt.html", receipt=receipt, state="")
+
     async def receipt_form(self, request: web.Request) -> web.StreamResponse:
         return self.reader.render(request, "receipt.html", receipt="", state="")
 
@@ -256,7 +280,8 @@ class Writing:
         error: str = "",
         text: str = "",
     ) -> web.Response:
-        return self.reader.render(
+        script = self.reader.assets["seal.js"].url
+        response = self.reader.render(
             request,
             "write.html",
             status,
@@ -269,7 +294,18 @@ class Writing:
                 "files": MAX_FILES,
                 "files_mib": FILES_MAX_BYTES // (1024 * 1024),
             },
+            sealing={  # what seal.js needs to seal in the browser (static/seal.js)
+                "script": script,
+                "suite": recipient.key.suite.value,
+                "key": base64.b64encode(recipient.key.public_key).decode("ascii"),
+                "expiry": int(time.time()) + LIFETIME,
+                "stamp_bits": STAMP_BITS,
+            },
         )
+        response.headers["Content-Security-Policy"] = headers.write_page_csp(
+            origin(request), script
+        )
+        return response
 
     def _too_many(self, request: web.Request) -> web.Response:
         response = self.reader.message_page(request, "write_wait_title", "write_wait", 429)

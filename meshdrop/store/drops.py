@@ -114,6 +114,14 @@ class DropStore:
         found.sort(key=lambda d: (d.arrived, d.drop_id), reverse=True)
         return found
 
+    def folder_stamp(self) -> int:
+        """The drops folder's modification time (ns): it changes whenever a drop is added
+        or removed (each is a rename or an unlink in the folder)."""
+        try:
+            return self.folder.stat().st_mtime_ns
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, f"reading {self.folder}")) from exc
+
     def read(self, drop_id: bytes) -> bytes | None:
         try:
             data = self._path(drop_id).read_bytes()

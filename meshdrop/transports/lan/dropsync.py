@@ -46,7 +46,11 @@ MAX_WANTED = 64  # ids in one request for drops
 MAX_BATCH_BYTES = MAX_DROP_BYTES  # drops in one answer, all told (but always the first)
 _FRAMING = 16  # msgpack's bytes around one drop in an answer, and some to spare
 MAX_EXPIRY = 2**63 - 1
-POLL = 5.0  # seconds between looks at what the node holds (its advertised mark)
+# Drops also arrive from other processes (an import, a stick, the reader's form): the
+# folder's modification time is looked at every POLL seconds (one stat), and the drops
+# held are listed again when it changed, or every FULL_LOOK seconds whatever it says.
+POLL = 1.0
+FULL_LOOK = 5.0
 SWEEP_EVERY = 60.0  # seconds between removals of drops past their expiry
 MAX_REMEMBERED = 100_000  # ids refused or found unwanted, remembered in this run
 
@@ -75,8 +79,9 @@ def encode_held(held: Iterable[StoredDrop]) -> bytes:
 
 def parse_held(data: bytes) -> list[ListedDrop]:
     what = "a peer's list of drops"
+    # Items are counted in every list: one per entry, and the three inside each entry.
     limits = codec.Limits(
-        max_bytes=MAX_LIST_BYTES, max_depth=2, max_items=MAX_LISTED * 3 + 1, max_bin=ID_BYTES
+        max_bytes=MAX_LIST_BYTES, max_depth=2, max_items=MAX_LISTED * 4, max_bin=ID_BYTES
     )
     value = codec.unpack(data, limits, what)
     if not isinstance(value, list) or len(value) > MAX_LISTED:
@@ -209,15 +214,19 @@ class DropService:
     async def watch(self) -> None:
         """Keep the mark current (drops also arrive from the reader, an import, a stick)
         and remove expired drops, until cancelled."""
-        swept = 0.0
+        swept = looked = 0.0
+        stamp: int | None = None
         while True:
             try:
                 if time.monotonic() - swept >= SWEEP_EVERY:
                     swept = time.monotonic()
                     await asyncio.to_thread(self.drops.sweep, self.now())
-                await self.refresh()
+                changed = await asyncio.to_thread(self.drops.folder_stamp)
+                if changed != stamp or time.monotonic() - looked >= FULL_LOOK:
+                    stamp, looked = changed, time.monotonic()  # before listing: none missed
+                    await self.refresh()
             except MeshdropError:
-                pass  # the disk, for now: the next look tries again
+                stamp = None  # the disk, for now: the next look tries again
             await asyncio.sleep(POLL)
 
     # Pulling

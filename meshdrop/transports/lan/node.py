@@ -134,6 +134,7 @@ class Node:
         self.urls: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._node_file = config.home / NODE_FILE
+        self._drops_moved = asyncio.Event()  # set: _watch_inventory looks at once
 
     # The status sub-application
 
@@ -387,13 +388,16 @@ class Node:
     def _drops_changed(self) -> None:
         if self.storeio is not None and self.drops is not None:
             self.storeio.drops_mark = self.drops.mark  # _watch_inventory announces it
+            self._drops_moved.set()  # now, not at its next look: a drop moves as fast as a bundle
 
     async def _watch_inventory(self, digest: bytes) -> None:
         """Tell peers (TXT) and the sync loop when what this node holds changed."""
         assert self.storeio is not None and self.engine is not None
         mark = self.storeio.drops_mark
         while True:
-            await asyncio.sleep(DIGEST_POLL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drops_moved.wait(), DIGEST_POLL)
+            self._drops_moved.clear()
             snap = await self.storeio.snapshot()
             if snap.inventory.digest != digest or self.storeio.drops_mark != mark:
                 digest, mark = snap.inventory.digest, self.storeio.drops_mark
