@@ -20,6 +20,7 @@ from meshdrop.core.manifest import ChunkRef
 from meshdrop.transports.lan import protocol
 from meshdrop.transports.lan.buffers import ByteBudget
 from meshdrop.transports.lan.client import PeerClient
+from meshdrop.transports.lan.coalesce import batch_length
 from meshdrop.transports.lan.errors import NetworkError, PeerNotFound
 from meshdrop.transports.lan.protocol import Address
 
@@ -59,12 +60,9 @@ class Batcher(Generic[Item, Answer]):
         self._scheduled = False
         self._queue = [(i, d) for i, d in self._queue if not d.done()]  # callers gone
         while self._queue and self._sending < IN_FLIGHT:
-            taken, weight = 0, 0
-            for item, _ in self._queue:
-                weight += self.weight(item)
-                if taken and (taken >= self.max_items or weight > self.max_weight):
-                    break
-                taken += 1
+            taken = batch_length(
+                [item for item, _ in self._queue], self.weight, self.max_items, self.max_weight
+            )
             batch, self._queue = self._queue[:taken], self._queue[taken:]
             self._sending += 1
             self.batches += 1

@@ -23,6 +23,20 @@ Result = TypeVar("Result")
 RunMany = Callable[[Sequence[Item]], Awaitable[Sequence["Result | Exception"]]]
 
 
+def batch_length(
+    queue: Sequence[Item], weight: Callable[[Item], int], max_items: int, max_weight: int
+) -> int:
+    """How many items from the front of ``queue`` go together: at most ``max_items`` and
+    ``max_weight`` in all, but always the first (however heavy it is)."""
+    taken, total = 0, 0
+    for item in queue:
+        total += weight(item)
+        if taken and (taken >= max_items or total > max_weight):
+            break
+        taken += 1
+    return taken
+
+
 class Coalescer(Generic[Item, Result]):
     def __init__(
         self,
@@ -52,12 +66,9 @@ class Coalescer(Generic[Item, Result]):
     def _kick(self) -> None:
         self._scheduled = False
         while self._queue:
-            taken, weight = 0, 0
-            for item, _ in self._queue:
-                weight += self.weight(item)
-                if taken and (taken >= self.max_items or weight > self.max_weight):
-                    break
-                taken += 1
+            taken = batch_length(
+                [item for item, _ in self._queue], self.weight, self.max_items, self.max_weight
+            )
             batch, self._queue = self._queue[:taken], self._queue[taken:]
             self.handoffs += 1
             self._keep(self._run(batch))
