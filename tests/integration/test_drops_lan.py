@@ -37,6 +37,7 @@ from meshdrop.transports.lan.protocol import Hello
 WAIT = 30.0
 FAST = ClientLimits(connect_timeout=1.0, read_timeout=1.0, min_rate=256 * 1024, min_time=1.0)
 GOOD = [make_drop(f"good {n}") for n in range(3)]
+LATE = make_drop("good, and later")
 
 
 def test_a_drop_added_on_a_reaches_b_over_the_lan(tmp_path: Path, nodes: Nodes) -> None:
@@ -104,12 +105,19 @@ def test_b_keeps_within_its_quota_what_a_holds(tmp_path: Path) -> None:
             await wait_for(lambda: drops.totals.fetched == len(GOOD), "all three fetched")
             held = await asyncio.to_thread(lambda: DropStore(tmp_path / "b").held())
             assert sum(d.size for d in held) <= quota and len(held) == 2
+            # A new drop on A makes B pull again: it takes the new one only, never the one
+            # its quota evicted (fetching that anew would only evict another).
+            await asyncio.to_thread(add_drops, tmp_path / "a", LATE)
+            await wait_for(lambda: drops.totals.fetched > len(GOOD), "the new drop")
+            await asyncio.sleep(2.0)  # another round of pulls, had there been a reason for one
+            assert drops.totals.fetched == len(GOOD) + 1
+            assert drop_id(LATE) in await asyncio.to_thread(held_ids, tmp_path / "b")
         finally:
             await b.stop()
             await a.stop()
 
     asyncio.run(run())
-    assert held_ids(tmp_path / "a") == {drop_id(blob) for blob in GOOD}  # A keeps all
+    assert held_ids(tmp_path / "a") == {drop_id(blob) for blob in [*GOOD, LATE]}  # A keeps all
 
 
 @dataclass

@@ -324,9 +324,11 @@ class DropService:
             outcome.complete = False
             outcome.errors.append(str(exc))
             return
-        if stored is None:
-            self._remember(listed.drop_id)  # held meanwhile, or acknowledged already
-        else:
+        # Either way not fetched again in this run: held meanwhile or acknowledged, or taken
+        # now (if it is ever not held again, the quota evicted it or it was acknowledged or
+        # expired, and fetching it anew would only evict another).
+        self._remember(listed.drop_id)
+        if stored is not None:
             self.totals.fetched += 1
             outcome.bytes += len(blob)
 
