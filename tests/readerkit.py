@@ -305,11 +305,12 @@ def _leaky_publisher(folder: Path, now: int) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def reader_server(home: Path, *extra: str) -> Iterator[str]:
-    """`meshdrop --home HOME read --port 0` running; yields its base URL (ends in /)."""
+def reader_server(home: Path, *extra: str, bind: str = "127.0.0.1") -> Iterator[str]:
+    """`meshdrop --home HOME read --bind BIND --port 0 EXTRA...` running; yields its base
+    URL (ends in /)."""
     env = command_env()
     proc = subprocess.Popen(
-        [meshdrop_executable(), "--home", str(home), "read", "--port", "0", *extra],
+        [meshdrop_executable(), "--home", str(home), "read", "--bind", bind, "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -318,7 +319,7 @@ def reader_server(home: Path, *extra: str) -> Iterator[str]:
     )
     assert proc.stdout is not None and proc.stderr is not None
     line = proc.stdout.readline()
-    found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+    found = re.search(rf"http://{re.escape(bind)}:\d+/", line)
     if found is None:
         proc.kill()
         raise AssertionError(f"meshdrop read did not start: {line!r} {proc.stderr.read()!r}")

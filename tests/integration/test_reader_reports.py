@@ -10,7 +10,6 @@ HTTPS reader pinned by fingerprint, and the publisher's own report seed opening 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import http.client
 import io
@@ -18,7 +17,6 @@ import json
 import re
 import shutil
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,15 +25,14 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from PIL import ExifTags, Image
-from readerkit import DevTools, Reply, fetch, links, pack_in_process, stop_reader
+from readerkit import DevTools, Reply, fetch, links, pack_in_process
+from readerkit import reader_server as reader
 from test_reader_browser import chromium, chromium_path, navigate, open_page, screenshot
 from test_reader_https import https_reader, pinned_get
 
 from conftest import (
     Publisher,
     assert_clean_error,
-    command_env,
-    meshdrop_executable,
     run_meshdrop,
     write_tree,
 )
@@ -93,29 +90,6 @@ def writer(prepared: Writer, tmp_path: Path) -> Writer:
     home = tmp_path / "node"
     shutil.copytree(prepared.home, home)
     return Writer(prepared.publisher, home, prepared.fingerprint)
-
-
-@contextlib.contextmanager
-def reader(home: Path, *extra: str, bind: str = "127.0.0.1") -> Iterator[str]:
-    """`meshdrop read --bind BIND --port 0 EXTRA...`; yields its base URL."""
-    proc = subprocess.Popen(
-        [meshdrop_executable(), "--home", str(home), "read", "--bind", bind, "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=command_env(),
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    line = proc.stdout.readline()
-    found = re.search(rf"http://{re.escape(bind)}:\d+/", line)
-    if found is None:
-        proc.kill()
-        raise AssertionError(f"meshdrop read did not start: {line!r} {proc.stderr.read()!r}")
-    try:
-        yield found.group(0)
-    finally:
-        stop_reader(proc)
 
 
 def request(
