@@ -250,3 +250,17 @@ class ImageTooLargeError(AttachmentError):
 
 class DamagedImageError(AttachmentError):
     """A picture whose bytes cannot be decoded: cut short or broken."""
+
+
+class StorePassphraseError(PassphraseError):
+    """A passphrase or key file that opens none of the sealed store's key slots."""
+
+
+class StoreLockedError(MeshdropError):
+    """The store is sealed and no key for it is at hand (no agent, no passphrase given)."""
+
+    exit_code = 10
+
+
+class SealedFileError(StoreError):
+    """A file of a sealed store that does not decrypt under its key: damaged or not ours."""
