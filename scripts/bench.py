@@ -37,7 +37,18 @@ PACK_BATCH = 250  # small bundles per task when packing them in worker processes
 
 # "store" is this file's own table; the others live in scripts/bench_<area>.py, each with
 # run(workdir, quick) -> rows of name, value, unit, baseline, ratio, target.
-AREAS = ("store", "get", "courier", "parts", "lan", "reader", "circle", "search", "reports")
+AREAS = (
+    "store",
+    "get",
+    "courier",
+    "parts",
+    "lan",
+    "reader",
+    "circle",
+    "search",
+    "reports",
+    "sealed",
+)
 
 EPILOG = """\
 examples:
@@ -46,6 +57,7 @@ examples:
   ./scripts/bench --size-mib 2048 --workdir /media/stick --json > bench.json
   ./scripts/bench --quick --areas circle   # circles vs open nodes and Syncthing: ~2 min
   ./scripts/bench --quick --areas reports  # seal, open, a drop across 10 nodes: ~2 min
+  ./scripts/bench --quick --areas sealed   # sealed vs plain store, ls, reader, panic
 
 Every figure is the best of 3 runs of the installed command, timed around the whole
 process (Python start-up included). Progress goes to stderr; the table (or --json) to

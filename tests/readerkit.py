@@ -305,10 +305,12 @@ def _leaky_publisher(folder: Path, now: int) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def reader_server(home: Path, *extra: str, bind: str = "127.0.0.1") -> Iterator[str]:
-    """`meshdrop --home HOME read --bind BIND --port 0 EXTRA...` running; yields its base
-    URL (ends in /)."""
-    env = command_env()
+def reader_server(
+    home: Path, *extra: str, bind: str = "127.0.0.1", env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`meshdrop --home HOME read --bind BIND --port 0 EXTRA...` running (with ``env``
+    added to its environment); yields its base URL (ends in /)."""
+    env = command_env(env)
     proc = subprocess.Popen(
         [meshdrop_executable(), "--home", str(home), "read", "--bind", bind, "--port", "0", *extra],
         stdout=subprocess.PIPE,

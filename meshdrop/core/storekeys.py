@@ -99,6 +99,12 @@ class StoreKeys:
         """AES-256-GCM key of the store's other files (circles, drops, reader keys)."""
         return self.derive("files")
 
+    @property
+    def file_names(self) -> bytes:
+        """HMAC-SHA256 key naming the other files whose plain name derives from their
+        content (a drop's id): store/homefiles.py."""
+        return self.derive("file names")
+
 
 def new_store_keys() -> StoreKeys:
     return StoreKeys(secrets.token_bytes(KEY_BYTES))

@@ -3,6 +3,11 @@
 A chunk file exists only once its bytes verified and were fsynced under a temp name and
 renamed: its presence means it is complete. Being present does not make it visible;
 only the index's committed bundles are.
+
+In a sealed store (store/sealing.py ``ChunkSealer``) the 64 hex characters are the keyed
+name of the chunk's hash, not the hash, and the file holds the chunk encrypted; reading
+decrypts, then checks the hash as for a plain store. Names cannot be turned back into
+hashes: ``all_names`` and ``name_of`` let fsck tell the unreferenced files.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 from meshdrop.bulkio import drop_cached, read_file_into, start_writeback, write_all
 from meshdrop.fs import TEMP_PREFIX, fsync_dir, temp_name_for
+from meshdrop.store.sealing import SEAL_OVERHEAD, ChunkSealer
 
 FOLDER_SYNCS_BEFORE_SYNCFS = 8
 
@@ -39,11 +45,20 @@ def syncfs(path: Path) -> None:
 
 
 class ChunkStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sealer: ChunkSealer | None = None) -> None:
         self.root = root
+        self.sealer = sealer
         # Chunk paths are built as strings: per chunk, pathlib costs more than the
         # system calls it wraps.
         self._root = os.fspath(root)
+
+    @property
+    def sealed(self) -> bool:
+        return self.sealer is not None
+
+    def name_of(self, digest: bytes) -> str:
+        """The file name of the chunk whose hash is ``digest``."""
+        return digest.hex() if self.sealer is None else self.sealer.name(digest)
 
     def create_root(self) -> None:
         """Make the chunk folders when the store is made: every store ends up with all
@@ -63,8 +78,8 @@ class ChunkStore:
         return Path(self._path(digest))
 
     def _path(self, digest: bytes) -> str:
-        hexdigest = digest.hex()
-        return f"{self._root}/{hexdigest[:2]}/{hexdigest}"
+        name = self.name_of(digest)
+        return f"{self._root}/{name[:2]}/{name}"
 
     def has(self, digest: bytes) -> bool:
         return os.path.isfile(self._path(digest))  # noqa: PTH113 (once per chunk: no Path)
@@ -81,9 +96,11 @@ class ChunkStore:
         """Write ``data`` under a temp name beside its final one; ``publish`` names it.
         Not ``durable``: its writeback starts at once, so that the batch's sync finds
         little left to do."""
-        hexdigest = digest.hex()
-        folder = f"{self._root}/{hexdigest[:2]}"
-        temp = f"{folder}/{temp_name_for(hexdigest)}"
+        name = self.name_of(digest)
+        folder = f"{self._root}/{name[:2]}"
+        temp = f"{folder}/{temp_name_for(name)}"
+        if self.sealer is not None:
+            data = self.sealer.seal(digest, data)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:  # a store made before create_root made all 256 folders
@@ -130,17 +147,27 @@ class ChunkStore:
             fsync_dir(folder)
 
     def read(self, digest: bytes) -> bytes | None:
-        """The chunk's bytes if present and intact, else None."""
+        """The chunk's bytes if present and intact (sealed: and it decrypts), else None."""
         try:
-            data = self.path(digest).read_bytes()
-        except FileNotFoundError:
+            with open(self._path(digest), "rb") as file:  # noqa: PTH123 (per chunk)
+                stored = file.read()
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        return data if hashlib.sha256(data).digest() == digest else None
+        data = stored if self.sealer is None else self.sealer.open(digest, stored)
+        if data is None or hashlib.sha256(data).digest() != digest:
+            return None
+        return data
 
     def read_into(self, digest: bytes, size: int, buffer: mmap.mmap) -> memoryview | None:
         """Like ``read`` for a chunk of ``size`` bytes, into ``buffer`` (see
-        ``direct.read_file_into``)."""
-        data = read_file_into(self.path(digest), buffer, size)
+        ``direct.read_file_into``); sealed, a view of the decrypted bytes instead."""
+        if self.sealer is not None:
+            sealed = read_file_into(self._path(digest), buffer, size + SEAL_OVERHEAD)
+            opened = None if sealed is None else self.sealer.open(digest, sealed)
+            if opened is None or hashlib.sha256(opened).digest() != digest:
+                return None
+            return memoryview(opened)
+        data = read_file_into(self._path(digest), buffer, size)
         if data is None or hashlib.sha256(data).digest() != digest:
             return None
         return data
@@ -149,12 +176,25 @@ class ChunkStore:
         for digest in digests:
             self.path(digest).unlink(missing_ok=True)
 
-    def all_digests(self) -> Iterable[bytes]:
+    def delete_names(self, names: Iterable[str]) -> None:
+        """Delete chunk files by file name (``all_names``: what fsck found unreferenced)."""
+        for name in names:
+            Path(f"{self._root}/{name[:2]}/{name}").unlink(missing_ok=True)
+
+    def all_names(self) -> Iterable[str]:
+        """The file name of every complete chunk file (``name_of`` a hash gives its own)."""
         for folder in sorted(self.root.iterdir()):
             if folder.is_dir():
                 for entry in os.scandir(folder):
                     if len(entry.name) == 64 and not entry.name.startswith(TEMP_PREFIX):
-                        yield bytes.fromhex(entry.name)
+                        yield entry.name
+
+    def all_digests(self) -> Iterable[bytes]:
+        """The hash of every chunk file: a plain store's only (sealed names hide them)."""
+        if self.sealer is not None:
+            raise ValueError("a sealed store's chunk names do not give their hashes")
+        for name in self.all_names():
+            yield bytes.fromhex(name)
 
     def remove_temp_files(self) -> int:
         removed = 0

@@ -11,7 +11,10 @@ A file is JSON (UTF-8)::
 Its name is ``<16 random hex digits>.circle``, drawn when the circle is added: not the
 circle id, which every member shares, so that the file names of two seized nodes do not
 show they are in one circle. A damaged file is reported (CircleFileError naming it) and
-left untouched; the other circles still load."""
+left untouched; the other circles still load.
+
+In a sealed store the file's content is that JSON sealed with the purpose "circle"
+(store/homefiles.py); its name is drawn the same way."""
 
 from __future__ import annotations
 
@@ -39,17 +42,20 @@ from meshdrop.errors import (
     CircleExistsError,
     CircleFileError,
     MeshdropError,
+    SealedFileError,
     StoreError,
     UnknownCircleError,
     UsageError,
 )
 from meshdrop.fs import atomic_write, fsync_dir, os_error_message, read_small_file
+from meshdrop.store import homefiles
+from meshdrop.store.homefiles import PLAIN, FileCodec
 
 FOLDER_NAME = "circles"
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 FILE_SUFFIX = ".circle"
-FILE_LIMIT = 64 * 1024
+FILE_LIMIT = 64 * 1024 + homefiles.OVERHEAD
 FORMAT_VERSION = 1
 LOCK_NAME = ".lock"
 _FILE_NAME = re.compile(r"[0-9a-f]{16}\.circle")
@@ -99,26 +105,31 @@ class CircleBook:
 
 class CircleStore:
     """The ``circles`` folder of a node's home. Changes hold an exclusive lock on
-    ``circles/.lock``, so two commands never add the same circle or lose a rekey."""
+    ``circles/.lock``, so two commands never add the same circle or lose a rekey.
+    ``codec``: how the files are kept (by default as the home's store is: plain or sealed;
+    StoreLockedError if it is sealed and locked)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, codec: FileCodec | None = None) -> None:
         self.home = home
         self.folder = home / FOLDER_NAME
+        self.codec = FileCodec.for_home(home) if codec is None else codec
 
-    def load(self) -> CircleBook:
+    def file_names(self) -> list[Path]:
+        """The circle files in the folder (not the lock, nor temp files), by name."""
         if not self.folder.is_dir():
-            return CircleBook((), ())
-        circles: list[StoredCircle] = []
-        damaged: list[CircleFileError] = []
+            return []
         try:
             paths = sorted(self.folder.iterdir())
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"reading {self.folder}")) from exc
-        for path in paths:
-            if not _FILE_NAME.fullmatch(path.name):
-                continue  # the lock, temp files of an interrupted write
+        return [path for path in paths if _FILE_NAME.fullmatch(path.name)]
+
+    def load(self) -> CircleBook:
+        circles: list[StoredCircle] = []
+        damaged: list[CircleFileError] = []
+        for path in self.file_names():
             try:
-                circles.append(StoredCircle(read_circle_file(path), path))
+                circles.append(StoredCircle(read_circle_file(path, self.codec), path))
             except CircleFileError as exc:
                 damaged.append(exc)
         circles.sort(key=lambda stored: stored.circle.name.casefold())
@@ -134,7 +145,7 @@ class CircleStore:
             path = self.folder / f"{secrets.token_hex(8)}{FILE_SUFFIX}"
             if path.exists():  # 64 random bits: never, but a file is never overwritten
                 raise StoreError(f"{path} exists already; try again")
-            _write(path, circle)
+            _write(path, circle, self.codec)
         return circle
 
     def leave(self, name: str) -> Circle:
@@ -159,7 +170,7 @@ class CircleStore:
             else:
                 _check_secret_is_new(book, secret)
             circle = stored.circle.rekeyed(secret, now)
-            _write(stored.path, circle)
+            _write(stored.path, circle, self.codec)
         return circle
 
     @contextlib.contextmanager
@@ -209,8 +220,8 @@ def _check_secret_is_new(book: CircleBook, secret: CircleSecret) -> None:
     )
 
 
-def _write(path: Path, circle: Circle) -> None:
-    atomic_write(path, encode_circle(circle), FILE_MODE)
+def _write(path: Path, circle: Circle, codec: FileCodec) -> None:
+    atomic_write(path, codec.encode(homefiles.CIRCLE, encode_circle(circle)), FILE_MODE)
 
 
 def encode_circle(circle: Circle) -> bytes:
@@ -230,13 +241,17 @@ def encode_circle(circle: Circle) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
 
 
-def read_circle_file(path: Path) -> Circle:
+def read_circle_file(path: Path, codec: FileCodec = PLAIN) -> Circle:
     """One circle file, checked whole; CircleFileError (naming the file) for anything
     that is not a circle file as this module writes them."""
     try:
         data = read_small_file(path, FILE_LIMIT, "circle file")
     except MeshdropError as exc:
         raise _damaged(path, str(exc)) from exc
+    try:
+        data = codec.decode(homefiles.CIRCLE, data, path)
+    except SealedFileError as exc:
+        raise _damaged(path, "it does not open with this store's key") from exc
     try:
         document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         return decode_circle(document)

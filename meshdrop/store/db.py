@@ -11,9 +11,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar, cast
 
-from meshdrop.errors import StoreError
+import sqlcipher3.dbapi2 as sqlcipher
+
+from meshdrop.errors import MeshdropError, SealedFileError, StoreError
 
 T = TypeVar("T")
+# A plain store's files are opened with Python's sqlite3, a sealed store's with SQLCipher
+# (a separate library, with its own exception classes): catch both.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, sqlcipher.DatabaseError)
+OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError,
+    sqlcipher.OperationalError,
+)
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
 SCHEMA_VERSION = 3
 
 _SCHEMA = """
@@ -109,9 +120,35 @@ CREATE TABLE IF NOT EXISTS equivocations (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    try:
+def open_database(path: Path, key: bytes | None) -> sqlite3.Connection:
+    """A connection to the SQLite file ``path``: plain with Python's sqlite3 if ``key`` is
+    None, else encrypted with SQLCipher under the raw 32-byte ``key`` (docs/FORMAT.md,
+    "Sealed store"). Temp files (sorts, indexes being built) stay in memory either way."""
+    if key is None:
         conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    else:
+        conn = sqlcipher.connect(os.fspath(path), isolation_level=None, timeout=30)
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")  # first: a raw key, no PBKDF
+        # SQLCipher logs a failed page check on stderr; the error itself says enough.
+        conn.execute("PRAGMA cipher_log_level = NONE")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+def damaged_error(exc: BaseException, what: str) -> MeshdropError | None:
+    """What to tell the user of a SQLCipher error that means the file does not decrypt
+    (a wrong key, or damage: every page carries a MAC), or None for any other error."""
+    if not isinstance(exc, sqlcipher.DatabaseError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return None
+    return SealedFileError(f"{what} is damaged or not this store's: it does not decrypt")
+
+
+def connect(path: Path, key: bytes | None = None) -> sqlite3.Connection:
+    try:
+        conn = open_database(path, key)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -123,9 +160,12 @@ def connect(path: Path) -> sqlite3.Connection:
             _upgrade_from_2(conn)
         elif row[0] != SCHEMA_VERSION:
             raise StoreError(f"the store at {path.parent} was made by another meshdrop version")
-    except sqlite3.DatabaseError as exc:
+    except DATABASE_ERRORS as exc:
         if is_disk_full(exc) or _nearly_full(path.parent):
             raise StoreError(f"the disk is full: cannot open the store in {path.parent}") from exc
+        damaged = damaged_error(exc, f"the store index {path}")
+        if damaged is not None:
+            raise damaged from exc
         raise StoreError(f"cannot open the store index {path}: {exc}") from exc
     return conn
 
@@ -152,7 +192,7 @@ def _nearly_full(folder: Path) -> bool:
     return info.f_bavail * info.f_frsize < 64 * 1024
 
 
-def is_disk_full(exc: sqlite3.Error) -> bool:
+def is_disk_full(exc: Exception) -> bool:
     """SQLITE_FULL, told by its result code (the low byte of an extended code). A plain
     I/O error when even the WAL index cannot be made is ``_nearly_full``'s to tell."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -164,9 +204,9 @@ class Database:
     the store's write lock, and a cheap test of whether another connection committed.
     What needs the index (trust, staging, search, fsck) takes this, not the whole store."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, key: bytes | None = None) -> None:
         self.home = home
-        self.conn = connect(home / "index.sqlite")
+        self.conn = connect(home / "index.sqlite", key)
         self._cached: dict[str, tuple[int, object]] = {}
 
     def close(self) -> None:
@@ -192,7 +232,12 @@ class Database:
                 self._rollback()
                 raise
             self.conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+        except DATABASE_ERRORS as exc:
+            damaged = damaged_error(exc, f"the store index in {self.home}")
+            if damaged is not None:
+                raise damaged from exc
+            if not isinstance(exc, OPERATIONAL_ERRORS):
+                raise
             self._rollback()
             if is_disk_full(exc):
                 raise StoreError(

@@ -46,7 +46,9 @@ def check(
                 conn.executemany("DELETE FROM bundles WHERE id = ?", ((i,) for i in bad_bundles))
             report.dropped_bundles = len(bad_bundles)
             staged = staged_digests(db.conn)  # a partial bundle's chunks stay
-            orphans = [d for d in chunks.all_digests() if d not in referenced and d not in staged]
-            chunks.delete(orphans)
+            # By file name: a sealed store's names cannot be turned back into hashes.
+            kept = {chunks.name_of(digest) for digest in referenced.keys() | staged}
+            orphans = [name for name in chunks.all_names() if name not in kept]
+            chunks.delete_names(orphans)
             report.orphans_removed = len(orphans)
     return report

@@ -25,7 +25,7 @@ from meshdrop.errors import (
     StoreError,
 )
 from meshdrop.fs import os_error_message
-from meshdrop.store import db, fsck, reportkeys, trustdb
+from meshdrop.store import db, fsck, reportkeys, sealing, trustdb
 from meshdrop.store.catalog import Catalog
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
@@ -49,6 +49,9 @@ _EQUIVOCATION_ADVICE = (
     "they report the key compromised"
 )
 FREE_SPACE_RESERVE = 4 * 1024 * 1024  # MESHDROP_MIN_FREE (bytes) overrides it
+# Tests only (the suite's sealed pass, scripts/test): a store made where there is none
+# yet is made sealed, under the passphrase in the environment (sealing.PASSPHRASE_ENVS).
+TEST_SEAL_NEW_STORES_ENV = "MESHDROP_TEST_SEAL_NEW_STORES"
 CLOCK_SKEW = 86_400  # how far ahead of the node's time a signed time may be and still count
 
 __all__ = ["ImportResult", "Outcome", "Store", "StoredBundle", "TrustedPublisher"]
@@ -74,13 +77,17 @@ class IngestHold:
 class Store(Publishers, Catalog):
     def __init__(self, home: Path) -> None:
         self.home = home
+        _seal_new_store_for_tests(home)
+        # Before any file is opened or made: a locked store raises here.
+        self.keys = sealing.keys_for(home)
+        sealer = None if self.keys is None else sealing.ChunkSealer(self.keys)
         try:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.chunks = ChunkStore(home / "chunks")
+            self.chunks = ChunkStore(home / "chunks", sealer)
             self.chunks.create_root()
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"creating the store in {home}")) from exc
-        self.db = db.Database(home)
+        self.db = db.Database(home, None if self.keys is None else self.keys.index)
         self.conn = self.db.conn  # for the store's own modules; nothing outside store/
         self.write_lock = self.db.write_lock
         self.transaction = self.db.transaction
@@ -419,6 +426,17 @@ class Store(Publishers, Catalog):
         leftovers, holding the ingest lock exclusively (no import or sync is writing)."""
         with self.ingesting(exclusive=repair):
             return fsck.check(self.db, self.chunks, repair, progress)
+
+
+def _seal_new_store_for_tests(home: Path) -> None:
+    if os.environ.get(TEST_SEAL_NEW_STORES_ENV) != "1":
+        return
+    if sealing.is_sealed(home) or (home / "index.sqlite").exists():
+        return
+    passphrase = next(filter(None, map(os.environ.get, sealing.PASSPHRASE_ENVS)), None)
+    if not passphrase:
+        raise StoreError(f"{TEST_SEAL_NEW_STORES_ENV} needs {sealing.PASSPHRASE_ENVS[0]}")
+    sealing.create_sealed(home, passphrase)
 
 
 def _drop_bundle(conn: sqlite3.Connection, bundle_id: int) -> None:

@@ -223,8 +223,11 @@ class PeerServer:
         opened = await self.storeio.open_visible_chunk(digest)
         if opened is None:
             raise web.HTTPNotFound()
-        response = ChunkFileResponse(opened)
         self.stats.chunks += 1
+        if isinstance(opened, bytes):  # a sealed store's chunk, decrypted and verified
+            self.stats.bytes_sent += len(opened)
+            return web.Response(body=opened, content_type=OCTETS)
+        response = ChunkFileResponse(opened)
         self.stats.bytes_sent += response.content_length or 0
         return response
 

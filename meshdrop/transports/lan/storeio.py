@@ -173,17 +173,24 @@ class StoreIO:
         """The chunk bitmap of a visible or partly held bundle (core/holdings.py)."""
         return await self.threads.read(lambda _: self._view().have(manifest_hash))
 
-    async def open_visible_chunk(self, digest: bytes) -> BinaryIO | None:
-        """A chunk of a visible or partly held bundle (PeerView.chunk_offered), its file
-        opened for reading (the caller closes it), to send as stored. Not hashed again
-        here: it was verified before it was stored, every recipient verifies it again
-        before using it, and damage on this disk is what ``meshdrop fsck`` finds (a peer
-        that receives a damaged chunk penalises this node and fetches it elsewhere)."""
+    async def open_visible_chunk(self, digest: bytes) -> BinaryIO | bytes | None:
+        """A chunk of a visible or partly held bundle (PeerView.chunk_offered). In a plain
+        store its file opened for reading (the caller closes it), to send as stored. Not
+        hashed again here: it was verified before it was stored, every recipient verifies
+        it again before using it, and damage on this disk is what ``meshdrop fsck`` finds
+        (a peer that receives a damaged chunk penalises this node and fetches it
+        elsewhere). In a sealed store its bytes, decrypted and verified (None if they do
+        not decrypt): the file holds only ciphertext."""
+        chunks = self._chunks.chunks
+        if chunks.sealed:
+            if not await self.threads.read(lambda _: self._view().chunk_offered(digest)):
+                return None
+            return await self.threads.data(lambda: chunks.read(digest))
 
         def visible(_: Store) -> BinaryIO | None:
             if not self._view().chunk_offered(digest):
                 return None
-            return _open_or_none(self._chunks.chunks.path(digest))
+            return _open_or_none(chunks.path(digest))
 
         return await self.threads.read(visible)
 
