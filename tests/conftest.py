@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,10 +52,29 @@ def peak_memory_kib(argv: list[str]) -> tuple[int, int]:
     return int(code), int(kib)
 
 
+# The sealed pass (scripts/test runs chosen files again with these set): every store a
+# test makes is sealed, and every meshdrop the test runs knows the passphrase.
+SEALED_PASS_ENV = (
+    "MESHDROP_TEST_SEAL_NEW_STORES",
+    "MESHDROP_TEST_FAST_KDF",
+    "MESHDROP_STORE_PASSPHRASE",
+)
+
+
+def sealed_pass() -> bool:
+    return os.environ.get("MESHDROP_TEST_SEAL_NEW_STORES") == "1"
+
+
+def _sealed_pass_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in SEALED_PASS_ENV if k in os.environ} if sealed_pass() else {}
+
+
 def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment for a meshdrop subprocess: no inherited MESHDROP_*
-    variable (a developer's MESHDROP_HOME must not leak into a test), plus ``extra``."""
+    variable (a developer's MESHDROP_HOME must not leak into a test) but the sealed
+    pass's, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHDROP_")}
+    env.update(_sealed_pass_env())
     env.update(extra or {})
     return env
 
@@ -111,6 +130,7 @@ def meshdrop_in_process(
     else:
         raise AssertionError("meshdrop_in_process inside an event loop: use run_meshdrop")
     overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MESHDROP_")}
+    overrides.update(_sealed_pass_env())
     overrides.update(env or {})
     saved_argv = sys.argv
     with CliRunner().isolation(env=overrides) as (out, err, _mixed):
@@ -262,6 +282,19 @@ def chunk_files(home: Path) -> dict[str, tuple[int, int]]:
                     info = entry.stat(follow_symlinks=False)
                     found[entry.name] = (info.st_ino, info.st_mtime_ns)
     return found
+
+
+def chunk_name(home: Path, hexdigest: str) -> str:
+    """The file name the store in ``home`` gives the chunk ``hexdigest``: the digest itself
+    in a plain store, its keyed name in a sealed one (the sealed pass)."""
+    from meshdrop.store import sealing
+
+    keys = sealing.keys_for(home)
+    return hexdigest if keys is None else sealing.ChunkSealer(keys).name(bytes.fromhex(hexdigest))
+
+
+def chunk_names(home: Path, hexdigests: Iterable[str]) -> set[str]:
+    return {chunk_name(home, digest) for digest in hexdigests}
 
 
 def read_tree(root: Path) -> dict[str, bytes]:

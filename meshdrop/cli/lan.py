@@ -28,6 +28,12 @@ from meshdrop.cli.reader import (
     reports_over_http_option,
     run_node_with_tls_reader,
 )
+from meshdrop.cli.sealing import (
+    install_panic_signal,
+    key_file_option,
+    open_store_keys,
+    panic_signal_option,
+)
 from meshdrop.cli.status import status
 from meshdrop.store.models import Withdrawal
 
@@ -216,6 +222,8 @@ def describe(event: Event) -> str | None:
 @click.option(
     "--stick-reserve", default="16M", show_default=True, help="Free space to leave on a stick."
 )
+@key_file_option
+@panic_signal_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, for scripts.")
 @click.pass_context
 def node(
@@ -237,6 +245,8 @@ def node(
     allowed: tuple[str, ...],
     stick_max_bytes: str | None,
     stick_reserve: str,
+    key_file: Path | None,
+    panic_signal: bool,
     as_json: bool,
 ) -> None:
     """Run this node on the local network until Ctrl-C (or SIGTERM): find other nodes
@@ -275,6 +285,9 @@ def node(
 
         raise UsageError("--reports-over-http has no use with --no-reader")
     check_reports_over_http(reports_over_http, https)
+    open_store_keys(home, key_file)  # a locked store: asked on the terminal, or exit 10
+    if panic_signal:
+        install_panic_signal(home)
     from meshdrop.store.circles import CircleStore
 
     book = CircleStore(home).load()

@@ -9,9 +9,21 @@ import traceback
 import click
 
 from meshdrop import __version__
-from meshdrop.cli import bundles, circle, courier, lan, node, publisher, reader, reports, trust
+from meshdrop.cli import (
+    bundles,
+    circle,
+    courier,
+    lan,
+    node,
+    publisher,
+    reader,
+    reports,
+    sealing,
+    trust,
+)
 from meshdrop.cli.globalopts import rearrange
 from meshdrop.errors import MeshdropError
+from meshdrop.store.db import damaged_error
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -56,6 +68,7 @@ courier.register(cli)
 lan.register(cli)
 circle.register(cli)
 reports.register(cli)
+sealing.register(cli)
 
 
 def main() -> None:
@@ -91,6 +104,11 @@ def main() -> None:
         click.echo(f"meshdrop: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         sys.exit(1)
     except Exception as exc:
+        # A sealed index's page that fails its check, found after the store opened.
+        damaged = damaged_error(exc, "the store's index")
+        if damaged is not None:
+            click.echo(f"meshdrop: {damaged}", err=True)
+            sys.exit(damaged.exit_code)
         if os.environ.get("MESHDROP_DEBUG"):
             raise
         click.echo(

@@ -9,6 +9,12 @@ from typing import TYPE_CHECKING
 import click
 
 from meshdrop.cli.common import home_path
+from meshdrop.cli.sealing import (
+    install_panic_signal,
+    key_file_option,
+    open_store_keys,
+    panic_signal_option,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -92,6 +98,8 @@ def checked_reader_code(given: str | None) -> str | None:
 @reader_code_option
 @https_option
 @reports_over_http_option
+@key_file_option
+@panic_signal_option
 @click.pass_context
 def read(
     ctx: click.Context,
@@ -101,6 +109,8 @@ def read(
     reader_code: str | None,
     https: bool,
     reports_over_http: bool,
+    key_file: Path | None,
+    panic_signal: bool,
 ) -> None:
     """Serve the verified bundles of this node to web browsers until Ctrl-C.
 
@@ -113,6 +123,9 @@ def read(
     code = checked_reader_code(reader_code)
     check_reports_over_http(reports_over_http, https)
     home = home_path(ctx)
+    open_store_keys(home, key_file)  # a locked store: asked on the terminal, or exit 10
+    if panic_signal:
+        install_panic_signal(home)
     asyncio.run(
         serve(
             home,

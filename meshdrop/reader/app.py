@@ -21,6 +21,7 @@ from meshdrop.reader.article import BAR_TEMPLATE, article_page
 from meshdrop.reader.assets import Asset, load_assets
 from meshdrop.reader.library import Library, ShelvedBundle
 from meshdrop.reader.links import BundleLinks
+from meshdrop.reader.panicpage import panic_routes
 from meshdrop.reader.readerids import ID_PATTERN
 from meshdrop.reader.render import (
     MAX_RENDERED_BYTES,
@@ -120,6 +121,7 @@ class Reader:
             web.post(WRITE_PATH, self._guard(self.writing.sending, self.writing.send)),
             web.get(RECEIPT_PATH, self._guard(page, self.writing.receipt_form)),
             web.post(RECEIPT_PATH, self._guard(page, self.writing.receipt_check)),
+            *panic_routes(self),  # answers as an unknown page unless a panic code is set
             web.route("*", "/{tail:.*}", self._guard(page, self.nothing_here)),
         ]
 

@@ -96,7 +96,9 @@ class FoundFile:
 class Library:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.chunks = ChunkStore(home / "chunks")
+        # The store's chunk files, with its sealer if sealed: taken from the first Store
+        # the index thread opens (which asks for the keys), then used on the data pool.
+        self._chunks: ChunkStore | None = None
         # One index thread (the shelf and manifests below are touched there only), and
         # READ_THREADS for chunk files.
         self.threads = ThreadedStore(home, "meshdrop-reader", readers=1, data_workers=READ_THREADS)
@@ -170,7 +172,10 @@ class Library:
     async def read_chunk(self, entry: FileEntry, index: int) -> bytes | None:
         """Chunk ``index`` of a file, re-hashed; None if missing or damaged."""
         digest = entry.chunks[index]
-        return await self.threads.data(lambda: self.chunks.read(digest))
+        chunks = self._chunks
+        if chunks is None:
+            chunks = await self._on_store_thread(lambda: self._open().chunks)
+        return await self.threads.data(lambda: chunks.read(digest))
 
     async def close(self) -> None:
         if self._watching is not None:
@@ -182,7 +187,9 @@ class Library:
     # The store thread's side
 
     def _open(self) -> Store:
-        return self.threads.store()
+        store = self.threads.store()
+        self._chunks = store.chunks
+        return store
 
     def _current_shelf(self) -> Shelf:
         store = self._open()

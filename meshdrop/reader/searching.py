@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from meshdrop.errors import MeshdropError
-from meshdrop.store import searchindex, searchquery
+from meshdrop.store import sealing, searchindex, searchquery
+from meshdrop.store.db import SQL_ERRORS
 from meshdrop.store.searchquery import FileHit
 
 T = TypeVar("T")
@@ -36,6 +37,7 @@ log = logging.getLogger("meshdrop.reader")
 # small machine, so one long search does not hold up the next (each thread its own
 # connection).
 QUERY_THREADS = 2
+_UNANSWERED: tuple[type[Exception], ...] = (MeshdropError, *SQL_ERRORS)
 
 
 class SearchService:
@@ -75,8 +77,11 @@ class SearchService:
             self._watcher = None
 
     def _run_child_once(self) -> int | None:
+        keys = sealing.keys_for(self.home)  # a sealed store's: handed over, not asked again
         child = multiprocessing.get_context("spawn").Process(
-            target=searchindex.catch_up_in_child, args=(self.home,), daemon=True
+            target=searchindex.catch_up_in_child,
+            args=(self.home, None if keys is None else keys.root),
+            daemon=True,
         )
         with self._lock:
             if self._closed:
@@ -109,7 +114,7 @@ class SearchService:
         def work() -> T:
             try:
                 return question(self._connection())
-            except (MeshdropError, sqlite3.Error) as exc:
+            except _UNANSWERED as exc:
                 log.error("reader: search index unreadable (%s)", type(exc).__name__)
                 self._drop_connection()
                 return otherwise

@@ -11,15 +11,23 @@ When the certificate stops covering the addresses the reader shares (another Wi-
 has expired, or cannot be read, a new key and certificate replace it: the old
 addresses are not carried over, so the files never list the networks the node was on.
 Readers then check the new fingerprint once more.
+
+In a sealed store both files are sealed (purposes "reader tls key" and "reader tls cert",
+store/homefiles.py); a pair that does not open counts as unreadable (a new one is made).
+The clear key reaches OpenSSL through an anonymous memory file (memfd), or a file on a
+memory file system removed at once where there is none: never through the disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import ipaddress
+import os
 import secrets
 import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +37,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshdrop.errors import StoreError
+from meshdrop.errors import SealedFileError, StoreError
 from meshdrop.fs import atomic_write, os_error_message
+from meshdrop.store import homefiles
+from meshdrop.store.homefiles import FileCodec
 from meshdrop.transports.lan.circlecerts import leaf_key_usage
 
-FOLDER_NAME = "reader-tls"
+FOLDER_NAME = homefiles.READER_TLS_FOLDER
 KEY_NAME = "key.pem"
 CERT_NAME = "cert.pem"
 MAX_FILE_BYTES = 64 * 1024
+# Where memfd_create is missing: a memory file system (a 0600 file, removed at once).
+MEMORY_FOLDER = Path("/dev/shm")  # noqa: S108
 VALID_DAYS = 10 * 365  # long: a reader checks the fingerprint once, not every year
 BACKDATE = datetime.timedelta(days=1)  # a phone whose clock is a little behind still agrees
 LOOPBACK = ("127.0.0.1", "::1")
@@ -50,6 +62,8 @@ class ReaderCertificate:
     certificate: x509.Certificate
     folder: Path
     made: str | None  # why a new one was made this start, or None if it was kept
+    # A sealed store's: the clear PEM key and certificate, handed to OpenSSL from memory.
+    in_memory: tuple[bytes, bytes] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -84,25 +98,26 @@ def share_link(url: str, fingerprint: str) -> str:
 def reader_certificate(home: Path, hosts: list[str]) -> ReaderCertificate:
     """The stored certificate if it is whole, current and covers ``hosts`` (addresses or
     names others use to reach the reader); else a new key and certificate, stored."""
-    files = CertificateFiles(home / FOLDER_NAME)
+    files = CertificateFiles(home / FOLDER_NAME, FileCodec.for_home(home))
     wanted = _names(hosts)
-    stored = files.read()
     reason = "first use"
+    try:
+        stored = files.read()
+    except SealedFileError:
+        stored, reason = None, "the stored one could not be read"
     if stored is not None:
         certificate, reason = _usable(*stored, wanted)
         if certificate is not None:
-            return ReaderCertificate(certificate, files.folder, None)
+            return files.certificate(certificate, None, stored[0])
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = _self_signed(key, wanted)
-    files.write(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        certificate.public_bytes(serialization.Encoding.PEM),
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    return ReaderCertificate(certificate, files.folder, reason)
+    files.write(key_pem, certificate.public_bytes(serialization.Encoding.PEM))
+    return files.certificate(certificate, reason, key_pem)
 
 
 def server_context(certificate: ReaderCertificate) -> ssl.SSLContext:
@@ -110,7 +125,10 @@ def server_context(certificate: ReaderCertificate) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(certificate.cert_path, certificate.key_path)
+        if certificate.in_memory is None:
+            context.load_cert_chain(certificate.cert_path, certificate.key_path)
+        else:
+            _load_from_memory(context, *certificate.in_memory)
     except (OSError, ssl.SSLError) as exc:
         raise StoreError(
             f"cannot use the reader's certificate in {certificate.folder}: {exc}"
@@ -118,25 +136,73 @@ def server_context(certificate: ReaderCertificate) -> ssl.SSLContext:
     return context
 
 
-class CertificateFiles:
-    """Every read and write of the key and certificate files (one place, so that they
-    can be sealed at rest with the rest of the home later)."""
+def _load_from_memory(context: ssl.SSLContext, key_pem: bytes, cert_pem: bytes) -> None:
+    """``load_cert_chain`` wants a path: give it a memory file holding both PEMs."""
+    try:
+        fd = os.memfd_create("k", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        _load_from_memory_folder(context, cert_pem + key_pem)
+        return
+    try:
+        _write_all(fd, cert_pem + key_pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
-    def __init__(self, folder: Path) -> None:
+
+def _load_from_memory_folder(context: ssl.SSLContext, pem: bytes) -> None:
+    if not MEMORY_FOLDER.is_dir():
+        raise StoreError(
+            "cannot hand the reader's key to TLS without writing it to the disk (this "
+            f"system has neither memfd_create nor {MEMORY_FOLDER}): run without --https"
+        )
+    fd, name = tempfile.mkstemp(dir=MEMORY_FOLDER)
+    try:
+        _write_all(fd, pem)
+        context.load_cert_chain(name)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class CertificateFiles:
+    """Every read and write of the key and certificate files, as ``codec`` keeps them."""
+
+    def __init__(self, folder: Path, codec: FileCodec = homefiles.PLAIN) -> None:
         self.folder = folder
+        self.codec = codec
 
     def read(self) -> tuple[bytes, bytes] | None:
-        """(key PEM, certificate PEM), or None if either is missing."""
+        """(key PEM, certificate PEM), or None if either is missing; SealedFileError if a
+        sealed one does not open."""
+        key_path, cert_path = self.folder / KEY_NAME, self.folder / CERT_NAME
+        limit = MAX_FILE_BYTES + self.codec.overhead
         try:
-            with (
-                (self.folder / KEY_NAME).open("rb") as key,
-                (self.folder / CERT_NAME).open("rb") as cert,
-            ):
-                return key.read(MAX_FILE_BYTES), cert.read(MAX_FILE_BYTES)
+            with key_path.open("rb") as key, cert_path.open("rb") as cert:
+                key_pem, cert_pem = key.read(limit), cert.read(limit)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"reading {self.folder}")) from exc
+        return (
+            self.codec.decode(homefiles.READER_TLS_KEY, key_pem, key_path),
+            self.codec.decode(homefiles.READER_TLS_CERT, cert_pem, cert_path),
+        )
+
+    def certificate(
+        self, certificate: x509.Certificate, made: str | None, key_pem: bytes
+    ) -> ReaderCertificate:
+        if not self.codec.sealed:
+            return ReaderCertificate(certificate, self.folder, made)
+        cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+        return ReaderCertificate(certificate, self.folder, made, (key_pem, cert_pem))
 
     def write(self, key_pem: bytes, cert_pem: bytes) -> None:
         """The key (0600) first, then the certificate: a crash between them leaves a
@@ -145,8 +211,12 @@ class CertificateFiles:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"making {self.folder}")) from exc
-        atomic_write(self.folder / KEY_NAME, key_pem, mode=0o600)
-        atomic_write(self.folder / CERT_NAME, cert_pem, mode=0o644)
+        atomic_write(
+            self.folder / KEY_NAME, self.codec.encode(homefiles.READER_TLS_KEY, key_pem), 0o600
+        )
+        atomic_write(
+            self.folder / CERT_NAME, self.codec.encode(homefiles.READER_TLS_CERT, cert_pem), 0o644
+        )
 
 
 Names = tuple[frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address], frozenset[str]]

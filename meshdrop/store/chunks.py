@@ -22,7 +22,7 @@ from pathlib import Path
 
 from meshdrop.bulkio import drop_cached, read_file_into, start_writeback, write_all
 from meshdrop.fs import TEMP_PREFIX, fsync_dir, temp_name_for
-from meshdrop.store.sealing import SEAL_OVERHEAD, ChunkSealer
+from meshdrop.store.sealing import ChunkSealer
 
 FOLDER_SYNCS_BEFORE_SYNCFS = 8
 
@@ -99,8 +99,7 @@ class ChunkStore:
         name = self.name_of(digest)
         folder = f"{self._root}/{name[:2]}"
         temp = f"{folder}/{temp_name_for(name)}"
-        if self.sealer is not None:
-            data = self.sealer.seal(digest, data)
+        stored = memoryview(data if self.sealer is None else self.sealer.seal(digest, data))
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileNotFoundError:  # a store made before create_root made all 256 folders
@@ -109,7 +108,7 @@ class ChunkStore:
                 fsync_dir(self.root)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            write_all(fd, memoryview(data))
+            write_all(fd, stored)
             if durable:
                 os.fsync(fd)
             else:
@@ -149,7 +148,7 @@ class ChunkStore:
     def read(self, digest: bytes) -> bytes | None:
         """The chunk's bytes if present and intact (sealed: and it decrypts), else None."""
         try:
-            with open(self._path(digest), "rb") as file:  # noqa: PTH123 (per chunk)
+            with open(self._path(digest), "rb") as file:
                 stored = file.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
@@ -161,12 +160,9 @@ class ChunkStore:
     def read_into(self, digest: bytes, size: int, buffer: mmap.mmap) -> memoryview | None:
         """Like ``read`` for a chunk of ``size`` bytes, into ``buffer`` (see
         ``direct.read_file_into``); sealed, a view of the decrypted bytes instead."""
-        if self.sealer is not None:
-            sealed = read_file_into(self._path(digest), buffer, size + SEAL_OVERHEAD)
-            opened = None if sealed is None else self.sealer.open(digest, sealed)
-            if opened is None or hashlib.sha256(opened).digest() != digest:
-                return None
-            return memoryview(opened)
+        if self.sealer is not None:  # decrypting makes a new buffer anyway
+            opened = self.read(digest)
+            return None if opened is None or len(opened) != size else memoryview(opened)
         data = read_file_into(self._path(digest), buffer, size)
         if data is None or hashlib.sha256(data).digest() != digest:
             return None

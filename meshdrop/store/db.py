@@ -23,6 +23,7 @@ OPERATIONAL_ERRORS: tuple[type[Exception], ...] = (
     sqlite3.OperationalError,
     sqlcipher.OperationalError,
 )
+SQL_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sqlcipher.Error)
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 SCHEMA_VERSION = 3

@@ -10,6 +10,13 @@ Receipt codes are kept only as HMAC-SHA256 under a key of this node (``receipts.
 each with the id of its drop: knowing a code, the node can say whether its drop was
 delivered; reading the folder, nobody learns the codes.
 
+In a sealed store (store/homefiles.py) a drop's file is named by the keyed name of its id
+and holds a sealed head (its id and the drop's header, for listing without opening the
+whole) followed by the sealed drop; ``acked``, ``receipts`` and ``receipts.key`` are each
+sealed whole. A sealed file that does not open is left alone and not used: a drop is not
+listed, the acked list and the receipt records count as empty (as a damaged tail is
+dropped in a plain store), and a new receipt key is made.
+
 All file access of drops lives in this module.
 """
 
@@ -27,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshdrop.core.drops import HEADER_BYTES, MAX_DROP_BYTES, check_drop
-from meshdrop.errors import DropOversizedError, StoreError, UsageError
+from meshdrop.errors import DropOversizedError, SealedFileError, StoreError, UsageError
 from meshdrop.fs import TEMP_PREFIX, atomic_write, open_regular_file, os_error_message, read_exactly
+from meshdrop.store import homefiles
+from meshdrop.store.homefiles import FileCodec
 
 DROPS_QUOTA = 64 * 1024 * 1024  # per node, oldest (by arrival) evicted first
 DROPS_FOLDER = "drops"
@@ -43,6 +52,12 @@ LOCK_FILE = "drops.lock"
 ID_BYTES = 32
 _HEX_NAME_CHARS = 2 * ID_BYTES
 _STALE_TEMP_SECONDS = 3600  # a temp file this old is a killed writer's
+_PURPOSES = {
+    ACKED_FILE: homefiles.DROPS_ACKED,
+    RECEIPTS_FILE: homefiles.DROPS_RECEIPTS,
+    RECEIPT_KEY_FILE: homefiles.DROPS_RECEIPT_KEY,
+}
+SEALED_HEAD_BYTES = homefiles.OVERHEAD + ID_BYTES + HEADER_BYTES
 
 
 @dataclass(frozen=True)
@@ -71,9 +86,15 @@ def read_drop_file(path: Path) -> bytes:
 
 
 class DropStore:
-    def __init__(self, home: Path, quota: int = DROPS_QUOTA) -> None:
+    """``codec``: how the files are kept (by default as the home's store is: plain or
+    sealed; StoreLockedError if it is sealed and locked)."""
+
+    def __init__(
+        self, home: Path, quota: int = DROPS_QUOTA, codec: FileCodec | None = None
+    ) -> None:
         self.folder = home / DROPS_FOLDER
         self.quota = quota
+        self.codec = FileCodec.for_home(home) if codec is None else codec
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
         except OSError as exc:
@@ -93,11 +114,7 @@ class DropStore:
             path = self._path(checked.drop_id)
             if path.exists() or checked.drop_id in self._acked():
                 return None
-            try:
-                atomic_write(path, blob, FILE_MODE)
-                os.utime(path, (now, now))
-            except OSError as exc:
-                raise StoreError(os_error_message(exc, "storing a drop")) from exc
+            self._store(path, checked.drop_id, blob, now)
             stored = StoredDrop(checked.drop_id, checked.size, checked.expiry, now)
             self._evict_beyond_quota(keep=checked.drop_id)
         return stored
@@ -123,13 +140,38 @@ class DropStore:
             raise StoreError(os_error_message(exc, f"reading {self.folder}")) from exc
 
     def read(self, drop_id: bytes) -> bytes | None:
+        """The drop's bytes, or None if it is not held or its file is damaged."""
         try:
-            data = self._path(drop_id).read_bytes()
+            path = self._path(drop_id)
+            data = path.read_bytes()
         except (FileNotFoundError, ValueError):
             return None
         except OSError as exc:
             raise StoreError(os_error_message(exc, "reading a drop")) from exc
+        if self.codec.sealed:
+            try:  # the head too: a drop is served only whole, as it is listed
+                self.codec.decode(homefiles.DROP_HEAD, data[:SEALED_HEAD_BYTES], path)
+                data = self.codec.decode(homefiles.DROP, data[SEALED_HEAD_BYTES:], path)
+            except SealedFileError:
+                return None
         return data if hashlib.sha256(data).digest() == drop_id else None
+
+    def copy_from(self, source: DropStore) -> int:
+        """Keep here, as this store keeps them, every intact drop of ``source`` (with its
+        arrival time), its acked list, receipt records and receipt key: for sealing a
+        store (store/homeseal.py). Returns how many drops."""
+        copied = 0
+        with self._locked():
+            for held in source.held():
+                blob = source.read(held.drop_id)
+                if blob is not None:
+                    self._store(self._path(held.drop_id), held.drop_id, blob, held.arrived)
+                    copied += 1
+            for name in _PURPOSES:
+                content = source._read_file(name)
+                if content:
+                    self._write(name, content)
+        return copied
 
     # Removing
 
@@ -182,7 +224,19 @@ class DropStore:
     def _path(self, drop_id: bytes) -> Path:
         if len(drop_id) != ID_BYTES:
             raise ValueError("a drop id is 32 bytes")
-        return self.folder / drop_id.hex()
+        return self.folder / self.codec.name(homefiles.DROP, drop_id)
+
+    def _store(self, path: Path, drop_id: bytes, blob: bytes, arrived: int) -> None:
+        if self.codec.sealed:
+            head = self.codec.encode(homefiles.DROP_HEAD, drop_id + blob[:HEADER_BYTES])
+            data = head + self.codec.encode(homefiles.DROP, blob)
+        else:
+            data = blob
+        try:
+            atomic_write(path, data, FILE_MODE)
+            os.utime(path, (arrived, arrived))
+        except OSError as exc:
+            raise StoreError(os_error_message(exc, "storing a drop")) from exc
 
     def _drop_paths(self) -> Iterator[Path]:
         try:
@@ -194,18 +248,31 @@ class DropStore:
                 yield self.folder / name
 
     def _describe(self, path: Path) -> StoredDrop | None:
+        head_bytes = SEALED_HEAD_BYTES if self.codec.sealed else HEADER_BYTES
         try:
             with path.open("rb") as handle:
-                header = handle.read(HEADER_BYTES)
+                head = handle.read(head_bytes)
                 info = os.fstat(handle.fileno())
         except FileNotFoundError:
             return None  # removed meanwhile
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"reading {path}")) from exc
-        if len(header) < HEADER_BYTES:
+        if len(head) < head_bytes:
             return None
+        size = info.st_size
+        if self.codec.sealed:
+            try:
+                opened = self.codec.decode(homefiles.DROP_HEAD, head, path)
+            except SealedFileError:
+                return None  # damaged, or not this store's: never listed nor served
+            drop_id, header = opened[:ID_BYTES], opened[ID_BYTES:]
+            if self._path(drop_id).name != path.name:
+                return None  # the head of another drop's file
+            size -= SEALED_HEAD_BYTES + homefiles.OVERHEAD
+        else:
+            drop_id, header = bytes.fromhex(path.name), head
         expiry = int.from_bytes(header[1:HEADER_BYTES], "big")
-        return StoredDrop(bytes.fromhex(path.name), info.st_size, expiry, int(info.st_mtime))
+        return StoredDrop(drop_id, size, expiry, int(info.st_mtime))
 
     def _evict_beyond_quota(self, keep: bytes) -> None:
         drops = sorted(self.held(), key=lambda d: (d.arrived, d.drop_id))
@@ -233,13 +300,22 @@ class DropStore:
                 if path.name.startswith(TEMP_PREFIX) and path.stat().st_mtime < cutoff:
                     path.unlink()
 
-    def _read_records(self, name: str, size: int) -> list[bytes]:
+    def _read_file(self, name: str) -> bytes:
+        """The content of ``name``; empty if it is missing or is sealed and does not open."""
+        path = self.folder / name
         try:
-            data = (self.folder / name).read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
-            return []
+            return b""
         except OSError as exc:
-            raise StoreError(os_error_message(exc, f"reading {self.folder / name}")) from exc
+            raise StoreError(os_error_message(exc, f"reading {path}")) from exc
+        try:
+            return self.codec.decode(_PURPOSES[name], data, path)
+        except SealedFileError:
+            return b""
+
+    def _read_records(self, name: str, size: int) -> list[bytes]:
+        data = self._read_file(name)
         usable = len(data) - len(data) % size  # a damaged tail is dropped, not trusted
         return [data[i : i + size] for i in range(0, usable, size)]
 
@@ -257,18 +333,11 @@ class DropStore:
         return hmac.new(key, receipt.strip().upper().encode("utf-8"), hashlib.sha256).digest()
 
     def _receipt_key(self) -> bytes:
-        path = self.folder / RECEIPT_KEY_FILE
-        try:
-            key = path.read_bytes()
-        except FileNotFoundError:
-            key = b""
-        except OSError as exc:
-            raise StoreError(os_error_message(exc, f"reading {path}")) from exc
+        key = self._read_file(RECEIPT_KEY_FILE)
         if len(key) == ID_BYTES:
             return key
         with self._locked():
-            with contextlib.suppress(FileNotFoundError):
-                key = path.read_bytes()
+            key = self._read_file(RECEIPT_KEY_FILE)
             if len(key) != ID_BYTES:  # none yet (or damaged: codes issued under it are lost)
                 key = secrets.token_bytes(ID_BYTES)
                 self._write(RECEIPT_KEY_FILE, key)
@@ -276,7 +345,7 @@ class DropStore:
 
     def _write(self, name: str, data: bytes) -> None:
         try:
-            atomic_write(self.folder / name, data, FILE_MODE)
+            atomic_write(self.folder / name, self.codec.encode(_PURPOSES[name], data), FILE_MODE)
         except OSError as exc:
             raise StoreError(os_error_message(exc, f"writing {self.folder / name}")) from exc
 

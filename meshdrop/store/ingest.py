@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from meshdrop.errors import (
 from meshdrop.fs import os_error_message
 from meshdrop.store.bundlefile import BundleFile, open_bundle_file
 from meshdrop.store.crashpoints import crash_point
+from meshdrop.store.db import OPERATIONAL_ERRORS
 from meshdrop.store.models import ImportResult
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ class IngestSession:
         For sources that stage and publish chunks themselves (the LAN's pipeline)."""
         try:
             results = self.store._commit_group(bundles, folders)
-        except (MeshdropError, OSError, sqlite3.OperationalError) as exc:
+        except _COMMIT_FAILURES as exc:
             failed = out_of_descriptors(exc)
             if failed is not None:
                 return [failed] * len(bundles)
@@ -313,6 +313,7 @@ class IngestSession:
 
 
 COMMIT_ATTEMPTS = 3
+_COMMIT_FAILURES: tuple[type[Exception], ...] = (MeshdropError, OSError, *OPERATIONAL_ERRORS)
 _NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 
 
@@ -325,7 +326,7 @@ def out_of_descriptors(exc: BaseException) -> OutOfDescriptorsError | None:
             return OutOfDescriptorsError(f"too many open files ({cause.strerror}); will retry")
         # SQLite says only that it could not open a file: EMFILE is the likely reason
         # when the process is this short of descriptors.
-        unopened = isinstance(cause, sqlite3.OperationalError) and "unable to open" in str(cause)
+        unopened = isinstance(cause, OPERATIONAL_ERRORS) and "unable to open" in str(cause)
         if unopened and _descriptors_scarce():
             return OutOfDescriptorsError("too many open files (the index); will retry")
         cause = cause.__cause__

@@ -15,6 +15,7 @@ import ctypes
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -26,9 +27,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from meshdrop.core import storekeys
 from meshdrop.core.storekeys import SlotsFile, StoreKeys, Unwrapped
 from meshdrop.errors import FormatError, SealedFileError, StoreError, StoreLockedError
-from meshdrop.fs import atomic_write, fsync_dir, os_error_message, read_small_file
+from meshdrop.fs import TEMP_PREFIX, atomic_write, fsync_dir, os_error_message, read_small_file
 
 SLOTS_NAME = "slots"
+# A slots file being destroyed: ".tmp-" and 12 hex digits, no other temp file's shape
+# (fs.temp_name_for adds "-<name>"; a panic's wipe folder has 16 hex digits).
+DESTROYING = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{12}")
 # Tests only: new slots files use scrypt with n = 2**10, so that the suite stays fast.
 TEST_FAST_KDF_ENV = "MESHDROP_TEST_FAST_KDF"
 # The store passphrase from the environment: its own variable first, then the one the
@@ -154,7 +158,10 @@ def unlock_with_key_file(home: Path, key_file: Path) -> StoreKeys:
         secret = read_small_file(key_file, storekeys.KEY_FILE_BYTES, "key file")
     except FormatError as exc:
         raise SealedFileError(f"the key file {key_file} is damaged: {exc}") from exc
-    kek = storekeys.key_file_kek(secret, slots.header)
+    try:
+        kek = storekeys.key_file_kek(secret, slots.header)
+    except FormatError as exc:
+        raise SealedFileError(f"the key file {key_file} is damaged: {exc}") from exc
     opened = storekeys.unwrap(slots, kek, storekeys.KEY_FILE_PLACES)
     assert opened.keys is not None  # the key file slot never holds the duress mark
     remember(home, opened.keys)
@@ -177,11 +184,40 @@ def new_header() -> storekeys.Header:
     return storekeys.new_header(fast_for_tests=os.environ.get(TEST_FAST_KDF_ENV) == "1")
 
 
-def destroy_slots(home: Path) -> None:
-    """Overwrite the slots file in place with random bytes, sync, give its blocks back
-    (discard where the file system passes it on), remove it and sync the folder. Flash
-    and journals may still keep old copies: docs/THREATS.md, "A seized node"."""
+def destroy_slots(home: Path, keep_marker: bool = False) -> None:
+    """Rename the slots file to a temp name (``DESTROYING``; the store is then no longer
+    sealed-and-whole to anyone who looks), overwrite it in place with random bytes, sync,
+    give its blocks back (discard where the file system passes it on) and, unless
+    ``keep_marker``, remove it. A marker kept says that a wipe is under way: panic moves
+    it aside with everything else last, and a store whose wipe was cut short is finished
+    at its next start (store/panic.py). Flash and journals may still keep old copies:
+    docs/THREATS.md, "A seized node"."""
     path = slots_path(home)
+    if path.is_file():
+        path.rename(home / f"{TEMP_PREFIX}{secrets.token_hex(6)}")
+        fsync_dir(home)
+    for marker in destroying_markers(home):
+        _shred(marker)
+        if not keep_marker:
+            marker.unlink(missing_ok=True)
+    fsync_dir(home)
+    forget(home)
+
+
+def destroying_markers(home: Path) -> list[Path]:
+    """The slots files being destroyed in ``home`` (regular files named ``DESTROYING``)."""
+    try:
+        entries = list(os.scandir(home))
+    except FileNotFoundError:
+        return []
+    return [
+        Path(entry.path)
+        for entry in entries
+        if DESTROYING.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+    ]
+
+
+def _shred(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
@@ -191,9 +227,6 @@ def destroy_slots(home: Path) -> None:
             _punch_hole(fd, size)
         finally:
             os.close(fd)
-        path.unlink()
-        fsync_dir(home)
-    forget(home)
 
 
 def _punch_hole(fd: int, size: int) -> None:
@@ -234,17 +267,21 @@ class ChunkSealer:
     def name(self, digest: bytes) -> str:
         return hmac.new(self._names, digest, hashlib.sha256).hexdigest()
 
-    def seal(self, digest: bytes, data: bytes | memoryview) -> bytes:
+    def seal(self, digest: bytes, data: bytes | memoryview) -> bytearray:
+        # Encrypted straight into the file's buffer: copying a 1 MiB chunk and joining
+        # nonce and ciphertext cost far more than AES-GCM itself (fresh pages each time).
         nonce = secrets.token_bytes(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, bytes(data), digest)
+        sealed = bytearray(NONCE_BYTES + len(data) + TAG_BYTES)
+        sealed[:NONCE_BYTES] = nonce
+        self._aead.encrypt_into(nonce, data, digest, memoryview(sealed)[NONCE_BYTES:])
+        return sealed
 
-    def open(self, digest: bytes, sealed: bytes | memoryview) -> bytes | None:
+    def open(self, digest: bytes, sealed: bytes | bytearray | memoryview) -> bytes | None:
         """The chunk's bytes, or None if ``sealed`` does not decrypt (damaged)."""
         if len(sealed) < SEAL_OVERHEAD:
             return None
+        view = memoryview(sealed)
         try:
-            return self._aead.decrypt(
-                bytes(sealed[:NONCE_BYTES]), bytes(sealed[NONCE_BYTES:]), digest
-            )
+            return self._aead.decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], digest)
         except InvalidTag:
             return None

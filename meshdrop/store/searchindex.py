@@ -37,8 +37,11 @@ from pathlib import Path
 from meshdrop.core.articletext import TEXT_TYPES, Article, article
 from meshdrop.core.manifest import FileEntry, Manifest
 from meshdrop.core.searchterms import index_terms
+from meshdrop.core.storekeys import StoreKeys
 from meshdrop.errors import MeshdropError, StoreError
+from meshdrop.store import sealing
 from meshdrop.store.chunks import ChunkStore
+from meshdrop.store.db import DATABASE_ERRORS, damaged_error, open_database
 from meshdrop.store.models import StoredBundle
 from meshdrop.store.store import Store
 
@@ -79,22 +82,28 @@ def index_path(home: Path) -> Path:
 
 
 def connect(home: Path) -> sqlite3.Connection:
-    """The search index, made if missing, made again if an older meshdrop made it."""
+    """The search index, made if missing, made again if an older meshdrop made it. A
+    sealed store's is encrypted (SQLCipher) under its own key (``StoreKeys.search``)."""
     path = index_path(home)
+    keys = sealing.keys_for(home)
+    key = None if keys is None else keys.search
     try:
-        conn = _open(path)
+        conn = _open(path, key)
         made = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if made != {"schema": SCHEMA_VERSION, "unicode": UNICODE_VERSION}:
             conn.close()
             remove(home)
-            conn = _open(path)
-    except sqlite3.DatabaseError as exc:
+            conn = _open(path, key)
+    except DATABASE_ERRORS as exc:
+        damaged = damaged_error(exc, f"the search index {path}")
+        if damaged is not None:
+            raise damaged from exc
         raise StoreError(f"cannot open the search index {path}: {exc}") from exc
     return conn
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+def _open(path: Path, key: bytes | None) -> sqlite3.Connection:
+    conn = open_database(path, key)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # derived data: a lost commit is redone
     conn.executescript(_SCHEMA)
@@ -150,11 +159,15 @@ def catch_up(home: Path) -> int:
         return done
 
 
-def catch_up_in_child(home: Path) -> None:
+def catch_up_in_child(home: Path, store_key: bytes | None = None) -> None:
     """``catch_up`` as a child process's whole work: a failure is its exit code, told
-    in one line by the parent (no traceback naming what was being indexed)."""
+    in one line by the parent (no traceback naming what was being indexed). A sealed
+    store's key comes as ``store_key`` (``StoreKeys.root``), through the process's
+    arguments: never a file or the environment."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the reader's, which stops us
     try:
+        if store_key is not None:
+            sealing.remember(home, StoreKeys(store_key))
         catch_up(home)
     except Exception:
         sys.exit(1)

@@ -25,7 +25,7 @@ from meshdrop.errors import (
     StoreError,
 )
 from meshdrop.fs import os_error_message
-from meshdrop.store import db, fsck, reportkeys, sealing, trustdb
+from meshdrop.store import db, fsck, reportkeys, sealconvert, sealing, trustdb
 from meshdrop.store.catalog import Catalog
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.crashpoints import crash_point
@@ -77,6 +77,9 @@ class IngestHold:
 class Store(Publishers, Catalog):
     def __init__(self, home: Path) -> None:
         self.home = home
+        # First: a seal or panic cut short by a kill is finished (or undone) before the
+        # home is judged plain or sealed (store/sealconvert.py).
+        sealconvert.resume(home)
         _seal_new_store_for_tests(home)
         # Before any file is opened or made: a locked store raises here.
         self.keys = sealing.keys_for(home)

@@ -24,6 +24,7 @@ from courierkit import (
 
 from conftest import (
     assert_clean_error,
+    chunk_name,
     make_publisher,
     meshdrop_in_process,
     pack,
@@ -116,7 +117,7 @@ def test_a_bundle_damaged_in_the_store_fails_alone_and_its_old_copy_stays(
     for name in ("video", "radio"):  # written again, alongside the failing bundle
         for path in setup.files_of(stick, name):
             path.unlink()
-    chunk = hashlib.sha256(NEWS_V2).hexdigest()
+    chunk = chunk_name(source, hashlib.sha256(NEWS_V2).hexdigest())
     (source / "chunks" / chunk[:2] / chunk).write_bytes(b"<h1>news, forged  edition</h1>")
     code, lines, _ = export_json(source, stick, "--part-size", PART_SIZE)
     assert code != 0

@@ -22,6 +22,7 @@ from conftest import (
     Result,
     chunk_files,
     chunk_folders,
+    chunk_names,
     command_env,
     list_json,
     make_publisher,
@@ -224,8 +225,10 @@ def test_kill_at_crash_point_keeps_store_consistent_and_rerun_resumes(
     b = bundles
     home = new_node(tmp_path / "node", b.publisher, b.good, b.old)
     before = chunk_files(home)
-    to_write = b.new.chunks - set(before)  # the chunks this import has to store
-    old_only = b.old.chunks - b.new.chunks - b.good.chunks  # deleted once v2 replaces v1
+    # the chunks this import has to store
+    to_write = chunk_names(home, b.new.chunks) - set(before)
+    # deleted once v2 replaces v1
+    old_only = chunk_names(home, b.old.chunks - b.new.chunks - b.good.chunks)
 
     crashed = run_meshdrop("--home", home, "import", "--quiet", b.new.path, env={CRASH_ENV: point})
     assert crashed.code == KILLED, crashed
@@ -255,7 +258,9 @@ def test_kill_at_crash_point_keeps_store_consistent_and_rerun_resumes(
         # are left for fsck --repair to remove (see the report to the lead).
         code, report = fsck_json(home, "--repair")
         assert (code, report["orphans_removed"]) == (0, len(old_only)), report
-    assert set(chunk_files(home)) == b.good.chunks | b.new.chunks
+    assert set(chunk_files(home)) == chunk_names(home, b.good.chunks) | chunk_names(
+        home, b.new.chunks
+    )
 
 
 # Kills in the middle of a batched import: the big bundle is larger than one batch of
@@ -285,13 +290,15 @@ def test_kill_during_a_batched_import_keeps_store_consistent_and_rerun_completes
 
     after_kill = chunk_files(home)
     written = set(after_kill) - before
-    assert written <= b.big.chunks
+    assert written <= chunk_names(home, b.big.chunks)
     if point == "after-chunk":
-        assert 0 < len(written) < len(b.big.chunks), "the first batch was not a part"
+        assert 0 < len(written) < len(chunk_names(home, b.big.chunks)), (
+            "the first batch was not a part"
+        )
     elif point == "before-commit":
-        assert written == b.big.chunks
+        assert written == chunk_names(home, b.big.chunks)
     else:
-        assert len(written) < len(b.big.chunks)
+        assert len(written) < len(chunk_names(home, b.big.chunks))
     assert_consistent(home, [b.good], tmp_path / "after-kill")  # big was never committed
 
     rerun = import_json(home, b.big)
@@ -299,7 +306,7 @@ def test_kill_during_a_batched_import_keeps_store_consistent_and_rerun_completes
     resumed = chunk_files(home)
     assert {d: resumed[d] for d in written} == {d: after_kill[d] for d in written}
     assert_consistent(home, [b.good, b.big], tmp_path / "after-rerun")
-    assert set(resumed) == b.good.chunks | b.big.chunks
+    assert set(resumed) == chunk_names(home, b.good.chunks) | chunk_names(home, b.big.chunks)
 
 
 def test_temp_files_left_by_a_kill_are_never_chunks_and_fsck_repair_removes_them(
@@ -322,7 +329,7 @@ def test_temp_files_left_by_a_kill_are_never_chunks_and_fsck_repair_removes_them
 
     leftovers = temp_files(home)
     assert leftovers
-    complete = set(chunk_files(home)) - b.good.chunks
+    complete = set(chunk_files(home)) - chunk_names(home, b.good.chunks)
     assert [str(x["name"]) for x in list_json(home)] == ["good"]
 
     code, report = fsck_json(home, "--repair")
@@ -332,7 +339,7 @@ def test_temp_files_left_by_a_kill_are_never_chunks_and_fsck_repair_removes_them
     assert report["orphans_removed"] == len(complete)
     assert (report["damaged_chunks"], report["dropped_bundles"]) == (0, 0)
     assert temp_files(home) == []
-    assert set(chunk_files(home)) == b.good.chunks
+    assert set(chunk_files(home)) == chunk_names(home, b.good.chunks)
     assert_consistent(home, [b.good], tmp_path / "after-repair")
 
     assert import_json(home, b.big)["outcome"] == "imported"

@@ -242,6 +242,31 @@ def _circle(kind: str) -> Callable[[World, Path, pytest.FixtureRequest], Result]
     return run
 
 
+SEALED = {"MESHDROP_STORE_PASSPHRASE": PASSPHRASE, "MESHDROP_TEST_FAST_KDF": "1"}
+
+
+def _locked(*args: str) -> Callable[[World, Path, pytest.FixtureRequest], Result]:
+    """The world's node sealed (in process: set-up), then a command given no key."""
+
+    def run(world: World, tmp_path: Path, _request: pytest.FixtureRequest) -> Result:
+        home = home_of(world, tmp_path)
+        meshdrop_in_process("--home", home, "seal", env=SEALED, check=True)
+        paths = [str(getattr(world, a)) if hasattr(world, a) else a for a in args]
+        paths = [str(tmp_path / "out") if a == "OUT" else a for a in paths]
+        return run_meshdrop("--home", home, *paths, env={"MESHDROP_TEST_FAST_KDF": "1"})
+
+    return run
+
+
+def _unlock_wrong(world: World, tmp_path: Path, _r: pytest.FixtureRequest) -> Result:
+    home = home_of(world, tmp_path)
+    meshdrop_in_process("--home", home, "seal", env=SEALED, check=True)
+    wrong = {**SEALED, "MESHDROP_STORE_PASSPHRASE": "not the passphrase"}
+    return run_meshdrop("--home", home, "unlock", env=wrong)
+
+
+SERVE = ("--bind", "127.0.0.1", "--port", "0")
+
 CASES = {
     "circle-new": Case("circle", 0, _circle("new")),
     "circle-join-mistyped-invite": Case("circle", 2, _circle("typo")),
@@ -272,6 +297,12 @@ CASES = {
     "export-to-a-file": Case("export", 2, _export_to("file")),
     "export-onto-a-full-stick": Case("export", 7, _export_to("full")),
     "pack-wrong-passphrase": Case("pack", 8, _pack_with_wrong_passphrase),
+    "unlock-wrong-passphrase": Case("unlock", 8, _unlock_wrong),
+    "ls-locked": Case("ls", 10, _locked("ls")),
+    "import-locked": Case("import", 10, _locked("import", "fresh")),
+    "get-locked": Case("get", 10, _locked("get", "news", "-o", "OUT")),
+    "read-locked": Case("read", 10, _locked("read", *SERVE)),
+    "node-locked": Case("node", 10, _locked("node", *SERVE, "--no-discovery", "--no-watch")),
 }
 
 

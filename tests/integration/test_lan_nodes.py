@@ -174,9 +174,7 @@ def killed_mid_transfer(
     b = trusting(tmp_path / "b", publisher)
     node_a = nodes.start(a, "--no-discovery")
     node_c = nodes.start(c, "--no-discovery")
-    crashing = nodes.start(
-        b, "--no-discovery", "--peer", node_a.address, env={CRASH_ENV: crash}
-    )
+    crashing = nodes.start(b, "--no-discovery", "--peer", node_a.address, env={CRASH_ENV: crash})
     assert crashing.proc.wait(60) == -9
     return b, node_a, node_c
 

@@ -5,7 +5,6 @@ never indexed, whole texts, Korean through the FTS index, and a deleted index re
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from readerkit import pack_in_process
 
 from conftest import Publisher, make_publisher, meshdrop_in_process, write_tree
 from meshdrop.core.searchterms import match_expression
-from meshdrop.store import db, searchindex, searchquery
+from meshdrop.store import db, sealing, searchindex, searchquery
 from meshdrop.store.searchquery import FileHit
 from meshdrop.store.store import Store
 
@@ -179,7 +178,7 @@ def test_deleting_the_index_rebuilds_it(home: Path) -> None:
 
 def test_an_index_of_another_schema_is_rebuilt(home: Path) -> None:
     searchindex.catch_up(home)
-    with contextlib.closing(sqlite3.connect(searchindex.index_path(home))) as conn:
+    with contextlib.closing(searchindex.connect(home)) as conn:
         conn.execute("UPDATE meta SET value = 0 WHERE key = 'schema'")
         conn.commit()
     assert search(home, "여권") == []
@@ -188,7 +187,9 @@ def test_an_index_of_another_schema_is_rebuilt(home: Path) -> None:
 
 def test_the_store_drops_the_old_search_table(home: Path) -> None:
     index = home / "index.sqlite"
-    with contextlib.closing(sqlite3.connect(index)) as conn:
+    keys = sealing.keys_for(home)  # the sealed pass: the store's own key
+    key = None if keys is None else keys.index
+    with contextlib.closing(db.open_database(index, key)) as conn:
         conn.execute("CREATE VIRTUAL TABLE bundle_text USING fts5(title, body)")
         conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
         conn.commit()

@@ -22,6 +22,7 @@ from conftest import (
     Result,
     assert_clean_error,
     chunk_files,
+    chunk_name,
     command_env,
     list_json,
     manifest_hash,
@@ -52,7 +53,13 @@ def digests(data: bytes) -> list[str]:
 
 
 def chunk_path(home: Path, digest: str) -> Path:
-    return home / "chunks" / digest[:2] / digest
+    name = chunk_name(home, digest)
+    return home / "chunks" / name[:2] / name
+
+
+def stored_names(home: Path, data: bytes) -> list[str]:
+    """The chunk file names of one file's data in the store in ``home``, in order."""
+    return [chunk_name(home, digest) for digest in digests(data)]
 
 
 # The command a test is about runs as a real process (``run``); set-up steps and the looks
@@ -209,7 +216,8 @@ def test_identical_file_in_two_bundles_is_stored_once(
     after_first = chunk_files(node)
     run("--home", node, "import", make_bundle("second", second), check=True)
     after_second = chunk_files(node)
-    expected = {*digests(shared), *digests(b"first"), *digests(b"second")}
+    expected = {*stored_names(node, shared), *stored_names(node, b"first")}
+    expected |= {*stored_names(node, b"second")}
     assert set(after_second) == expected
     assert len(after_second) == 4  # not 6: the two chunks of the shared file once
     assert {d: after_second[d] for d in after_first} == after_first
@@ -225,10 +233,10 @@ def test_new_version_reuses_unchanged_chunks_and_deletes_only_unused_old_ones(
     v1_files = {"a.bin": a, "b.bin": b, "c.html": c}
     v2_files = {"a.bin": a, "b.bin": b_new, "c.html": c}
     archive_files = {"tail.bin": b[2 * CHUNK_SIZE :]}  # the last chunk of v1's b.bin
-    a0, a1 = digests(a)
-    b0, b1, b2 = digests(b)
-    _, n1, n2 = digests(b_new)
-    [c0] = digests(c)
+    a0, a1 = stored_names(node, a)
+    b0, b1, b2 = stored_names(node, b)
+    _, n1, n2 = stored_names(node, b_new)
+    [c0] = stored_names(node, c)
 
     step("--home", node, "import", make_bundle("news", v1_files, version=1), check=True)
     step("--home", node, "import", make_bundle("archive", archive_files), check=True)
@@ -451,7 +459,9 @@ def test_two_imports_at_once_both_succeed(
     code, report = fsck_json(step, node)
     assert (code, report["damaged_chunks"]) == (0, 0)
     assert set(chunk_files(node)) == {
-        d for f in (*files["news"].values(), *files["other"].values()) for d in digests(f)
+        d
+        for f in (*files["news"].values(), *files["other"].values())
+        for d in stored_names(node, f)
     }
 
 
