@@ -70,6 +70,26 @@ def pack_in_process(
     return out
 
 
+def pack_samples(publisher: Publisher, out: Path, created: int) -> list[tuple[Path, str]]:
+    """The sample bundles of bundles/demo.tsv packed into ``out`` as ``<name>.mdrop``:
+    (bundle file, title) each, in the table's order."""
+    packed = []
+    for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        src, name, title, description, language, _priority = line.split("\t")
+        bundle = pack_in_process(
+            publisher,
+            SAMPLES / src,
+            out / f"{name}.mdrop",
+            name,
+            title=title,
+            description=description,
+            language=language,
+            created=created,
+        )
+        packed.append((bundle, title))
+    return packed
+
+
 def big_bytes() -> bytes:
     return random.Random(6).randbytes(BIG_SIZE)
 
@@ -180,19 +200,7 @@ def build_node(
     out = folder / "bundles"
     out.mkdir()
     titles = {"rights-ko": "노동자 권리 안내", "tricky": "Tricky <b>content</b> & edge cases"}
-    for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        src, name, title, description, language, _priority = line.split("\t")
-        titles[name] = title
-        pack_in_process(
-            publisher,
-            SAMPLES / src,
-            out / f"{name}.mdrop",
-            name,
-            title=title,
-            description=description,
-            language=language,
-            created=now - 3,
-        )
+    titles.update({path.stem: title for path, title in pack_samples(publisher, out, now - 3)})
     korean = write_tree(
         folder / "src-ko",
         {

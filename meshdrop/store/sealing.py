@@ -35,6 +35,9 @@ SLOTS_NAME = "slots"
 DESTROYING = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{12}")
 # Tests only: new slots files use scrypt with n = 2**10, so that the suite stays fast.
 TEST_FAST_KDF_ENV = "MESHDROP_TEST_FAST_KDF"
+# Tests only (the suite's sealed pass, scripts/test): a store made where there is none
+# yet is made sealed, under the passphrase in the environment (PASSPHRASE_ENVS).
+TEST_SEAL_NEW_STORES_ENV = "MESHDROP_TEST_SEAL_NEW_STORES"
 # The store passphrase from the environment: its own variable first, then the one the
 # publisher commands read (a node owner who is not a publisher sets only that one).
 PASSPHRASE_ENVS = ("MESHDROP_STORE_PASSPHRASE", "MESHDROP_PASSPHRASE")
@@ -178,6 +181,18 @@ def create_sealed(home: Path, passphrase: str, keys: StoreKeys | None = None) ->
     write_slots(home, storekeys.new_slots_file(keys, kek, header))
     remember(home, keys)
     return keys
+
+
+def seal_new_store_for_tests(home: Path) -> None:
+    """What TEST_SEAL_NEW_STORES_ENV asks, at a store's start (store.Store)."""
+    if os.environ.get(TEST_SEAL_NEW_STORES_ENV) != "1":
+        return
+    if is_sealed(home) or (home / "index.sqlite").exists():
+        return
+    passphrase = next(filter(None, map(os.environ.get, PASSPHRASE_ENVS)), None)
+    if not passphrase:
+        raise StoreError(f"{TEST_SEAL_NEW_STORES_ENV} needs {PASSPHRASE_ENVS[0]}")
+    create_sealed(home, passphrase)
 
 
 def new_header() -> storekeys.Header:

@@ -49,9 +49,6 @@ _EQUIVOCATION_ADVICE = (
     "they report the key compromised"
 )
 FREE_SPACE_RESERVE = 4 * 1024 * 1024  # MESHDROP_MIN_FREE (bytes) overrides it
-# Tests only (the suite's sealed pass, scripts/test): a store made where there is none
-# yet is made sealed, under the passphrase in the environment (sealing.PASSPHRASE_ENVS).
-TEST_SEAL_NEW_STORES_ENV = "MESHDROP_TEST_SEAL_NEW_STORES"
 CLOCK_SKEW = 86_400  # how far ahead of the node's time a signed time may be and still count
 
 __all__ = ["ImportResult", "Outcome", "Store", "StoredBundle", "TrustedPublisher"]
@@ -80,7 +77,7 @@ class Store(Publishers, Catalog):
         # First: a seal or panic cut short by a kill is finished (or undone) before the
         # home is judged plain or sealed (store/sealconvert.py).
         sealconvert.resume(home)
-        _seal_new_store_for_tests(home)
+        sealing.seal_new_store_for_tests(home)
         # Before any file is opened or made: a locked store raises here.
         self.keys = sealing.keys_for(home)
         sealer = None if self.keys is None else sealing.ChunkSealer(self.keys)
@@ -429,17 +426,6 @@ class Store(Publishers, Catalog):
         leftovers, holding the ingest lock exclusively (no import or sync is writing)."""
         with self.ingesting(exclusive=repair):
             return fsck.check(self.db, self.chunks, repair, progress)
-
-
-def _seal_new_store_for_tests(home: Path) -> None:
-    if os.environ.get(TEST_SEAL_NEW_STORES_ENV) != "1":
-        return
-    if sealing.is_sealed(home) or (home / "index.sqlite").exists():
-        return
-    passphrase = next(filter(None, map(os.environ.get, sealing.PASSPHRASE_ENVS)), None)
-    if not passphrase:
-        raise StoreError(f"{TEST_SEAL_NEW_STORES_ENV} needs {sealing.PASSPHRASE_ENVS[0]}")
-    sealing.create_sealed(home, passphrase)
 
 
 def _drop_bundle(conn: sqlite3.Connection, bundle_id: int) -> None:

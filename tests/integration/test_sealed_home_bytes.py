@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from readerkit import SAMPLES, pack_in_process, reader_server, results, search_until_indexed
+from readerkit import pack_in_process, pack_samples, reader_server, results, search_until_indexed
 
 from conftest import Publisher, make_publisher, run_meshdrop, write_tree
 from meshdrop.core.keys import key_id
@@ -24,23 +24,7 @@ def sealed(*args: str | Path) -> None:
 
 
 def sample_bundles(folder: Path, publisher: Publisher) -> list[Path]:
-    now = int(time.time())
-    out = []
-    for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        src, name, title, description, language, _priority = line.split("\t")
-        out.append(
-            pack_in_process(
-                publisher,
-                SAMPLES / src,
-                folder / f"{name}.mdrop",
-                name,
-                title=title,
-                description=description,
-                language=language,
-                created=now - 5,
-            )
-        )
-    return out
+    return [bundle for bundle, _title in pack_samples(publisher, folder, int(time.time()) - 5)]
 
 
 def stick_with_a_bundle(tmp_path: Path, publisher: Publisher) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from readerkit import SAMPLES, fetch, links, pack_in_process, reader_server, search
+from readerkit import fetch, links, pack_in_process, pack_samples, reader_server, search
 
 from conftest import make_publisher, meshdrop_in_process
 
@@ -30,20 +30,8 @@ def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = folder / "node"
     meshdrop_in_process("--home", home, "trust", "add", "--yes", publisher.pub, check=True)
     now = int(time.time())
-    for line in (SAMPLES / "demo.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        src, name, title, description, language, _priority = line.split("\t")
-        out = folder / f"{name}.mdrop"
-        pack_in_process(
-            publisher,
-            SAMPLES / src,
-            out,
-            name,
-            title=title,
-            description=description,
-            language=language,
-            created=now - 1,
-        )
-        meshdrop_in_process("--home", home, "import", out, check=True)
+    for bundle, _title in pack_samples(publisher, folder, now - 1):
+        meshdrop_in_process("--home", home, "import", bundle, check=True)
     return home
 
 
