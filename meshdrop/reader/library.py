@@ -9,7 +9,10 @@ process and a thread of its own (searching.py), so pages never wait behind it.
 What may be shown is a ``Shelf``: the committed bundles in state "ok" (verified, of a
 trusted publisher, neither withdrawn nor expired), taken from ``Store.list_bundles``. It
 is rebuilt when another connection commits (SQLite's ``PRAGMA data_version``), when a
-shown bundle reaches its expiry, and at least every REFRESH_SECONDS.
+shown bundle reaches its expiry, and at least every REFRESH_SECONDS. A page waits for a
+rebuild, unless the shelf is big and the last rebuild was slow (BIG_SHELF,
+SLOW_SHELF_SECONDS): then it gets the shelf shown so far once it has waited that long,
+and the rebuild goes on for the next page.
 """
 
 from __future__ import annotations
@@ -35,10 +38,24 @@ from meshdrop.store.threaded import ThreadedStore
 
 log = logging.getLogger("meshdrop.reader")
 
+
+def _retrieve(done: asyncio.Future[Shelf]) -> None:
+    """A look at the store nobody awaited any more (pages served the shown shelf): its
+    error is seen by the next one, not reported as never retrieved."""
+    if not done.cancelled():
+        done.exception()
+
+
 T = TypeVar("T")
 
 REFRESH_SECONDS = 30.0
 WATCH_SECONDS = 5.0  # how often an unread reader looks for new bundles to index
+# A shelf of at least BIG_SHELF bundles that took longer than SLOW_SHELF_SECONDS to load
+# is served as it was while the next one loads, once a page has waited that long for it:
+# during a sync every commit changes the store, and each page would otherwise wait for a
+# whole reload of thousands of bundles. Smaller stores' pages are always fresh.
+BIG_SHELF = 1000
+SLOW_SHELF_SECONDS = 0.05
 READ_THREADS = 4
 MANIFESTS_CACHED = 32
 SEARCH_LIMIT = 50  # hits asked of the index (the search page shows 50)
@@ -112,6 +129,8 @@ class Library:
         self.searching = SearchService(home)  # its own process and thread (searching.py)
         self._store_changed = False  # set on the store thread, seen on the event loop
         self._watching: asyncio.Task[None] | None = None
+        self._loading: asyncio.Future[Shelf] | None = None  # one look at the store at a time
+        self._load_seconds = 0.0  # how long the last shelf took to load
 
     # The event loop's side
 
@@ -119,7 +138,21 @@ class Library:
         return await self.threads.read(lambda _: work())
 
     async def shelf(self) -> Shelf:
-        shelf = await self._on_store_thread(self._current_shelf)
+        shown = self._shelf
+        slow = self._load_seconds > SLOW_SHELF_SECONDS
+        if shown is None or len(shown.bundles) < BIG_SHELF or not slow:
+            shelf = await self._on_store_thread(self._current_shelf)  # always fresh
+        else:
+            loading = self._loading
+            if loading is None or loading.done():  # one look at a time: pages share it
+                loading = self._loading = asyncio.ensure_future(
+                    self._on_store_thread(self._current_shelf)
+                )
+                loading.add_done_callback(_retrieve)
+            try:
+                shelf = await asyncio.wait_for(asyncio.shield(loading), SLOW_SHELF_SECONDS)
+            except TimeoutError:
+                return shown
         if self._store_changed:
             self._store_changed = False
             self.searching.store_changed()
@@ -200,7 +233,9 @@ class Library:
             self._manifests.clear()
             self._store_changed = True  # the search index catches up (searching.py)
         if self._shelf is None or changed or time.monotonic() >= self._shelf_until:
+            started = time.monotonic()
             self._shelf = self._load_shelf(store)
+            self._load_seconds = time.monotonic() - started
         return self._shelf
 
     def _load_shelf(self, store: Store) -> Shelf:

@@ -12,15 +12,17 @@ import aiohttp
 import pytest
 from readerkit import pack_in_process
 
-from conftest import make_publisher, meshdrop_in_process, write_tree
+from conftest import make_publisher, meshdrop_in_process, run_meshdrop, write_tree
 from meshdrop.core.manifest import CHUNK_SIZE
 from meshdrop.reader import app as reader_app
 from meshdrop.reader import i18n
+from meshdrop.reader import library as library_module
 from meshdrop.reader.headers import content_disposition
-from meshdrop.reader.library import Library
+from meshdrop.reader.library import Library, Shelf
 from meshdrop.reader.links import BundleLinks
 from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
 from meshdrop.reader.render import is_local_link, render_markdown
+from meshdrop.store.store import Store
 
 ETAG = '"abc"'
 
@@ -230,6 +232,79 @@ def test_library_shows_no_hit_on_a_version_it_does_not_show(tmp_path: Path) -> N
     first, second, first_then, second_then = asyncio.run(searched("firstword", "secondword"))
     assert first == [] and second in ([], ["a.txt"])
     assert (first_then, second_then) == ([], ["a.txt"])
+
+
+def slow_shelves(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Every shelf takes ``seconds`` more to load (on the reader's store thread), as a
+    store of thousands of bundles does while a sync keeps the CPU busy."""
+    load = Library._load_shelf
+
+    def slow(library: Library, store: Store) -> Shelf:
+        time.sleep(seconds)
+        return load(library, store)
+
+    monkeypatch.setattr(Library, "_load_shelf", slow)
+
+
+def later_bundle(tmp_path: Path) -> tuple[Path, Path]:
+    """A bundle "later" of another publisher: (its publisher file, the bundle file)."""
+    publisher = make_publisher(tmp_path / "publisher-later", "Later Publisher")
+    src = write_tree(tmp_path / "src-later", {"a.txt": b"later"})
+    return publisher.pub, pack_in_process(
+        publisher, src, tmp_path / "later.mdrop", "later", title="later"
+    )
+
+
+def add_bundle(home: Path, publisher: Path, bundle: Path) -> None:
+    """What a sync or an import does meanwhile: another process commits a bundle."""
+    run_meshdrop("--home", home, "trust", "add", "--yes", publisher, check=True)
+    run_meshdrop("--home", home, "import", bundle, check=True)
+
+
+def names_on(shelf: Shelf) -> set[str]:
+    return {b.name for b in shelf.bundles}
+
+
+def test_a_big_shelf_that_loads_slowly_is_shown_as_it_was_while_the_next_loads(
+    store_with_bundles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(library_module, "BIG_SHELF", 3)  # the fixture's store counts as big
+    slow_shelves(monkeypatch, 2.0)
+    later = later_bundle(tmp_path)
+
+    async def scenario() -> None:
+        library = Library(store_with_bundles)
+        try:
+            before = names_on(await library.shelf())  # the first one is waited for
+            await asyncio.to_thread(add_bundle, store_with_bundles, *later)
+            assert names_on(await library.shelf()) == before  # not waited for: as it was
+            for _ in range(100):
+                if "later" in names_on(await library.shelf()):
+                    break
+                await asyncio.sleep(0.1)
+            assert names_on(await library.shelf()) == before | {"later"}
+        finally:
+            await library.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_small_shelf_is_always_fresh_however_slowly_it_loads(
+    store_with_bundles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_shelves(monkeypatch, 0.5)  # slow, but 3 bundles are far fewer than BIG_SHELF
+    later = later_bundle(tmp_path)
+
+    async def scenario() -> None:
+        library = Library(store_with_bundles)
+        try:
+            before = names_on(await library.shelf())
+            await asyncio.to_thread(add_bundle, store_with_bundles, *later)
+            assert names_on(await library.shelf()) == before | {"later"}  # waited for
+        finally:
+            await library.close()
+
+    asyncio.run(scenario())
 
 
 # The reader's own limits
