@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from meshdrop.errors import MeshdropError
 from meshdrop.store import sealing, searchindex, searchquery
-from meshdrop.store.db import SQL_ERRORS
+from meshdrop.store.db import SQL_ERRORS, is_damage
 from meshdrop.store.searchquery import FileHit
 
 T = TypeVar("T")
@@ -111,15 +111,20 @@ class SearchService:
         return await self._ask(lambda conn: searchquery.titles(conn, publisher, name, version), {})
 
     async def _ask(self, question: Callable[[sqlite3.Connection], T], otherwise: T) -> T:
+        loop = asyncio.get_running_loop()
+
         def work() -> T:
             try:
                 return question(self._connection())
             except _UNANSWERED as exc:
                 log.error("reader: search index unreadable (%s)", type(exc).__name__)
                 self._drop_connection()
+                if is_damage(exc):  # derived from the store: made again from it
+                    searchindex.remove(self.home)
+                    loop.call_soon_threadsafe(self.store_changed)
                 return otherwise
 
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+        return await loop.run_in_executor(self._thread, work)
 
     def _connection(self) -> sqlite3.Connection:
         try:

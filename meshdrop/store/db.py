@@ -136,6 +136,23 @@ def open_database(path: Path, key: bytes | None) -> sqlite3.Connection:
     return conn
 
 
+def is_damage(exc: BaseException) -> bool:
+    """Whether ``exc`` (from either SQLite library) says the file is damaged or, sealed,
+    does not decrypt: SQLITE_CORRUPT or SQLITE_NOTADB; or the SealedFileError they became."""
+    if isinstance(exc, SealedFileError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, DATABASE_ERRORS)
+        and code is not None
+        and code & 0xFF
+        in (
+            _SQLITE_CORRUPT,
+            _SQLITE_NOTADB,
+        )
+    )
+
+
 def damaged_error(exc: BaseException, what: str) -> MeshdropError | None:
     """What to tell the user of a SQLCipher error that means the file does not decrypt
     (a wrong key, or damage: every page carries a MAC), or None for any other error."""

@@ -41,7 +41,7 @@ from meshdrop.core.storekeys import StoreKeys
 from meshdrop.errors import MeshdropError, StoreError
 from meshdrop.store import sealing
 from meshdrop.store.chunks import ChunkStore
-from meshdrop.store.db import DATABASE_ERRORS, damaged_error, open_database
+from meshdrop.store.db import DATABASE_ERRORS, damaged_error, is_damage, open_database
 from meshdrop.store.models import StoredBundle
 from meshdrop.store.store import Store
 
@@ -129,10 +129,24 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+_DAMAGE_CANDIDATES: tuple[type[Exception], ...] = (*DATABASE_ERRORS, MeshdropError)
+
+
 def catch_up(home: Path) -> int:
     """Index every committed bundle not indexed yet (newest first) and drop the rows of
     bundles no longer stored (older versions too), one bundle per transaction. Returns
-    how many bundles it indexed."""
+    how many bundles it indexed. A damaged index (or, sealed, one that does not decrypt)
+    is removed and built again: it is derived from the store, which is left as it is."""
+    try:
+        return _catch_up(home)
+    except _DAMAGE_CANDIDATES as exc:
+        if not is_damage(exc):
+            raise
+        remove(home)
+        return _catch_up(home)
+
+
+def _catch_up(home: Path) -> int:
     with Store(home) as store, contextlib.closing(connect(home)) as conn:
         wanted = {(b.publisher, b.name, b.version): b for b in store.list_bundles(True)}
         held = {

@@ -116,3 +116,26 @@ def test_a_sealed_home_holds_no_title_name_path_hash_or_program_name(tmp_path: P
     assert any(name.endswith("-wal") for name in while_running), sorted(while_running)
     assert_nothing_named(while_running, forbidden)
     assert_nothing_named(home_bytes(home), forbidden)
+
+
+def test_a_search_index_that_does_not_decrypt_is_built_again_from_the_store(
+    tmp_path: Path,
+) -> None:
+    publisher = make_publisher(tmp_path / "publisher", PUBLISHER_NAME)
+    home = tmp_path / "home"
+    sealed("--home", home, "seal")
+    sealed("--home", home, "trust", "add", "--yes", publisher.pub)
+    for bundle in sample_bundles(tmp_path, publisher):
+        sealed("--home", home, "import", bundle)
+    with reader_server(home, env=SEALED_ENV) as base:
+        found = results(search_until_indexed(base, "overtime"))
+    assert found
+    index = home / "search.sqlite"
+    damaged = bytearray(index.read_bytes())
+    damaged[100] ^= 0x01  # in its first page: no page of it decrypts past this
+    index.write_bytes(bytes(damaged))
+    with reader_server(home, env=SEALED_ENV) as base:
+        assert results(search_until_indexed(base, "overtime")) == found
+    assert index.read_bytes()[:200] != bytes(damaged[:200])  # made again, not patched
+    out = run_meshdrop("--home", home, "ls", "--json", env=SEALED_ENV, check=True).out
+    assert len(out.splitlines()) == 3  # the store itself untouched
