@@ -142,24 +142,14 @@ def is_damage(exc: BaseException) -> bool:
     if isinstance(exc, SealedFileError):
         return True
     code = getattr(exc, "sqlite_errorcode", None)
-    return (
-        isinstance(exc, DATABASE_ERRORS)
-        and code is not None
-        and code & 0xFF
-        in (
-            _SQLITE_CORRUPT,
-            _SQLITE_NOTADB,
-        )
-    )
+    damage_codes = (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return isinstance(exc, DATABASE_ERRORS) and code is not None and code & 0xFF in damage_codes
 
 
 def damaged_error(exc: BaseException, what: str) -> MeshdropError | None:
     """What to tell the user of a SQLCipher error that means the file does not decrypt
     (a wrong key, or damage: every page carries a MAC), or None for any other error."""
-    if not isinstance(exc, sqlcipher.DatabaseError):
-        return None
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None or code & 0xFF not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+    if not isinstance(exc, sqlcipher.DatabaseError) or not is_damage(exc):
         return None
     return SealedFileError(f"{what} is damaged or not this store's: it does not decrypt")
 
