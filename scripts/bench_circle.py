@@ -6,7 +6,9 @@ and side by side with Syncthing 1.19, each figure's baseline measured in the sam
 
 1. one bundle of 512 MiB (64 MiB with quick) from a source node to a fresh one: circle
    members against open nodes (the source serves both: `--open`), best of 3 each, taken
-   in turn; target >= 0.7 x open.
+   in turn; target >= 0.7 x open. Then the same with each node pinned to a core of its
+   own (taskset), as two devices would run, and the CPU seconds each node spent (both
+   kinds are CPU-bound here: the two nodes share the machine's 2 cores).
 2. 1000 bundles of 8 KiB (200 with quick) the same way: bundles/s (target >= 500/s in
    the circle) and bytes on the namespace's loopback.
 3. idle cost of two members holding the same 10,000 bundles (1,000 with quick), in two
@@ -36,11 +38,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import bench_syncthing
 from bench_lan import (
@@ -123,15 +126,36 @@ class Sources:
         return join(home, self.invite) if member else home
 
 
+class Kinds(NamedTuple):
+    """What circle_vs_open measured, per kind (True: circle members, False: open nodes)."""
+
+    took: dict[bool, list[float]]  # seconds from each sink's start
+    wire: dict[bool, list[int | None]]  # bytes on the namespace's loopback
+    cpu: dict[bool, list[tuple[float, float]]]  # CPU seconds (source, sink) of each run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system time of a live process (``ip netns exec`` and ``taskset`` exec
+    the node, so the pid is the node's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def circle_vs_open(
-    sources: Sources, source_home: Path, count: int, tag: str
-) -> tuple[list[float], list[float], list[int | None], list[int | None]]:
+    sources: Sources, source_home: Path, count: int, tag: str, pinned: bool = False
+) -> Kinds:
     """REPEATS fresh sinks of each kind, in turn, fetching every bundle of a source that
-    serves both; seconds from each sink's start (its listening line) and loopback bytes."""
-    took: dict[bool, list[float]] = {True: [], False: []}
-    wire: dict[bool, list[int | None]] = {True: [], False: []}
+    serves both; seconds from each sink's start (its listening line), loopback bytes and
+    CPU time of both nodes. ``pinned``: the source runs on core 0 and each sink on core 1
+    (taskset), as two devices would, instead of both sharing the machine's cores."""
+    result = Kinds({True: [], False: []}, {True: [], False: []}, {True: [], False: []})
+    took, wire = result.took, result.wire
+    source_core = ["taskset", "-c", "0"] if pinned else []
+    sink_core = ["taskset", "-c", "1"] if pinned else []
     with Netns() as ns:
-        source = BenchNode(source_home, "--no-discovery", "--open", prefix=ns.prefix)
+        source = BenchNode(
+            source_home, "--no-discovery", "--open", prefix=[*ns.prefix, *source_core]
+        )
         with running(source):
             peers = {True: f"127.0.0.1:{circle_port(source)}", False: source.address}
             for i in range(REPEATS):
@@ -139,40 +163,66 @@ def circle_vs_open(
                     kind = "circle" if member else "open"
                     home = sources.sink(f"{tag}-{kind}-{i}", member)
                     before = ns.wire_bytes()
+                    source_cpu = cpu_seconds(source.proc.pid)
                     sink = BenchNode(
-                        home, "--no-discovery", "--peer", peers[member], prefix=ns.prefix
-                    )
+                        home, "--no-discovery", "--peer", peers[member],
+                        prefix=[*ns.prefix, *sink_core],
+                    )  # fmt: skip
                     with running(sink):
                         done, _ = sink.wait(is_bundle, count=count)
                         after = ns.wire_bytes()
+                        source_cpu = cpu_seconds(source.proc.pid) - source_cpu
+                        result.cpu[member].append((source_cpu, cpu_seconds(sink.proc.pid)))
                     took[member].append(done - sink.started)
                     wire[member].append(None if before is None else (after or 0) - before)
                     say(f"  {tag} {kind} run {i + 1}/{REPEATS}: {took[member][-1]:.3f} s")
                     set_aside(home)
-    return took[True], took[False], wire[True], wire[False]
+    return result
 
 
 def bench_big(sources: Sources) -> list[dict[str, object]]:
     size = sources.size
     say(f"1. one {size // MIB} MiB bundle: circle members against open nodes")
-    circle, plain, _, _ = circle_vs_open(sources, sources.big, 1, "big")
-    rate, base = size / min(circle) / MB, size / min(plain) / MB
-    return [
-        row(
-            f"1. one {size // MIB} MiB bundle between circle members (baseline: open nodes)",
-            rate,
-            "MB/s",
-            base,
-            rate / base,
-            f">= {BIG_RATIO_TARGET} x open",
+    shared = circle_vs_open(sources, sources.big, 1, "big")
+    say("1b. the same, each node on a core of its own (taskset)")
+    pinned = circle_vs_open(sources, sources.big, 1, "pinned", pinned=True)
+    rows = []
+    for kinds, label in ((shared, "both nodes sharing 2 cores"), (pinned, "a core each")):
+        rate, base = (size / min(kinds.took[kind]) / MB for kind in (True, False))
+        rows.append(
+            row(
+                f"1. one {size // MIB} MiB bundle between circle members, {label} "
+                "(baseline: open nodes)",
+                rate,
+                "MB/s",
+                base,
+                rate / base,
+                f">= {BIG_RATIO_TARGET} x open",
+            )
         )
-    ]
+    for kind, name in ((True, "circle"), (False, "open")):
+        cpu = shared.cpu[kind]
+        for side, who in ((0, "source"), (1, "sink, start-up included")):
+            rows.append(
+                row(
+                    f"1. CPU seconds of the {who}, {name}, sharing 2 cores (median)",
+                    statistics.median(run[side] for run in cpu),
+                    "s",
+                    None,
+                    None,
+                    "reported",
+                )
+            )
+    return rows
 
 
 def bench_small(sources: Sources) -> list[dict[str, object]]:
     count = sources.count
     say(f"2. {count} bundles of 8 KiB: circle members against open nodes")
-    circle, plain, circle_wire, plain_wire = circle_vs_open(sources, sources.small, count, "small")
+    small = circle_vs_open(sources, sources.small, count, "small")
+    circle, plain, circle_wire, plain_wire = (
+        small.took[True], small.took[False], small.wire[True], small.wire[False]
+    )  # fmt: skip
     rate, base = count / min(circle), count / min(plain)
     rows = [
         row(

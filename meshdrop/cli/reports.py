@@ -42,9 +42,9 @@ def register(cli: click.Group) -> None:
 def import_drop_file(home: Path, path: Path) -> tuple[str, str]:
     """Store a drop file through the one ingest path for drops: (outcome, detail), or a
     MeshdropError (a DropError saying what is wrong with it)."""
-    from meshdrop.store.drops import DropStore, read_drop_file
+    from meshdrop.store.drops import FROM_FILE, DropStore, read_drop_file
 
-    stored = DropStore(home).add(read_drop_file(path), int(time.time()))
+    stored = DropStore(home).add(read_drop_file(path), int(time.time()), FROM_FILE)
     if stored is None:
         return "already had", "a drop this node holds or was told was delivered"
     return "imported", f"drop {stored.drop_id.hex()[:16]} ({human_size(stored.size)})"
@@ -108,7 +108,7 @@ def report_write(
     from meshdrop.core.drops import seal
     from meshdrop.core.reports import RECEIPT_RANDOM_BYTES, Report, check_report, make_receipt
     from meshdrop.fs import atomic_write
-    from meshdrop.store.drops import DropStore
+    from meshdrop.store.drops import HERE, DropStore
     from meshdrop.store.reportkeys import report_keys
 
     body = _report_text(text, text_file)
@@ -132,7 +132,7 @@ def report_write(
             stored_in = str(out)
         else:
             drops = DropStore(store.home)
-            drops.add(blob, now)
+            drops.add(blob, now, HERE)
             drops.note_receipt(report.receipt, _drop_id(blob))
             stored_in = str(store.home)
     if as_json:

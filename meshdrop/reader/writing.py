@@ -58,7 +58,7 @@ from meshdrop.reader.reportform import (
     read_submission,
 )
 from meshdrop.reader.requestinfo import origin
-from meshdrop.store.drops import DropStore
+from meshdrop.store.drops import HERE, DropStore
 from meshdrop.store.reportkeys import report_keys
 from meshdrop.store.store import Store
 
@@ -331,7 +331,7 @@ class Writing:
     def _store(self, blob: bytes, receipt: str, now: int) -> None:
         with self._drops_lock:
             drops = self._drop_store()
-            drops.add(blob, now)
+            drops.add(blob, now, HERE)
             drops.note_receipt(receipt, drop_id(blob))
 
     def _receipt_state(self, code: str) -> str:

@@ -2,9 +2,15 @@
 
 Every drop enters through ``DropStore.add`` (a file, a stick, a peer, the reader's form):
 ``check_drop`` first (structure, size class, stamp, expiry), then a crash-safe write as
-``<home>/drops/<drop id in hex>``. The folder stays within a quota: beyond it the drops
-that arrived first are evicted. Drops a publisher acknowledged are deleted and their ids
-remembered (a bounded list), so a copy that comes back later is not stored again.
+``<home>/drops/<drop id in hex>``. The folder stays within a quota. Beyond it, drops are
+evicted fairly between where they came from (``origin``: a peer's address, a stick, a
+file, this node's own reader), the oldest of the origin holding the most bytes first, so
+one source flooding valid drops evicts its own and not everybody's; drops sealed on this
+node (those with a receipt record) go last. Origins are known for the drops added through
+this DropStore object (a node's run) and not kept on disk (where a drop came from would be
+one more thing a seized node tells); earlier drops count as one origin. Drops a publisher
+acknowledged are deleted and their ids remembered (a bounded list), so a copy that comes
+back later is not stored again.
 
 Receipt codes are kept only as HMAC-SHA256 under a key of this node (``receipts.key``),
 each with the id of its drop: knowing a code, the node can say whether its drop was
@@ -39,7 +45,20 @@ from meshdrop.fs import TEMP_PREFIX, atomic_write, open_regular_file, os_error_m
 from meshdrop.store import homefiles
 from meshdrop.store.homefiles import FileCodec
 
-DROPS_QUOTA = 64 * 1024 * 1024  # per node, oldest (by arrival) evicted first
+DROPS_QUOTA = 64 * 1024 * 1024  # per node; eviction: the module's docstring
+# Origins (where a drop came from, for fair eviction; never written to disk)
+EARLIER = "earlier"  # drops held before this DropStore object was made
+HERE = "here"  # sealed on this node (its reader's form, `reports write`)
+FROM_STICK = "stick"
+FROM_FILE = "file"
+
+
+def from_peer(address: str) -> str:
+    """A peer's origin: the address it was fetched from ("host:port"). A flooder can take
+    more addresses (THREATS.md says so); each is then one share, not the whole quota."""
+    return f"peer {address}"
+
+
 DROPS_FOLDER = "drops"
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
@@ -95,6 +114,7 @@ class DropStore:
         self.folder = home / DROPS_FOLDER
         self.quota = quota
         self.codec = FileCodec.for_home(home) if codec is None else codec
+        self._origins: dict[bytes, str] = {}  # drop id -> origin, for drops added here
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
         except OSError as exc:
@@ -102,9 +122,10 @@ class DropStore:
 
     # The one way in
 
-    def add(self, blob: bytes, now: int) -> StoredDrop | None:
+    def add(self, blob: bytes, now: int, origin: str = EARLIER) -> StoredDrop | None:
         """Check and store a drop; None if it is held already or was acknowledged.
-        Raises a DropError subclass saying what is wrong with a bad one."""
+        ``origin`` names where it came from, for fair eviction (e.g. "peer 10.0.0.7",
+        "stick", "reader"). Raises a DropError subclass saying what is wrong with a bad one."""
         checked = check_drop(blob, now)
         if checked.size > self.quota:
             raise StoreError(
@@ -116,6 +137,7 @@ class DropStore:
                 return None
             self._store(path, checked.drop_id, blob, now)
             stored = StoredDrop(checked.drop_id, checked.size, checked.expiry, now)
+            self._origins[checked.drop_id] = origin
             self._evict_beyond_quota(keep=checked.drop_id)
         return stored
 
@@ -275,14 +297,31 @@ class DropStore:
         return StoredDrop(drop_id, size, expiry, int(info.st_mtime))
 
     def _evict_beyond_quota(self, keep: bytes) -> None:
-        drops = sorted(self.held(), key=lambda d: (d.arrived, d.drop_id))
-        total = sum(d.size for d in drops)
-        for drop in drops:
-            if total <= self.quota:
-                break
-            if drop.drop_id != keep:
-                self._unlink(self._path(drop.drop_id))
-                total -= drop.size
+        held = self.held()
+        total = sum(d.size for d in held)
+        if total <= self.quota:
+            return
+        sealed_here = {record[ID_BYTES:] for record in self._receipt_records()}
+        relayed: dict[str, list[StoredDrop]] = {}
+        own: list[StoredDrop] = []
+        for drop in sorted(held, key=lambda d: (d.arrived, d.drop_id)):
+            if drop.drop_id == keep:
+                continue
+            if drop.drop_id in sealed_here:
+                own.append(drop)
+            else:
+                relayed.setdefault(self._origins.get(drop.drop_id, EARLIER), []).append(drop)
+        while total > self.quota and (relayed or own):
+            if relayed:  # the origin holding the most bytes gives up its oldest drop
+                origin = max(relayed, key=lambda o: (sum(d.size for d in relayed[o]), o))
+                drop = relayed[origin].pop(0)
+                if not relayed[origin]:
+                    del relayed[origin]
+            else:
+                drop = own.pop(0)
+            self._unlink(self._path(drop.drop_id))
+            self._origins.pop(drop.drop_id, None)
+            total -= drop.size
 
     def _unlink(self, path: Path) -> int:
         try:

@@ -28,7 +28,7 @@ from meshdrop.errors import (
     DropStampError,
     DropTruncatedError,
 )
-from meshdrop.store.drops import DropStore, StoredDrop
+from meshdrop.store.drops import FROM_FILE, FROM_STICK, HERE, DropStore, StoredDrop, from_peer
 
 NOW = int(time.time())
 DAY = 86_400
@@ -94,6 +94,45 @@ def test_the_quota_keeps_the_newest_arrivals(tmp_path: Path, drops_made: list[by
         assert store.add(blob, NOW + arrival) is not None
         assert sum(d.size for d in store.held()) <= 4 * SMALL
     assert [d.drop_id for d in store.held()] == [drop_id(b) for b in reversed(drops_made[2:])]
+
+
+def test_a_flooding_origin_evicts_its_own_drops_not_another_peers(
+    tmp_path: Path, drops_made: list[bytes]
+) -> None:
+    store = DropStore(tmp_path, quota=4 * SMALL)
+    honest = drops_made[0]
+    store.add(honest, NOW, from_peer("10.0.0.2:8470"))
+    for arrival, blob in enumerate(drops_made[1:], start=1):  # five valid drops, one source
+        assert store.add(blob, NOW + arrival, from_peer("10.0.0.66:8470")) is not None
+    held = {d.drop_id for d in store.held()}
+    assert drop_id(honest) in held  # the oldest, yet kept: its origin holds the least
+    assert held == {drop_id(honest)} | {drop_id(b) for b in drops_made[3:]}
+    assert sum(d.size for d in store.held()) <= 4 * SMALL
+
+
+def test_drops_sealed_on_this_node_are_evicted_last(
+    tmp_path: Path, drops_made: list[bytes]
+) -> None:
+    store = DropStore(tmp_path, quota=3 * SMALL)
+    own = drops_made[0]
+    store.add(own, NOW, HERE)
+    store.note_receipt("ABCDEFGH", drop_id(own))
+    later = DropStore(tmp_path, quota=3 * SMALL)  # a new run: origins are not on disk
+    for arrival, blob in enumerate(drops_made[1:], start=1):
+        later.add(blob, NOW + arrival, FROM_STICK)
+    held = {d.drop_id for d in later.held()}
+    assert held == {drop_id(own)} | {drop_id(b) for b in drops_made[4:]}
+
+
+def test_drops_held_before_count_as_one_origin(tmp_path: Path, drops_made: list[bytes]) -> None:
+    DropStore(tmp_path).add(drops_made[0], NOW, from_peer("10.0.0.2:8470"))
+    DropStore(tmp_path).add(drops_made[1], NOW + 1, FROM_FILE)
+    store = DropStore(tmp_path, quota=4 * SMALL)
+    for arrival, blob in enumerate(drops_made[2:], start=2):
+        store.add(blob, NOW + arrival, from_peer("10.0.0.66:8470"))
+    # Earlier drops (2) and the flooder's (4) over a quota of 4: the flooder gives up two.
+    held = {d.drop_id for d in store.held()}
+    assert held == {drop_id(b) for b in drops_made[:2]} | {drop_id(b) for b in drops_made[4:]}
 
 
 def test_sweep_removes_expired_drops(tmp_path: Path) -> None:

@@ -192,6 +192,7 @@ def test_a_flood_of_10000_junk_drops_stays_within_the_quota_and_the_reader_answe
     valid = [make_drop(f"flooded {n}") for n in range(VALID)]
     lying = [expired_drop() for _ in range(2)]  # stamped, past expiry, listed as alive
     honest_drop = make_drop("the honest one")
+    earlier_drop = make_drop("held before the flood")
     junk = Junk(template=valid[0])
     junk.make()
     by_id = {entry[0]: index for index, entry in enumerate(junk.listed)}
@@ -215,6 +216,7 @@ def test_a_flood_of_10000_junk_drops_stays_within_the_quota_and_the_reader_answe
     events: list[Event] = []
     b_home = tmp_path / "b"
     make_home(b_home)
+    DropStore(b_home, quota=QUOTA).add(earlier_drop, int(time.time()))
     statuses: list[int] = []
     totals: list[DropTotals] = []  # the node's, kept after it stopped
 
@@ -264,8 +266,10 @@ def test_a_flood_of_10000_junk_drops_stays_within_the_quota_and_the_reader_answe
     assert totals[0].fetched == VALID + 1  # the valid ones once each, then the honest one
     held = DropStore(b_home).held()
     assert sum(d.size for d in held) <= QUOTA
-    assert {d.drop_id for d in held} <= {drop_id(b) for b in valid} | {drop_id(honest_drop)}
-    assert drop_id(honest_drop) in {d.drop_id for d in held}
+    honest_ids = {drop_id(honest_drop), drop_id(earlier_drop)}
+    assert {d.drop_id for d in held} <= {drop_id(b) for b in valid} | honest_ids
+    # The flooder's valid drops evicted its own, not the drop held before nor the honest one.
+    assert honest_ids <= {d.drop_id for d in held}
     names = {p.name for p in (b_home / "drops").iterdir()}
     assert {n for n in names if len(n) == 64} == {d.drop_id.hex() for d in held}
     assert names - {d.drop_id.hex() for d in held} <= {"acked", "receipts", "drops.lock"}

@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from meshdrop.core.drops import HEADER_BYTES
@@ -106,9 +108,8 @@ def export_drops(
     """Copy the held drops into ``courier``/drops/ as the module says, within ``room``
     bytes of new writes."""
     result = DropExport()
-    held = drops.held()
     folder = find_drops_folder(courier) or courier / DROPS_FOLDER
-    on_stick: dict[bytes, StickDrop] = {}
+    on_stick: dict[bytes, int] = {}
     if folder.is_dir():
         if not dry_run:
             _remove_temps(folder)
@@ -118,11 +119,28 @@ def export_drops(
                 if not dry_run:
                     _unlink(stick_drop.path, result)
             else:
-                on_stick[stick_drop.drop_id] = stick_drop
-    total = sum(d.size for d in on_stick.values())
-    for stored in held:
-        there = on_stick.get(stored.drop_id)
-        if there is not None and there.size == stored.size:
+                on_stick[stick_drop.drop_id] = stick_drop.size
+
+    def write(ident: bytes) -> bool:
+        return _write(drops, folder, ident, result)
+
+    fill_drops(drops, on_stick, room, now, result, None if dry_run else write)
+    return result
+
+
+def fill_drops(
+    drops: DropStore,
+    on_stick: dict[bytes, int],
+    room: int,
+    now: int,
+    result: DropExport,
+    write: Callable[[bytes], bool] | None,
+) -> None:
+    """Choose the held drops to copy (``on_stick``: the sizes of those already there, by
+    id) and ``write`` each (None: a dry run), as the module says."""
+    total = sum(on_stick.values())
+    for stored in drops.held():
+        if on_stick.get(stored.drop_id) == stored.size:
             result.already_there += 1
             continue
         if stored.expiry <= now:
@@ -130,12 +148,11 @@ def export_drops(
         if result.written_bytes + stored.size > room or total + stored.size > DROPS_QUOTA:
             result.left_out += 1
             continue
-        if not dry_run and not _write(drops, folder, stored.drop_id, result):
+        if write is not None and not write(stored.drop_id):
             continue
         result.written += 1
         result.written_bytes += stored.size
         total += stored.size
-    return result
 
 
 def _write(drops: DropStore, folder: Path, ident: bytes, result: DropExport) -> bool:
@@ -157,6 +174,11 @@ def _expired(path: Path, now: int) -> bool:
             header = handle.read(HEADER_BYTES)
     except OSError:
         return False
+    return header_expired(header, now)
+
+
+def header_expired(header: bytes, now: int) -> bool:
+    """Whether a drop whose first bytes are ``header`` is past its expiry."""
     return len(header) == HEADER_BYTES and int.from_bytes(header[1:], "big") <= now
 
 
@@ -185,13 +207,22 @@ def import_drops(drops: DropStore, courier: Path, now: int) -> list[Report]:
     if folder is None:
         return []
     found, _skipped = scan_drops(folder)
+    items = [
+        (f"{folder.name}/{d.path.name}", partial(read_drop_file, d.path)) for d in found
+    ]
+    return take_drops(drops, items, folder.name, now)
+
+
+def take_drops(
+    drops: DropStore, items: Sequence[tuple[str, Callable[[], bytes]]], where: str, now: int
+) -> list[Report]:
+    """Each drop of ``items`` (a label and how to read its bytes) through ``DropStore.add``,
+    reported as ``import_drops`` says (``where`` names them together)."""
     reports: list[Report] = []
     taken = already = expired = refused = 0
-    for stick_drop in found:
-        label = f"{folder.name}/{stick_drop.path.name}"
+    for label, read in items:
         try:
-            blob = read_drop_file(stick_drop.path)
-            stored = drops.add(blob, now)
+            stored = drops.add(read(), now)
         except DropExpiredError:
             expired += 1
             continue
@@ -211,7 +242,7 @@ def import_drops(drops: DropStore, courier: Path, now: int) -> list[Report]:
         detail = f"{taken} drops (sealed reports) taken in to pass on"
         if already:
             detail += f", {already} already held or delivered"
-        reports.append(Report([folder.name], Status.IMPORTED, detail))
+        reports.append(Report([where], Status.IMPORTED, detail))
     if expired:
-        reports.append(Report([folder.name], Status.SKIPPED, f"{expired} drops past their expiry"))
+        reports.append(Report([where], Status.SKIPPED, f"{expired} drops past their expiry"))
     return reports

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 from meshdrop.core import codec
 from meshdrop.core.drops import MAX_DROP_BYTES, SIZE_CLASSES, drop_id
 from meshdrop.errors import DropError, DropExpiredError, FormatError, MeshdropError
-from meshdrop.store.drops import DROPS_QUOTA, DropStore, StoredDrop
+from meshdrop.store.drops import DROPS_QUOTA, DropStore, StoredDrop, from_peer
 from meshdrop.transports.lan import protocol
 from meshdrop.transports.lan.errors import PeerMisbehaved, PeerNotFound
 from meshdrop.transports.lan.events import RefusedEvent
-from meshdrop.transports.lan.protocol import Address
+from meshdrop.transports.lan.protocol import Address, format_address
 
 if TYPE_CHECKING:
     from meshdrop.transports.lan.engine import SyncEngine
@@ -281,7 +281,7 @@ class DropService:
             return
         for listed, blob in zip(batch, answers, strict=False):
             if blob is not None:
-                await self._take(engine, peer, listed, blob, outcome)
+                await self._take(engine, peer, address, listed, blob, outcome)
         if len(batch) > 1:  # the rest did not fit in the answer: each alone
             for listed in batch[len(answers) :]:
                 await self._fetch(engine, peer, address, [listed], outcome)
@@ -303,6 +303,7 @@ class DropService:
         self,
         engine: SyncEngine,
         peer: Peer,
+        address: Address,
         listed: ListedDrop,
         blob: bytes,
         outcome: SyncOutcome,
@@ -312,7 +313,8 @@ class DropService:
             return
         try:
             async with self._adding:
-                stored = await asyncio.to_thread(self.drops.add, blob, self.now())
+                origin = from_peer(format_address(address))
+                stored = await asyncio.to_thread(self.drops.add, blob, self.now(), origin)
         except DropExpiredError:
             self._remember(listed.drop_id)  # expired on the way: no fault of the peer's
             return
