@@ -210,9 +210,9 @@ class Reader:
             request,
             "home.html",
             groups=views.group_for_home(shown, shelf, lang),
-            write=await self.writing.links(),
+            write=await self.writing.links(shelf),
             write_others=(
-                await self.writing.without_content({b.publisher for b in shown})
+                await self.writing.without_content({b.publisher for b in shown}, shelf)
                 if page == 1
                 else []
             ),
@@ -319,7 +319,7 @@ class Reader:
             bundle=bundle,
             info=views.bundle_info(bundle, lang),
             fresh=views.freshness(newest, shelf.now, lang),
-            write=(await self.writing.links()).get(bundle.publisher, ""),
+            write=(await self.writing.links(shelf)).get(bundle.publisher, ""),
             start=views.article_url(bundle, first) if first else "",
             base=base,
             articles=views.readable(rows),

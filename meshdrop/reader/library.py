@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from meshdrop.core.manifest import FileEntry, Manifest
-from meshdrop.core.reportkeys import REPORT_KEYS_BUNDLE
+from meshdrop.core.reportkeys import REPORT_KEYS_BUNDLE, ReportKey
 from meshdrop.errors import MeshdropError
 from meshdrop.reader import readerids
 from meshdrop.reader.searching import SearchService
 from meshdrop.store.chunks import ChunkStore
 from meshdrop.store.models import StoredBundle, TrustedPublisher
+from meshdrop.store.reportkeys import report_keys
 from meshdrop.store.store import Store
 from meshdrop.store.threaded import ThreadedStore
 
@@ -85,6 +86,10 @@ class Shelf:
     bundles: tuple[ShelvedBundle, ...]  # state "ok" only, newest first
     publishers: dict[str, TrustedPublisher]  # by fingerprint
     now: int  # the node's effective time (never before the newest signed time seen)
+    # What the write pages need, loaded with the rest so that no page waits for it behind
+    # a reload: the report keys one may seal to now, by fingerprint, and the reader secret.
+    report_keys: dict[str, list[ReportKey]] = field(default_factory=dict)
+    reader_key: bytes = field(default=b"", repr=False)
     by_bid: dict[str, ShelvedBundle] = field(default_factory=dict)
     by_id: dict[int, ShelvedBundle] = field(default_factory=dict)
 
@@ -242,17 +247,19 @@ class Library:
         if self._key is None:
             self._key = readerids.reader_key(self.home)
         key = self._key
+        listed = store.list_bundles()
         # A publisher's report keys and acks travel as a bundle; nobody reads it.
-        listed = (b for b in store.list_bundles() if b.name != REPORT_KEYS_BUNDLE)
-        bundles = tuple(ShelvedBundle.of(b, key) for b in listed)
+        shown = (b for b in listed if b.name != REPORT_KEYS_BUNDLE)
+        bundles = tuple(ShelvedBundle.of(b, key) for b in shown)
         publishers = {p.fingerprint: p for p in store.trust_list()}
         now = store.now()
+        sealable = report_keys(store, now, listed)
         wait = REFRESH_SECONDS
         expiring = [b.expires for b in bundles if b.expires is not None]
         if expiring:  # rebuild the moment the first of them expires
             wait = min(wait, max(min(expiring) + 1 - max(time.time(), now), 0))
         self._shelf_until = time.monotonic() + wait
-        return Shelf(bundles, publishers, now)
+        return Shelf(bundles, publishers, now, sealable, key)
 
     def _manifest(self, bundle: StoredBundle) -> tuple[Manifest, dict[str, FileEntry]] | None:
         """The bundle's manifest and, for a shelved bundle, its files by opaque id (both

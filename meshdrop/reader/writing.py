@@ -59,8 +59,6 @@ from meshdrop.reader.reportform import (
 )
 from meshdrop.reader.requestinfo import origin
 from meshdrop.store.drops import HERE, DropStore
-from meshdrop.store.reportkeys import report_keys
-from meshdrop.store.store import Store
 
 if TYPE_CHECKING:
     from meshdrop.reader.app import Reader
@@ -154,37 +152,35 @@ class Writing:
 
     # Who can be written to
 
-    async def recipients(self) -> tuple[dict[str, Recipient], Shelf]:
-        """Recipients by page id, computed again when the shelf changes, and the shelf."""
-        library = self.reader.library
-        shelf = await library.shelf()
+    async def recipients(self, shelf: Shelf | None = None) -> tuple[dict[str, Recipient], Shelf]:
+        """Recipients by page id, computed again when the shelf changes (from what the
+        shelf loaded with it: no page waits on the store for them), and the shelf:
+        ``shelf`` if the page has it already, else the library's."""
+        if shelf is None:
+            shelf = await self.reader.library.shelf()
         if shelf is not self._for_shelf:
-            home = self.reader.home
-
-            def load(store: Store) -> tuple[dict[str, list[ReportKey]], bytes]:
-                return report_keys(store, shelf.now), readerids.reader_key(home)
-
-            keys, secret = await library.threads.read(load)
             found = {}
-            for fingerprint, usable in keys.items():
+            for fingerprint, usable in shelf.report_keys.items():
                 trusted = shelf.publishers.get(fingerprint)
                 if trusted is None or not usable:
                     continue
-                pid = readerids.publisher_id(secret, fingerprint)
+                pid = readerids.publisher_id(shelf.reader_key, fingerprint)
                 newest = max(usable, key=lambda k: (k.sequence, k.created))
                 found[pid] = Recipient(fingerprint, trusted.name, newest, f"/w/{pid}")
             self._recipients, self._for_shelf = found, shelf
         return self._recipients, shelf
 
-    async def links(self) -> dict[str, str]:
+    async def links(self, shelf: Shelf | None = None) -> dict[str, str]:
         """Fingerprint -> the URL of its write page, for the home and bundle pages."""
-        found, _shelf = await self.recipients()
+        found, _shelf = await self.recipients(shelf)
         return {r.fingerprint: r.url for r in found.values()}
 
-    async def without_content(self, shown: set[str]) -> list[tuple[str, str]]:
+    async def without_content(
+        self, shown: set[str], shelf: Shelf | None = None
+    ) -> list[tuple[str, str]]:
         """(name, write URL) of publishers one can write to whose content is not among
         ``shown`` (fingerprints): a publisher may publish only its report key."""
-        found, _shelf = await self.recipients()
+        found, _shelf = await self.recipients(shelf)
         return sorted((r.name, r.url) for r in found.values() if r.fingerprint not in shown)
 
     async def _recipient(self, request: web.Request) -> tuple[Recipient, int] | None:

@@ -61,12 +61,16 @@ def signing_keys_at(state: PublisherState) -> SignerKeysAt:
     return keys_at
 
 
-def report_keys(store: Store, now: int) -> dict[str, list[ReportKey]]:
+def report_keys(
+    store: Store, now: int, listed: Iterable[StoredBundle] | None = None
+) -> dict[str, list[ReportKey]]:
     """Fingerprint -> the report keys a writer may seal to now, newest first, for every
     trusted publisher whose report-keys bundle this node holds (retired and expired keys
-    left out; publishers without a usable key left out)."""
+    left out; publishers without a usable key left out). ``listed``: the store's bundles
+    as ``list_bundles`` gave them, when the caller has them already (a store of thousands
+    of bundles is not listed twice)."""
     found: dict[str, list[ReportKey]] = {}
-    for state, bundle in _report_key_bundles(store):
+    for state, bundle in _report_key_bundles(store, listed):
         blobs = _read_member(store, bundle, KEYS_FILE, MAX_KEYS_FILE_BYTES)
         try:
             objects = parse_keys_file(blobs) if blobs is not None else []
@@ -103,7 +107,7 @@ def apply_acks(store: Store, drops: DropStore) -> int:
     """Delete the held drops that a trusted publisher's latest ack list names (and
     remember them, so they are not stored again). Returns how many were deleted."""
     removed = 0
-    for state, bundle in _report_key_bundles(store):
+    for state, bundle in _report_key_bundles(store, None):
         data = _read_member(store, bundle, ACKS_FILE, _MAX_ACKS_FILE_BYTES)
         if data is None:
             continue
@@ -127,11 +131,13 @@ def after_commit(store: Store, results: Iterable[ImportResult | MeshdropError]) 
             apply_acks(store, DropStore(store.home))
 
 
-def _report_key_bundles(store: Store) -> list[tuple[PublisherState, StoredBundle]]:
+def _report_key_bundles(
+    store: Store, listed: Iterable[StoredBundle] | None
+) -> list[tuple[PublisherState, StoredBundle]]:
     states = {s.fingerprint: s for s in store.trusted().values()}
     return [
         (states[b.publisher], b)
-        for b in store.list_bundles()
+        for b in (store.list_bundles() if listed is None else listed)
         if b.name == REPORT_KEYS_BUNDLE and b.publisher in states
     ]
 

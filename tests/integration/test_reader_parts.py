@@ -289,6 +289,53 @@ def test_a_big_shelf_that_loads_slowly_is_shown_as_it_was_while_the_next_loads(
     asyncio.run(scenario())
 
 
+def test_a_page_that_gets_a_new_shelf_while_the_next_loads_does_not_wait_for_it(
+    store_with_bundles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During a sync a page may be the first to see a shelf while the next one loads on
+    the reader's store thread: what the page shows with it (the write links) must come
+    with that shelf, not from a query queued behind the load (the home page waited a
+    whole reload: issue 19's p99 during a sync)."""
+    monkeypatch.setattr(library_module, "BIG_SHELF", 3)
+    slow_shelves(monkeypatch, 3.0)
+    publisher = make_publisher(tmp_path / "publisher-later", "Later Publisher")
+    first, second = (
+        (publisher.pub, pack_in_process(
+            publisher, write_tree(tmp_path / f"src-{name}", {"a.txt": name.encode()}),
+            tmp_path / f"{name}.mdrop", name, title=name,
+        ))
+        for name in ("later", "later-two")
+    )  # fmt: skip
+
+    async def scenario() -> None:
+        app = aiohttp.web.Application()
+        reader = reader_app.install_reader(app, store_with_bundles)
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        library = reader.library
+        try:
+            async with aiohttp.ClientSession() as client:
+                assert (await client.get(base)).status == 200  # the first shelf, waited for
+                await asyncio.to_thread(add_bundle, store_with_bundles, *first)
+                assert (await client.get(base)).status == 200  # stale; the next one loads
+                loading = library._loading
+                assert loading is not None
+                await asyncio.wait_for(asyncio.shield(loading), 30)
+                await asyncio.to_thread(add_bundle, store_with_bundles, *second)
+                page = await client.get(base)  # a new shelf to it, and the next one loading
+                assert page.status == 200
+                assert "later" in await page.text()
+                assert library._loading is not None and library._loading is not loading
+                assert not library._loading.done()  # answered before that load ended
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
 def test_a_small_shelf_is_always_fresh_however_slowly_it_loads(
     store_with_bundles: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
