@@ -53,31 +53,47 @@ def read_publisher_file(path: Path) -> bytes:
     return read_small_file(path, PUBLISHER_FILE_LIMIT, "publisher file")
 
 
-def passphrase_from_env_or_prompt(what: str, confirm: bool = False) -> bytes:
-    value = os.environ.get(PASSPHRASE_ENV)
-    if value is not None:
-        return value.encode()
+def ask_passphrase(
+    envs: Sequence[str], prompt: str, needed: str, empty: str, confirm: bool = False
+) -> str:
+    """A passphrase from the first of ``envs`` that is set and not empty, else typed on the
+    terminal (twice with ``confirm``). Without a terminal: PassphraseError(``needed``); an
+    empty answer: PassphraseError(``empty``)."""
+    for name in envs:
+        value = os.environ.get(name)
+        if value:
+            return value
     if not sys.stdin.isatty():
-        raise PassphraseError(
-            f"a passphrase is needed for {what}: set {PASSPHRASE_ENV} or run in a terminal"
-        )
-    entered = click.prompt(
-        f"Passphrase for {what}", hide_input=True, confirmation_prompt=confirm, err=True
-    )
+        raise PassphraseError(needed)
+    entered = str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True))
     if not entered:
-        raise PassphraseError("an empty passphrase is not allowed; use --unencrypted instead")
-    return str(entered).encode()
+        raise PassphraseError(empty)
+    return entered
+
+
+def passphrase_from_env_or_prompt(what: str, confirm: bool = False) -> bytes:
+    """The passphrase of a publisher's or an inbox's keys (MESHDROP_PASSPHRASE, else asked)."""
+    needed = f"a passphrase is needed for {what}: set {PASSPHRASE_ENV} or run in a terminal"
+    empty = "an empty passphrase is not allowed; use --unencrypted instead"
+    return ask_passphrase(
+        (PASSPHRASE_ENV,), f"Passphrase for {what}", needed, empty, confirm
+    ).encode()
+
+
+def checked_new_passphrase(passphrase: str, allow_weak: bool) -> str:
+    """``passphrase``, refused if weak unless ``allow_weak`` (``--weak-passphrase``)."""
+    from meshdrop.publish.keyfile import check_new_passphrase
+
+    if not allow_weak:
+        check_new_passphrase(passphrase.encode())
+    return passphrase
 
 
 def new_passphrase(what: str, allow_weak: bool) -> bytes:
     """A passphrase that seals new keys (typed twice, or MESHDROP_PASSPHRASE), refused if
-    weak unless ``allow_weak`` (``--weak-passphrase``)."""
-    from meshdrop.publish.keyfile import check_new_passphrase
-
-    passphrase = passphrase_from_env_or_prompt(what, confirm=True)
-    if not allow_weak:
-        check_new_passphrase(passphrase)
-    return passphrase
+    weak unless ``allow_weak``."""
+    typed = passphrase_from_env_or_prompt(what, confirm=True).decode()
+    return checked_new_passphrase(typed, allow_weak).encode()
 
 
 def confirm_step(question: str, yes: bool, unattended: str) -> None:

@@ -3,14 +3,19 @@ a store")."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from meshdrop.cli.common import confirm_step, emit_json, home_path
-from meshdrop.errors import PassphraseError, StoreLockedError, UsageError
+from meshdrop.cli.common import (
+    ask_passphrase,
+    checked_new_passphrase,
+    confirm_step,
+    emit_json,
+    home_path,
+)
+from meshdrop.errors import StoreLockedError, UsageError
 
 NEW_PASSPHRASE_ENV = "MESHDROP_NEW_STORE_PASSPHRASE"  # noqa: S105 (a variable name)
 PANIC_CODE_ENV = "MESHDROP_PANIC_CODE"
@@ -36,26 +41,10 @@ def register(cli: click.Group) -> None:
 
 def store_passphrase(what: str, envs: tuple[str, ...], confirm: bool = False) -> str:
     """A passphrase from the first of ``envs`` that is set, else asked on the terminal."""
-    for name in envs:
-        value = os.environ.get(name)
-        if value:
-            return value
-    if not sys.stdin.isatty():
-        raise PassphraseError(f"{what} is needed: set {envs[0]} or run in a terminal")
-    entered = str(
-        click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm, err=True)
+    needed = f"{what} is needed: set {envs[0]} or run in a terminal"
+    return ask_passphrase(
+        envs, what.capitalize(), needed, "an empty passphrase is not allowed", confirm
     )
-    if not entered:
-        raise PassphraseError("an empty passphrase is not allowed")
-    return entered
-
-
-def checked_new(passphrase: str, allow_weak: bool) -> str:
-    from meshdrop.publish.keyfile import check_new_passphrase
-
-    if not allow_weak:
-        check_new_passphrase(passphrase.encode())
-    return passphrase
 
 
 def open_store_keys(home: Path, key_file: Path | None) -> None:
@@ -106,7 +95,7 @@ def seal(ctx: click.Context, home: Path | None, weak_passphrase: bool, as_json: 
     if sealing.is_sealed(home):
         raise UsageError(f"the store in {home} is sealed already")
     secret = store_passphrase("the store's new passphrase", sealing.PASSPHRASE_ENVS, confirm=True)
-    sealconvert.seal(home, checked_new(secret, weak_passphrase))
+    sealconvert.seal(home, checked_new_passphrase(secret, weak_passphrase))
     if as_json:
         emit_json({"home": str(home), "sealed": True})
     else:
@@ -190,7 +179,9 @@ def passphrase(
         click.echo("no key file opens the store now")
     else:
         what = "the duress passphrase" if duress else "the store's new passphrase"
-        secret = checked_new(store_passphrase(what, (NEW_PASSPHRASE_ENV,), True), weak_passphrase)
+        secret = checked_new_passphrase(
+            store_passphrase(what, (NEW_PASSPHRASE_ENV,), True), weak_passphrase
+        )
         slotedit.set_passphrase(home, secret, duress=duress)
         click.echo(f"{'set' if duress else 'changed'} {what.replace('the store', 'the')}")
 
