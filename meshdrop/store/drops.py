@@ -40,8 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshdrop.core.drops import HEADER_BYTES, MAX_DROP_BYTES, check_drop
-from meshdrop.errors import DropOversizedError, SealedFileError, StoreError, UsageError
-from meshdrop.fs import TEMP_PREFIX, atomic_write, open_regular_file, os_error_message, read_exactly
+from meshdrop.errors import (
+    DropOversizedError,
+    FormatError,
+    SealedFileError,
+    StoreError,
+    UsageError,
+)
+from meshdrop.fs import TEMP_PREFIX, atomic_write, os_error_message, read_small_file
 from meshdrop.store import homefiles
 from meshdrop.store.homefiles import FileCodec
 
@@ -90,18 +96,11 @@ class StoredDrop:
 def read_drop_file(path: Path) -> bytes:
     """The bytes of a drop file to import (a regular file, at most the largest drop)."""
     try:
-        fd = open_regular_file(path)
-    except OSError as exc:
+        return read_small_file(path, MAX_DROP_BYTES, "drop")
+    except OSError as exc:  # opening it
         raise UsageError(f"cannot read {path} ({exc.strerror})") from exc
-    try:
-        data = read_exactly(fd, MAX_DROP_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror})") from exc
-    finally:
-        os.close(fd)
-    if len(data) > MAX_DROP_BYTES:
-        raise DropOversizedError(f"the drop is over the limit of {MAX_DROP_BYTES} bytes")
-    return data
+    except FormatError:  # read_small_file's one: over the limit
+        raise DropOversizedError(f"the drop is over the limit of {MAX_DROP_BYTES} bytes") from None
 
 
 class DropStore:
