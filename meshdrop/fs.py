@@ -8,7 +8,9 @@ import contextlib
 import errno
 import os
 import secrets
+import ssl
 import stat
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -211,3 +213,43 @@ def read_small_file(path: Path, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise FormatError(f"{path} is too large to be a {what}")
     return data
+
+
+# Where memfd_create is missing: a memory file system (a 0600 file, removed at once).
+MEMORY_FOLDER = Path("/dev/shm")  # noqa: S108
+
+
+def load_cert_chain_from_memory(context: ssl.SSLContext, pem: bytes) -> None:
+    """``context.load_cert_chain`` of ``pem`` (a certificate, then its key): OpenSSL reads
+    only paths, so the clear key goes through an anonymous memory file (memfd), or where
+    there is none a 0600 file on a memory file system removed at once, never through a
+    disk. OSError (ENOSYS) if the system has neither; ssl.SSLError for a bad PEM."""
+    try:
+        fd = os.memfd_create("k", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        _load_through_memory_folder(context, pem)
+        return
+    try:
+        _write_all(fd, pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def _load_through_memory_folder(context: ssl.SSLContext, pem: bytes) -> None:
+    if not MEMORY_FOLDER.is_dir():
+        raise OSError(errno.ENOSYS, f"this system has neither memfd_create nor {MEMORY_FOLDER}")
+    fd, name = tempfile.mkstemp(dir=MEMORY_FOLDER)
+    try:
+        _write_all(fd, pem)
+        context.load_cert_chain(name)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

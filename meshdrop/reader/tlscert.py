@@ -20,14 +20,11 @@ memory file system removed at once where there is none: never through the disk.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import ipaddress
-import os
 import secrets
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshdrop.errors import SealedFileError, StoreError
-from meshdrop.fs import atomic_write, os_error_message
+from meshdrop.fs import atomic_write, load_cert_chain_from_memory, os_error_message
 from meshdrop.store import homefiles
 from meshdrop.store.homefiles import FileCodec
 from meshdrop.transports.lan.circlecerts import leaf_key_usage
@@ -47,8 +44,6 @@ FOLDER_NAME = homefiles.READER_TLS_FOLDER
 KEY_NAME = "key.pem"
 CERT_NAME = "cert.pem"
 MAX_FILE_BYTES = 64 * 1024
-# Where memfd_create is missing: a memory file system (a 0600 file, removed at once).
-MEMORY_FOLDER = Path("/dev/shm")  # noqa: S108
 VALID_DAYS = 10 * 365  # long: a reader checks the fingerprint once, not every year
 BACKDATE = datetime.timedelta(days=1)  # a phone whose clock is a little behind still agrees
 LOOPBACK = ("127.0.0.1", "::1")
@@ -128,48 +123,13 @@ def server_context(certificate: ReaderCertificate) -> ssl.SSLContext:
         if certificate.in_memory is None:
             context.load_cert_chain(certificate.cert_path, certificate.key_path)
         else:
-            _load_from_memory(context, *certificate.in_memory)
+            key_pem, cert_pem = certificate.in_memory
+            load_cert_chain_from_memory(context, cert_pem + key_pem)
     except (OSError, ssl.SSLError) as exc:
         raise StoreError(
             f"cannot use the reader's certificate in {certificate.folder}: {exc}"
         ) from exc
     return context
-
-
-def _load_from_memory(context: ssl.SSLContext, key_pem: bytes, cert_pem: bytes) -> None:
-    """``load_cert_chain`` wants a path: give it a memory file holding both PEMs."""
-    try:
-        fd = os.memfd_create("k", os.MFD_CLOEXEC)
-    except (AttributeError, OSError):
-        _load_from_memory_folder(context, cert_pem + key_pem)
-        return
-    try:
-        _write_all(fd, cert_pem + key_pem)
-        context.load_cert_chain(f"/proc/self/fd/{fd}")
-    finally:
-        os.close(fd)
-
-
-def _load_from_memory_folder(context: ssl.SSLContext, pem: bytes) -> None:
-    if not MEMORY_FOLDER.is_dir():
-        raise StoreError(
-            "cannot hand the reader's key to TLS without writing it to the disk (this "
-            f"system has neither memfd_create nor {MEMORY_FOLDER}): run without --https"
-        )
-    fd, name = tempfile.mkstemp(dir=MEMORY_FOLDER)
-    try:
-        _write_all(fd, pem)
-        context.load_cert_chain(name)
-    finally:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            Path(name).unlink()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class CertificateFiles:

@@ -6,9 +6,10 @@ the errors for a clock far off and a temporary folder that cannot be used."""
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
+import os
 import ssl
-import stat
 import tempfile
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshdrop import fs
 from meshdrop.core.circles import CircleSecret, ca_name, epoch_of, window
-from meshdrop.transports.lan import circletls
 from meshdrop.transports.lan.circlecerts import circle_ca, issue_leaf, validity
 from meshdrop.transports.lan.circletls import NO_CHECK_TIME, CircleTLS
 from meshdrop.transports.lan.errors import EXIT_NETWORK, CircleTLSError
@@ -202,43 +203,54 @@ def test_a_clock_gone_far_off_while_running_is_the_same_error() -> None:
     assert tls.epoch == EPOCH and tls.server_context() is server
 
 
-def test_an_unusable_temporary_folder_is_a_one_line_error(
+def no_memfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(name: str, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, "memfd_create is not there")
+
+    monkeypatch.setattr(os, "memfd_create", refuse)
+
+
+def test_the_key_reaches_openssl_through_a_memory_file_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    not_a_folder = tmp_path / "plain-file"
-    not_a_folder.write_bytes(b"")
-    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made: list[str] = []
+    memfd_create = os.memfd_create
+
+    def spy(name: str, flags: int = 0) -> int:
+        made.append(name)
+        return memfd_create(name, flags)
+
+    monkeypatch.setattr(os, "memfd_create", spy)
+    CircleTLS(SECRET, NOW).server_context()
+    assert made == ["k", "k"]  # server and client contexts; nothing in a folder
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_memfd_the_key_goes_through_a_memory_folder_and_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_memfd(monkeypatch)
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    monkeypatch.setattr(fs, "MEMORY_FOLDER", shm)
+    tls = CircleTLS(SECRET, NOW)
+    assert tls.server_context().minimum_version == ssl.TLSVersion.TLSv1_3
+    assert list(shm.iterdir()) == []
+
+
+def test_no_memory_file_and_no_memory_folder_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_memfd(monkeypatch)
+    monkeypatch.setattr(fs, "MEMORY_FOLDER", tmp_path / "absent")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(CircleTLSError) as caught:
         CircleTLS(SECRET, NOW)
     message = str(caught.value)
     assert "\n" not in message
     assert message == (
-        f"cannot prepare the circle's TLS key in the temporary folder {not_a_folder}: "
-        "not a directory"
+        "cannot hand the circle's TLS key to TLS in memory: function not implemented"
     )
     assert caught.value.exit_code == EXIT_NETWORK
-    assert not_a_folder.read_bytes() == b""
-
-
-def test_the_key_is_written_encrypted_in_a_private_folder_and_removed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    written: list[tuple[str, int, int, bytes]] = []
-    write = circletls._write_private
-
-    def spy(path: Path, data: bytes) -> None:
-        write(path, data)
-        folder_mode = stat.S_IMODE(path.parent.stat().st_mode)
-        written.append((path.name, folder_mode, stat.S_IMODE(path.stat().st_mode), data))
-
-    monkeypatch.setattr(circletls, "_write_private", spy)
-    CircleTLS(SECRET, NOW)
-    assert list(tmp_path.iterdir()) == []
-    names = {name for name, *_ in written}
-    assert names == {"leaf.pem", "leaf.key"}
-    assert not any(name.startswith(("meshdrop", "mdrop")) for name in names)
-    for name, folder_mode, file_mode, data in written:
-        assert (folder_mode, file_mode) == (0o700, 0o600)
-        if name == "leaf.key":
-            assert data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert list(tmp_path.iterdir()) == []  # and never a key file on the disk instead

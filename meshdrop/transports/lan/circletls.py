@@ -6,14 +6,12 @@ circle's CAs of the epochs in its window. Nothing here reads the clock: callers 
 from __future__ import annotations
 
 import os
-import secrets
 import ssl
-import tempfile
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from meshdrop.core.circles import CircleSecret, epoch_of, window
+from meshdrop.fs import load_cert_chain_from_memory
 from meshdrop.transports.lan.circlecerts import Leaf, circle_ca, issue_leaf
 from meshdrop.transports.lan.errors import CircleTLSError
 
@@ -32,8 +30,8 @@ class CircleTLS:
     the new window's CAs). ``client_context()`` is the current epoch's; ask for it again
     for every new connection.
 
-    Making one and ``refresh`` block (a temporary folder holds the node's key while
-    OpenSSL loads it): call them outside the event loop, e.g. with ``asyncio.to_thread``.
+    Making one and ``refresh`` block (keys are made and handed to OpenSSL through a
+    memory file): call them outside the event loop, e.g. with ``asyncio.to_thread``.
     """
 
     def __init__(self, secret: CircleSecret, now: float) -> None:
@@ -108,37 +106,21 @@ def _context(protocol: int, trusted: str) -> ssl.SSLContext:
 
 
 def _load_leaf(leaf: Leaf, contexts: tuple[ssl.SSLContext, ...]) -> None:
-    """Load ``leaf`` into ``contexts``. Python's ssl loads keys only from files: they go
-    to a fresh 0700 temporary folder, removed at once; the key is encrypted there under
-    a password that never leaves memory, so one left behind by a killed process is
-    useless."""
-    password = secrets.token_bytes(32)
+    """Load ``leaf`` into ``contexts``, its key handed to OpenSSL through memory, never
+    through a disk (fs.load_cert_chain_from_memory)."""
     key_pem = leaf.key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password),
+        serialization.NoEncryption(),
     )
-    cert_pem = leaf.certificate.public_bytes(serialization.Encoding.PEM)
+    pem = leaf.certificate.public_bytes(serialization.Encoding.PEM) + key_pem
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            cert_path, key_path = Path(folder, "leaf.pem"), Path(folder, "leaf.key")
-            _write_private(cert_path, cert_pem)
-            _write_private(key_path, key_pem)
-            for context in contexts:
-                context.load_cert_chain(cert_path, key_path, password=password)
+        for context in contexts:
+            load_cert_chain_from_memory(context, pem)
     except ssl.SSLError:
         raise
     except OSError as exc:
         reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
         raise CircleTLSError(
-            f"cannot prepare the circle's TLS key in the temporary folder "
-            f"{tempfile.gettempdir()}: {reason}"
+            f"cannot hand the circle's TLS key to TLS in memory: {reason}"
         ) from exc
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    # A scratch file read once and removed: fs.atomic_write's fsync would only put it
-    # on the disk for longer.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
