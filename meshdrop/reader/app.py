@@ -308,7 +308,7 @@ class Reader:
         if page > 1 and not files:
             raise NotFound
         base = views.bundle_url(bundle)
-        newest = views.newest_content(shelf.bundles).get(bundle.publisher)
+        newest = shelf.newest.get(bundle.publisher)
         rows = views.with_titles(
             [views.file_row(bundle, f, lang) for f in files], await self.library.titles(bundle)
         )

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
@@ -92,15 +92,27 @@ class Shelf:
     reader_key: bytes = field(default=b"", repr=False)
     by_bid: dict[str, ShelvedBundle] = field(default_factory=dict)
     by_id: dict[int, ShelvedBundle] = field(default_factory=dict)
+    newest: dict[str, int] = field(default_factory=dict)  # newest_content(bundles), once
 
     def __post_init__(self) -> None:
         for bundle in self.bundles:
             self.by_bid[bundle.bid] = bundle
             self.by_id[bundle.id] = bundle
+        self.newest.update(newest_content(self.bundles))
 
     def find(self, bid: str) -> ShelvedBundle | None:
         """The bundle whose opaque id (in this node's URLs) is ``bid``."""
         return self.by_bid.get(bid)
+
+
+def newest_content(shown: Iterable[StoredBundle]) -> dict[str, int]:
+    """Per publisher, when its newest bundle of those ``shown`` was signed: what a reader
+    can actually read, not what its key record last saw (withdrawn or expired, maybe)."""
+    newest: dict[str, int] = {}
+    for bundle in shown:
+        if bundle.created > newest.get(bundle.publisher, -1):
+            newest[bundle.publisher] = bundle.created
+    return newest
 
 
 @dataclass(frozen=True)

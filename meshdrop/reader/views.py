@@ -4,7 +4,7 @@ the handlers in ``app.py`` fetch, these shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from meshdrop.core.manifest import FileEntry, Manifest
 from meshdrop.reader import i18n
@@ -54,16 +54,6 @@ def freshness(newest: int | None, now: int, lang: str) -> dict[str, object]:
     return {"text": t["newest_signed"].format(date=i18n.format_date(newest, lang)), "stale": stale}
 
 
-def newest_content(shown: Iterable[StoredBundle]) -> dict[str, int]:
-    """Per publisher, when its newest bundle of those ``shown`` was signed: what a reader
-    can actually read, not what its key record last saw (withdrawn or expired, maybe)."""
-    newest: dict[str, int] = {}
-    for bundle in shown:
-        if bundle.created > newest.get(bundle.publisher, -1):
-            newest[bundle.publisher] = bundle.created
-    return newest
-
-
 def section_order(code: str, lang: str) -> int:
     """Where a language section goes for a reader of ``lang``: theirs first, then
     several-language and other sections, the other interface language last."""
@@ -90,7 +80,7 @@ def group_for_home(bundles: Sequence[ShelvedBundle], shelf: Shelf, lang: str) ->
             }
         )
     names = {b.publisher: b.publisher_name for b in bundles}
-    newest = newest_content(shelf.bundles)
+    newest = shelf.newest
     result: list[object] = []
     for fingerprint, sections in groups.items():
         codes = sorted(sections, key=lambda code: section_order(code, lang))  # stable

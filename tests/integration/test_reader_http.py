@@ -238,7 +238,9 @@ def test_search_is_a_post_and_finds_articles(node: Node, base: str) -> None:
     assert_reader_page(reply)
     assert node.url(base, "rights-ko", "v/index.md") in results(reply)
     assert "<mark>여권</mark>" in reply.text and 'value="여권"' in reply.text
-    assert node.url(base, "news", "v/overtime.html") in found("OVERTIME pay")
+    # The index commits a bundle at a time: wait for the news bundle's too.
+    overtime = results(search_until_indexed(base, "OVERTIME pay"))
+    assert node.url(base, "news", "v/overtime.html") in overtime
     assert found("zebracrossing") == []  # only in the withdrawn bundle
     assert found("top.location") == []  # a script in HTML is not article text
     hostile = search(base, '"><script>alert(1)</script>').text

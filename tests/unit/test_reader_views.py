@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from meshdrop.reader import i18n, views
+from meshdrop.reader.library import newest_content
 from meshdrop.store.models import StoredBundle
 
 DAY = 86_400
@@ -57,13 +58,13 @@ def test_freshness_comes_from_the_newest_bundle_shown_per_publisher() -> None:
         bundle("AAAA", SIGNED - 2 * DAY),
         bundle("CCCC", SIGNED - 90 * DAY),
     ]
-    newest = views.newest_content(shown)
+    newest = newest_content(shown)
     assert newest == {"AAAA": SIGNED - 2 * DAY, "CCCC": SIGNED - 90 * DAY}
     fresh = views.freshness(newest["AAAA"], SIGNED, "en")
     assert fresh == {"text": "Newest content signed on 1 Dec 2026", "stale": ""}
     stale = views.freshness(newest["CCCC"], SIGNED, "en")
     assert stale["stale"] == "Nothing newer for 90 days: this node may be cut off."
-    assert views.newest_content([]) == {}
+    assert newest_content([]) == {}
 
 
 @pytest.mark.parametrize(
