@@ -168,6 +168,12 @@ def describe_kind(mode: int) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
+def reading_error(exc: OSError, message: str) -> UsageError | StoreError:
+    """A file that cannot be read: the disk's fault (an I/O error: README, exit code 7)
+    or the file's (not there, not allowed: a usage error)."""
+    return StoreError(message) if exc.errno == errno.EIO else UsageError(message)
+
+
 def open_regular_file(path: Path) -> int:
     """Open ``path`` for reading only if it is a regular file, without following a
     symlink and without blocking on a FIFO."""
@@ -180,7 +186,7 @@ def open_regular_file(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise UsageError(f"{path}: cannot open ({exc.strerror})") from exc
+        raise reading_error(exc, f"{path}: cannot open ({exc.strerror})") from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UsageError(f"{path}: changed into something that is not a file while opening")
@@ -207,7 +213,7 @@ def read_small_file(path: Path, limit: int, what: str) -> bytes:
     try:
         data = read_exactly(fd, limit + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror})") from exc
+        raise reading_error(exc, f"cannot read {path} ({exc.strerror})") from exc
     finally:
         os.close(fd)
     if len(data) > limit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -22,11 +23,13 @@ from meshdrop.cli import (
     trust,
 )
 from meshdrop.cli.globalopts import rearrange
-from meshdrop.errors import MeshdropError
-from meshdrop.store.db import damaged_error
+from meshdrop.errors import MeshdropError, StoreError
+from meshdrop.fs import os_error_message
+from meshdrop.store.db import damaged_error, disk_error
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+DISK_FAULT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
 
 
 class MeshdropGroup(click.Group):
@@ -101,11 +104,16 @@ def main() -> None:
     except BrokenPipeError:
         sys.exit(0)
     except OSError as exc:
+        if exc.errno in DISK_FAULT_ERRNOS:  # the disk failed: a store or disk fault (README)
+            doing = f"using {exc.filename}" if exc.filename else "using the disk"
+            click.echo(f"meshdrop: {os_error_message(exc, doing)}", err=True)
+            sys.exit(StoreError.exit_code)
         click.echo(f"meshdrop: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         sys.exit(1)
     except Exception as exc:
-        # A sealed index's page that fails its check, found after the store opened.
-        damaged = damaged_error(exc, "the store's index")
+        # A sealed index's page that fails its check, found after the store opened; or
+        # SQLite's full, read-only or failing disk.
+        damaged = damaged_error(exc, "the store's index") or disk_error(exc, "the store's index")
         if damaged is not None:
             click.echo(f"meshdrop: {damaged}", err=True)
             sys.exit(damaged.exit_code)

@@ -14,6 +14,7 @@ from typing import TypeVar, cast
 import sqlcipher3.dbapi2 as sqlcipher
 
 from meshdrop.errors import MeshdropError, SealedFileError, StoreError
+from meshdrop.fs import os_error_message
 
 T = TypeVar("T")
 # A plain store's files are opened with Python's sqlite3, a sealed store's with SQLCipher
@@ -207,6 +208,32 @@ def is_disk_full(exc: Exception) -> bool:
     return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
+# What SQLite says when the disk fails under it (sqlite3.h result codes).
+_DISK_FAULT_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY)
+
+
+def disk_error(exc: BaseException, what: str) -> StoreError | None:
+    """What to tell the user of an SQLite error (either library) that means the disk
+    failed under ``what``: full, an I/O error, read-only; None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, OPERATIONAL_ERRORS) or code is None:
+        return None
+    if code & 0xFF not in _DISK_FAULT_CODES:
+        return None
+    if code & 0xFF == sqlite3.SQLITE_FULL:
+        return StoreError(f"the disk is full: cannot save to {what}")
+    return StoreError(f"cannot read or write {what}: {exc}")
+
+
+def open_lock(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (made if absent); StoreError if the disk
+    refuses (full, read-only, failing)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StoreError(os_error_message(exc, f"opening {path}")) from exc
+
+
 class Database:
     """The index: one SQLite connection (of the thread that made it), its transactions,
     the store's write lock, and a cheap test of whether another connection committed.
@@ -223,7 +250,7 @@ class Database:
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
         """One writer at a time across processes; the kernel drops it if we die."""
-        fd = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_lock(self.home / "lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

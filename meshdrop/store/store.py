@@ -58,7 +58,7 @@ class IngestHold:
     """A shared hold of the ingest lock; the kernel drops it if the process dies."""
 
     def __init__(self, path: Path) -> None:
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd: int | None = db.open_lock(path)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_SH)
         except BaseException:
@@ -106,7 +106,7 @@ class Store(Publishers, Catalog):
         """Held shared by everyone writing chunks (imports, syncs); exclusive by repair, so
         that the temp files and unreferenced chunks it removes are never someone's work
         in progress. With ``wait=False`` it yields False at once instead of waiting."""
-        fd = os.open(self.home / "ingest.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = db.open_lock(self.home / "ingest.lock")
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
             try:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from meshdrop.store.db import disk_error
 from meshdrop.store.store import Store
 
 T = TypeVar("T")
@@ -62,7 +63,16 @@ class ThreadedStore:
         return self._local
 
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[Store], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(pool, lambda: fn(self.store()))
+        def run() -> T:
+            try:
+                return fn(self.store())
+            except Exception as exc:  # SQLite's full or failing disk, outside a commit
+                failed = disk_error(exc, f"the store index in {self.home}")
+                if failed is None:
+                    raise
+                raise failed from exc
+
+        return await asyncio.get_running_loop().run_in_executor(pool, run)
 
     async def read(self, fn: Callable[[Store], T]) -> T:
         """``fn(store)`` on a reader thread."""

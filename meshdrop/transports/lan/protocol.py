@@ -217,7 +217,7 @@ def parse_inventory_response(
         if not isinstance(raw, dict) or "prefix" not in raw or len(raw) != 2:
             raise FormatError(f"{what} has a malformed node")
         prefix = raw["prefix"]
-        if prefix not in asked or prefix in seen:
+        if not isinstance(prefix, str) or prefix not in asked or prefix in seen:
             raise FormatError(f"{what} has a node that was not asked for")
         seen.add(prefix)
         if "children" in raw:

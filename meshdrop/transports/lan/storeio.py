@@ -37,6 +37,7 @@ from meshdrop.errors import (
     TrustError,
 )
 from meshdrop.store import staging
+from meshdrop.store.db import disk_error
 from meshdrop.store.ingest import IngestSession
 from meshdrop.store.inventory import PeerView, Snapshot
 from meshdrop.store.models import ImportResult
@@ -221,8 +222,17 @@ class StoreIO:
                 return Checked(envelope, True, accepted, missing=tuple(missing), no_room=exc)
             return Checked(envelope, True, accepted, missing=tuple(missing))
 
+        def check_disk(store: Store, offered: Offered) -> Checked:
+            try:
+                return check(store, offered)
+            except Exception as exc:  # SQLite's failing disk: a StoreError, as a commit's
+                failed = disk_error(exc, f"the store index in {self.home}")
+                if failed is None:
+                    raise
+                raise failed from exc
+
         results = await self.threads.read(
-            lambda store: run_each(lambda offered: check(store, offered), offers)
+            lambda store: run_each(lambda offered: check_disk(store, offered), offers)
         )
         twins = [
             r.refusal.twin
