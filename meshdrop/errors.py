@@ -264,3 +264,12 @@ class StoreLockedError(MeshdropError):
 
 class SealedFileError(StoreError):
     """A file of a sealed store that does not decrypt under its key: damaged or not ours."""
+
+
+class BlindFileError(IntegrityError):
+    """A file of a blind courier folder that does not open under the circle's key
+    (damaged, cut short, or sealed for another circle), or whose inner header is refused."""
+
+
+class CircleChoiceError(UsageError):
+    """A node in several circles was not told which one a blind courier folder is for."""

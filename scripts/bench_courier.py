@@ -1,5 +1,6 @@
 """Courier benchmark: import and export of a courier folder against plain copies measured
-in the same run, and the peak memory of importing a big bundle.
+in the same run, the same for a blind folder (issue 20) against open ones run alternately
+with it, and the peak memory of importing a big bundle from an open and a blind folder.
 
     run(workdir, quick) -> rows of {name, value, unit, baseline, ratio, target}
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -31,6 +33,7 @@ REPEATS = 3
 IMPORT_TARGET = 0.7  # import rate as a share of cp -r + openssl dgst -sha256
 EXPORT_TARGET = 0.7  # export rate as a share of cp -r + sync
 MEMORY_TARGET_MB = 200
+BLIND_TARGET = 0.8  # blind import and export as a share of the open ones (issue 20)
 
 
 def say(message: str) -> None:
@@ -189,10 +192,13 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
         )
     )
 
+    invite = json.loads(md_out("--home", source, "circle", "new", "bench", "--json"))["invite"]
+    rows += blind_rows(work, source, publisher, invite, courier_root, payload, small_count)
+
     if quick:
         big_stick = work / "big-stick"
         big_stick.mkdir()
-        md("--home", source, "export", big_stick, "--name", "big", "-q")
+        md("--home", source, "export", big_stick, "--name", "big", "--open", "-q")
         label = f"peak memory importing a {big_size // MIB} MiB bundle"
     else:
         say("making a bundle just over 4 GiB (not timed)")
@@ -200,21 +206,97 @@ def run(workdir: Path, quick: bool) -> list[dict[str, object]]:
         huge_src = work / "huge-src"
         huge_src.mkdir()
         write_random(huge_src / "huge.bin", 4 * 1024 * MIB + 16 * MIB)
-        huge = work / "huge.mdrop"
-        md("pack", huge_src, "--publisher", publisher, "--name", "huge", "-o", huge, "-q")
+        huge = work / "huge-out"  # pack splits a bundle of 4 GiB or more into parts
+        huge.mkdir()
+        out = huge / "huge.mdrop"
+        md("pack", huge_src, "--publisher", publisher, "--name", "huge", "-o", out, "-q")
         set_aside(huge_src)
         md("--home", source, "import", huge, "-q")
         set_aside(huge)
         big_stick = work / "big-stick"
         big_stick.mkdir()
-        md("--home", source, "export", big_stick, "--name", "huge", "-q")
+        md("--home", source, "export", big_stick, "--name", "huge", "--open", "-q")
         parts = sorted(p.name for p in (big_stick / "meshdrop").iterdir())
         say(f"the 4 GiB bundle went onto the stick as {', '.join(parts)}")
-        label = "peak memory importing a 4.02 GiB bundle (2 parts)"
+        label = "peak memory importing a 4.02 GiB bundle (in 512 MiB parts)"
     node = fresh_node(work, "memory", publisher)
     peak = peak_rss_mb([meshdrop(), "--home", node, "import", big_stick, "-q"])
     rows.append(row(label, peak, "MB", None, None, f"< {MEMORY_TARGET_MB} MB"))
+    set_aside(big_stick)
+    set_aside(node)
+    big_stick = work / "blind-big-stick"
+    big_stick.mkdir()
+    md("--home", source, "export", big_stick, "--name", "big" if quick else "huge", "-q")
+    node = member_node(work, "memory", publisher, invite)
+    peak = peak_rss_mb([meshdrop(), "--home", node, "import", big_stick, "-q"])
+    rows.append(row("blind " + label, peak, "MB", None, None, f"< {MEMORY_TARGET_MB} MB"))
     set_aside(work)
+    return rows
+
+
+def md_out(*args: str | Path) -> str:
+    return subprocess.run(
+        [meshdrop(), *map(str, args)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def member_node(work: Path, name: str, publisher: Path, invite: str) -> Path:
+    """A fresh node that trusts the publisher and joined the circle of ``invite``."""
+    home = fresh_node(work, name, publisher)
+    md("--home", home, "circle", "join", invite, "--name", "bench")
+    return home
+
+
+def blind_rows(
+    work: Path,
+    source: Path,
+    publisher: Path,
+    invite: str,
+    open_root: Path,
+    payload: int,
+    small_count: int,
+) -> list[dict[str, object]]:
+    """Blind export and import of the same bundles (the source is in a circle now, so it
+    writes blind by default) against open ones run alternately with them, so that both
+    meet the same load on a shared machine."""
+    what = f"({payload // MIB} MiB, {small_count + 1} bundles)"
+    blind_root = work / "blind-stick"
+    blind_root.mkdir()
+    md("--home", source, "export", blind_root, "-q")
+    say(f"blind import vs open import ({folder_bytes(blind_root) // MIB} MiB on the stick)")
+    times: dict[str, list[float]] = {
+        "open import": [],
+        "import": [],
+        "open export": [],
+        "export": [],
+    }
+    for _ in range(REPEATS):
+        node = fresh_node(work, "dest", publisher)
+        times["open import"].append(timed([meshdrop(), "--home", node, "import", open_root, "-q"]))
+        node = member_node(work, "dest", publisher, invite)
+        times["import"].append(timed([meshdrop(), "--home", node, "import", blind_root, "-q"]))
+    say("blind export vs open export")
+    for i in range(REPEATS):
+        for kind, extra in (("open export", ["--open"]), ("export", [])):
+            dest = work / f"{kind.replace(' ', '-')}-{i}"
+            dest.mkdir()
+            argv: list[str | Path] = [meshdrop(), "--home", source, "export", dest, "-q", *extra]
+            times[kind].append(timed(argv))
+            set_aside(dest)
+    set_aside(blind_root)
+    rows = []
+    for verb in ("import", "export"):
+        took, base = min(times[verb]), min(times[f"open {verb}"])
+        rows.append(
+            row(
+                f"blind courier {verb} {what}",
+                payload / took / MB,
+                "MB/s",
+                payload / base / MB,
+                base / took,
+                f">= {BLIND_TARGET} of the open {verb}, run alternately",
+            )
+        )
     return rows
 
 

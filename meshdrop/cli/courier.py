@@ -21,6 +21,12 @@ from meshdrop.cli.common import (
     printable,
     withdrawal_line,
 )
+from meshdrop.cli.couriertarget import (
+    blind_key_for,
+    check_folder_name,
+    courier_folder,
+    drive_target,
+)
 from meshdrop.errors import MeshdropError, UsageError
 
 if TYPE_CHECKING:
@@ -98,9 +104,10 @@ def import_couriers(
     """Import the courier folders among ``paths`` and print a line per report; returns
     (how many were courier folders, the exit code of each bundle that failed, the paths
     left for the plain importer)."""
+    from meshdrop.transports.courier.blindfolder import keys_of_home
     from meshdrop.transports.courier.runs import import_courier, split_courier_paths
 
-    couriers, others = split_courier_paths(paths)
+    couriers, others = split_courier_paths(paths, keys_of_home(store.home, int(time.time())))
     failed: list[int] = []
     for source in couriers:
         folder = source.folder
@@ -139,16 +146,6 @@ def import_couriers(
 
 
 # Export
-
-
-def _courier_folder(dest: Path) -> Path:
-    from meshdrop.transports.courier.layout import COURIER_FOLDER, find_courier_folder
-
-    if not dest.exists():
-        raise UsageError(f"{dest} does not exist; mount the stick or make the folder first")
-    if not dest.is_dir() or dest.is_symlink():
-        raise UsageError(f"{dest} is not a folder")
-    return find_courier_folder(dest) or dest / COURIER_FOLDER
 
 
 def run_export(
@@ -223,6 +220,9 @@ def export_options(
     is_flag=True,
     help="Say what would be written and what does not fit; write nothing.",
 )
+@click.option("--circle", help="Write a blind folder for this circle (see above).")
+@click.option("--open", "open_folder", is_flag=True, help="Write a readable (open) folder.")
+@click.option("--folder", "folder_name", help="The blind folder's name on DEST (default: backup).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per bundle, then a summary.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -236,11 +236,20 @@ def export(
     part_size: str | None,
     check: bool,
     dry_run: bool,
+    circle: str | None,
+    open_folder: bool,
+    folder_name: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Write this node's bundles into the courier folder DEST/meshdrop (DEST is a mounted
-    stick or any folder), with its trusted publishers' files so revocations travel too.
+    """Write this node's bundles into a courier folder on DEST (DEST is a mounted stick
+    or any folder), with its trusted publishers' files so revocations travel too.
+
+    Blind or open: with --circle NAME the folder is blind (DEST/backup, or --folder):
+    files of random names and a few sizes, encrypted for the circle, that only its
+    members can find and read. A node in exactly one circle writes blind for it by
+    default; a node in several must say --circle; a node in none, or with --open, writes
+    the readable folder DEST/meshdrop that anyone can import.
 
     Run it again to top the stick up: bundles already there are skipped, older versions
     are replaced (the new one is written before the old one is removed), and damaged or
@@ -250,10 +259,19 @@ def export(
     synced on its own, so a stick pulled mid-export keeps every part finished before; the
     next export writes only the missing ones. It ends with "safe to remove" once all is
     synced. Exits 0 when done (even if some bundles did not fit: it says so), 2 if DEST is
-    not a folder, 7 if the stick is full or cannot be written."""
+    not a folder or the circle is unknown or not given, 7 if the stick is full or cannot
+    be written."""
+    from dataclasses import replace
+
     options = export_options(publishers, names, max_bytes, reserve, part_size, check, dry_run)
-    folder = _courier_folder(dest)
+    if folder_name is not None:
+        check_folder_name(folder_name)
     with open_store(ctx) as store:
+        key = blind_key_for(store.home, circle, open_folder)
+        if folder_name is not None and key is None:
+            raise UsageError("--folder names a blind folder: use it with a circle, not --open")
+        folder = courier_folder(dest, key, folder_name)
+        options = replace(options, blind_key=key)
         code = run_export(store, folder, options, as_json, quiet)
     ctx.exit(code)
 
@@ -266,18 +284,29 @@ def export(
 @click.option(
     "--publisher", "publishers", multiple=True, help="A publisher to ask for first (repeatable)."
 )
+@click.option("--circle", help="Seal it into this circle's blind folder (as export).")
+@click.option("--open", "open_folder", is_flag=True, help="Write it readable (an open folder).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 @click.pass_context
-def want(ctx: click.Context, dest: Path, publishers: tuple[str, ...], as_json: bool) -> None:
+def want(
+    ctx: click.Context,
+    dest: Path,
+    publishers: tuple[str, ...],
+    circle: str | None,
+    open_folder: bool,
+    as_json: bool,
+) -> None:
     """Write onto the stick at DEST a small summary of what this node has (and which
     publishers it asks for), so the node that fills the stick next puts what this node
-    lacks first. It holds hashed names and versions only, at most 1 MiB."""
+    lacks first. It holds hashed names and versions only, at most 1 MiB. In a circle it
+    is sealed into the circle's blind folder, as 'export' chooses."""
     from meshdrop.transports.courier.runs import want_from_store, write_want_file
 
-    folder = _courier_folder(dest)
     with open_store(ctx) as store:
+        key = blind_key_for(store.home, circle, open_folder)
+        folder = courier_folder(dest, key)
         entry = want_from_store(store, publishers, int(time.time()))
-    path, size = write_want_file(folder, entry)
+    path, size = write_want_file(folder, entry, key)
     if as_json:
         emit_json(
             {
@@ -338,14 +367,16 @@ def watch(
     everything intact from it, then top it up with what it lacks (within --max-bytes,
     leaving --reserve free). A drive without a courier folder is never written to unless
     it is allowed with --allow-drive. Looks every --interval seconds (polling)."""
+    from meshdrop.transports.courier.blindfolder import keys_of_home
     from meshdrop.transports.courier.watch import Watcher, default_roots
 
     options = export_options((), (), max_bytes, reserve, part_size, False)
     if interval < 0.1:
         raise UsageError("--interval must be at least 0.1 seconds")
-    watcher = Watcher(list(roots) or default_roots(), allowed)
     ok = True
     with open_store(ctx) as store:
+        keys = keys_of_home(store.home, int(time.time()))
+        watcher = Watcher(list(roots) or default_roots(), allowed, keys)
         while True:
             for drive in watcher.poll():
                 ok = handle_drive(store, drive.path, drive.courier, options, as_json, quiet) and ok
@@ -363,15 +394,14 @@ def handle_drive(
     as_json: bool,
     quiet: bool,
 ) -> bool:
-    from meshdrop.transports.courier.layout import COURIER_FOLDER
-
     if not as_json:
         click.echo(f"stick: {printable(str(drive))}")
     try:
         failed: list[int] = []
         if courier is not None:
             _, failed, _ = import_couriers(store, (courier,), as_json, quiet)
-        code = run_export(store, courier or drive / COURIER_FOLDER, options, as_json, quiet)
+        folder, options = drive_target(store, drive, courier, options)
+        code = run_export(store, folder, options, as_json, quiet)
         ok = code == 0
         return ok and not failed
     except (MeshdropError, OSError) as exc:

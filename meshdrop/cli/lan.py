@@ -332,11 +332,15 @@ def _stick_watcher(
 ) -> Callable[[], Awaitable[None]]:
     """The node's stick watcher: the same work as 'meshdrop watch', on a thread of its
     own (imports and exports block), every STICK_INTERVAL seconds."""
+    from time import time
+
     from meshdrop.cli.courier import handle_drive
     from meshdrop.store.store import Store
+    from meshdrop.transports.courier.blindfolder import keys_of_home
     from meshdrop.transports.courier.watch import Watcher, default_roots
 
-    watcher = Watcher(list(roots) or default_roots(), allowed)
+    # The blind folders of the circles the node is in when it starts.
+    watcher = Watcher(list(roots) or default_roots(), allowed, keys_of_home(home, int(time())))
 
     def look() -> None:
         drives = watcher.poll()

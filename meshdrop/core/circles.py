@@ -63,6 +63,7 @@ class Purpose(Enum):
     CA_SEED = b"ca-seed"
     CA_NAME = b"ca-name"
     CIRCLE_ID = b"circle-id"
+    BLIND = b"blind-files"  # blind courier folders (core/blind.py, FORMAT.md section 25)
 
 
 @dataclass(frozen=True, repr=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from meshdrop.bulkio import read_reusable
 from meshdrop.core.bundle import HEADER_SIZE, Envelope, parse_envelope, parse_header
@@ -19,12 +20,43 @@ from meshdrop.fs import open_regular_file, read_exactly
 
 __all__ = [
     "BundleFile",
+    "FdReader",
+    "ReadAt",
     "SelfSigned",
     "open_bundle_file",
     "open_regular_file",
     "read_exactly",
     "read_self_signed",
 ]
+
+
+class ReadAt(Protocol):
+    """A file's bytes read at an offset: a plain file (``FdReader``), or one decrypted as
+    it is read (a blind courier file, transports/courier/blindfile.py)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read_at(self, offset: int, size: int) -> memoryview:
+        """``size`` bytes at ``offset`` (fewer only at the end), valid until this thread's
+        next read."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class FdReader:
+    """A plain file: reads go straight to ``os.preadv`` into a reused buffer."""
+
+    fd: int
+    size: int
+
+    def read_at(self, offset: int, size: int) -> memoryview:
+        return read_reusable(self.fd, offset, size)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 @dataclass

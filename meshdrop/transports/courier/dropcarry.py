@@ -24,7 +24,7 @@ from pathlib import Path
 from meshdrop.core.drops import HEADER_BYTES
 from meshdrop.errors import DropExpiredError, MeshdropError, StoreError
 from meshdrop.fs import TEMP_PREFIX, atomic_write, os_error_message
-from meshdrop.store.drops import DROPS_QUOTA, DropStore, read_drop_file
+from meshdrop.store.drops import DROPS_QUOTA, FROM_STICK, DropStore, read_drop_file
 from meshdrop.transports.courier.importer import Report, Status
 from meshdrop.transports.courier.layout import DROP_SUFFIX, DROPS_FOLDER
 
@@ -207,9 +207,7 @@ def import_drops(drops: DropStore, courier: Path, now: int) -> list[Report]:
     if folder is None:
         return []
     found, _skipped = scan_drops(folder)
-    items = [
-        (f"{folder.name}/{d.path.name}", partial(read_drop_file, d.path)) for d in found
-    ]
+    items = [(f"{folder.name}/{d.path.name}", partial(read_drop_file, d.path)) for d in found]
     return take_drops(drops, items, folder.name, now)
 
 
@@ -222,7 +220,7 @@ def take_drops(
     taken = already = expired = refused = 0
     for label, read in items:
         try:
-            stored = drops.add(read(), now)
+            stored = drops.add(read(), now, FROM_STICK)
         except DropExpiredError:
             expired += 1
             continue

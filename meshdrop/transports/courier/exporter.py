@@ -17,14 +17,10 @@ from typing import Protocol
 from meshdrop.core.bundle import parse_publisher_file
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.trust import advance_state
-from meshdrop.errors import MeshdropError, StoreError
+from meshdrop.errors import MeshdropError
 from meshdrop.fs import (
     DurableBatch,
-    atomic_write,
     fsync_dir,
-    open_regular_file,
-    os_error_message,
-    read_exactly,
 )
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.drops import DropStore
@@ -32,11 +28,10 @@ from meshdrop.store.export import (
     ChunkReader,
     load_exportable,
     publisher_file,
-    write_bundle_data,
 )
 from meshdrop.store.models import StoredBundle
 from meshdrop.store.store import Store
-from meshdrop.transports.courier.dropcarry import DropExport, export_drops
+from meshdrop.transports.courier.dropcarry import DropExport
 from meshdrop.transports.courier.exportplan import (
     BundleWrite,
     Done,
@@ -47,10 +42,11 @@ from meshdrop.transports.courier.exportplan import (
     select_bundles,
 )
 from meshdrop.transports.courier.layout import DEFAULT_PART_SIZE, publisher_file_name
+from meshdrop.transports.courier.medium import Medium, OpenMedium
 from meshdrop.transports.courier.parts import refs_in_range
 from meshdrop.transports.courier.scan import scan_folder
-from meshdrop.transports.courier.stickstate import StickState, read_stick
-from meshdrop.transports.courier.want import Want, read_want
+from meshdrop.transports.courier.stickstate import StickState
+from meshdrop.transports.courier.want import Want
 
 DEFAULT_RESERVE = 16 * 1024 * 1024
 MAX_PUB_BYTES = 16 * 1024 * 1024
@@ -67,6 +63,7 @@ class ExportOptions:
     part_size: int = DEFAULT_PART_SIZE
     check: bool = False  # re-read every copy already on the stick
     dry_run: bool = False  # decide and report, write nothing
+    blind_key: bytes | None = field(default=None, repr=False)  # write a blind folder
 
 
 @dataclass
@@ -108,35 +105,39 @@ class _Silent:
 
 class CourierExport:
     def __init__(
-        self, store: Store, options: ExportOptions, progress: ExportProgress | None = None
+        self,
+        store: Store,
+        options: ExportOptions,
+        progress: ExportProgress | None = None,
+        medium: Medium | None = None,
     ) -> None:
         self.store = store
         self.options = options
         self.progress: ExportProgress = progress or _Silent()
+        self.medium = medium
 
     def run(self, folder: Path) -> ExportSummary:
         """Export into ``folder``; with ``dry_run``, only decide, and write nothing."""
         summary = ExportSummary(dry_run=self.options.dry_run)
+        medium = self.medium = self.medium or OpenMedium(folder)
         if not summary.dry_run:
-            try:
-                folder.mkdir(exist_ok=True)
-            except OSError as exc:
-                raise StoreError(os_error_message(exc, f"making the folder {folder}")) from exc
+            medium.prepare()
         exists = folder.is_dir()
         temps = scan_folder(folder).temps if exists else []
         for temp in temps if summary.dry_run else _remove_temps(temps):
             verb = "would remove" if summary.dry_run else "removed"
             summary.notes.append(f"{verb} {temp.name}, left by an export that was cut short")
-        stick = read_stick(folder, self.options.check) if exists else StickState()
+        stick = medium.read_stick(self.options.check) if exists else StickState()
         want = self._want(stick, summary)
         fingerprints = self._publishers()
-        new_publishers = self._publishers_to_write(folder, fingerprints)
-        summary.publishers_written = [target.name for target, _ in new_publishers]
+        new_publishers = self._publishers_to_write(fingerprints)
+        summary.publishers_written = [name for name, _ in new_publishers]
         summary.free = _free_space(folder if exists else folder.parent)
         plan = plan_export(
             (load_exportable(self.store, b) for b in self._select(fingerprints, want)),
             stick,
-            part_size=self.options.part_size,
+            part_size=medium.part_size(self.options.part_size),
+            on_disk=medium.on_disk,
             max_bytes=self.options.max_bytes,
             reserve=self.options.reserve,
             free=summary.free,
@@ -147,8 +148,8 @@ class CourierExport:
             summary.reports.extend(_planned(write) for write in plan.writes)
             self._drops(folder, summary, planned)
             return summary
-        for target, data in new_publishers:
-            atomic_write(target, data)
+        for name, data in new_publishers:
+            medium.write_small(name, data)
         self.progress.start(sum(w.size for w in plan.writes), len(plan.writes))
         with ChunkReader(self.store) as reader:
             self._write_all(folder, plan.writes, reader, summary)
@@ -163,7 +164,8 @@ class CourierExport:
         if self.options.max_bytes is not None:
             room = min(room, self.options.max_bytes - planned)
         drops = DropStore(self.store.home)
-        done = export_drops(drops, folder, max(0, room), self.store.now(), summary.dry_run)
+        assert self.medium is not None
+        done = self.medium.export_drops(drops, max(0, room), self.store.now(), summary.dry_run)
         summary.drops = done
         if done.written or done.already_there or done.left_out or done.removed:
             summary.notes.append(done.describe(summary.dry_run))
@@ -179,10 +181,9 @@ class CourierExport:
         return sorted(chosen)
 
     def _want(self, stick: StickState, summary: ExportSummary) -> Want | None:
-        if stick.want_path is None:
-            return None
+        assert self.medium is not None
         try:
-            return read_want(stick.want_path)
+            return self.medium.read_want(stick)
         except MeshdropError as exc:
             summary.notes.append(f"ignored the want file: {exc}")
             return None
@@ -248,21 +249,12 @@ class CourierExport:
             self.progress.advance(nbytes)
             crash_point(point)
 
+        assert self.medium is not None
         try:
-            fd = batch.create(folder / file.name)
-        except MeshdropError as exc:
-            return _failed(write, exc)
-        try:
-            write_bundle_data(
-                reader,
-                item,
-                fd,
-                head=file.head,
-                refs=refs_in_range(refs, file.start, file.end),
-                progress=advance,
+            self.medium.write_file(
+                batch, file, item, reader, refs_in_range(refs, file.start, file.end), advance
             )
         except MeshdropError as exc:
-            batch.discard(fd)
             return _failed(write, exc)
         return None
 
@@ -286,9 +278,12 @@ class CourierExport:
         return None
 
     def _finish(self, folder: Path, write: BundleWrite, summary: ExportSummary) -> ExportReport:
+        assert self.medium is not None
+        for file in write.to_write:
+            self.medium.written(file.name)
         for name in write.superseded:
             try:
-                (folder / name).unlink()
+                self.medium.remove(name)
                 summary.removed.append(name)
             except FileNotFoundError:
                 pass
@@ -299,19 +294,18 @@ class CourierExport:
             detail += " (removed " + ", ".join(write.superseded) + ")"
         return _written_report(write, detail)
 
-    def _publishers_to_write(
-        self, folder: Path, fingerprints: list[str]
-    ) -> list[tuple[Path, bytes]]:
+    def _publishers_to_write(self, fingerprints: list[str]) -> list[tuple[str, bytes]]:
         """Each trusted publisher's verified chain, unless the stick carries a newer valid
         chain of it already (which must travel on: it may hold a revocation)."""
+        assert self.medium is not None
         writes = []
         for fingerprint in fingerprints:
             data = publisher_file(self.store, fingerprint)
-            target = folder / publisher_file_name(fingerprint)
-            existing = _read_small(target)
+            name = publisher_file_name(fingerprint)
+            existing = self.medium.existing(name, MAX_PUB_BYTES)
             if existing == data or self._stick_newer(fingerprint, existing):
                 continue
-            writes.append((target, data))
+            writes.append((name, data))
         return writes
 
     def _stick_newer(self, fingerprint: str, existing: bytes | None) -> bool:
@@ -324,19 +318,6 @@ class CourierExport:
             return False
         newer, _problem = advance_state(state, chain)
         return newer.version > state.version
-
-
-def _read_small(path: Path) -> bytes | None:
-    try:
-        fd = open_regular_file(path)
-    except MeshdropError:
-        return None
-    try:
-        return read_exactly(fd, MAX_PUB_BYTES)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _remove_temps(temps: list[Path]) -> list[Path]:

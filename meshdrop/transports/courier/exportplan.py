@@ -11,7 +11,7 @@ less the reserve, is left out and reported.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
@@ -151,9 +151,11 @@ def plan_export(
     max_bytes: int | None,
     reserve: int,
     free: int,
+    on_disk: Callable[[int], int] = int,
 ) -> ExportPlan:
     """What to write of ``items`` (in the order given), with ``free`` bytes free on the
-    stick now. --max-bytes counts what the stick's copies take, kept ones included."""
+    stick now. --max-bytes counts what the stick's copies take, kept ones included.
+    ``on_disk``: what a file of a size takes on the stick (a blind folder pads it)."""
     plan = ExportPlan()
     candidates: list[BundleWrite] = []
     used = 0
@@ -161,7 +163,7 @@ def plan_export(
         bundle = item.bundle
         present = stick.complete_copy(item.manifest_hash, bundle.size)
         if present is not None:
-            size = sum(stick.files[n].size for n in present)
+            size = sum(on_disk(stick.files[n].size) for n in present)
             used += size
             plan.reports.append(report(item, Done.ALREADY_THERE, ", ".join(present), size, present))
             continue
@@ -172,10 +174,11 @@ def plan_export(
         candidates.append(_lay_out(item, stick, part_size))
     free -= reserve
     for write in candidates:
-        needed = sum(f.size for f in write.to_write)
-        if max_bytes is not None and used + write.size > max_bytes:
+        needed = sum(on_disk(f.size) for f in write.to_write)
+        whole = sum(on_disk(f.size) for f in write.files)
+        if max_bytes is not None and used + whole > max_bytes:
             detail = (
-                f"does not fit in --max-bytes ({_mib(write.size)} needed, "
+                f"does not fit in --max-bytes ({_mib(whole)} needed, "
                 f"{_mib(max(0, max_bytes - used))} left)"
             )
             plan.reports.append(report(write.item, Done.LEFT_OUT, detail, write.size, []))
@@ -187,9 +190,9 @@ def plan_export(
             )
             plan.reports.append(report(write.item, Done.LEFT_OUT, detail, write.size, []))
             continue
-        used += write.size
+        used += whole
         free -= needed
-        free += sum(stick.files[n].size for n in write.superseded if n in stick.files)
+        free += sum(on_disk(stick.files[n].size) for n in write.superseded if n in stick.files)
         plan.writes.append(write)
     return plan
 

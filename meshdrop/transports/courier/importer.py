@@ -21,6 +21,7 @@ from typing import Protocol
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
 from meshdrop.errors import (
+    BlindFileError,
     FormatError,
     IntegrityError,
     MeshdropError,
@@ -155,6 +156,17 @@ class CourierImport:
         """Import bundle files and parts given one by one (not a whole folder)."""
         return self._run(Scan(Path(), bundles=list(paths)))
 
+    # How a file of the folder is read (blindimport.py reads blind files)
+
+    def _label(self, path: Path) -> str:
+        return path.name
+
+    def _open(self, path: Path) -> CourierFile:
+        return open_courier_file(path)
+
+    def _read_small(self, path: Path, limit: int, what: str) -> bytes:
+        return read_small_file(path, limit, what)
+
     def _run(self, scan: Scan) -> list[Report]:
         staging.prune(self.store.db, self.store.accept)
         sizes = {p: _size(p) for p in scan.bundles + scan.publishers}
@@ -200,12 +212,12 @@ class CourierImport:
 
     def _publisher(self, path: Path) -> Report:
         try:
-            data = read_small_file(path, 16 * MIB, "publisher file")
-            result = self.store.update_publisher(data, path.name)
+            data = self._read_small(path, 16 * MIB, "publisher file")
+            result = self.store.update_publisher(data, self._label(path))
         except UntrustedPublisherError:
-            return Report([path.name], Status.NOT_TRUSTED, "left alone")
+            return Report([self._label(path)], Status.NOT_TRUSTED, "left alone")
         except MeshdropError as exc:
-            return Report([path.name], Status.REFUSED, str(exc), exit_code=exc.exit_code)
+            return Report([self._label(path)], Status.REFUSED, str(exc), exit_code=exc.exit_code)
         if result.outcome is Outcome.PUBLISHER_UPDATED:
             detail = f"{result.name} record v{result.version} (was v{result.replaced_version})"
             status = Status.PUBLISHER_UPDATED
@@ -213,7 +225,7 @@ class CourierImport:
             detail = f"{result.name} record v{result.version}"
             status = Status.PUBLISHER_KNOWN
         return Report(
-            [path.name],
+            [self._label(path)],
             status,
             detail,
             result.name,
@@ -224,18 +236,18 @@ class CourierImport:
 
     def _bundle_file(self, pool: ThreadPoolExecutor, path: Path) -> None:
         try:
-            source = open_courier_file(path)
+            source = self._open(path)
         except MeshdropError as exc:
             self.junk += 1
             if self.junk <= MAX_JUNK_REPORTS:
                 self.reports.append(
-                    Report([path.name], Status.REFUSED, str(exc), exit_code=exc.exit_code)
+                    Report([self._label(path)], Status.REFUSED, str(exc), exit_code=exc.exit_code)
                 )
             return
         with source:
             key = hashlib.sha256(source.envelope.manifest_bytes).digest()
             group = self.groups.setdefault(key, _Group())
-            group.files.append(path.name)
+            group.files.append(self._label(path))
             if source.part is not None:
                 group.part_count = max(group.part_count, source.part.count)
             if group.committed:
@@ -323,8 +335,9 @@ class CourierImport:
             group.ready = False
             if isinstance(result, MissingChunksError):
                 continue  # reported incomplete, what verified kept in staging
-            if isinstance(result, MeshdropError):
+            if isinstance(result, MeshdropError):  # the commit failed (a full disk): say so
                 group.refusal = (Status.REFUSED, str(result), result.exit_code)
+                group.verified = None
                 continue
             group.result = result
             staging.unstage(self.store.db, staging.manifest_hash(verified))
@@ -341,6 +354,8 @@ class CourierImport:
                 data = source.read_chunk(ref, start)  # this thread's buffer
             except OSError:
                 return None, "unreadable"
+            except BlindFileError:  # a blind file's segment failed authentication
+                return None, "damaged"
             try:
                 return self.session.put(ref, data), ""
             except IntegrityError:

@@ -1,5 +1,6 @@
 """Opening a file from a stick: a whole .mdrop or one part, as a source of chunks. Only
-the header and envelope are read here; each chunk is then read once, by the importer."""
+the header and envelope are read here; each chunk is then read once, by the importer. The
+bytes come through a ``ReadAt``: a plain file, or a blind file decrypted as it is read."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshdrop.bulkio import read_reusable
 from meshdrop.core.bundle import HEADER_SIZE, MAGIC, Envelope, parse_envelope, parse_header
 from meshdrop.core.manifest import ChunkRef, Manifest
 from meshdrop.errors import FormatError
-from meshdrop.fs import open_regular_file, read_exactly
+from meshdrop.fs import open_regular_file
+from meshdrop.store.bundlefile import FdReader, ReadAt
 from meshdrop.transports.courier.parts import (
     PART_HEADER_SIZE,
     PART_MAGIC,
@@ -23,10 +24,11 @@ from meshdrop.transports.courier.parts import (
 
 @dataclass
 class CourierFile:
-    """An open bundle file or part whose header and envelope parsed (nothing verified)."""
+    """An open bundle file or part whose header and envelope parsed (nothing verified).
+    ``path`` names it in messages (for a blind file: its name inside the blind file)."""
 
     path: Path
-    fd: int
+    reader: ReadAt
     envelope: Envelope
     envelope_bytes: bytes
     head_size: int  # bytes before the data in this file
@@ -34,7 +36,7 @@ class CourierFile:
     part: PartHeader | None
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.reader.close()
 
     def __enter__(self) -> CourierFile:
         return self
@@ -64,28 +66,37 @@ class CourierFile:
     def read_chunk(self, ref: ChunkRef, start: int) -> memoryview:
         """The chunk's bytes (short only if the file is cut), in this thread's reusable
         buffer (meshdrop/bulkio.py): valid until the thread's next read."""
-        return read_reusable(self.fd, self.head_size + ref.offset - start, ref.size)
+        return self.reader.read_at(self.head_size + ref.offset - start, ref.size)
 
 
 def open_courier_file(path: Path) -> CourierFile:
     fd = open_regular_file(path)
     try:
-        file_size = os.fstat(fd).st_size
-        first = read_exactly(fd, HEADER_SIZE)
+        reader = FdReader(fd, os.fstat(fd).st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return open_courier_source(reader, path)
+
+
+def open_courier_source(reader: ReadAt, path: Path) -> CourierFile:
+    """Parse the head of the file ``reader`` reads (``path`` names it); closes ``reader``
+    if that fails."""
+    try:
+        first = bytes(reader.read_at(0, PART_HEADER_SIZE))
         part: PartHeader | None = None
         if first.startswith(PART_MAGIC):
-            rest = read_exactly(fd, PART_HEADER_SIZE - HEADER_SIZE)
-            part = parse_part_header(first + rest, path.name)
+            part = parse_part_header(first, path.name)
             length, head = part.envelope_length, PART_HEADER_SIZE
         elif first.startswith(MAGIC) or len(first) < HEADER_SIZE:
-            length, head = parse_header(first, path.name), HEADER_SIZE
+            length, head = parse_header(first[:HEADER_SIZE], path.name), HEADER_SIZE
         else:
             raise FormatError(f"{path.name} is not a meshdrop bundle (wrong magic bytes)")
-        raw = read_exactly(fd, length)
+        raw = bytes(reader.read_at(head, length))
         if len(raw) != length:
             raise FormatError(f"{path.name} is truncated inside its envelope")
         envelope = parse_envelope(raw, path.name)
     except BaseException:
-        os.close(fd)
+        reader.close()
         raise
-    return CourierFile(path, fd, envelope, raw, head + length, file_size, part)
+    return CourierFile(path, reader, envelope, raw, head + length, reader.size, part)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshdrop.errors import UsageError
 from meshdrop.store.drops import DropStore
 from meshdrop.store.store import Store
+from meshdrop.transports.courier.blindexport import BlindMedium
+from meshdrop.transports.courier.blindfolder import BlindKey, find_blind_folder
+from meshdrop.transports.courier.blindimport import import_blind
 from meshdrop.transports.courier.dropcarry import import_drops
 from meshdrop.transports.courier.exporter import (
     CourierExport,
@@ -22,7 +25,13 @@ from meshdrop.transports.courier.exporter import (
 )
 from meshdrop.transports.courier.exportplan import Done
 from meshdrop.transports.courier.importer import CourierImport, ProgressSink, Report
-from meshdrop.transports.courier.layout import WANT_FILE, find_courier_folder, part_number
+from meshdrop.transports.courier.layout import (
+    DEFAULT_PART_SIZE,
+    WANT_FILE,
+    find_courier_folder,
+    part_number,
+)
+from meshdrop.transports.courier.medium import Medium
 from meshdrop.transports.courier.want import MAX_HAVE, Want, stream_id, write_want
 
 WRITTEN = (Done.WRITTEN, Done.REPLACED, Done.REPAIRED)
@@ -31,23 +40,33 @@ WRITTEN = (Done.WRITTEN, Done.REPLACED, Done.REPAIRED)
 @dataclass(frozen=True)
 class CourierSource:
     """What one courier import reads: a courier folder whole, or only ``files``, part
-    files of bundles (given by name, or found in a folder that is no courier folder)."""
+    files of bundles (given by name, or found in a folder that is no courier folder); a
+    blind folder when ``key`` is set."""
 
     folder: Path
     files: tuple[Path, ...] = ()
+    key: bytes | None = field(default=None, repr=False)
 
 
-def split_courier_paths(paths: Iterable[Path]) -> tuple[list[CourierSource], tuple[Path, ...]]:
-    """(courier folders and part files among or inside ``paths``, the paths the plain
-    importer reads: every path that is no courier folder or part file)."""
+def split_courier_paths(
+    paths: Iterable[Path], keys: Sequence[BlindKey] = ()
+) -> tuple[list[CourierSource], tuple[Path, ...]]:
+    """(courier folders, blind folders that one of ``keys`` opens, and part files among or
+    inside ``paths``; the paths the plain importer reads: every path that is none of
+    those)."""
     couriers: list[CourierSource] = []
     others: list[Path] = []
     loose: dict[Path, list[Path]] = {}  # part files by their folder: one import each
     for path in paths:
         folder = find_courier_folder(path)
+        blind = find_blind_folder(path, keys)
         if folder is not None:
             couriers.append(CourierSource(folder))
-        elif part_number(path.name) is not None and not path.is_dir():
+        if blind is not None:
+            couriers.append(CourierSource(blind[0], key=blind[1].key))
+        if folder is not None or blind is not None:
+            continue
+        if part_number(path.name) is not None and not path.is_dir():
             loose.setdefault(path.parent, []).append(path)
         else:
             for part in _part_files_below(path):
@@ -77,6 +96,8 @@ def import_courier(
     store: Store, source: CourierSource, progress: ProgressSink | None = None
 ) -> list[Report]:
     """Import a courier folder, or the part files ``split_courier_paths`` found."""
+    if source.key is not None:
+        return import_blind(store, source.folder, source.key, progress)
     importer = CourierImport(store, progress)
     if source.files:
         return importer.run_files(list(source.files))
@@ -105,8 +126,12 @@ class ExportResult:
 def export_to(
     store: Store, folder: Path, options: ExportOptions, progress: ExportProgress | None = None
 ) -> ExportResult:
-    """Export into the courier folder ``folder`` and count what was done."""
-    return tally_export(CourierExport(store, options, progress).run(folder))
+    """Export into the courier folder ``folder`` (blind if ``options.blind_key``) and count
+    what was done."""
+    medium: Medium | None = None
+    if options.blind_key is not None:
+        medium = BlindMedium(folder, options.blind_key, options.part_size)
+    return tally_export(CourierExport(store, options, progress, medium).run(folder))
 
 
 def tally_export(summary: ExportSummary) -> ExportResult:
@@ -137,12 +162,18 @@ def want_from_store(store: Store, publishers: Iterable[str], now: int) -> Want:
     return Want(now, have, wanted)
 
 
-def write_want_file(folder: Path, want: Want) -> tuple[Path, int]:
-    """Write ``want`` into the courier folder ``folder``, made if need be; returns the
-    file's path and size."""
+def write_want_file(folder: Path, want: Want, key: bytes | None = None) -> tuple[Path, int]:
+    """Write ``want`` into the courier folder ``folder``, made if need be (sealed in a
+    blind folder for ``key``); returns the file's path and size."""
     try:
         folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot make {folder} ({exc.strerror})") from exc
+    if key is not None:
+        medium = BlindMedium(folder, key, DEFAULT_PART_SIZE)
+        medium.prepare()
+        data = want.encode()
+        medium.write_small(WANT_FILE, data)
+        return folder, len(data)
     path = folder / WANT_FILE
     return path, write_want(path, want)

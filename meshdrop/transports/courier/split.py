@@ -16,6 +16,7 @@ from meshdrop.bulkio import SequentialWriter
 from meshdrop.core.manifest import parse_manifest
 from meshdrop.errors import StoreError
 from meshdrop.fs import DurableBatch, fsync_dir, os_error_message
+from meshdrop.store.bundlefile import ReadAt
 from meshdrop.transports.courier.layout import part_number
 from meshdrop.transports.courier.parts import encode_part_header, fitting_part_size, plan_parts
 from meshdrop.transports.courier.reader import open_courier_file
@@ -42,7 +43,7 @@ def split_bundle_file(bundle: Path, part_size: int) -> list[Path]:
             try:
                 out = SequentialWriter(fd)
                 out.write(encode_part_header(part) + source.envelope_bytes)
-                _copy(source.fd, fd, source.head_size + part.start, part.length, out)
+                _copy(source.reader, source.head_size + part.start, part.length, out)
                 batch.commit()
             except OSError as exc:
                 raise StoreError(os_error_message(exc, f"writing {target}")) from exc
@@ -69,10 +70,10 @@ def stale_parts(bundle: Path, count: int) -> list[str]:
     return sorted(found)
 
 
-def _copy(src: int, dst: int, offset: int, length: int, out: SequentialWriter) -> None:
+def _copy(src: ReadAt, offset: int, length: int, out: SequentialWriter) -> None:
     end = offset + length
     while offset < end:
-        data = os.pread(src, min(COPY_STEP, end - offset), offset)
+        data = src.read_at(offset, min(COPY_STEP, end - offset))
         if not data:
             raise StoreError("the packed bundle ended early while splitting it into parts")
         out.write(data)

@@ -7,13 +7,15 @@ for that."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from meshdrop.core.manifest import parse_manifest, verify_chunk
 from meshdrop.errors import FormatError, MeshdropError
 from meshdrop.transports.courier.parts import PartHeader, refs_in_range
-from meshdrop.transports.courier.reader import open_courier_file
+from meshdrop.transports.courier.reader import CourierFile, open_courier_file
 from meshdrop.transports.courier.scan import scan_folder
 
 
@@ -85,17 +87,18 @@ def read_stick(folder: Path, check: bool) -> StickState:
     scan = scan_folder(folder)
     files = {}
     for path in scan.bundles:
-        found = _look_at(path, check)
+        found = look_at(path.name, partial(open_courier_file, path), check)
         if found is not None:
             files[path.name] = found
     names = frozenset([p.name for p in scan.bundles] + [p.name for p, _kind in scan.not_regular])
     return StickState(files, names, scan.want)
 
 
-def _look_at(path: Path, check: bool) -> StickFile | None:
+def look_at(name: str, opener: Callable[[], CourierFile], check: bool) -> StickFile | None:
+    """What the file ``name`` (opened by ``opener``) holds, or None if it is unreadable."""
     try:
-        with open_courier_file(path) as source:
-            manifest = parse_manifest(source.envelope.manifest_bytes, path.name)
+        with opener() as source:
+            manifest = parse_manifest(source.envelope.manifest_bytes, name)
             digest = hashlib.sha256(source.envelope.manifest_bytes).digest()
             try:
                 complete = source.missing_bytes(manifest) == 0
@@ -106,7 +109,7 @@ def _look_at(path: Path, check: bool) -> StickFile | None:
                 for ref in refs_in_range(manifest.chunk_refs(), start, end):
                     verify_chunk(ref, source.read_chunk(ref, start))
             return StickFile(
-                path.name,
+                name,
                 digest,
                 manifest.publisher,
                 manifest.name,

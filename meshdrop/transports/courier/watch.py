@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from meshdrop.transports.courier.blindfolder import BlindKey, find_blind_folder
 from meshdrop.transports.courier.layout import COURIER_FOLDER, find_courier_folder
 
 POLL_SECONDS = 5.0
@@ -74,9 +75,12 @@ def is_allowed(path: Path, allowed: Sequence[str]) -> bool:
     return False
 
 
-def find_drives(roots: Sequence[Path], allowed: Sequence[str]) -> list[Drive]:
-    """Every drive below ``roots`` that has a courier folder or that the owner allowed
-    (the roots themselves count too when allowed, or when they hold a courier folder)."""
+def find_drives(
+    roots: Sequence[Path], allowed: Sequence[str], keys: Sequence[BlindKey] = ()
+) -> list[Drive]:
+    """Every drive below ``roots`` that has a courier folder (open, or blind for one of
+    ``keys``) or that the owner allowed (the roots themselves count too when allowed, or
+    when they hold a courier folder)."""
     drives: list[Drive] = []
 
     def consider(path: Path) -> bool:
@@ -84,6 +88,9 @@ def find_drives(roots: Sequence[Path], allowed: Sequence[str]) -> list[Drive]:
         if ident is None:
             return False
         courier = find_courier_folder(path)
+        if courier is None:
+            blind = find_blind_folder(path, keys)
+            courier = blind[0] if blind is not None else None
         if (courier is not None and courier != path) or is_allowed(path, allowed):
             drives.append(Drive(path, courier if courier != path else None, ident))
             return True
@@ -103,13 +110,16 @@ def find_drives(roots: Sequence[Path], allowed: Sequence[str]) -> list[Drive]:
 class Watcher:
     """Remembers the drives of the last poll; ``poll`` returns those that appeared."""
 
-    def __init__(self, roots: Sequence[Path], allowed: Sequence[str]) -> None:
+    def __init__(
+        self, roots: Sequence[Path], allowed: Sequence[str], keys: Sequence[BlindKey] = ()
+    ) -> None:
         self.roots = list(roots)
         self.allowed = list(allowed)
+        self.keys = list(keys)
         self.present: dict[Path, tuple[int, int]] = {}
 
     def poll(self) -> list[Drive]:
-        drives = find_drives(self.roots, self.allowed)
+        drives = find_drives(self.roots, self.allowed, self.keys)
         new = [d for d in drives if self.present.get(d.path) != d.identity]
         self.present = {d.path: d.identity for d in drives}
         return new
