@@ -41,15 +41,21 @@ OTHER_KEY = bytes(32)
 NAME = "news-0123456789ab.mdrop"
 
 
-def write(path: Path, data: bytes, key: bytes = KEY, header: InnerHeader | None = None) -> Path:
+def write(
+    path: Path,
+    data: bytes,
+    key: bytes = KEY,
+    header: InnerHeader | None = None,
+    step: int = 300_000,  # writes that do not fall on segments
+) -> Path:
     header = header or InnerHeader(Kind.BUNDLE, NAME, len(data))
     size = class_for(header.begin + header.length, DEFAULT_PART_SIZE)
     assert size is not None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
         out = BlindWriter(fd, key, header, size)
-        for start in range(0, len(data), 300_000):  # writes that do not fall on segments
-            out.write(data[start : start + 300_000])
+        for start in range(0, len(data), step):
+            out.write(data[start : start + step])
         out.finish()
     finally:
         os.close(fd)
@@ -64,8 +70,9 @@ def read(path: Path, key: bytes = KEY) -> bytes:
 DATA = os.urandom(2 * SEGMENT + 12345)  # three segments, the last one partly padding
 
 
-def test_a_blind_file_round_trips_and_reads_at_any_offset(tmp_path: Path) -> None:
-    path = write(tmp_path / "a.dat", DATA)
+@pytest.mark.parametrize("step", [300_000, len(DATA)], ids=["pieces", "whole-segments-at-once"])
+def test_a_blind_file_round_trips_and_reads_at_any_offset(tmp_path: Path, step: int) -> None:
+    path = write(tmp_path / "a.dat", DATA, step=step)
     assert path.stat().st_size == 4 * 1024 * 1024  # the class above 2 MiB + 12345
     assert read(path) == DATA
     with open_blind(path, KEY) as reader:

@@ -196,7 +196,8 @@ class BlindWriter:
     the salt, then segments sealed as the plaintext arrives. ``finish`` pads with zeros,
     seals the last segment, waits for the writes and checks that exactly
     ``header.length`` bytes came. The plaintext goes through a reused segment buffer and
-    is sealed into one of two others (one copy per byte besides the encryption)."""
+    is sealed into one of two others (one copy per byte besides the encryption; none for
+    a whole segment given at once, as a big file's aligned chunks are)."""
 
     def __init__(self, fd: int, key: bytes, header: InnerHeader, file_size: int) -> None:
         plaintext = plaintext_size(file_size)
@@ -229,14 +230,22 @@ class BlindWriter:
         while view:
             if self._fill == len(self._plain):
                 self._seal()
+            whole = len(self._plain)
+            if self._fill == 0 and len(view) >= whole and self._index < self.segments - 1:
+                # A whole segment (not the last) sealed straight from the caller's bytes:
+                # the aligned data of a big file comes so, a chunk a segment.
+                self._fill = whole
+                self._seal(view[:whole])
+                view = view[whole:]
+                continue
             take = min(len(view), len(self._plain) - self._fill)
             self._plain[self._fill : self._fill + take] = view[:take]
             self._fill += take
             view = view[take:]
 
-    def _seal(self) -> None:
+    def _seal(self, source: memoryview | None = None) -> None:
         last = self._index == self.segments - 1
-        plain = memoryview(self._plain)[: self._fill]
+        plain = memoryview(self._plain)[: self._fill] if source is None else source
         sealed = memoryview(self._sealed[self._index % 2])[: self._fill + TAG_BYTES]
         self._aead.encrypt_into(nonce(self._index, last), plain, None, sealed)
         self._wait()
