@@ -63,6 +63,9 @@ MANIFESTS_CACHED = 32
 SEARCH_LIMIT = 50  # hits asked of the index (the search page shows 50)
 
 
+_STORED_FIELDS = tuple(f.name for f in fields(StoredBundle))
+
+
 @dataclass(frozen=True)
 class ShelvedBundle(StoredBundle):
     """A bundle as the reader shows it, with its opaque id in this node's URLs
@@ -73,7 +76,7 @@ class ShelvedBundle(StoredBundle):
 
     @classmethod
     def of(cls, bundle: StoredBundle, key: bytes) -> ShelvedBundle:
-        values = {f.name: getattr(bundle, f.name) for f in fields(StoredBundle)}
+        values = {name: getattr(bundle, name) for name in _STORED_FIELDS}
         return cls(**values, bid=readerids.bundle_id(key, bundle.publisher, bundle.name), key=key)
 
     def file_id(self, path: str) -> str:
@@ -149,6 +152,9 @@ class Library:
         self._watching: asyncio.Task[None] | None = None
         self._loading: asyncio.Future[Shelf] | None = None  # one look at the store at a time
         self._load_seconds = 0.0  # how long the last shelf took to load
+        # The last shelf's bundles as listed, each with its ShelvedBundle: a reload wraps
+        # only what changed (a big shelf reloads at every commit of a sync).
+        self._wrapped: dict[StoredBundle, ShelvedBundle] = {}
 
     # The event loop's side
 
@@ -262,8 +268,10 @@ class Library:
         key = self._key
         listed = store.list_bundles()
         # A publisher's report keys and acks travel as a bundle; nobody reads it.
-        shown = (b for b in listed if b.name != REPORT_KEYS_BUNDLE)
-        bundles = tuple(ShelvedBundle.of(b, key) for b in shown)
+        shown = [b for b in listed if b.name != REPORT_KEYS_BUNDLE]
+        before = self._wrapped
+        bundles = tuple(before.get(b) or ShelvedBundle.of(b, key) for b in shown)
+        self._wrapped = dict(zip(shown, bundles, strict=True))
         publishers = {p.fingerprint: p for p in store.trust_list()}
         now = store.now()
         sealable = report_keys(store, now, listed)
