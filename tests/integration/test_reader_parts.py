@@ -4,8 +4,10 @@ the Library's search (its own worker), and the reader's own limits (in-process a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -234,6 +236,20 @@ def test_library_shows_no_hit_on_a_version_it_does_not_show(tmp_path: Path) -> N
     assert (first_then, second_then) == ([], ["a.txt"])
 
 
+@contextlib.asynccontextmanager
+async def reader_on_loopback(home: Path) -> AsyncIterator[tuple[reader_app.Reader, str]]:
+    """The reader of ``home`` served on 127.0.0.1 (a free port): it and its base URL."""
+    app = aiohttp.web.Application()
+    reader = reader_app.install_reader(app, home)
+    runner = aiohttp.web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield reader, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 def slow_shelves(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """Every shelf takes ``seconds`` more to load (on the reader's store thread), as a
     store of thousands of bundles does while a sync keeps the CPU busy."""
@@ -308,15 +324,9 @@ def test_a_page_that_gets_a_new_shelf_while_the_next_loads_does_not_wait_for_it(
     )  # fmt: skip
 
     async def scenario() -> None:
-        app = aiohttp.web.Application()
-        reader = reader_app.install_reader(app, store_with_bundles)
-        runner = aiohttp.web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-        library = reader.library
-        try:
+        async with reader_on_loopback(store_with_bundles) as (reader, base):
+            base += "/"
+            library = reader.library
             async with aiohttp.ClientSession() as client:
                 assert (await client.get(base)).status == 200  # the first shelf, waited for
                 await asyncio.to_thread(add_bundle, store_with_bundles, *first)
@@ -330,8 +340,6 @@ def test_a_page_that_gets_a_new_shelf_while_the_next_loads_does_not_wait_for_it(
                 assert "later" in await page.text()
                 assert library._loading is not None and library._loading is not loading
                 assert not library._loading.done()  # answered before that load ended
-        finally:
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
@@ -363,31 +371,23 @@ def test_a_busy_file_limit_does_not_stall_pages(
     monkeypatch.setattr(reader_app, "QUEUE_SECONDS", 0.3)
 
     async def scenario() -> None:
-        app = aiohttp.web.Application()
-        reader = reader_app.install_reader(app, store_with_bundles)
-        runner = aiohttp.web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with aiohttp.ClientSession() as client:
-                home = await (await client.get(base + "/")).text()
-                bundle = re.findall(r'href="(/b/[^"]+)"', home)[0]
-                listing = await (await client.get(base + bundle)).text()
-                raw = re.findall(r'href="(/b/[^"]+/f/[^"?]+)', listing)[0]
-                for _ in range(reader_app.STREAM_SLOTS):  # every file slot taken
-                    await reader.streams.acquire()
-                assert (await client.get(base + "/")).status == 200  # pages: own limit
-                busy = await client.get(base + raw)
-                assert busy.status == 503 and busy.headers["Retry-After"] == "5"
-                assert "busy" in (await busy.text()).lower()
-                for _ in range(reader_app.STREAM_SLOTS):
-                    reader.streams.release()
-                assert (await client.get(base + raw)).status == 200
-        finally:
-            await runner.cleanup()
+        async with (
+            reader_on_loopback(store_with_bundles) as (reader, base),
+            aiohttp.ClientSession() as client,
+        ):
+            home = await (await client.get(base + "/")).text()
+            bundle = re.findall(r'href="(/b/[^"]+)"', home)[0]
+            listing = await (await client.get(base + bundle)).text()
+            raw = re.findall(r'href="(/b/[^"]+/f/[^"?]+)', listing)[0]
+            for _ in range(reader_app.STREAM_SLOTS):  # every file slot taken
+                await reader.streams.acquire()
+            assert (await client.get(base + "/")).status == 200  # pages: own limit
+            busy = await client.get(base + raw)
+            assert busy.status == 503 and busy.headers["Retry-After"] == "5"
+            assert "busy" in (await busy.text()).lower()
+            for _ in range(reader_app.STREAM_SLOTS):
+                reader.streams.release()
+            assert (await client.get(base + raw)).status == 200
 
     asyncio.run(scenario())
 
