@@ -24,7 +24,7 @@ from faultops import (
     step,
 )
 
-from meshdrop.transports.courier.importer import Status
+from meshdrop.transports.courier.outcome import Status
 
 A, B, C = "news-a v1", "news-b v1", "news-c v1"
 OPERATIONS = (

@@ -29,7 +29,8 @@ from meshdrop.store.bundlefile import open_bundle_file
 from meshdrop.store.crashpoints import ENV as CRASH_ENV
 from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import Store
-from meshdrop.transports.courier.importer import CourierImport, Status
+from meshdrop.transports.courier.importer import CourierImport
+from meshdrop.transports.courier.outcome import Status
 from meshdrop.transports.lan.groupcommit import GroupCommit
 from meshdrop.transports.lan.storeio import StoreIO
 

@@ -31,7 +31,8 @@ from meshdrop.store import export
 from meshdrop.store.store import Store
 from meshdrop.transports.courier.exporter import CourierExport, ExportOptions
 from meshdrop.transports.courier.exportplan import Done
-from meshdrop.transports.courier.importer import CourierImport, Status
+from meshdrop.transports.courier.importer import CourierImport
+from meshdrop.transports.courier.outcome import Status
 from meshdrop.transports.courier.want import MAX_HAVE, WANT_MAGIC, parse_want
 
 PART_BYTES = 1200 * 1024

@@ -14,14 +14,9 @@ from meshdrop.store.drops import DropStore
 from meshdrop.store.store import Store
 from meshdrop.transports.courier.blindfolder import BlindEntry, BlindScan, scan_blind
 from meshdrop.transports.courier.dropcarry import take_drops
-from meshdrop.transports.courier.importer import (
-    MAX_JUNK_REPORTS,
-    CourierImport,
-    ProgressSink,
-    Report,
-    Status,
-)
+from meshdrop.transports.courier.importer import MAX_JUNK_REPORTS, CourierImport
 from meshdrop.transports.courier.layout import DROPS_FOLDER
+from meshdrop.transports.courier.outcome import ProgressSink, Report, Status
 from meshdrop.transports.courier.reader import CourierFile
 from meshdrop.transports.courier.scan import Scan
 

@@ -25,8 +25,8 @@ from meshdrop.core.drops import HEADER_BYTES
 from meshdrop.errors import DropExpiredError, MeshdropError, StoreError
 from meshdrop.fs import TEMP_PREFIX, atomic_write, os_error_message
 from meshdrop.store.drops import DROPS_QUOTA, FROM_STICK, DropStore, read_drop_file
-from meshdrop.transports.courier.importer import Report, Status
 from meshdrop.transports.courier.layout import DROP_SUFFIX, DROPS_FOLDER
+from meshdrop.transports.courier.outcome import Report, Status
 
 MAX_DROP_FILES = 2 * (DROPS_QUOTA // (16 * 1024))  # entries of drops/ looked at
 MAX_REFUSAL_LINES = 20  # drops refused one line each, up to this; then a count

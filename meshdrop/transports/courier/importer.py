@@ -14,9 +14,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Protocol
 
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.verify import VerifiedManifest
@@ -33,9 +31,10 @@ from meshdrop.errors import (
 from meshdrop.fs import read_small_file
 from meshdrop.store import staging
 from meshdrop.store.ingest import Committed, IngestSession
-from meshdrop.store.models import ImportResult, Outcome, Withdrawal
+from meshdrop.store.models import ImportResult, Outcome
 from meshdrop.store.store import Store
 from meshdrop.transports.courier.leftover import describe_leftover
+from meshdrop.transports.courier.outcome import ProgressSink, Report, Silent, Status
 from meshdrop.transports.courier.parts import refs_in_range
 from meshdrop.transports.courier.reader import CourierFile, open_courier_file
 from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
@@ -45,69 +44,6 @@ from meshdrop.transports.courier.scan import MAX_ENTRIES, Scan, scan_folder
 WORKERS = min(16, max(8, 2 * (os.cpu_count() or 2)))
 MAX_JUNK_REPORTS = 20  # files that are not bundles at all: reported one by one up to this
 MIB = 1024 * 1024
-
-
-class Status(Enum):
-    IMPORTED = "imported"
-    REPLACED = "imported, replacing an older version"
-    ALREADY_HAD = "already had"
-    OLDER = "older than what we have"
-    REFUSED = "refused"
-    INCOMPLETE = "incomplete"
-    PUBLISHER_UPDATED = "publisher updated"
-    PUBLISHER_KNOWN = "publisher already known"
-    NOT_TRUSTED = "not a publisher this node trusts"
-    SKIPPED = "skipped"
-    CUT_SHORT = "cut short"  # a leftover of an export: never complete, so not a refusal
-
-    @property
-    def failed(self) -> bool:
-        return self in (Status.REFUSED, Status.INCOMPLETE, Status.OLDER)
-
-
-@dataclass
-class Report:
-    """What became of one bundle (all its files), one publisher file, or a set of junk."""
-
-    files: list[str]
-    status: Status
-    detail: str
-    name: str | None = None
-    version: int | None = None
-    publisher: str | None = None
-    exit_code: int = 0  # of the error that refused it; 1 if it failed otherwise
-    withdrawn: tuple[Withdrawal, ...] = ()  # what a newer publisher record it carried withdrew
-
-    @property
-    def code(self) -> int:
-        return self.exit_code or int(self.status.failed)
-
-    @property
-    def label(self) -> str:
-        if len(self.files) <= 3:
-            return ", ".join(self.files)
-        return f"{self.files[0]} and {len(self.files) - 1} more files"
-
-
-class ProgressSink(Protocol):
-    """Told about bytes read and files finished (the CLI draws a bar from it)."""
-
-    def start(self, total_bytes: int, total_files: int) -> None: ...
-
-    def advance(self, nbytes: int) -> None: ...
-
-    def file_done(self) -> None: ...
-
-
-class _Silent:
-    def start(self, total_bytes: int, total_files: int) -> None:
-        pass
-
-    def advance(self, nbytes: int) -> None:
-        pass
-
-    def file_done(self) -> None:
-        pass
 
 
 @dataclass
@@ -141,7 +77,7 @@ class _Copied:
 class CourierImport:
     def __init__(self, store: Store, progress: ProgressSink | None = None) -> None:
         self.store = store
-        self.progress: ProgressSink = progress or _Silent()
+        self.progress: ProgressSink = progress or Silent()
         self.groups: dict[bytes, _Group] = {}
         self.reports: list[Report] = []
         self.junk = 0

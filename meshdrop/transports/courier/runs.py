@@ -24,7 +24,7 @@ from meshdrop.transports.courier.exporter import (
     ExportSummary,
 )
 from meshdrop.transports.courier.exportplan import Done
-from meshdrop.transports.courier.importer import CourierImport, ProgressSink, Report
+from meshdrop.transports.courier.importer import CourierImport
 from meshdrop.transports.courier.layout import (
     DEFAULT_PART_SIZE,
     WANT_FILE,
@@ -32,6 +32,7 @@ from meshdrop.transports.courier.layout import (
     part_number,
 )
 from meshdrop.transports.courier.medium import Medium
+from meshdrop.transports.courier.outcome import ProgressSink, Report
 from meshdrop.transports.courier.want import MAX_HAVE, Want, stream_id, write_want
 
 WRITTEN = (Done.WRITTEN, Done.REPLACED, Done.REPAIRED)
