@@ -4,6 +4,7 @@ commands in ``root``: a publisher, three small bundles, a node holding the first
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -35,6 +36,7 @@ OPERATIONS = (
     "trust-update",
     "seal",
     "passphrase",
+    "panic",
     "lan-commit",
 )
 IMPORT_INCOMPLETE = Status.INCOMPLETE.value
@@ -75,6 +77,7 @@ def build(root: Path, names: Collection[str] = ()) -> dict[str, Operation]:
         "trust-update": lambda: _trust_update(root, base, publisher),
         "seal": lambda: _seal(root, base),
         "passphrase": lambda: _passphrase(root, base),
+        "panic": lambda: _panic(root, base),
         "lan-commit": lambda: lan_commit(root, base, bundles),
     }
     return {name: make() for name, make in builders.items() if not names or name in names}
@@ -264,6 +267,44 @@ def _passphrase(root: Path, base: Path) -> Operation:
         check_env=check_env,
         check_done=check_done,
     )
+
+
+def _panic(root: Path, base: Path) -> Operation:
+    """A sealed store wiped. A panic that failed may leave the store whole only if it
+    said so (exit 7, one line); whatever it did, a rerun wipes it, and then nothing of it
+    opens with the passphrase: no slots file, no slots file being destroyed, no bundle."""
+    template = _template(root, "panic", base)
+    step("--home", template / "home", "seal", env=SEALED)
+    slots = (template / "home" / "slots").read_bytes()
+
+    def check_done(op: Operation, work: Path) -> list[str]:
+        home = work / "home"
+        problems = [f"{p.name} is left" for p in home.glob("slots*")]
+        kept = [p for p in _files_racing_removal(home) if _holds(p, slots)]
+        return problems + [f"the slots' bytes are left in {p.relative_to(home)}" for p in kept]
+
+    return Operation(
+        "panic",
+        template,
+        lambda work: ["--home", work / "home", "panic", "--yes"],
+        before={A},
+        after=set(),
+        env=SEALED,
+        may_list=lambda op, shown: shown in ({A}, set()),
+        check_done=check_done,
+    )
+
+
+def _files_racing_removal(root: Path) -> list[Path]:
+    """The files under ``root`` while panic's background process removes some."""
+    return [Path(top, name) for top, _dirs, names in os.walk(root) for name in names]
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:  # removed meanwhile
+        return False
 
 
 __all__ = ["build", "fsck_clean"]

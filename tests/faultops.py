@@ -77,6 +77,11 @@ class Operation:
     check_said: Callable[[Outcome], list[str]] = lambda outcome: []
     # The environment that opens the store now (a passphrase change may have landed).
     check_env: Callable[[Operation, Path], dict[str, str]] = lambda op, work: op.env
+    # What ``ls`` may list after a failure (default: the previous state, then whole
+    # bundles of the new one).
+    may_list: Callable[[Operation, set[str]], bool] = lambda op, shown: (
+        op.before <= shown <= op.after
+    )
 
     # Instead of a command line: what to run in the child (its exit code), given ``work``.
     runner: Callable[[Path], Callable[[], int]] | None = None
@@ -171,7 +176,7 @@ def failed_properly(op: Operation, work: Path, outcome: Outcome) -> list[str]:
     shown = listed(op.home(work), env)
     if shown is None:
         problems.append("the store does not open after the failure")
-    elif not op.before <= shown <= op.after:
+    elif not op.may_list(op, shown):
         problems.append(f"listed {sorted(shown)}: not between {sorted(op.before)} and the result")
     return problems + op.check_failed(op, work)
 

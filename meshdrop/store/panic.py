@@ -3,7 +3,7 @@
 The steps, each a crash point for the kill tests:
 
 1. destroy the slots file (sealing.destroy_slots: renamed to a marker name, overwritten,
-   synced, its blocks punched out; the marker stays until step 3 moves it): from here on
+   synced, its blocks punched out; the marker stays until step 3 moves it, last): from here on
    nothing of a sealed store decrypts, whatever else is left;
 2. stop every process that could still hold its keys: the unlock agent, and each process
    of this user running meshdrop with a file of this home open (the node, the reader, a
@@ -147,15 +147,21 @@ def is_wipe_folder(name: str) -> bool:
 
 
 def move_aside(home: Path) -> Path | None:
-    """Every entry of ``home`` renamed into one new ``.tmp-<16 hex>`` folder, the index
-    last; the folder, or None if the home held nothing."""
+    """Every entry of ``home`` renamed into one new ``.tmp-<16 hex>`` folder, then the
+    index, then the slots file being destroyed: a move cut short leaves that marker in
+    ``home``, so that the next start finishes the wipe. The folder, or None if the home
+    held nothing."""
     names = [entry.name for entry in home.iterdir() if not _WIPE_FOLDER.fullmatch(entry.name)]
     if not names:
         return None
     folder = home / f"{WIPE_PREFIX}{secrets.token_hex(8)}"
     folder.mkdir(mode=0o700)
-    names.sort(key=lambda name: name == INDEX_NAME)
+    names.sort(
+        key=lambda name: (sealing.DESTROYING.fullmatch(name) is not None, name == INDEX_NAME)
+    )
     for name in names:
+        if name == INDEX_NAME:
+            crash_point("panic-moving-index")
         with contextlib.suppress(FileNotFoundError):
             (home / name).rename(folder / name)
     fsync_dir(home)

@@ -41,6 +41,7 @@ SWEEPS = [
     pytest.param("courier-import", "EROFS", 9, id="courier-import-strided-erofs"),
     pytest.param("courier-export", "EIO", 8, id="courier-export-strided-eio"),
     pytest.param("seal", "EROFS", 12, id="seal-strided-erofs"),
+    pytest.param("panic", "EIO", 15, id="panic-strided-eio"),
     pytest.param("lan-commit", "EIO", 9, id="lan-commit-strided-eio"),
 ]
 

@@ -87,7 +87,13 @@ def test_adding_a_key_file_killed_leaves_the_passphrase_working(
     one_line_error(result, 8, "wrong passphrase or key file")
 
 
-@pytest.mark.parametrize("step", ["panic-slots", "panic-stopped", "panic-moved"])
+# "panic-moving-index": cut short while moving the home aside (issue 21's fault sweep
+# found a panic whose rename failed there leaving a store that neither opened nor was
+# finished: the marker had been moved before the index).
+PANIC_STEPS = ["panic-slots", "panic-stopped", "panic-moving-index", "panic-moved"]
+
+
+@pytest.mark.parametrize("step", PANIC_STEPS)
 def test_panic_killed_at_any_step_leaves_a_new_home(
     step: str, tmp_path: Path, publisher: Publisher
 ) -> None:
