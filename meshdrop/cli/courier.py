@@ -259,8 +259,8 @@ def export(
     synced on its own, so a stick pulled mid-export keeps every part finished before; the
     next export writes only the missing ones. It ends with "safe to remove" once all is
     synced. Exits 0 when done (even if some bundles did not fit: it says so), 2 if DEST is
-    not a folder or the circle is unknown or not given, 7 if the stick is full or cannot
-    be written."""
+    not a folder or the circle is unknown or not given, 7 if the stick is full, cannot
+    be written or synced, or reads back other bytes than were written."""
     from dataclasses import replace
 
     options = export_options(publishers, names, max_bytes, reserve, part_size, check, dry_run)

@@ -89,6 +89,19 @@ def test_fault_point_regression(operation: str, point: str) -> None:
     assert code == 0
 
 
+def test_an_export_whose_sync_fails_says_so_and_exits_7() -> None:
+    """Every fsync of an export failing with EIO, the final sync of the stick included,
+    is the export's failure (exit 7, one line, the stick still imports what it held),
+    never absorbed: an export that exited 0 without "safe to remove" left a courier's
+    script believing the stick was ready."""
+    code, lines, stderr = faults("--op", "courier-export", "--kind", "fsync", "--errno", "EIO")
+    summary = [x for x in lines if "tried" in x]
+    assert code == 0 and len(summary) == 1, stderr
+    assert summary[0]["tried"] == summary[0]["held"], lines
+    assert int(str(summary[0]["tried"])) >= 3  # the batch's fsyncs, the folder's, os.sync
+    assert summary[0]["absorbed"] == 0, summary
+
+
 def test_faults_help_has_an_example() -> None:
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True

@@ -47,6 +47,7 @@ from meshdrop.transports.courier.dropcarry import (
 )
 from meshdrop.transports.courier.exportplan import FileToWrite
 from meshdrop.transports.courier.layout import DROPS_FOLDER, WANT_FILE, part_number
+from meshdrop.transports.courier.readback import ReadBack, SampledBatch
 from meshdrop.transports.courier.stickstate import StickState, look_at
 from meshdrop.transports.courier.want import MAX_WANT_BYTES, Want, parse_want
 
@@ -73,6 +74,7 @@ class BlindMedium:
         self.top = top
         self._scan: BlindScan | None = None
         self._taken: set[str] = set()  # names in the folder, and names given out
+        self.readback = ReadBack()
 
     # Reading what is there
 
@@ -148,7 +150,7 @@ class BlindMedium:
         return class_for(plaintext, self.top) or file_size_for(plaintext)
 
     def _write_one(self, name: str, header: InnerHeader, data: bytes) -> None:
-        batch = DurableBatch()
+        batch = SampledBatch(self.readback)
         try:
             fd = batch.create(self.folder / name)
             self._fill(batch, fd, header, [data], lambda _n: None, header.name or "a marker")

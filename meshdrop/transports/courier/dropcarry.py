@@ -103,10 +103,16 @@ def scan_drops(folder: Path) -> tuple[list[StickDrop], int]:
 
 
 def export_drops(
-    drops: DropStore, courier: Path, room: int, now: int, dry_run: bool = False
+    drops: DropStore,
+    courier: Path,
+    room: int,
+    now: int,
+    dry_run: bool = False,
+    on_written: Callable[[Path], None] = lambda path: None,
 ) -> DropExport:
     """Copy the held drops into ``courier``/drops/ as the module says, within ``room``
-    bytes of new writes."""
+    bytes of new writes; ``on_written`` is told each file written (the export's
+    read-back samples it)."""
     result = DropExport()
     folder = find_drops_folder(courier) or courier / DROPS_FOLDER
     on_stick: dict[bytes, int] = {}
@@ -122,7 +128,7 @@ def export_drops(
                 on_stick[stick_drop.drop_id] = stick_drop.size
 
     def write(ident: bytes) -> bool:
-        return _write(drops, folder, ident, result)
+        return _write(drops, folder, ident, result, on_written)
 
     fill_drops(drops, on_stick, room, now, result, None if dry_run else write)
     return result
@@ -155,16 +161,24 @@ def fill_drops(
         total += stored.size
 
 
-def _write(drops: DropStore, folder: Path, ident: bytes, result: DropExport) -> bool:
+def _write(
+    drops: DropStore,
+    folder: Path,
+    ident: bytes,
+    result: DropExport,
+    on_written: Callable[[Path], None],
+) -> bool:
     blob = drops.read(ident)
     if blob is None:
         return False  # acknowledged or evicted meanwhile
+    path = folder / drop_file_name(ident)
     try:
         folder.mkdir(exist_ok=True)
-        atomic_write(folder / drop_file_name(ident), blob)
+        atomic_write(path, blob)
     except OSError as exc:
         result.problems.append(os_error_message(exc, f"writing a drop into {folder}"))
         return False
+    on_written(path)
     return True
 
 

@@ -3,11 +3,13 @@ stick holds (``stickstate.py``), asks ``exportplan.py`` what to write, and write
 
 An older version is replaced by writing the new one first, and only then removing the
 old one, so a pulled stick always holds a complete copy of what it held. Every file is
-written under a temporary name, fsynced and renamed.
+written under a temporary name, fsynced and renamed; once all is synced, samples of each
+are read back from the stick (readback.py): a stick that returns other bytes is named.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -17,10 +19,11 @@ from typing import Protocol
 from meshdrop.core.bundle import parse_publisher_file
 from meshdrop.core.manifest import ChunkRef
 from meshdrop.core.trust import advance_state
-from meshdrop.errors import MeshdropError
+from meshdrop.errors import MeshdropError, StoreError
 from meshdrop.fs import (
     DurableBatch,
     fsync_dir,
+    os_error_message,
 )
 from meshdrop.store.crashpoints import crash_point
 from meshdrop.store.drops import DropStore
@@ -44,6 +47,7 @@ from meshdrop.transports.courier.exportplan import (
 from meshdrop.transports.courier.layout import DEFAULT_PART_SIZE, publisher_file_name
 from meshdrop.transports.courier.medium import Medium, OpenMedium
 from meshdrop.transports.courier.parts import refs_in_range
+from meshdrop.transports.courier.readback import SampledBatch, fake_capacity_error
 from meshdrop.transports.courier.scan import scan_folder
 from meshdrop.transports.courier.stickstate import StickState
 from meshdrop.transports.courier.want import Want
@@ -155,8 +159,29 @@ class CourierExport:
             self._write_all(folder, plan.writes, reader, summary)
         self._drops(folder, summary, planned)
         if not summary.failed:
-            summary.synced = _sync(folder)
+            _sync(folder)
+            summary.synced = True
+        self._check_read_back(summary)
         return summary
+
+    def _check_read_back(self, summary: ExportSummary) -> None:
+        """Raise if the stick returns other bytes than were written to it (the files
+        that do are removed: what is left reads back as written)."""
+        assert self.medium is not None
+        bad = self.medium.readback.check()
+        if not bad:
+            return
+        summary.synced = False
+        removed = 0
+        for path in bad:
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+        with contextlib.suppress(StoreError):
+            _sync(bad[0].parent)
+        raise fake_capacity_error(bad, removed)
 
     def _drops(self, folder: Path, summary: ExportSummary, planned: int) -> None:
         """The held drops, in the room the bundles left (dropcarry.py)."""
@@ -207,7 +232,8 @@ class CourierExport:
         each part of a split bundle on its own: a pulled stick keeps every part finished
         before it. Only once a bundle's files are all durable are the copies it supersedes
         removed: the stick always holds a complete copy of what it held."""
-        batch = DurableBatch()
+        assert self.medium is not None
+        batch = SampledBatch(self.medium.readback)
         waiting: list[tuple[BundleWrite, ExportReport | None]] = []  # reported at commit
         batch_bytes = 0
         try:
@@ -353,16 +379,18 @@ def _written_report(write: BundleWrite, detail: str) -> ExportReport:
     return done
 
 
-def _sync(folder: Path) -> bool:
+def _sync(folder: Path) -> None:
     """Make what the export did durable: the files and renames are (DurableBatch), but
-    not the removals; and a removable drive's own cache is flushed only by a sync. True
-    once it is all on the device."""
+    not the removals; and a removable drive's own cache is flushed only by a sync. A
+    sync that fails is the export's failure: the stick may not hold what was written."""
     try:
         fsync_dir(folder)
         os.sync()
-    except OSError:
-        return False
-    return True
+    except OSError as exc:
+        raise StoreError(
+            os_error_message(exc, f"syncing {folder}")
+            + ": the stick may not hold what was written; do not remove it, run export again"
+        ) from exc
 
 
 def _free_space(folder: Path) -> int:

@@ -245,8 +245,10 @@ class CourierImport:
                 f"{source.path.name} has {copied.damaged} damaged chunks (bytes changed)"
             )
         if copied.unreadable:
+            n = copied.unreadable
             group.problems.append(
-                f"{source.path.name}: {copied.unreadable} chunks could not be read"
+                f"{source.path.name}: {n} {'chunk' if n == 1 else 'chunks'} could not be read"
+                " (the stick gave a read error)"
             )
         if not (short or copied.damaged or copied.unreadable):
             group.parts_seen.add(part)

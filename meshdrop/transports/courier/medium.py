@@ -21,12 +21,14 @@ from meshdrop.store.drops import DropStore
 from meshdrop.store.export import ChunkReader, ExportableBundle, Progress, write_bundle_data
 from meshdrop.transports.courier.dropcarry import DropExport, export_drops
 from meshdrop.transports.courier.exportplan import FileToWrite
+from meshdrop.transports.courier.readback import ReadBack
 from meshdrop.transports.courier.stickstate import StickState, read_stick
 from meshdrop.transports.courier.want import Want, read_want
 
 
 class Medium(Protocol):
     folder: Path
+    readback: ReadBack  # every file written, to read back once all is synced
 
     def prepare(self) -> None:
         """Make the folder (and what marks it) before the first write."""
@@ -73,6 +75,7 @@ class OpenMedium:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.readback = ReadBack()
 
     def prepare(self) -> None:
         try:
@@ -101,6 +104,7 @@ class OpenMedium:
 
     def write_small(self, name: str, data: bytes) -> None:
         atomic_write(self.folder / name, data)
+        self.readback.add(self.folder / name)
 
     def write_file(
         self,
@@ -131,4 +135,4 @@ class OpenMedium:
         return size
 
     def export_drops(self, drops: DropStore, room: int, now: int, dry_run: bool) -> DropExport:
-        return export_drops(drops, self.folder, room, now, dry_run)
+        return export_drops(drops, self.folder, room, now, dry_run, self.readback.add)
