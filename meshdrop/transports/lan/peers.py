@@ -158,7 +158,7 @@ class PeerBook:
                     if p.addresses[0] in addresses:
                         self._heard(p, now)
                 return None
-            if len(self.peers) >= self.max_peers and not self._evict_inbound(None):
+            if len(self.peers) >= self.max_peers and not self._evict_for_announced():
                 return None
             peer = self.peers[name] = Peer(name, list(addresses), next_probe=now)
         elif set(addresses) != set(peer.addresses):
@@ -227,6 +227,20 @@ class PeerBook:
         if not candidates:
             return False
         del self.peers[min(candidates, key=lambda p: p.last_heard).key]
+        return True
+
+    def _evict_for_announced(self) -> bool:
+        """Make room for a newly announced peer: an introduced peer as for a hello, else
+        the discovered one silent for longest that is not alive. A node killed or
+        unplugged says no goodbye, its pointer record lives 75 minutes, and it comes back
+        under a new name: without this, a long-running node's book fills with such dead
+        entries and it stops learning of anyone (found by scripts/soak)."""
+        if self._evict_inbound(None):
+            return True
+        dead = [p for p in self.peers.values() if not p.manual and not p.alive and not p.probing]
+        if not dead:
+            return False
+        del self.peers[min(dead, key=lambda p: p.last_heard).key]
         return True
 
     def changed(self, now: float) -> list[Peer]:

@@ -1,0 +1,394 @@
+"""The churning-mesh soak (issue 21; docs/THREATS.md, "Churning mesh (soak)"): N nodes in
+network namespaces on one bridge, finding each other by mDNS, while a driver publishes
+bundles and new versions, updates the publisher's record, SIGKILLs and restarts nodes,
+takes links down and up and carries FAT32 stick images between nodes. Every node's
+``ls`` is sampled throughout (only bundles the driver finished packing may appear), and
+each node's memory, descriptors and threads are kept as time series. At the end: the
+time to converge after the last change, ``fsck`` of every home and a leak verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from soakkit import Host, Mesh, listing, meshdrop, must, plug_stick
+
+EXAMPLE = """example:
+  sudo scripts/soak                                10 nodes for 30 minutes
+  sudo scripts/soak --nodes 4 --minutes 0.75 --json   about what the test suite runs"""
+
+ACTIONS = ("publish", "kill", "partition", "stick", "publisher-update")
+WEIGHTS = (40, 15, 15, 20, 5)
+# The leak tolerances (docs/THREATS.md says why): the last third of a steady node's
+# samples against the first third, after the warm-up.
+RSS_TOLERANCE_KIB, RSS_TOLERANCE_SHARE = 16 * 1024, 0.20
+FDS_TOLERANCE = 10
+THREADS_TOLERANCE = 6
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/soak",
+        description="Run N meshdrop nodes in network namespaces while publishing, killing,\n"
+        "partitioning and carrying sticks; then check convergence, fsck and leaks\n"
+        "(docs/THREATS.md, 'Churning mesh (soak)'). Needs root, ip netns, mkfs.vfat and\n"
+        "mtools. Exits 1 if any check failed.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--nodes", type=int, default=10, help="how many nodes (default 10)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="churn time (default 30)")
+    parser.add_argument("--seed", type=int, default=None, help="the random seed (default: any)")
+    parser.add_argument("--every", type=float, default=2.0, help="seconds between changes")
+    parser.add_argument("--sample-every", type=float, default=2.0, help="seconds between samples")
+    parser.add_argument(
+        "--ls-per-sample",
+        type=int,
+        default=3,
+        help="nodes whose ls is checked at each sample, in turn (each ls is a process)",
+    )
+    parser.add_argument(
+        "--converge-timeout", type=float, default=300.0, help="the bound on convergence (s)"
+    )
+    parser.add_argument("--workdir", type=Path, help="keep the homes here (default: a temp dir)")
+    parser.add_argument("--json", action="store_true", help="one JSON object, not the table")
+    return parser.parse_args(argv)
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.seed = args.seed if args.seed is not None else random.randrange(2**32)
+        self.rng = random.Random(self.seed)
+        self.began = time.monotonic()
+        self.publisher = work / "publisher"
+        must("publisher", "new", self.publisher, "--name", "Soak Publisher", "--unencrypted")
+        self.mesh = Mesh(
+            work, args.nodes, self.publisher / "publisher.pub", max(1, args.nodes // 3)
+        )
+        self.lock = threading.Lock()
+        self.finished: set[tuple[str, int]] = set()  # packed, before any node got it
+        self.latest: dict[str, int] = {}
+        self.record_version = 1
+        self.counts = dict.fromkeys(ACTIONS, 0)
+        self.restarts = 0
+        self.bad_listings: list[str] = []
+        self.listings = 0
+        self.down_until: dict[int, float] = {}  # host number: when to restart it
+        self.cut_until: dict[int, float] = {}  # host number: when to bring its link up
+        self.sampling = threading.Event()
+
+    def now(self) -> float:
+        return time.monotonic() - self.began
+
+    # The changes
+
+    def publish(self) -> bool:
+        number = self.counts["publish"]
+        names = sorted(self.latest)
+        again = names and self.rng.random() < 0.3  # a new version of a bundle already out
+        name = self.rng.choice(names) if again else f"soak-{number:04d}"
+        version = self.latest.get(name, 0) + 1
+        src = self.work / "src" / f"{name}-v{version}"
+        src.mkdir(parents=True)
+        for index in range(self.rng.randint(1, 4)):
+            size = self.rng.choice((100, 5000, 70000, 300000))
+            (src / f"file{index}.bin").write_bytes(self.rng.randbytes(size))
+        out = self.work / "bundles" / f"{name}-v{version}.mdrop"
+        out.parent.mkdir(exist_ok=True)
+        must("pack", src, "--publisher", self.publisher, "--name", name,
+             "--version", str(version), "-o", out, "--quiet")  # fmt: skip
+        shutil.rmtree(src)
+        with self.lock:
+            self.finished.add((name, version))
+            self.latest[name] = version
+        must("--home", self.rng.choice(self.mesh.hosts).home, "import", out, "--quiet")
+        return True
+
+    def kill(self) -> bool:
+        victims = [h for h in self.mesh.hosts if not h.steady and h.node is not None]
+        if not victims:
+            return False
+        host = self.rng.choice(victims)
+        self.mesh.sigkill(host)
+        self.down_until[host.number] = self.now() + self.rng.uniform(2, 12)
+        return True
+
+    def partition(self) -> bool:
+        up = [h for h in self.mesh.hosts if h.link_up]
+        if len(up) <= 1:
+            return False
+        host = self.rng.choice(up)
+        self.mesh.set_link(host, up=False)
+        self.cut_until[host.number] = self.now() + self.rng.uniform(4, 20)
+        return True
+
+    def stick(self) -> bool:
+        source, target = self.rng.sample(self.mesh.hosts, 2)
+        plug_stick(self.work, source.home, target.home, f"stick{self.counts['stick']}")
+        return True
+
+    def publisher_update(self) -> bool:
+        must("publisher", "add-signer", self.publisher, "--unencrypted")
+        self.record_version += 1
+        home = self.rng.choice(self.mesh.hosts).home
+        must("--home", home, "import", self.publisher / "publisher.pub", "--quiet")
+        return True
+
+    def act(self, action: str) -> None:
+        done = {
+            "publish": self.publish,
+            "kill": self.kill,
+            "partition": self.partition,
+            "stick": self.stick,
+            "publisher-update": self.publisher_update,
+        }[action]()
+        if done:
+            self.counts[action] += 1
+
+    def restore_due(self, everything: bool = False) -> None:
+        hosts = {h.number: h for h in self.mesh.hosts}
+        for number, when in list(self.down_until.items()):
+            if everything or self.now() >= when:
+                self.mesh.start(hosts[number])
+                self.restarts += 1
+                del self.down_until[number]
+        for number, when in list(self.cut_until.items()):
+            if everything or self.now() >= when:
+                self.mesh.set_link(hosts[number], up=True)
+                del self.cut_until[number]
+
+    # Watching
+
+    def check_listings(self, host: Host) -> set[tuple[str, int]] | None:
+        found, error = listing(host.home)
+        with self.lock:
+            self.listings += 1
+            if found is None:
+                self.bad_listings.append(f"{self.now():.1f}s node{host.number:02d}: ls: {error}")
+                return None
+            listed = {(str(b["name"]), int(b["version"])) for b in found}
+            for entry in found:
+                key = (str(entry["name"]), int(entry["version"]))
+                if key not in self.finished or entry["state"] != "ok":
+                    self.bad_listings.append(
+                        f"{self.now():.1f}s node{host.number:02d} listed {key} ({entry['state']})"
+                    )
+        return listed
+
+    def sampler(self) -> None:
+        turn = 0
+        while self.sampling.is_set():
+            started = time.monotonic()
+            self.mesh.sample(self.now())
+            for _ in range(min(self.args.ls_per_sample, len(self.mesh.hosts))):
+                self.check_listings(self.mesh.hosts[turn % len(self.mesh.hosts)])
+                turn += 1
+            time.sleep(max(0.0, self.args.sample_every - (time.monotonic() - started)))
+
+    def converged(self) -> bool:
+        with self.lock:
+            wanted = set(self.latest.items())
+        return all(self.check_listings(h) == wanted for h in self.mesh.hosts)
+
+    def records_converged(self) -> bool:
+        for host in self.mesh.hosts:
+            trusted = json.loads(must("--home", host.home, "trust", "ls", "--json"))
+            if trusted["version"] != self.record_version:
+                return False
+        return True
+
+    # The run
+
+    def run(self) -> dict[str, Any]:
+        for host in self.mesh.hosts:
+            self.mesh.start(host)
+        self.sampling.set()
+        watcher = threading.Thread(target=self.sampler, daemon=True)
+        watcher.start()
+        churn_ends = self.now() + self.args.minutes * 60
+        step = 0
+        while self.now() < churn_ends:
+            self.restore_due()
+            # every kind of change once first, so that a short run has each of them
+            action = ACTIONS[step] if step < len(ACTIONS) else self.rng.choices(ACTIONS, WEIGHTS)[0]
+            self.act(action)
+            step += 1
+            time.sleep(self.rng.uniform(0.5, 1.5) * self.args.every)
+        self.restore_due(everything=True)
+        last_change = self.now()
+        convergence: float | None = None
+        deadline = last_change + self.args.converge_timeout
+        while self.now() < deadline:
+            if self.converged() and self.records_converged():
+                convergence = self.now() - last_change
+                break
+            time.sleep(1.0)
+        self.sampling.clear()
+        watcher.join(120)
+        leaks = {f"node{h.number:02d}": judge(h, warmup=min(60.0, last_change / 5))
+                 for h in self.mesh.hosts if h.steady}  # fmt: skip
+        node_problems = self.mesh.stop()
+        fsck = {f"node{h.number:02d}": fsck_home(h) for h in self.mesh.hosts}
+        return {
+            "seed": self.seed,
+            "duration_s": round(last_change, 1),
+            "nodes": len(self.mesh.hosts),
+            "kills": self.counts["kill"],
+            "restarts": self.restarts,
+            "partitions": self.counts["partition"],
+            "sticks": self.counts["stick"],
+            "bundles_published": len(self.finished),
+            "bundle_names": len(self.latest),
+            "publisher_updates": self.counts["publisher-update"],
+            "convergence_s": None if convergence is None else round(convergence, 1),
+            "ls_samples": self.listings,
+            "bad_listings": self.bad_listings,
+            "fsck": fsck,
+            "node_exits": node_problems,
+            "node_troubles": {
+                f"node{h.number:02d}": h.troubles for h in self.mesh.hosts if h.troubles
+            },
+            "peaks": {f"node{h.number:02d}": peaks(h) for h in self.mesh.hosts},
+            "leaks": leaks,
+            "series": {  # [seconds, RSS KiB, descriptors, threads] per sample
+                f"node{h.number:02d}": [
+                    [round(s.at, 1), s.rss_kib, s.fds, s.threads] for s in h.samples
+                ]
+                for h in self.mesh.hosts
+            },
+        }
+
+
+def thirds(values: list[float]) -> tuple[list[float], list[float]]:
+    third = len(values) // 3
+    return values[:third], values[-third:]
+
+
+def judge(host: Host, warmup: float) -> dict[str, Any]:
+    """Did a node that ran all along grow? The median of each figure over the last third
+    of its samples against the first third (a trend over the run, not one reading)."""
+    samples = [s for s in host.samples if s.at >= warmup]
+    if len(samples) < 9:
+        return {"verdict": "too few samples", "samples": len(samples)}
+    first_rss, last_rss = thirds([float(s.rss_kib) for s in samples])
+    first_fds, last_fds = thirds([float(s.fds) for s in samples])
+    first_thr, last_thr = thirds([float(s.threads) for s in samples])
+    rss_a, rss_b = statistics.median(first_rss), statistics.median(last_rss)
+    grew = []
+    if rss_b - rss_a > max(RSS_TOLERANCE_KIB, RSS_TOLERANCE_SHARE * rss_a):
+        grew.append("memory")
+    if statistics.median(last_fds) - statistics.median(first_fds) > FDS_TOLERANCE:
+        grew.append("descriptors")
+    if statistics.median(last_thr) - statistics.median(first_thr) > THREADS_TOLERANCE:
+        grew.append("threads")
+    return {
+        "verdict": "leak: " + ", ".join(grew) if grew else "none",
+        "samples": len(samples),
+        "rss_mib": [round(rss_a / 1024, 1), round(rss_b / 1024, 1)],
+        "fds": [statistics.median(first_fds), statistics.median(last_fds)],
+        "threads": [statistics.median(first_thr), statistics.median(last_thr)],
+    }
+
+
+def peaks(host: Host) -> dict[str, Any]:
+    if not host.samples:
+        return {"rss_mib": None, "fds": None, "threads": None, "starts": host.starts}
+    return {
+        "rss_mib": round(max(s.rss_kib for s in host.samples) / 1024, 1),
+        "fds": max(s.fds for s in host.samples),
+        "threads": max(s.threads for s in host.samples),
+        "starts": host.starts,
+    }
+
+
+def fsck_home(host: Host) -> str:
+    ran = meshdrop("--home", host.home, "fsck", "--json", "--quiet")
+    if ran.code != 0:
+        return f"exit {ran.code}: {ran.err.strip() or ran.out.strip()}"
+    report = json.loads(ran.out)
+    return "clean" if not report["damaged_bundles"] and not report["damaged_chunks"] else ran.out
+
+
+def passed(result: dict[str, Any]) -> bool:
+    return (
+        result["convergence_s"] is not None
+        and not result["bad_listings"]
+        and not result["node_exits"]
+        and not result["node_troubles"]
+        and all(v == "clean" for v in result["fsck"].values())
+        and all(v["verdict"] == "none" for v in result["leaks"].values())
+    )
+
+
+def table(result: dict[str, Any]) -> str:
+    fsck = result["fsck"].values()
+    lines = [
+        f"seed {result['seed']}",
+        f"{'duration':<22}{result['duration_s']} s",
+        f"{'nodes':<22}{result['nodes']}",
+        f"{'kills / restarts':<22}{result['kills']} / {result['restarts']}",
+        f"{'partitions':<22}{result['partitions']}",
+        f"{'sticks':<22}{result['sticks']}",
+        f"{'bundles published':<22}{result['bundles_published']} ({result['bundle_names']} names)",
+        f"{'publisher updates':<22}{result['publisher_updates']}",
+        f"{'convergence':<22}{result['convergence_s']} s after the last change",
+        f"{'ls samples':<22}{result['ls_samples']}, {len(result['bad_listings'])} bad",
+        f"{'fsck':<22}{sum(v == 'clean' for v in fsck)} of {len(result['fsck'])} clean",
+        "",
+        f"{'node':<8}{'starts':>7}{'peak RSS MiB':>14}{'peak fds':>10}{'peak threads':>14}"
+        "  leak verdict",
+    ]
+    for name, peak in result["peaks"].items():
+        verdict = result["leaks"].get(name, {}).get("verdict", "(restarted: not judged)")
+        lines.append(
+            f"{name:<8}{peak['starts']:>7}{peak['rss_mib']!s:>14}{peak['fds']!s:>10}"
+            f"{peak['threads']!s:>14}  {verdict}"
+        )
+    lines += result["bad_listings"][:20] + result["node_exits"]
+    for name, troubles in result["node_troubles"].items():
+        lines += [f"{name}: {len(troubles)} troubles, first: {troubles[0]}"]
+    lines += [f"{name}: fsck {v}" for name, v in result["fsck"].items() if v != "clean"]
+    return "\n".join(lines)
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that the nodes are stopped and the namespaces deleted
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    if args.nodes < 2:
+        print("scripts/soak: --nodes must be at least 2", file=sys.stderr)
+        return 2
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="meshdrop-soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    soak: Soak | None = None
+    try:
+        soak = Soak(args, work)
+        result = soak.run()
+    finally:
+        if soak is not None and soak.mesh.lan.namespaces:  # a failure mid-run
+            soak.sampling.clear()
+            soak.mesh.stop()
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    result["passed"] = passed(result)
+    print(json.dumps(result, sort_keys=True) if args.json else table(result))
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
