@@ -402,11 +402,19 @@ def results(reply: Reply) -> list[str]:
 
 def search_until_indexed(base: str, query: str) -> Reply:
     """Search runs on an index its own process builds after the reader starts: wait
-    (bounded) until a query that must find something does."""
+    (bounded) until a query that must find something does, on a whole index (the page
+    says while the index is catching up: results found then may be a part)."""
     deadline = time.monotonic() + 60
-    while not results(reply := search(base, query)) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        reply = search(base, query)
+        if results(reply) and not still_indexing(reply):
+            return reply
         time.sleep(0.2)
     return reply
+
+
+def still_indexing(reply: Reply) -> bool:
+    return '<p class="indexing">' in reply.text
 
 
 class DevTools:

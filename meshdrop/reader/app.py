@@ -226,10 +226,13 @@ class Reader:
         form = await request.post() if request.method == "POST" else {}
         text = form.get("q", "")
         query = " ".join(text.split())[:MAX_QUERY_CHARS] if isinstance(text, str) else ""
+        before = self.library.searching.index_state()
         found = await self.library.search(query) if query else []
+        after = self.library.searching.index_state()
         lang = language(request)
         results = [views.search_result(f, lang) for f in found[:50]]
-        return self.render(request, "search.html", query=query, results=results)
+        indexing = before != after or after[1]
+        return self.render(request, "search.html", query=query, results=results, indexing=indexing)
 
     async def share_page(self, request: web.Request) -> web.StreamResponse:
         urls = self.addresses(request)

@@ -67,6 +67,7 @@ class SearchService:
         self._child: BaseProcess | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._again = False
+        self._runs = 0
         self._closed = False
         self._lock = threading.Lock()  # between starting the child and stopping it
 
@@ -79,6 +80,7 @@ class SearchService:
         if self._watcher is not None:
             self._again = True
             return
+        self._runs += 1
         self._watcher = asyncio.get_running_loop().create_task(self._run_child())
 
     async def _run_child(self) -> None:
@@ -116,6 +118,12 @@ class SearchService:
             self._closed = True
             if self._child is not None and self._child.is_alive():
                 self._child.terminate()  # safe: the index commits one bundle at a time
+
+    def index_state(self) -> tuple[int, bool]:
+        """How many indexing runs were started, and whether one is under way. A search
+        between two equal states that are not under way asked a whole index; otherwise
+        it may have missed what is new (the search page says so)."""
+        return self._runs, self._watcher is not None
 
     async def indexed(self) -> None:
         """Wait until the index has caught up with the store as last seen (for tests)."""

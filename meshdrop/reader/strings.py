@@ -20,6 +20,7 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "file_count_one": "1 file",
         "results_for": "Results for “{query}”",
         "no_results": "Nothing found. Try a shorter word or another spelling.",
+        "still_indexing": "New articles are still being added to search: try again soon.",
         "empty_query": "Type a word to search for.",
         "verified": "verified",
         "verified_legend": (
@@ -237,6 +238,7 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "file_count_one": "파일 1개",
         "results_for": "“{query}” 검색 결과",
         "no_results": "찾은 것이 없습니다. 더 짧은 단어나 다른 표기로 찾아보세요.",
+        "still_indexing": "새 글을 아직 검색에 추가하는 중입니다. 잠시 후 다시 찾아보세요.",
         "empty_query": "찾을 단어를 입력하세요.",
         "verified": "확인됨",
         "verified_legend": (

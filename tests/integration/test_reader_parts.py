@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from meshdrop.reader.library import Library, Shelf
 from meshdrop.reader.links import BundleLinks
 from meshdrop.reader.ranges import ByteRange, Unsatisfiable, chunk_pieces, parse_range
 from meshdrop.reader.render import is_local_link, render_markdown
+from meshdrop.reader.searching import SearchService
 from meshdrop.store.store import Store
 
 ETAG = '"abc"'
@@ -427,5 +429,41 @@ def test_reader_shares_a_root_app_with_prefixed_sub_apps(
                 assert missing.status == 404 and "<html" in await missing.text()
         finally:
             await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_the_search_page_says_while_the_index_catches_up(
+    store_with_bundles: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search while the index is still being built may miss what is new: the page says
+    so until the run has ended (then the same search finds the whole answer, unsaid)."""
+    release = threading.Event()
+    run_once = SearchService._run_child_once
+
+    def held(service: SearchService) -> int | None:
+        release.wait(60)  # the indexing run is under way until the test lets it go
+        return run_once(service)
+
+    monkeypatch.setattr(SearchService, "_run_child_once", held)
+
+    async def search(client: aiohttp.ClientSession, base: str) -> str:
+        async with client.post(f"{base}/search", data={"q": "overtime"}) as reply:
+            assert reply.status == 200
+            return await reply.text()
+
+    async def scenario() -> None:
+        async with (
+            reader_on_loopback(store_with_bundles) as (reader, base),
+            aiohttp.ClientSession() as client,
+        ):
+            await reader.library.shelf()  # the first shelf starts the index catching up
+            during = await search(client, base)
+            release.set()
+            await reader.library.searching.indexed()
+            after = await search(client, base)
+        assert '<p class="indexing">' in during
+        assert '<p class="indexing">' not in after
+        assert "a.txt" in after
 
     asyncio.run(scenario())
