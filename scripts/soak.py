@@ -3,8 +3,10 @@ network namespaces on one bridge, finding each other by mDNS, while a driver pub
 bundles and new versions, updates the publisher's record, SIGKILLs and restarts nodes,
 takes links down and up and carries FAT32 stick images between nodes. Every node's
 ``ls`` is sampled throughout (only bundles the driver finished packing may appear), and
-each node's memory, descriptors and threads are kept as time series. At the end: the
-time to converge after the last change, ``fsck`` of every home and a leak verdict."""
+each node's memory, descriptors and threads are kept as time series. Then the convergence
+time after the last change; then a quiet phase (the same churn, nothing new published)
+whose figures give the leak verdict, as what the nodes hold no longer grows; then
+``fsck`` of every home."""
 
 from __future__ import annotations
 
@@ -25,15 +27,19 @@ from soakkit import Host, Mesh, listing, meshdrop, must, plug_stick
 
 EXAMPLE = """example:
   sudo scripts/soak                                10 nodes for 30 minutes
-  sudo scripts/soak --nodes 4 --minutes 0.75 --json   about what the test suite runs"""
+  sudo scripts/soak --nodes 4 --minutes 0.5 --quiet-minutes 0.4 --json
+                                                   about what the test suite runs"""
 
 ACTIONS = ("publish", "kill", "partition", "stick", "publisher-update")
 WEIGHTS = (40, 15, 15, 20, 5)
+QUIET_ACTIONS = ("kill", "partition", "stick")  # nothing new: what nodes hold stays
+QUIET_WEIGHTS = (15, 15, 20)
 # The leak tolerances (docs/THREATS.md says why): the last third of a steady node's
 # samples against the first third, after the warm-up.
 RSS_TOLERANCE_KIB, RSS_TOLERANCE_SHARE = 16 * 1024, 0.20
 FDS_TOLERANCE = 10
 THREADS_TOLERANCE = 6
+PROGRESS_EVERY = 30.0  # seconds between progress lines on stderr
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -48,6 +54,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--nodes", type=int, default=10, help="how many nodes (default 10)")
     parser.add_argument("--minutes", type=float, default=30.0, help="churn time (default 30)")
+    parser.add_argument(
+        "--quiet-minutes",
+        type=float,
+        default=None,
+        help="then churn without new content, the leak verdict's phase (default: a third"
+        " of --minutes)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="the random seed (default: any)")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between changes")
     parser.add_argument("--sample-every", type=float, default=2.0, help="seconds between samples")
@@ -209,7 +222,59 @@ class Soak:
                 return False
         return True
 
+    def progress(self, churn_ends: float) -> None:
+        """One line on stderr: where the churn is, what it did, how long is left."""
+        running = sum(h.node is not None for h in self.mesh.hosts)
+        cut = sum(not h.link_up for h in self.mesh.hosts)
+        with self.lock:
+            published, bad = len(self.finished), len(self.bad_listings)
+        counts = self.counts
+        print(
+            f"soak: {clock(self.now())} of {clock(self.args.minutes * 60)}: "
+            f"{running} of {len(self.mesh.hosts)} nodes running, {cut} cut off; "
+            f"{published} bundles published, {counts['kill']} kills, "
+            f"{counts['partition']} partitions, {counts['stick']} sticks, "
+            f"{counts['publisher-update']} publisher updates; {self.listings} ls samples, "
+            f"{bad} bad; {clock(max(0.0, churn_ends - self.now()))} left",
+            file=sys.stderr,
+            flush=True,
+        )
+
     # The run
+
+    def churn(
+        self,
+        seconds: float,
+        actions: tuple[str, ...],
+        weights: tuple[int, ...],
+        every_kind_first: bool = False,
+    ) -> None:
+        """Changes for ``seconds``, one every ``--every`` seconds (0.5 to 1.5 times), then
+        every node running and every link up."""
+        ends = self.now() + seconds
+        step = 0
+        next_report = self.now() + PROGRESS_EVERY
+        while self.now() < ends:
+            if self.now() >= next_report:
+                self.progress(ends)
+                next_report += PROGRESS_EVERY
+            self.restore_due()
+            # every kind of change once first, so that a short run has each of them
+            first = every_kind_first and step < len(actions)
+            self.act(actions[step] if first else self.rng.choices(actions, weights)[0])
+            step += 1
+            time.sleep(self.rng.uniform(0.5, 1.5) * self.args.every)
+        self.restore_due(everything=True)
+
+    def converge(self, since: float) -> float | None:
+        """Seconds from ``since`` until every node holds everything (None: not within
+        ``--converge-timeout``)."""
+        print("soak: churn over; waiting for every node to hold everything", file=sys.stderr)
+        while self.now() < since + self.args.converge_timeout:
+            if self.converged() and self.records_converged():
+                return self.now() - since
+            time.sleep(1.0)
+        return None
 
     def run(self) -> dict[str, Any]:
         for host in self.mesh.hosts:
@@ -217,28 +282,22 @@ class Soak:
         self.sampling.set()
         watcher = threading.Thread(target=self.sampler, daemon=True)
         watcher.start()
-        churn_ends = self.now() + self.args.minutes * 60
-        step = 0
-        while self.now() < churn_ends:
-            self.restore_due()
-            # every kind of change once first, so that a short run has each of them
-            action = ACTIONS[step] if step < len(ACTIONS) else self.rng.choices(ACTIONS, WEIGHTS)[0]
-            self.act(action)
-            step += 1
-            time.sleep(self.rng.uniform(0.5, 1.5) * self.args.every)
-        self.restore_due(everything=True)
+        self.churn(self.args.minutes * 60, ACTIONS, WEIGHTS, every_kind_first=True)
         last_change = self.now()
-        convergence: float | None = None
-        deadline = last_change + self.args.converge_timeout
-        while self.now() < deadline:
-            if self.converged() and self.records_converged():
-                convergence = self.now() - last_change
-                break
-            time.sleep(1.0)
+        convergence = self.converge(last_change)
+        # The quiet phase: the same churn without new content, so that what a node holds
+        # stays the same and its memory may not grow with it: the leak verdict's phase.
+        quiet_began = self.now()
+        self.churn(self.args.quiet_minutes * 60, QUIET_ACTIONS, QUIET_WEIGHTS)
+        quiet_ended = self.now()
+        quiet_convergence = self.converge(quiet_ended)
         self.sampling.clear()
         watcher.join(120)
-        leaks = {f"node{h.number:02d}": judge(h, warmup=min(60.0, last_change / 5))
+        warmup = min(60.0, (quiet_ended - quiet_began) / 5)
+        leaks = {f"node{h.number:02d}": judge(h, quiet_began + warmup, quiet_ended)
                  for h in self.mesh.hosts if h.steady}  # fmt: skip
+        growing = {f"node{h.number:02d}": growth(h, min(60.0, last_change / 5), last_change)
+                   for h in self.mesh.hosts if h.steady}  # fmt: skip
         node_problems = self.mesh.stop()
         fsck = {f"node{h.number:02d}": fsck_home(h) for h in self.mesh.hosts}
         return {
@@ -253,6 +312,11 @@ class Soak:
             "bundle_names": len(self.latest),
             "publisher_updates": self.counts["publisher-update"],
             "convergence_s": None if convergence is None else round(convergence, 1),
+            "quiet_s": round(quiet_ended - quiet_began, 1),
+            "quiet_convergence_s": (
+                None if quiet_convergence is None else round(quiet_convergence, 1)
+            ),
+            "bundles_held": len(self.latest),
             "ls_samples": self.listings,
             "bad_listings": self.bad_listings,
             "fsck": fsck,
@@ -262,6 +326,7 @@ class Soak:
             },
             "peaks": {f"node{h.number:02d}": peaks(h) for h in self.mesh.hosts},
             "leaks": leaks,
+            "growing_phase": growing,
             "series": {  # [seconds, RSS KiB, descriptors, threads] per sample
                 f"node{h.number:02d}": [
                     [round(s.at, 1), s.rss_kib, s.fds, s.threads] for s in h.samples
@@ -271,15 +336,33 @@ class Soak:
         }
 
 
+def clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
 def thirds(values: list[float]) -> tuple[list[float], list[float]]:
     third = len(values) // 3
     return values[:third], values[-third:]
 
 
-def judge(host: Host, warmup: float) -> dict[str, Any]:
-    """Did a node that ran all along grow? The median of each figure over the last third
-    of its samples against the first third (a trend over the run, not one reading)."""
-    samples = [s for s in host.samples if s.at >= warmup]
+def growth(host: Host, start: float, end: float) -> dict[str, Any]:
+    """Medians of the first and last thirds of a node's figures between ``start`` and
+    ``end`` (seconds of the run): how it grew while content was added (not judged)."""
+    samples = [s for s in host.samples if start <= s.at <= end]
+    if len(samples) < 9:
+        return {"samples": len(samples)}
+    first, last = thirds([float(s.rss_kib) for s in samples])
+    return {
+        "samples": len(samples),
+        "rss_mib": [round(statistics.median(x) / 1024, 1) for x in (first, last)],
+    }
+
+
+def judge(host: Host, start: float, end: float) -> dict[str, Any]:
+    """Did a node that ran all along grow while what it held stayed the same (the quiet
+    phase, from ``start`` to ``end``)? The median of each figure over the last third of
+    its samples against the first third (a trend, not one reading)."""
+    samples = [s for s in host.samples if start <= s.at <= end]
     if len(samples) < 9:
         return {"verdict": "too few samples", "samples": len(samples)}
     first_rss, last_rss = thirds([float(s.rss_kib) for s in samples])
@@ -324,6 +407,7 @@ def fsck_home(host: Host) -> str:
 def passed(result: dict[str, Any]) -> bool:
     return (
         result["convergence_s"] is not None
+        and result["quiet_convergence_s"] is not None
         and not result["bad_listings"]
         and not result["node_exits"]
         and not result["node_troubles"]
@@ -344,6 +428,8 @@ def table(result: dict[str, Any]) -> str:
         f"{'bundles published':<22}{result['bundles_published']} ({result['bundle_names']} names)",
         f"{'publisher updates':<22}{result['publisher_updates']}",
         f"{'convergence':<22}{result['convergence_s']} s after the last change",
+        f"{'quiet phase':<22}{result['quiet_s']} s of churn without new content; converged"
+        f" {result['quiet_convergence_s']} s after",
         f"{'ls samples':<22}{result['ls_samples']}, {len(result['bad_listings'])} bad",
         f"{'fsck':<22}{sum(v == 'clean' for v in fsck)} of {len(result['fsck'])} clean",
         "",
@@ -356,6 +442,13 @@ def table(result: dict[str, Any]) -> str:
             f"{name:<8}{peak['starts']:>7}{peak['rss_mib']!s:>14}{peak['fds']!s:>10}"
             f"{peak['threads']!s:>14}  {verdict}"
         )
+    for name, grew in result["growing_phase"].items():
+        if "rss_mib" in grew:
+            first, last = grew["rss_mib"]
+            lines.append(
+                f"{name}: {first} -> {last} MiB (medians of the first and last thirds) while"
+                " content was added (not judged: it follows what is held)"
+            )
     lines += result["bad_listings"][:20] + result["node_exits"]
     for name, troubles in result["node_troubles"].items():
         lines += [f"{name}: {len(troubles)} troubles, first: {troubles[0]}"]
@@ -369,6 +462,8 @@ def stop_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    if args.quiet_minutes is None:
+        args.quiet_minutes = args.minutes / 3
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     if args.nodes < 2:
         print("scripts/soak: --nodes must be at least 2", file=sys.stderr)
