@@ -222,20 +222,20 @@ class Soak:
                 return False
         return True
 
-    def progress(self, churn_ends: float) -> None:
-        """One line on stderr: where the churn is, what it did, how long is left."""
+    def progress(self, phase: str, seconds: float, ends: float) -> None:
+        """One line on stderr: where the phase is, what the run did, how long is left."""
         running = sum(h.node is not None for h in self.mesh.hosts)
         cut = sum(not h.link_up for h in self.mesh.hosts)
         with self.lock:
             published, bad = len(self.finished), len(self.bad_listings)
         counts = self.counts
         print(
-            f"soak: {clock(self.now())} of {clock(self.args.minutes * 60)}: "
+            f"soak, {phase}: {clock(seconds - (ends - self.now()))} of {clock(seconds)}: "
             f"{running} of {len(self.mesh.hosts)} nodes running, {cut} cut off; "
             f"{published} bundles published, {counts['kill']} kills, "
             f"{counts['partition']} partitions, {counts['stick']} sticks, "
             f"{counts['publisher-update']} publisher updates; {self.listings} ls samples, "
-            f"{bad} bad; {clock(max(0.0, churn_ends - self.now()))} left",
+            f"{bad} bad; {clock(max(0.0, ends - self.now()))} left",
             file=sys.stderr,
             flush=True,
         )
@@ -247,6 +247,7 @@ class Soak:
         seconds: float,
         actions: tuple[str, ...],
         weights: tuple[int, ...],
+        phase: str,
         every_kind_first: bool = False,
     ) -> None:
         """Changes for ``seconds``, one every ``--every`` seconds (0.5 to 1.5 times), then
@@ -256,7 +257,7 @@ class Soak:
         next_report = self.now() + PROGRESS_EVERY
         while self.now() < ends:
             if self.now() >= next_report:
-                self.progress(ends)
+                self.progress(phase, seconds, ends)
                 next_report += PROGRESS_EVERY
             self.restore_due()
             # every kind of change once first, so that a short run has each of them
@@ -282,13 +283,13 @@ class Soak:
         self.sampling.set()
         watcher = threading.Thread(target=self.sampler, daemon=True)
         watcher.start()
-        self.churn(self.args.minutes * 60, ACTIONS, WEIGHTS, every_kind_first=True)
+        self.churn(self.args.minutes * 60, ACTIONS, WEIGHTS, "churn", every_kind_first=True)
         last_change = self.now()
         convergence = self.converge(last_change)
         # The quiet phase: the same churn without new content, so that what a node holds
         # stays the same and its memory may not grow with it: the leak verdict's phase.
         quiet_began = self.now()
-        self.churn(self.args.quiet_minutes * 60, QUIET_ACTIONS, QUIET_WEIGHTS)
+        self.churn(self.args.quiet_minutes * 60, QUIET_ACTIONS, QUIET_WEIGHTS, "quiet churn")
         quiet_ended = self.now()
         quiet_convergence = self.converge(quiet_ended)
         self.sampling.clear()
