@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from meshdrop.transports.lan.node import Node, NodeConfig
 from meshdrop.transports.lan.protocol import Hello
 
 WAIT = 40.0  # a bound, not a timing claim: the flood takes seconds on a busy machine
+STOP_SECONDS = 60.0  # a bound on each stop, not a timing claim
 FAST = ClientLimits(connect_timeout=2.0, read_timeout=5.0, min_rate=64 * 1024, min_time=5.0)
 SMALL = SIZE_CLASSES[0]
 JUNK = 10_000
@@ -186,6 +187,23 @@ async def wait_for(check: Callable[[], Any], what: str) -> None:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+async def stop_within(seconds: float, *stops: Callable[[], Awaitable[None]]) -> None:
+    """Each stop in turn, bounded: one that does not return fails the test with the
+    stacks of what was still pending (a full suite run once hung here under load, the
+    loop idle, with no trace of what it waited for)."""
+    for stop in stops:
+        try:
+            async with asyncio.timeout(seconds):
+                await stop()
+        except TimeoutError:
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.print_stack()
+            raise AssertionError(
+                f"{stop.__qualname__} did not return in {seconds} s; pending: {pending}"
+            ) from None
+
+
 def test_a_flood_of_10000_junk_drops_stays_within_the_quota_and_the_reader_answers(
     tmp_path: Path,
 ) -> None:
@@ -253,10 +271,8 @@ def test_a_flood_of_10000_junk_drops_stays_within_the_quota_and_the_reader_answe
         finally:  # shown by pytest if the test failed
             print("listings", hostile.listings, "asked", len(hostile.asked), totals)
             print([e for e in events if e["event"] != "refused"][:40])
-            probe.stop()
-            await b.stop()
-            await honest.stop()
-            await hostile.stop()
+            await asyncio.to_thread(probe.stop)  # not on the loop: the reader answers on it
+            await stop_within(STOP_SECONDS, b.stop, honest.stop, hostile.stop)
 
     asyncio.run(run())
 
